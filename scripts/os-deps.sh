@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the OS packages the integration tests use when they are missing and we can
+# (root with apt-get). Prints what it did; never fails the build by itself: a test that
+# needs a missing tool reports that on its own.
+set -u
+need=()
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 && command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "os-deps: missing ${need[*]} and cannot install (need root and apt-get); tests needing them will fail" >&2
+  exit 0
+fi
+echo "os-deps: installing ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null \
+  || echo "os-deps: apt-get install ${need[*]} failed" >&2
+exit 0
