@@ -76,11 +76,13 @@ def parse_xml(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     source: str | None = None,
+    base_url: str | None = None,
 ) -> etree._ElementTree:
     """Parse ``data`` safely and return the tree.
 
     ``source`` (a file name or a label such as ``envelope``) is used only in error
-    messages. Raises :class:`~gateway.errors.XmlError` or a subclass; never an lxml error.
+    messages; ``base_url`` (a local path) lets an XSD resolve relative imports.
+    Raises :class:`~gateway.errors.XmlError` or a subclass; never an lxml error.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError("parse_xml takes bytes")
@@ -103,7 +105,11 @@ def parse_xml(
             line=line,
         )
     try:
-        root = etree.fromstring(data, _parser())
+        root = (
+            etree.fromstring(data, _parser(), base_url=base_url)
+            if base_url
+            else etree.fromstring(data, _parser())
+        )
     except etree.XMLSyntaxError as exc:
         line, column = exc.position if exc.position else (None, None)
         text = str(exc.msg or "")
