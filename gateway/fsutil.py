@@ -1,0 +1,119 @@
+"""Durable file operations: the one helper every part of the gateway uses to write files.
+
+A durable write is: write a temporary file in the target's directory, ``fsync`` it,
+``os.replace`` it over the target (atomic on POSIX within one file system), then ``fsync``
+the directory so the rename itself survives a power cut. A reader therefore sees either the
+old file or the complete new one, never a partial file.
+
+Temporary files are named ``.NAME.<random>.tmp``: hidden and ``*.tmp``, so the gateway's own
+outbox/inbox scanners (and well-behaved state systems) ignore them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+from gateway.errors import FileUnreadable, SpoolError, TooLarge
+
+__all__ = [
+    "durable_move",
+    "durable_write",
+    "fsync_dir",
+    "is_temporary_name",
+    "read_file",
+    "temp_name",
+]
+
+_TEMP_SUFFIXES = (".tmp", ".part")
+
+
+def temp_name(target: Path) -> Path:
+    """A hidden, unique ``*.tmp`` path beside ``target``."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+
+
+def is_temporary_name(name: str) -> bool:
+    """True for names scanners must ignore: hidden files, ``*.tmp`` and ``*.part``."""
+    return name.startswith(".") or name.endswith(_TEMP_SUFFIXES)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename/creation/removal inside ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_write(target: Path, data: bytes, *, mode: int = 0o640, exclusive: bool = False) -> None:
+    """Write ``data`` to ``target`` atomically and durably (temp + fsync + replace + fsync dir).
+
+    ``exclusive=True`` refuses to replace an existing ``target`` (uses ``os.link``, which
+    fails if the name exists, instead of ``os.replace``), so two writers racing for the same
+    name cannot both succeed. Raises :class:`SpoolError` on any OS error, naming the path.
+    """
+    target = Path(target)
+    tmp = temp_name(target)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            os.link(tmp, target)
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SpoolError("file already exists", where=str(target)) from None
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SpoolError(f"cannot write file ({exc.strerror})", where=str(target)) from None
+
+
+def durable_move(source: Path, target: Path) -> None:
+    """Rename ``source`` to ``target`` (same file system) and fsync both directories.
+
+    Refuses to overwrite an existing ``target``.
+    """
+    source, target = Path(source), Path(target)
+    try:
+        os.link(source, target)
+        os.unlink(source)
+    except FileExistsError:
+        raise SpoolError("file already exists", where=str(target)) from None
+    except OSError as exc:
+        raise SpoolError(f"cannot move file ({exc.strerror})", where=str(source)) from None
+    fsync_dir(target.parent)
+    if source.parent.resolve() != target.parent.resolve():
+        fsync_dir(source.parent)
+
+
+def read_file(path: Path, *, max_bytes: int | None = None) -> bytes:
+    """Read a whole file: :class:`FileUnreadable` instead of OSError, :class:`TooLarge` over
+    ``max_bytes``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            if max_bytes is None:
+                return handle.read()
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise FileUnreadable(f"cannot read file ({exc.strerror})", where=str(path)) from None
+    if len(data) > max_bytes:
+        raise TooLarge(f"file is larger than the limit of {max_bytes} bytes",
+                       where=str(path), details={"limit": max_bytes})
+    return data
