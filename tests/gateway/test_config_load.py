@@ -98,18 +98,22 @@ def test_good_config_is_typed_and_paths_are_relative_to_the_file(tmp_path: Path)
     assert config.rejected == tmp_path / "rejected"
     assert config.intake.ready == "marker"
     assert config.intake.poll_interval == 0.5
-    assert config.https is not None and config.https.port == 8443
+    assert config.https is not None
+    assert config.https.port == 8443
     assert config.https.max_body == 2 * 2097152
     texas = config.partner("fips:4800000")
     assert [t.scheme for t in texas.transports] == ["https", "sftp"]
     assert texas.transports[1].known_hosts == tmp_path / "ssh/known_hosts"
     assert texas.transports[0].options()["client_cert"] == tmp_path / "tls/client.crt"
-    assert config.retry.base == 2.0 and config.retry.max_delay == 600.0
-    assert config.retry.expiry == 2 * 86400 and config.retry.factor == 3.0
+    assert config.retry.base == 2.0
+    assert config.retry.max_delay == 600.0
+    assert config.retry.expiry == 2 * 86400
+    assert config.retry.factor == 3.0
     assert config.breaker.failure_threshold == 5
     kinds = [r.pattern.kind for r in config.routing.rules]
     assert kinds == sorted(kinds, reverse=True)
-    assert RouteKind.DEFAULT in kinds and RouteKind.STATE in kinds
+    assert RouteKind.DEFAULT in kinds
+    assert RouteKind.STATE in kinds
 
 
 def test_frozen(tmp_path: Path) -> None:
@@ -215,7 +219,7 @@ def test_durations() -> None:
     assert parse_duration("5m") == 300.0
     assert parse_duration("3d") == 3 * 86400
     for bad in ("x", "-1s", True, -2):
-        with pytest.raises(ValueError, match="duration|negative"):
+        with pytest.raises(ValueError, match=r"duration|negative"):
             parse_duration(bad)
 
 
@@ -229,5 +233,7 @@ def test_cli_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     bad.write_text('[node]\nparty = "nowhere"\n[spool]\ndatabse = "x"\n', encoding="utf-8")
     assert main(["--config", str(bad), "config", "check"]) == 2
     text = capsys.readouterr().err
-    assert "ConfigInvalid" in text and "node.party" in text and "spool.databse" in text
+    assert "ConfigInvalid" in text
+    assert "node.party" in text
+    assert "spool.databse" in text
     assert str(bad) in text

@@ -45,7 +45,8 @@ def test_most_specific_wins(destination: str, partner: str, kind: RouteKind) -> 
     decision = decide(table(), destination)
     assert not decision.local
     assert decision.partner == partner
-    assert decision.rule is not None and decision.rule.pattern.kind is kind
+    assert decision.rule is not None
+    assert decision.rule.pattern.kind is kind
     assert destination in decision.describe()
 
 
@@ -102,5 +103,6 @@ def test_every_fips_routes_somewhere_consistent(destination: str) -> None:
         return
     matching = [r for r in tbl.rules if r.pattern.matches(destination)]
     best = max(r.pattern.kind for r in matching)
-    assert decision.rule is not None and decision.rule.pattern.kind == best
+    assert decision.rule is not None
+    assert decision.rule.pattern.kind == best
     assert len([r for r in matching if r.pattern.kind == best]) == 1

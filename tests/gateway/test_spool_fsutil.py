@@ -38,7 +38,8 @@ def test_move(tmp_path: Path) -> None:
     src = tmp_path / "a"
     src.write_bytes(b"x")
     durable_move(src, tmp_path / "d" / "a")
-    assert not src.exists() and (tmp_path / "d" / "a").read_bytes() == b"x"
+    assert not src.exists()
+    assert (tmp_path / "d" / "a").read_bytes() == b"x"
     src.write_bytes(b"y")
     with pytest.raises(SpoolError):
         durable_move(src, tmp_path / "d" / "a")
