@@ -1,0 +1,339 @@
+"""The envelope (protocol layer 1) and the sealed content (layer 4).
+
+``Envelope``: the clear-text :class:`Header` a relay routes on, and ``Payload``, base64 of a
+DER CMS ``ContentInfo``. ``Sealed``: the signed content inside the encryption, a copy of the
+header and the business document's exact bytes (base64). Both are in namespace
+``urn:cse-gateway:envelope:1`` and validated against ``xsd/envelope/envelope.xsd``.
+
+Large documents: base64 is produced and consumed in bounded chunks (``b64_lines``) and the
+sealed content is a re-iterable :class:`SealedContent`, so sealing a 100 MB document never
+holds more than the finished envelope plus small buffers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from lxml import etree
+
+from gateway.errors import EnvelopeInvalid, SchemaInvalid, TooLarge, XmlError
+from gateway.party import Party, PartyInvalid
+from gateway.schemas import default_registry
+from gateway.xmlsafe import parse_xml
+
+__all__ = [
+    "DEFAULT_MAX_ENVELOPE_BYTES",
+    "NS",
+    "Buffer",
+    "SERVICES",
+    "Header",
+    "ParsedEnvelope",
+    "SealedContent",
+    "b64_lines",
+    "build_envelope",
+    "format_time",
+    "header_from_element",
+    "header_xml",
+    "parse_envelope",
+    "parse_sealed",
+    "parse_time",
+    "write_envelope",
+]
+
+NS = "urn:cse-gateway:envelope:1"
+SERVICES = ("interstate", "international", "receipt", "ping")
+#: An envelope of this size carries a business document of about 190 MB.
+DEFAULT_MAX_ENVELOPE_BYTES = 256 * 1024 * 1024
+
+_ACTION = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+_CONVERSATION = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+#: What the chunked helpers accept (collections.abc.Buffer is Python 3.12+).
+Buffer = bytes | bytearray | memoryview
+_LINE = 57  # raw bytes per 76-character base64 line
+_BLOCK = _LINE * 1152  # ~64 KB of input per base64 step
+
+
+def format_time(value: datetime) -> str:
+    """UTC ``xs:dateTime`` with ``Z`` and microseconds only when non-zero."""
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.year < 1000:
+        text = f"{value.year:04d}" + text[text.index("-"):]
+    if value.microsecond:
+        text += f".{value.microsecond:06d}"
+    return text + "Z"
+
+
+def parse_time(text: str, *, where: str = "Created") -> datetime:
+    """The inverse of :func:`format_time`; :class:`EnvelopeInvalid` for anything else."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise EnvelopeInvalid("not a valid UTC dateTime", where=where) from None
+    if value.tzinfo is None:
+        raise EnvelopeInvalid("dateTime has no time zone", where=where)
+    return value.astimezone(UTC)
+
+
+def _uuid(text: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(text))
+    except (ValueError, TypeError, AttributeError):
+        raise EnvelopeInvalid(f"{field} is not a UUID", where=field) from None
+
+
+@dataclass(frozen=True)
+class Header:
+    """The envelope header. UUIDs are kept in canonical lower-case form and ``created`` in
+    UTC, so two headers compare equal exactly when they mean the same thing."""
+
+    message_id: str
+    from_party: Party
+    to_party: Party
+    service: str
+    action: str
+    created: datetime
+    conversation_id: str | None = None
+    ref_to_message_id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message_id", _uuid(self.message_id, "MessageId"))
+        if self.ref_to_message_id is not None:
+            ref = _uuid(self.ref_to_message_id, "RefToMessageId")
+            object.__setattr__(self, "ref_to_message_id", ref)
+        if not isinstance(self.from_party, Party) or not isinstance(self.to_party, Party):
+            raise TypeError("Header.from_party and to_party must be Party values")
+        if self.service not in SERVICES:
+            raise EnvelopeInvalid(f"Service must be one of {', '.join(SERVICES)}",
+                                  where="Service")
+        if not isinstance(self.action, str) or not _ACTION.fullmatch(self.action):
+            raise EnvelopeInvalid("Action must be a document type name", where="Action")
+        if self.conversation_id is not None and not _CONVERSATION.fullmatch(
+            self.conversation_id
+        ):
+            raise EnvelopeInvalid("ConversationId has characters that are not allowed",
+                                  where="ConversationId")
+        if not isinstance(self.created, datetime) or self.created.tzinfo is None:
+            raise EnvelopeInvalid("Created must be a time-zone aware datetime",
+                                  where="Created")
+        object.__setattr__(self, "created", self.created.astimezone(UTC))
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        from_party: Party,
+        to_party: Party,
+        service: str,
+        action: str,
+        created: datetime,
+        conversation_id: str | None = None,
+        ref_to_message_id: str | None = None,
+    ) -> Header:
+        """A header with a fresh random ``MessageId``."""
+        return cls(str(uuid.uuid4()), from_party, to_party, service, action, created,
+                   conversation_id, ref_to_message_id)
+
+
+def header_xml(header: Header) -> bytes:
+    """The ``<Header>`` element (no namespace declaration: it sits inside a root that has
+    the default namespace). Every value is pattern-checked, so no escaping is needed."""
+    parts = [f"<Header><MessageId>{header.message_id}</MessageId>"]
+    if header.conversation_id is not None:
+        parts.append(f"<ConversationId>{header.conversation_id}</ConversationId>")
+    if header.ref_to_message_id is not None:
+        parts.append(f"<RefToMessageId>{header.ref_to_message_id}</RefToMessageId>")
+    parts.append(
+        f"<From>{header.from_party}</From><To>{header.to_party}</To>"
+        f"<Service>{header.service}</Service><Action>{header.action}</Action>"
+        f"<Created>{format_time(header.created)}</Created></Header>"
+    )
+    return "".join(parts).encode("ascii")
+
+
+def header_from_element(element: etree._Element, *, where: str = "Header") -> Header:
+    """Read a schema-valid ``<Header>`` element into a :class:`Header`."""
+    values: dict[str, str] = {}
+    for child in element:
+        if isinstance(child.tag, str):
+            values[etree.QName(child).localname] = (child.text or "").strip()
+    try:
+        return Header(
+            message_id=values["MessageId"],
+            from_party=Party.parse(values["From"]),
+            to_party=Party.parse(values["To"]),
+            service=values["Service"],
+            action=values["Action"],
+            created=parse_time(values["Created"], where=f"{where}/Created"),
+            conversation_id=values.get("ConversationId"),
+            ref_to_message_id=values.get("RefToMessageId"),
+        )
+    except KeyError as exc:
+        raise EnvelopeInvalid(f"header field {exc.args[0]} is missing", where=where) from None
+    except PartyInvalid as exc:
+        raise EnvelopeInvalid(f"bad party: {exc.message}", where=where) from None
+
+
+# --- base64 in bounded chunks -------------------------------------------------------------
+
+
+def b64_lines(chunks: Iterable[Buffer]) -> Iterator[bytes]:
+    """Base64 of the concatenation of ``chunks`` in 76-character lines, each ending in a
+    newline, produced ~64 KB at a time (never one copy of the whole input)."""
+    carry = b""
+    for chunk in chunks:
+        view = memoryview(chunk).cast("B")
+        if carry:
+            need = _BLOCK - len(carry)
+            carry += view[:need].tobytes()
+            view = view[need:]
+            if len(carry) < _BLOCK:
+                continue
+            yield base64.encodebytes(carry)
+            carry = b""
+        whole = len(view) - len(view) % _BLOCK
+        for start in range(0, whole, _BLOCK):
+            yield base64.encodebytes(view[start:start + _BLOCK])
+        carry = view[whole:].tobytes()
+    if carry:
+        yield base64.encodebytes(carry)
+
+
+def _b64_decode(text: str | None, *, where: str) -> bytes:
+    try:
+        # a2b_base64 skips whitespace and line breaks and reads the str without a copy.
+        return binascii.a2b_base64(text or "")
+    except (binascii.Error, ValueError):
+        raise EnvelopeInvalid("not valid base64", where=where) from None
+
+
+# --- Envelope -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParsedEnvelope:
+    """A schema-valid envelope: its header, the DER payload, and ``digest``, the SHA-256 hex
+    of the exact envelope bytes (what a receipt's ``EnvelopeDigest`` names)."""
+
+    header: Header
+    payload_der: bytes
+    digest: str
+
+
+def _envelope_prefix(header: Header) -> bytes:
+    return (b'<?xml version="1.0" encoding="UTF-8"?>\n<Envelope xmlns="' + NS.encode()
+            + b'" version="1">' + header_xml(header) + b"<Payload>\n")
+
+
+_ENVELOPE_SUFFIX = b"</Payload></Envelope>\n"
+
+
+def write_envelope(header: Header, payload_chunks: Iterable[Buffer], out: BinaryIO) -> None:
+    """Write the envelope for ``header`` whose payload is the concatenation of
+    ``payload_chunks`` (DER bytes, base64-encoded here in bounded chunks)."""
+    out.write(_envelope_prefix(header))
+    for line in b64_lines(payload_chunks):
+        out.write(line)
+    out.write(_ENVELOPE_SUFFIX)
+
+
+def build_envelope(header: Header, payload_der: bytes) -> bytes:
+    """The envelope bytes for ``header`` and a DER CMS ``ContentInfo``."""
+    out = io.BytesIO()
+    write_envelope(header, [payload_der], out)
+    return out.getvalue()
+
+
+def _parse_checked(data: bytes, *, root: str, source: str, max_bytes: int) -> etree._Element:
+    try:
+        tree = parse_xml(data, max_bytes=max_bytes, source=source, huge_text=True)
+    except TooLarge:
+        raise
+    except XmlError as exc:
+        raise EnvelopeInvalid(f"{root} is not acceptable XML: {exc.message}",
+                              where=exc.where or source) from None
+    top = tree.getroot()
+    if top.tag != f"{{{NS}}}{root}":
+        raise EnvelopeInvalid(f"root element is not {{{NS}}}{root}", where=source)
+    try:
+        default_registry().check(tree, source=source)
+    except SchemaInvalid as exc:
+        where = [f"line {i.line}" for i in exc.issues[:3]]
+        raise EnvelopeInvalid(
+            f"{root} does not match its schema ({len(exc.issues)} error(s) at "
+            f"{', '.join(where)})",
+            where=source,
+            details={"issues": [
+                {"line": i.line, "path": i.path,
+                 "message": re.sub(r"'[^']*'", "'…'", i.message)[:300]}
+                for i in exc.issues[:10]
+            ]},
+        ) from None
+    return top
+
+
+def parse_envelope(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES, source: str = "envelope"
+) -> ParsedEnvelope:
+    """Check ``data`` is a schema-valid envelope and read it. Decrypts nothing: a relay
+    routes on ``header.to_party``. Raises :class:`EnvelopeInvalid` or :class:`TooLarge`."""
+    digest = hashlib.sha256(data).hexdigest()
+    top = _parse_checked(data, root="Envelope", source=source, max_bytes=max_bytes)
+    header = header_from_element(top[0], where=f"{source}/Header")
+    text = top[1].text
+    del top  # frees libxml2's copy of the payload text before decoding
+    payload = _b64_decode(text, where=f"{source}/Payload")
+    del text
+    if not payload:
+        raise EnvelopeInvalid("Payload is empty", where=f"{source}/Payload")
+    return ParsedEnvelope(header=header, payload_der=payload, digest=digest)
+
+
+# --- Sealed -------------------------------------------------------------------------------
+
+
+class SealedContent:
+    """The ``Sealed`` document for ``header`` and ``document``, produced in chunks on demand
+    (iterate ``chunks()`` as often as needed; ``len()`` is its exact size in bytes)."""
+
+    def __init__(self, header: Header, document: bytes) -> None:
+        self.header = header
+        self.document = document
+        self._prefix = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Sealed xmlns="'
+                        + NS.encode() + b'" version="1">' + header_xml(header)
+                        + b"<Document>\n")
+        self._suffix = b"</Document></Sealed>\n"
+        n = len(document)
+        b64 = 4 * ((n + 2) // 3)
+        lines = (n + _LINE - 1) // _LINE
+        self.length = len(self._prefix) + b64 + lines + len(self._suffix)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def chunks(self) -> Iterator[bytes]:
+        yield self._prefix
+        yield from b64_lines([self.document])
+        yield self._suffix
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.chunks())
+
+
+def parse_sealed(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES,
+                 source: str = "Sealed") -> tuple[Header, bytes]:
+    """Read verified sealed content: the signed header copy and the document's bytes."""
+    top = _parse_checked(data, root="Sealed", source=source, max_bytes=max_bytes)
+    header = header_from_element(top[0], where=f"{source}/Header")
+    text = top[1].text
+    del top
+    return header, _b64_decode(text, where=f"{source}/Document")
