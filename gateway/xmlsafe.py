@@ -32,20 +32,21 @@ _BOMS = (
 _local = threading.local()
 
 
-def _parser() -> etree.XMLParser:
-    # lxml parsers are not thread-safe: one per thread.
-    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+def _parser(huge_text: bool = False) -> etree.XMLParser:
+    # lxml parsers are not thread-safe: one per thread (and one per huge_text setting).
+    attr = "huge_parser" if huge_text else "parser"
+    parser: etree.XMLParser | None = getattr(_local, attr, None)
     if parser is None:
         parser = etree.XMLParser(
             resolve_entities=False,
             no_network=True,
             load_dtd=False,
             dtd_validation=False,
-            huge_tree=False,
+            huge_tree=huge_text,
             remove_blank_text=False,
             collect_ids=False,
         )
-        _local.parser = parser
+        setattr(_local, attr, parser)
     return parser
 
 
@@ -77,11 +78,14 @@ def parse_xml(
     max_bytes: int = DEFAULT_MAX_BYTES,
     source: str | None = None,
     base_url: str | None = None,
+    huge_text: bool = False,
 ) -> etree._ElementTree:
     """Parse ``data`` safely and return the tree.
 
     ``source`` (a file name or a label such as ``envelope``) is used only in error
     messages; ``base_url`` (a local path) lets an XSD resolve relative imports.
+    ``huge_text`` lifts libxml2's 10 MB limit on one text node (base64 payloads of large
+    envelopes); ``max_bytes`` and the DOCTYPE/entity refusal still apply.
     Raises :class:`~gateway.errors.XmlError` or a subclass; never an lxml error.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -106,9 +110,9 @@ def parse_xml(
         )
     try:
         root = (
-            etree.fromstring(data, _parser(), base_url=base_url)
+            etree.fromstring(data, _parser(huge_text), base_url=base_url)
             if base_url
-            else etree.fromstring(data, _parser())
+            else etree.fromstring(data, _parser(huge_text))
         )
     except etree.XMLSyntaxError as exc:
         line, column = exc.position if exc.position else (None, None)
