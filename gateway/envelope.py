@@ -33,8 +33,8 @@ from gateway.xmlsafe import parse_xml
 __all__ = [
     "DEFAULT_MAX_ENVELOPE_BYTES",
     "NS",
-    "Buffer",
     "SERVICES",
+    "Buffer",
     "Header",
     "ParsedEnvelope",
     "SealedContent",
