@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from gateway.errors import RoutingError
+from gateway.party import PARTY_PATTERN
 
 __all__ = [
     "PARTY_RE",
@@ -44,9 +45,9 @@ __all__ = [
     "valid_party",
 ]
 
-PARTY_RE = re.compile(r"^(?:fips:[0-9]{7}|iso3166:[A-Z]{2}(?:-[A-Z0-9]{1,16})?)$")
+PARTY_RE = re.compile(rf"^(?:{PARTY_PATTERN})$")
 _FIPS_PREFIX = re.compile(r"^fips:([0-9]{2}|[0-9]{5}|[0-9]{7})$")
-_ISO = re.compile(r"^iso3166:([A-Z]{2})(-[A-Z0-9]{1,16})?$")
+_ISO = re.compile(r"^iso3166:([A-Z]{2})(-[A-Z0-9]{1,8})?$")
 
 
 def valid_party(text: str) -> bool:

@@ -1,0 +1,486 @@
+"""The durable spool: every message, its state, its payloads, in one SQLite database.
+
+SQLite in WAL mode with ``synchronous=FULL`` (a committed transaction survives a power
+cut), ``busy_timeout`` so several threads and processes can share the file, one connection
+per thread. Payloads (the original document, the sealed or received envelope, receipts,
+error reports) are BLOBs in the same database, so storing a payload and changing a state
+commit together.
+
+Every state change goes through :meth:`Txn.transition` (or :meth:`Txn.insert`), which
+checks the change against :mod:`gateway.states` (an illegal one raises) and appends the
+matching audit event in the same transaction (:func:`_audit_sink`). Claims are
+``UPDATE ... WHERE id=? AND state=?`` inside a write transaction, so two workers can never
+both win.
+
+The pipelines use the narrow :class:`Spool` protocol, so a PostgreSQL store for several
+gateways sharing one queue can implement the same methods later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.errors import Duplicate, MessageNotFound, SpoolError
+from gateway.states import Direction, IllegalTransition, State, audit_code
+
+__all__ = [
+    "Event",
+    "Message",
+    "NewMessage",
+    "Spool",
+    "SqliteSpool",
+    "Txn",
+    "from_epoch",
+    "to_epoch",
+]
+
+log = logging.getLogger("gateway.spool")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id              INTEGER PRIMARY KEY,
+    message_id      TEXT,
+    direction       TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    source          TEXT,
+    intake_key      TEXT UNIQUE,
+    partner         TEXT,
+    transport       TEXT,
+    from_party      TEXT,
+    to_party        TEXT,
+    service         TEXT,
+    action          TEXT,
+    case_id         TEXT,
+    ref_to          TEXT,
+    document_digest TEXT,
+    envelope_digest TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      REAL NOT NULL,
+    updated_at      REAL NOT NULL,
+    next_attempt_at REAL,
+    expires_at      REAL,
+    error_code      TEXT,
+    error_text      TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_mid
+    ON messages(direction, message_id) WHERE message_id IS NOT NULL AND state != 'rejected';
+CREATE INDEX IF NOT EXISTS messages_due ON messages(state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS messages_mid_any ON messages(message_id);
+CREATE TABLE IF NOT EXISTS payloads (
+    message  INTEGER NOT NULL REFERENCES messages(id),
+    kind     TEXT NOT NULL,
+    data     BLOB NOT NULL,
+    PRIMARY KEY (message, kind)
+);
+"""
+
+# Fallback audit table, used only while gateway.audit is not available.
+_FALLBACK_AUDIT = """
+CREATE TABLE IF NOT EXISTS spool_events (
+    seq INTEGER PRIMARY KEY, code TEXT NOT NULL, at TEXT NOT NULL, message_id TEXT,
+    fields TEXT NOT NULL
+);
+"""
+
+
+def to_epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        raise ValueError("datetimes in the spool must be timezone-aware (UTC)")
+    return moment.timestamp()
+
+
+def from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One row of the spool (a snapshot; the spool holds the truth)."""
+
+    id: int
+    message_id: str | None
+    direction: Direction
+    state: State
+    source: str | None
+    intake_key: str | None
+    partner: str | None
+    transport: str | None
+    from_party: str | None
+    to_party: str | None
+    service: str | None
+    action: str | None
+    case_id: str | None
+    ref_to: str | None
+    document_digest: str | None
+    envelope_digest: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    next_attempt_at: float | None
+    expires_at: float | None
+    error_code: str | None
+    error_text: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Message:
+        values = dict(row)
+        values["direction"] = Direction(values["direction"])
+        values["state"] = State(values["state"])
+        return cls(**values)
+
+
+_COLUMNS = tuple(f.name for f in fields(Message))
+_MUTABLE = frozenset(_COLUMNS) - {"id", "direction", "state", "created_at", "updated_at"}
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What is known about a message when it is first recorded."""
+
+    direction: Direction
+    message_id: str | None = None
+    source: str | None = None
+    intake_key: str | None = None
+    partner: str | None = None
+    transport: str | None = None
+    from_party: str | None = None
+    to_party: str | None = None
+    service: str | None = None
+    action: str | None = None
+    case_id: str | None = None
+    ref_to: str | None = None
+    document_digest: str | None = None
+    envelope_digest: str | None = None
+    next_attempt_at: float | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An audit event as the spool writes it (mapped onto ``gateway.audit.AuditEvent``).
+
+    Never holds personal data: codes, ids, parties, digests and counts only."""
+
+    code: str
+    at: datetime
+    message_id: str | None = None
+    case_id: str | None = None
+    from_party: str | None = None
+    to_party: str | None = None
+    partner: str | None = None
+    transport: str | None = None
+    digest: str | None = None
+    error_code: str | None = None
+    actor: str = "daemon"
+    detail: Mapping[str, str | int] = field(default_factory=dict)
+
+
+def _audit_sink(conn: sqlite3.Connection) -> Any:
+    """Return ``append(Event)`` writing into ``conn``'s current transaction: the AUDIT
+    module's log when it is installed, else a fallback table in the spool."""
+    try:
+        from gateway.audit import AuditEvent, AuditLog  # noqa: PLC0415 - optional until wired
+    except ImportError:
+        conn.executescript(_FALLBACK_AUDIT)
+
+        def fallback(event: Event) -> None:
+            values = {k: v for k, v in event.__dict__.items() if k not in ("code", "at")}
+            values["detail"] = dict(event.detail)
+            conn.execute(
+                "INSERT INTO spool_events(code, at, message_id, fields) VALUES (?,?,?,?)",
+                (event.code, event.at.isoformat(), event.message_id,
+                 json.dumps(values, sort_keys=True)),
+            )
+
+        return fallback
+    audit = AuditLog(conn)
+
+    def append(event: Event) -> None:
+        audit.append(AuditEvent(**{f.name: getattr(event, f.name) for f in fields(Event)}))
+
+    return append
+
+
+class Txn:
+    """One write transaction: inserts, transitions, payloads and audit events commit
+    together or not at all. Obtain it from :meth:`SqliteSpool.transaction`."""
+
+    def __init__(self, conn: sqlite3.Connection, audit: Any, now: datetime) -> None:
+        self.conn = conn
+        self._audit = audit
+        self.now = now
+        self._now = to_epoch(now)
+
+    def audit(self, code: str, message: Message | None = None, **values: Any) -> None:
+        base: dict[str, Any] = {}
+        if message is not None:
+            base = {"message_id": message.message_id, "case_id": message.case_id,
+                    "from_party": message.from_party, "to_party": message.to_party,
+                    "partner": message.partner, "transport": message.transport,
+                    "digest": message.envelope_digest or message.document_digest}
+        base.update(values)
+        self._audit(Event(code=code, at=self.now, **base))
+
+    def insert(self, new: NewMessage, state: State, *, payloads: Mapping[str, bytes] = {},
+               detail: Mapping[str, str | int] | None = None) -> Message:
+        """Record a new message in ``state`` (must be a creation state of its direction)."""
+        code = audit_code(new.direction, None, state)
+        values = {f.name: getattr(new, f.name) for f in fields(NewMessage)}
+        values.update(direction=str(new.direction), state=str(state), created_at=self._now,
+                      updated_at=self._now)
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        try:
+            cursor = self.conn.execute(f"INSERT INTO messages ({names}) VALUES ({marks})",  # noqa: S608
+                                       tuple(values.values()))
+        except sqlite3.IntegrityError:
+            raise Duplicate("message already recorded",
+                            details={"message_id": new.message_id or "",
+                                     "direction": str(new.direction)}) from None
+        row_id = cursor.lastrowid
+        assert row_id is not None  # noqa: S101 - sqlite always sets it after INSERT
+        for kind, data in payloads.items():
+            self.put_payload(row_id, kind, data)
+        message = self.get(row_id)
+        self.audit(code, message, detail=dict(detail or {}))
+        return message
+
+    def transition(self, row_id: int, target: State, *, expect: State | Sequence[State] | None
+                   = None, changes: Mapping[str, Any] | None = None,
+                   payloads: Mapping[str, bytes] = {}, error_code: str | None = None,
+                   detail: Mapping[str, str | int] | None = None) -> Message:
+        """Move message ``row_id`` to ``target``, apply ``changes`` (columns), store
+        ``payloads``, write the audit event. ``expect`` guards against lost races."""
+        current = self.get(row_id)
+        if expect is not None:
+            allowed = (expect,) if isinstance(expect, State) else tuple(expect)
+            if current.state not in allowed:
+                raise IllegalTransition(
+                    f"message is {current.state}, expected {'/'.join(allowed)}",
+                    details={"id": row_id, "state": str(current.state)})
+        code = audit_code(current.direction, current.state, target)
+        values: dict[str, Any] = dict(changes or {})
+        unknown = set(values) - _MUTABLE
+        if unknown:
+            raise SpoolError(f"unknown or immutable columns: {sorted(unknown)}")
+        values.update(state=str(target), updated_at=self._now)
+        if error_code is not None:
+            values.setdefault("error_code", error_code)
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        self.conn.execute(f"UPDATE messages SET {assignments} WHERE id = ? AND state = ?",  # noqa: S608
+                          (*values.values(), row_id, str(current.state)))
+        for kind, data in payloads.items():
+            self.put_payload(row_id, kind, data)
+        message = self.get(row_id)
+        self.audit(code, message, error_code=error_code, detail=dict(detail or {}))
+        return message
+
+    def put_payload(self, row_id: int, kind: str, data: bytes) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO payloads(message, kind, data) VALUES (?,?,?)",
+                          (row_id, kind, bytes(data)))
+
+    def get(self, row_id: int) -> Message:
+        row = self.conn.execute("SELECT * FROM messages WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            raise MessageNotFound("no such message in the spool", details={"id": row_id})
+        return Message.from_row(row)
+
+
+class Spool(Protocol):
+    """What the pipelines need from a store (SQLite today, PostgreSQL later)."""
+
+    def transaction(self, now: datetime) -> Any: ...
+
+    def get(self, row_id: int) -> Message: ...
+
+    def find(self, direction: Direction, message_id: str) -> Message | None: ...
+
+    def find_intake(self, intake_key: str) -> Message | None: ...
+
+    def payload(self, row_id: int, kind: str) -> bytes | None: ...
+
+    def claim(self, row_id: int, expect: State, now: datetime) -> Message | None: ...
+
+    def due(self, now: datetime, limit: int) -> list[Message]: ...
+
+    def select(self, *, states: Sequence[State] = (), direction: Direction | None = None,
+               limit: int = 100) -> list[Message]: ...
+
+    def counts(self) -> list[tuple[str, str, str, int]]: ...
+
+
+class SqliteSpool:
+    """The SQLite spool. Thread-safe: one connection per thread, opened on first use."""
+
+    def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the spool directory ({exc.strerror})",
+                             where=str(self.path.parent)) from None
+        conn = self._conn()
+        with self._translate():
+            conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise SpoolError(f"spool database error: {exc}", where=str(self.path)) from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        with self._translate():
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys=ON")
+        self._local.conn = conn
+        self._local.audit = None
+        with self._lock:
+            self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    @contextmanager
+    def transaction(self, now: datetime) -> Iterator[Txn]:
+        """A write transaction (``BEGIN IMMEDIATE``): commits on success, rolls back on any
+        exception (which propagates; sqlite errors become :class:`SpoolError`)."""
+        conn = self._conn()
+        with self._translate():
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self._local.audit is None:
+                self._local.audit = _audit_sink(conn)
+            yield Txn(conn, self._local.audit, now)
+        except BaseException:
+            with self._translate():
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            with self._translate():
+                conn.execute("COMMIT")
+
+    # --- reads ----------------------------------------------------------------------
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> Message | None:
+        with self._translate():
+            row = self._conn().execute(sql, params).fetchone()
+        return None if row is None else Message.from_row(row)
+
+    def get(self, row_id: int) -> Message:
+        message = self._one("SELECT * FROM messages WHERE id = ?", (row_id,))
+        if message is None:
+            raise MessageNotFound("no such message in the spool", details={"id": row_id})
+        return message
+
+    def find(self, direction: Direction, message_id: str) -> Message | None:
+        """The live (non-rejected, else latest rejected) record of ``message_id``."""
+        return self._one(
+            "SELECT * FROM messages WHERE direction = ? AND message_id = ? "
+            "ORDER BY state = 'rejected', id DESC LIMIT 1", (str(direction), message_id))
+
+    def find_any(self, message_id: str) -> list[Message]:
+        with self._translate():
+            rows = self._conn().execute(
+                "SELECT * FROM messages WHERE message_id = ? ORDER BY id", (message_id,)
+            ).fetchall()
+        return [Message.from_row(r) for r in rows]
+
+    def find_intake(self, intake_key: str) -> Message | None:
+        return self._one("SELECT * FROM messages WHERE intake_key = ?", (intake_key,))
+
+    def payload(self, row_id: int, kind: str) -> bytes | None:
+        with self._translate():
+            row = self._conn().execute(
+                "SELECT data FROM payloads WHERE message = ? AND kind = ?", (row_id, kind)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def select(self, *, states: Sequence[State] = (), direction: Direction | None = None,
+               partner: str | None = None, limit: int = 100) -> list[Message]:
+        sql = "SELECT * FROM messages WHERE 1=1"
+        params: list[Any] = []
+        if states:
+            sql += f" AND state IN ({','.join('?' for _ in states)})"
+            params += [str(s) for s in states]
+        if direction is not None:
+            sql += " AND direction = ?"
+            params.append(str(direction))
+        if partner is not None:
+            sql += " AND partner = ?"
+            params.append(partner)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        with self._translate():
+            rows = self._conn().execute(sql, params).fetchall()
+        return [Message.from_row(r) for r in rows]
+
+    def counts(self) -> list[tuple[str, str, str, int]]:
+        """``(direction, state, partner, count)`` for every combination present."""
+        with self._translate():
+            rows = self._conn().execute(
+                "SELECT direction, state, COALESCE(partner, ''), COUNT(*) FROM messages "
+                "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3").fetchall()
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    def oldest(self, states: Sequence[State]) -> float | None:
+        with self._translate():
+            row = self._conn().execute(
+                f"SELECT MIN(created_at) FROM messages WHERE state IN "  # noqa: S608
+                f"({','.join('?' for _ in states)})", [str(s) for s in states]).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    # --- claims ---------------------------------------------------------------------
+
+    def due(self, now: datetime, limit: int = 100) -> list[Message]:
+        """Messages ready to be (re)sent: sealed / received relays / retrying whose time
+        has come, oldest first. Read-only: claim each with :meth:`claim`."""
+        with self._translate():
+            rows = self._conn().execute(
+                "SELECT * FROM messages WHERE ((state = 'sealed' AND direction IN "
+                "('out','receipt')) OR (state = 'received' AND direction = 'relay') OR "
+                "state = 'retrying') AND COALESCE(next_attempt_at, 0) <= ? "
+                "ORDER BY COALESCE(next_attempt_at, 0), id LIMIT ?",
+                (to_epoch(now), limit)).fetchall()
+        return [Message.from_row(r) for r in rows]
+
+    def claim(self, row_id: int, expect: State, now: datetime) -> Message | None:
+        """Atomically move a due message to ``sending`` (attempts + 1). Returns ``None``
+        if another worker claimed it first."""
+        try:
+            with self.transaction(now) as txn:
+                current = txn.get(row_id)
+                if current.state is not expect:
+                    return None
+                return txn.transition(row_id, State.SENDING, expect=expect,
+                                      changes={"attempts": current.attempts + 1},
+                                      detail={"attempt": current.attempts + 1})
+        except IllegalTransition:
+            return None

@@ -1,0 +1,174 @@
+"""The SQLite spool: state machine enforcement, atomic audit, duplicates, exactly-once claims."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import Duplicate, MessageNotFound
+from gateway.spool import NewMessage, SqliteSpool
+from gateway.states import (
+    PENDING,
+    TERMINAL,
+    TRANSITIONS,
+    Direction,
+    IllegalTransition,
+    State,
+    audit_code,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> SqliteSpool:
+    s = SqliteSpool(tmp_path / "spool" / "gw.db")
+    yield s  # type: ignore[misc]
+    s.close()
+
+
+def events(spool: SqliteSpool) -> list[tuple[str, str | None]]:
+    conn = sqlite3.connect(spool.path)
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "spool_events" in tables:
+            rows = conn.execute("SELECT code, message_id FROM spool_events ORDER BY seq")
+        else:
+            rows = conn.execute("SELECT code, message_id FROM audit_events ORDER BY seq")
+        return [(r[0], r[1]) for r in rows]
+    finally:
+        conn.close()
+
+
+def out_message(spool: SqliteSpool, mid: str = "m-1", key: str | None = None) -> int:
+    with spool.transaction(NOW) as txn:
+        msg = txn.insert(NewMessage(Direction.OUT, message_id=mid, intake_key=key,
+                                    to_party="fips:4800000", partner="fips:4800000"),
+                         State.RECEIVED, payloads={"document": b"<doc/>"})
+    return msg.id
+
+
+def test_machine_tables_are_consistent() -> None:
+    for direction, table in TRANSITIONS.items():
+        assert None in table, direction
+        for src, targets in table.items():
+            for dst in targets:
+                assert audit_code(direction, src, dst) == targets[dst]
+        for state in TERMINAL[direction]:
+            # a terminal state leads nowhere except an operator resend
+            assert set(table.get(state, {}).values()) <= {"resent_by_operator"}
+    assert State.DELIVERED not in PENDING
+    with pytest.raises(IllegalTransition):
+        audit_code(Direction.IN, State.DELIVERED, State.RECEIVED)
+
+
+def test_insert_transition_payloads_and_audit(spool: SqliteSpool) -> None:
+    row = out_message(spool)
+    later = NOW + timedelta(seconds=5)
+    with spool.transaction(later) as txn:
+        msg = txn.transition(row, State.SEALED, expect=State.RECEIVED,
+                             changes={"envelope_digest": "ab" * 32},
+                             payloads={"envelope": b"<env/>"})
+    assert msg.state is State.SEALED
+    assert msg.updated_at == later.timestamp()
+    assert spool.payload(row, "document") == b"<doc/>"
+    assert spool.payload(row, "envelope") == b"<env/>"
+    assert spool.payload(row, "receipt") is None
+    assert events(spool) == [("intake", "m-1"), ("sealed", "m-1")]
+
+
+def test_illegal_transition_rolls_back_everything(spool: SqliteSpool) -> None:
+    row = out_message(spool)
+
+    def two_steps() -> None:
+        with spool.transaction(NOW) as txn:
+            txn.transition(row, State.SEALED, payloads={"envelope": b"x"})
+            txn.transition(row, State.DELIVERED)  # sealed -> delivered is not allowed
+
+    with pytest.raises(IllegalTransition):
+        two_steps()
+    assert spool.get(row).state is State.RECEIVED
+    assert spool.payload(row, "envelope") is None
+    assert events(spool) == [("intake", "m-1")]
+
+
+def test_expect_guards_lost_races(spool: SqliteSpool) -> None:
+    row = out_message(spool)
+    with pytest.raises(IllegalTransition), spool.transaction(NOW) as txn:
+        txn.transition(row, State.REJECTED, expect=State.SEALED)
+    with pytest.raises(Exception, match="immutable"), spool.transaction(NOW) as txn:
+        txn.transition(row, State.SEALED, changes={"direction": "in"})
+
+
+def test_duplicates(spool: SqliteSpool) -> None:
+    out_message(spool, "m-1", key="k1")
+    with pytest.raises(Duplicate):
+        out_message(spool, "m-1")
+    with pytest.raises(Duplicate):
+        out_message(spool, "m-2", key="k1")
+    assert spool.find_intake("k1") is not None
+    # inbound: a rejected record does not block a later copy with the same MessageId
+    with spool.transaction(NOW) as txn:
+        first = txn.insert(NewMessage(Direction.IN, message_id="x"), State.RECEIVED)
+        txn.transition(first.id, State.REJECTED, error_code="SignatureInvalid")
+    with spool.transaction(NOW) as txn:
+        second = txn.insert(NewMessage(Direction.IN, message_id="x"), State.RECEIVED)
+    found = spool.find(Direction.IN, "x")
+    assert found is not None
+    assert found.id == second.id
+    with pytest.raises(Duplicate), spool.transaction(NOW) as txn:
+        txn.insert(NewMessage(Direction.IN, message_id="x"), State.RECEIVED)
+    with pytest.raises(MessageNotFound):
+        spool.get(9999)
+
+
+def test_claim_is_exactly_once_across_threads(tmp_path: Path) -> None:
+    path = tmp_path / "gw.db"
+    spool = SqliteSpool(path)
+    rows = []
+    for i in range(40):
+        row = out_message(spool, f"m-{i}")
+        with spool.transaction(NOW) as txn:
+            txn.transition(row, State.SEALED)
+        rows.append(row)
+    others = [SqliteSpool(path) for _ in range(3)]  # separate connections, like processes
+    won: list[int] = []
+    lock = threading.Lock()
+
+    def worker(s: SqliteSpool) -> None:
+        for msg in s.due(NOW, limit=100):
+            claimed = s.claim(msg.id, State.SEALED, NOW)
+            if claimed is not None:
+                with lock:
+                    won.append(claimed.id)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in [spool, *others] * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won) == sorted(rows)
+    assert all(spool.get(r).state is State.SENDING for r in rows)
+    assert all(spool.get(r).attempts == 1 for r in rows)
+    assert spool.due(NOW) == []
+    for s in [spool, *others]:
+        s.close()
+
+
+def test_due_honours_next_attempt(spool: SqliteSpool) -> None:
+    row = out_message(spool)
+    with spool.transaction(NOW) as txn:
+        txn.transition(row, State.SEALED)
+    spool.claim(row, State.SEALED, NOW)
+    with spool.transaction(NOW) as txn:
+        txn.transition(row, State.RETRYING,
+                       changes={"next_attempt_at": (NOW + timedelta(seconds=30)).timestamp()})
+    assert spool.due(NOW + timedelta(seconds=29)) == []
+    assert [m.id for m in spool.due(NOW + timedelta(seconds=30))] == [row]
+    counts = spool.counts()
+    assert ("out", "retrying", "fips:4800000", 1) in counts
+    assert spool.oldest([State.RETRYING]) == NOW.timestamp()
