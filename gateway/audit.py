@@ -1,0 +1,613 @@
+"""The audit trail: append-only, hash-chained events with signed checkpoints, in SQLite.
+
+The trail lives in the spool's database so that every spool transition and its audit
+event are written in one transaction. :class:`AuditLog` works on a caller-owned
+:class:`sqlite3.Connection` and never commits a transaction it did not start:
+
+* call :meth:`AuditLog.append` inside the caller's *write* transaction
+  (``BEGIN IMMEDIATE`` or after a write), so that reading the chain's tail and inserting
+  the new event cannot interleave with another writer. Called in autocommit (no open
+  transaction) it starts ``BEGIN IMMEDIATE`` itself and commits. Two writers can never fork
+  the chain anyway: ``seq`` is the primary key, so a second event at the same position fails.
+* each event stores ``prev_hash`` (its predecessor's ``hash``, 64 zeros for the first) and
+  ``hash`` = SHA-256 of the canonical JSON of ``seq``, ``prev_hash`` and every stored field
+  (:func:`event_hash`; docs/audit.md gives the exact construction).
+* :meth:`AuditLog.checkpoint` appends a ``checkpoint`` event and signs (seq, hash, count,
+  time) with the node's signing key; :meth:`AuditLog.verify` walks the chain and the
+  checkpoints and names the first event altered, removed, inserted or reordered.
+
+Events hold short, non-personal facts only: codes, IDs, parties, digests, counts. Every
+value is checked on append (:func:`check_event`): no whitespace (so no free text), printable
+ASCII, bounded length, and nothing shaped like an SSN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives import serialization
+
+from gateway.audit_chain import (
+    FIELDS,
+    GENESIS_HASH,
+    ChainWalker,
+    Checkpoint,
+    CheckpointSigner,
+    KeySigner,
+    Problem,
+    VerifyReport,
+    algorithm_for,
+    canonical_json,
+    checkpoint_payload,
+    event_hash,
+    event_record,
+    fingerprint,
+    format_time,
+    parse_time,
+    verify_checkpoint_signature,
+)
+from gateway.errors import AuditError, AuditTampered
+
+__all__ = [
+    "DEFAULT_CHECKPOINT_INTERVAL",
+    "DEFAULT_KEEP",
+    "EVENT_CODES",
+    "GENESIS_HASH",
+    "AuditEvent",
+    "AuditLog",
+    "Checkpoint",
+    "CheckpointSigner",
+    "KeySigner",
+    "Problem",
+    "StoredEvent",
+    "StoredReceipt",
+    "VerifyReport",
+    "check_event",
+    "checkpoint_due",
+    "retention_cutoff",
+]
+
+log = logging.getLogger("gateway.audit")
+
+DEFAULT_KEEP = timedelta(days=7 * 365 + 2)  # seven years, leap days included
+DEFAULT_CHECKPOINT_INTERVAL = timedelta(hours=1)
+
+#: The stable event codes and what they mean (docs/audit.md has the table). Codes outside
+#: this set are accepted when well formed, so a new step does not need an audit release.
+EVENT_CODES: Mapping[str, str] = MappingProxyType({
+    "intake": "a document was picked up from an outbox folder",
+    "validated": "the document passed schema validation",
+    "rejected": "the document or envelope was refused (error_code says why)",
+    "sealed": "the document was signed and encrypted into an envelope (digest)",
+    "routed": "a destination partner and transport were chosen",
+    "sent": "the envelope was handed to the partner's transport",
+    "send_failed": "a send attempt failed (error_code)",
+    "retry_scheduled": "another attempt was scheduled",
+    "receipt_received": "a receipt for a sent message arrived",
+    "receipt_sent": "a receipt was sent for a received message",
+    "receipt_stored": "the exact bytes of a receipt were stored (digest = their SHA-256)",
+    "received": "an envelope arrived from a partner",
+    "opened": "an envelope was decrypted and its signature verified",
+    "delivered": "the document was delivered to the inbox folder",
+    "duplicate": "a message ID seen before arrived again",
+    "relayed": "an envelope for another node was forwarded",
+    "failed": "the message reached a permanent failure",
+    "resent_by_operator": "an operator asked for a message to be sent again",
+    "cancelled_by_operator": "an operator cancelled a message",
+    "key_expiring": "a key or certificate nears its expiry",
+    "config_loaded": "the daemon loaded its configuration",
+    "checkpoint": "a signed checkpoint of the chain (digest = signer fingerprint)",
+    "audit_pruned": "events up to a sequence number were removed by retention",
+})
+
+_STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
+               "error_code", "actor")
+_COLUMNS = ", ".join(("seq", *FIELDS, "prev_hash", "hash"))
+
+_CODE = re.compile(r"[a-z][a-z0-9_]{1,39}")
+_TOKEN = re.compile(r"[\x21-\x7e]{1,200}")
+_DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_DETAIL_VALUE = re.compile(r"[\x21-\x7e]{0,128}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+# A standalone run of 9 digits, or NNN-NN-NNNN: the shapes of a US SSN.
+_SSN = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{9}|[0-9]{3}-[0-9]{2}-[0-9]{4})(?![0-9A-Za-z])")
+_MAX_DETAIL = 16
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL, code TEXT NOT NULL, message_id TEXT, case_id TEXT, from_party TEXT,
+    to_party TEXT, partner TEXT, transport TEXT, digest TEXT, error_code TEXT,
+    actor TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_events_message ON audit_events(message_id);
+CREATE INDEX IF NOT EXISTS audit_events_case ON audit_events(case_id);
+CREATE INDEX IF NOT EXISTS audit_events_partner ON audit_events(partner);
+CREATE INDEX IF NOT EXISTS audit_events_from ON audit_events(from_party);
+CREATE INDEX IF NOT EXISTS audit_events_to ON audit_events(to_party);
+CREATE INDEX IF NOT EXISTS audit_events_code_at ON audit_events(code, at);
+CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events(at);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, count INTEGER NOT NULL, at TEXT NOT NULL,
+    algorithm TEXT NOT NULL, signer TEXT NOT NULL, signature BLOB NOT NULL,
+    certificate BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_receipts (
+    event_seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL, direction TEXT NOT NULL,
+    at TEXT NOT NULL, sha256 TEXT NOT NULL, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_receipts_message ON audit_receipts(message_id);
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL,
+    pruned_by INTEGER NOT NULL);
+"""
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One fact for the trail. ``detail`` holds a few extra short facts (str or int)."""
+
+    code: str
+    at: datetime
+    message_id: str | None = None
+    case_id: str | None = None
+    from_party: str | None = None
+    to_party: str | None = None
+    partner: str | None = None
+    transport: str | None = None
+    digest: str | None = None
+    error_code: str | None = None
+    actor: str = "daemon"
+    detail: Mapping[str, str | int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detail", MappingProxyType(dict(self.detail)))
+
+    def columns(self) -> dict[str, Any]:
+        """The stored column values (``detail`` as canonical JSON text)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in FIELDS}
+        out["at"] = format_time(self.at)
+        out["detail"] = canonical_json(dict(self.detail))
+        return out
+
+
+def check_event(event: AuditEvent) -> None:
+    """Refuse values that do not belong in the trail; the message names the field, never
+    the value."""
+    if not isinstance(event.code, str) or not _CODE.fullmatch(event.code):
+        raise AuditError("audit event code must be lowercase letters, digits and _",
+                         where="code")
+    if not isinstance(event.at, datetime):
+        _bad("at", "a datetime")
+    format_time(event.at)
+    for name in _STR_FIELDS:
+        value = getattr(event, name)
+        if value is None and name != "actor":
+            continue
+        if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+            _bad(name, "printable ASCII without spaces, 1-200 characters")
+        _no_ssn(name, value)
+    if event.digest is not None and (
+            not isinstance(event.digest, str) or not _HEX64.fullmatch(event.digest)):
+        _bad("digest", "a SHA-256 digest in lowercase hex")
+    if len(event.detail) > _MAX_DETAIL:
+        raise AuditError(f"at most {_MAX_DETAIL} detail entries", where="detail")
+    for key, value in event.detail.items():
+        where = f"detail.{key}" if isinstance(key, str) and _DETAIL_KEY.fullmatch(key) else \
+            "detail"
+        if where == "detail":
+            _bad(where, "keys of lowercase letters, digits and _ (at most 40)")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            _bad(where, "a string or an integer")
+        if isinstance(value, int):
+            if not -(2**63) <= value < 2**63:
+                _bad(where, "a 64-bit integer")
+            if 100_000_000 <= abs(value) <= 999_999_999 and not key.endswith(("bytes", "_ms")):
+                raise AuditError("value has the shape of an SSN (9 digits); the audit trail "
+                                 "never stores personal data", where=where)
+        else:
+            if not _DETAIL_VALUE.fullmatch(value):
+                _bad(where, "printable ASCII without spaces, at most 128 characters "
+                     "(no free text in the audit trail)")
+            _no_ssn(where, value)
+
+
+def _bad(where: str, what: str) -> None:
+    raise AuditError(f"audit value must be {what}", where=where)
+
+
+def _no_ssn(where: str, value: str) -> None:
+    if _SSN.search(value):
+        raise AuditError("value has the shape of an SSN; the audit trail never stores "
+                         "personal data", where=where)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    prev_hash: str
+    hash: str
+    event: AuditEvent
+
+    def to_dict(self) -> dict[str, Any]:
+        cols = self.event.columns()
+        cols["detail"] = dict(self.event.detail)
+        return {"seq": self.seq, **cols, "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    event_seq: int
+    message_id: str
+    direction: str
+    at: datetime
+    sha256: str
+    data: bytes
+
+
+def _row_event(row: tuple[Any, ...]) -> StoredEvent:
+    seq, at, code, mid, case, frm, to, partner, transport, digest, err, actor, detail, \
+        prev, h = row
+    try:
+        detail_obj = json.loads(detail)
+    except ValueError:
+        raise AuditTampered(f"event {seq} has unreadable detail; run gateway audit verify",
+                            where=f"seq {seq}") from None
+    if not isinstance(detail_obj, dict):
+        raise AuditTampered(f"event {seq} has unreadable detail", where=f"seq {seq}")
+    event = AuditEvent(code=code, at=parse_time(at), message_id=mid, case_id=case,
+                       from_party=frm, to_party=to, partner=partner, transport=transport,
+                       digest=digest, error_code=err, actor=actor, detail=detail_obj)
+    return StoredEvent(seq=seq, prev_hash=prev, hash=h, event=event)
+
+
+def checkpoint_due(now: datetime, *, last_at: datetime | None, last_seq: int, tail_seq: int,
+                   interval: timedelta = DEFAULT_CHECKPOINT_INTERVAL) -> bool:
+    """True when events exist past the last checkpoint and ``interval`` has passed since it
+    (or there was none). At shutdown call :meth:`AuditLog.checkpoint` whenever
+    ``tail_seq > last_seq``."""
+    if tail_seq <= last_seq:
+        return False
+    return last_at is None or now - last_at >= interval
+
+
+def retention_cutoff(now: datetime, keep: timedelta = DEFAULT_KEEP) -> datetime:
+    """Events older than this may be pruned (see :meth:`AuditLog.prune`)."""
+    return now - keep
+
+
+# --- the log ----------------------------------------------------------------------------
+
+
+class AuditLog:
+    """The audit trail in a caller-owned SQLite connection (the spool's database)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, create: bool = True) -> None:
+        self.conn = conn
+        try:
+            if create:
+                if conn.in_transaction:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                else:
+                    conn.executescript(_SCHEMA)
+            else:
+                names = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                missing = {"audit_events", "audit_checkpoints", "audit_receipts",
+                           "audit_anchor"} - names
+                if missing:
+                    raise AuditError("this database holds no audit trail (missing tables: "
+                                     f"{', '.join(sorted(missing))})")
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot open the audit tables: {exc}") from None
+
+    # -- writing
+
+    def _write(self) -> bool:
+        """Start a write transaction when the caller has none; True when we own it."""
+        if self.conn.in_transaction:
+            return False
+        self.conn.execute("BEGIN IMMEDIATE")
+        return True
+
+    def _finish(self, own: bool, ok: bool) -> None:
+        if own:
+            if ok:
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+
+    def tail(self) -> tuple[int, str]:
+        """(seq, hash) of the last event, or of the anchor (0 and 64 zeros at genesis)."""
+        row = self.conn.execute(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is None:
+            row = self.conn.execute("SELECT seq, hash FROM audit_anchor WHERE id = 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+    def append(self, event: AuditEvent) -> int:
+        """Add ``event`` at the end of the chain and return its ``seq``. Runs inside the
+        caller's write transaction (never commits it)."""
+        check_event(event)
+        own = False
+        try:
+            own = self._write()
+            seq, _ = self._append_checked(event)
+        except sqlite3.Error as exc:
+            self._finish(own, ok=False)
+            raise AuditError(f"cannot append to the audit trail: {exc}") from None
+        except BaseException:
+            self._finish(own, ok=False)
+            raise
+        self._finish(own, ok=True)
+        return seq
+
+    def _append_checked(self, event: AuditEvent) -> tuple[int, str]:
+        last_seq, last_hash = self.tail()
+        seq = last_seq + 1
+        columns = event.columns()
+        h = event_hash(event_record(seq, last_hash, columns))
+        self.conn.execute(
+            f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",  # noqa: S608
+            (seq, *(columns[n] for n in FIELDS), last_hash, h))
+        return seq, h
+
+    def store_receipt(self, message_id: str, direction: Literal["sent", "received"],
+                      data: bytes, at: datetime, *, actor: str = "daemon") -> int:
+        """Keep a receipt's exact bytes. Appends a ``receipt_stored`` event whose digest is
+        the bytes' SHA-256 (this anchors the receipt in the chain) and returns its seq. The
+        caller still records its own ``receipt_sent`` / ``receipt_received`` event."""
+        if direction not in ("sent", "received"):
+            raise AuditError("receipt direction must be 'sent' or 'received'",
+                             where="direction")
+        digest = hashlib.sha256(data).hexdigest()
+        event = AuditEvent("receipt_stored", at, message_id=message_id, digest=digest,
+                           actor=actor, detail={"direction": direction, "bytes": len(data)})
+        check_event(event)
+        own = False
+        try:
+            own = self._write()
+            seq, _ = self._append_checked(event)
+            self.conn.execute(
+                "INSERT INTO audit_receipts (event_seq, message_id, direction, at, sha256, "
+                "data) VALUES (?, ?, ?, ?, ?, ?)",
+                (seq, message_id, direction, format_time(at), digest, data))
+        except sqlite3.Error as exc:
+            self._finish(own, ok=False)
+            raise AuditError(f"cannot store the receipt: {exc}") from None
+        except BaseException:
+            self._finish(own, ok=False)
+            raise
+        self._finish(own, ok=True)
+        return seq
+
+    def checkpoint(self, signer: CheckpointSigner, now: datetime, *,
+                   actor: str = "daemon") -> Checkpoint:
+        """Append a ``checkpoint`` event and sign (its seq, its hash, count, now)."""
+        cert = signer.certificate
+        fp = fingerprint(cert)
+        algorithm = algorithm_for(cert.public_key())
+        own = False
+        try:
+            own = self._write()
+            seq, h = self._append_checked(AuditEvent("checkpoint", now, digest=fp,
+                                                     actor=actor))
+            payload = checkpoint_payload(seq, h, seq, now, algorithm=algorithm, signer=fp)
+            cp = Checkpoint(seq=seq, hash=h, count=seq, at=now.astimezone(UTC),
+                            algorithm=algorithm, signer=fp, signature=signer.sign(payload),
+                            certificate=cert.public_bytes(serialization.Encoding.DER))
+            why = verify_checkpoint_signature(cp)
+            if why is not None:
+                raise AuditError(f"checkpoint signing failed: {why}")
+            self.conn.execute(
+                "INSERT INTO audit_checkpoints (seq, hash, count, at, algorithm, signer, "
+                "signature, certificate) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (cp.seq, cp.hash, cp.count, format_time(now), cp.algorithm, cp.signer,
+                 cp.signature, cp.certificate))
+        except sqlite3.Error as exc:
+            self._finish(own, ok=False)
+            raise AuditError(f"cannot write the checkpoint: {exc}") from None
+        except BaseException:
+            self._finish(own, ok=False)
+            raise
+        self._finish(own, ok=True)
+        log.info("audit checkpoint at seq %d signed by %s", seq, fp[:16])
+        return cp
+
+    def checkpoint_if_due(self, signer: CheckpointSigner, now: datetime,
+                          interval: timedelta = DEFAULT_CHECKPOINT_INTERVAL) -> Checkpoint | None:
+        last = self.last_checkpoint()
+        if not checkpoint_due(now, last_at=last.at if last else None,
+                              last_seq=last.seq if last else 0, tail_seq=self.tail()[0],
+                              interval=interval):
+            return None
+        return self.checkpoint(signer, now)
+
+    # -- reading
+
+    def checkpoints(self, *, from_seq: int = 0, to_seq: int | None = None) -> list[Checkpoint]:
+        sql = ("SELECT seq, hash, count, at, algorithm, signer, signature, certificate "
+               "FROM audit_checkpoints WHERE seq >= ?")
+        params: list[Any] = [from_seq]
+        if to_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(to_seq)
+        out = []
+        for seq, h, count, at, alg, signer, sig, cert in self.conn.execute(
+                sql + " ORDER BY seq", params):
+            out.append(Checkpoint(seq=seq, hash=h, count=count, at=parse_time(at),
+                                  algorithm=alg, signer=signer, signature=bytes(sig),
+                                  certificate=bytes(cert)))
+        return out
+
+    def last_checkpoint(self) -> Checkpoint | None:
+        row = self.conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()
+        if row is None or row[0] is None:
+            return None
+        return self.checkpoints(from_seq=row[0])[0]
+
+    def anchor(self) -> tuple[int, str, int] | None:
+        """(seq, hash, pruned_by) of the last pruned event, or None if nothing was pruned."""
+        row = self.conn.execute(
+            "SELECT seq, hash, pruned_by FROM audit_anchor WHERE id = 1").fetchone()
+        return (int(row[0]), str(row[1]), int(row[2])) if row else None
+
+    def query(self, *, message_id: str | None = None, case_id: str | None = None,
+              partner: str | None = None, code: str | Collection[str] | None = None,
+              since: datetime | None = None, until: datetime | None = None,
+              after_seq: int | None = None, from_seq: int | None = None,
+              to_seq: int | None = None, limit: int | None = None,
+              descending: bool = False) -> Iterator[StoredEvent]:
+        """Events matching every given filter, in seq order. ``since`` is inclusive,
+        ``until`` exclusive; ``partner`` matches partner, from_party or to_party."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, text in (("message_id", message_id), ("case_id", case_id)):
+            if text is not None:
+                where.append(f"{column} = ?")
+                params.append(text)
+        if partner is not None:
+            where.append("(partner = ? OR from_party = ? OR to_party = ?)")
+            params += [partner, partner, partner]
+        if code is not None:
+            codes = [code] if isinstance(code, str) else list(code)
+            where.append(f"code IN ({', '.join('?' * len(codes))})")
+            params += codes
+        if since is not None:
+            where.append("at >= ?")
+            params.append(format_time(since))
+        if until is not None:
+            where.append("at < ?")
+            params.append(format_time(until))
+        for op, value in ((">", after_seq), (">=", from_seq), ("<=", to_seq)):
+            if value is not None:
+                where.append(f"seq {op} ?")
+                params.append(value)
+        sql = f"SELECT {_COLUMNS} FROM audit_events"  # noqa: S608 (fixed column names)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC" if descending else " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        try:
+            for row in self.conn.execute(sql, params):
+                yield _row_event(row)
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read the audit trail: {exc}") from None
+
+    def receipts(self, message_id: str | None = None, *, from_seq: int = 0,
+                 to_seq: int | None = None) -> list[StoredReceipt]:
+        sql = ("SELECT event_seq, message_id, direction, at, sha256, data FROM audit_receipts "
+               "WHERE event_seq >= ?")
+        params: list[Any] = [from_seq]
+        if message_id is not None:
+            sql += " AND message_id = ?"
+            params.append(message_id)
+        if to_seq is not None:
+            sql += " AND event_seq <= ?"
+            params.append(to_seq)
+        return [StoredReceipt(event_seq=s, message_id=m, direction=d, at=parse_time(a),
+                              sha256=h, data=bytes(b))
+                for s, m, d, a, h, b in self.conn.execute(sql + " ORDER BY event_seq", params)]
+
+    # -- verification
+
+    def verify(self, *, pinned: Collection[str] | None = None,
+               max_problems: int = 20) -> VerifyReport:
+        """Walk the whole chain, every checkpoint signature (``pinned``: the fingerprints of
+        the node's known signing certificates; None = trust the stored certificates) and
+        every stored receipt. Never raises for tampering: read the report."""
+        try:
+            return self._verify(pinned, max_problems)
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read the audit trail: {exc}") from None
+
+    def _verify(self, pinned: Collection[str] | None, max_problems: int) -> VerifyReport:
+        anchor = self.anchor()
+        start_seq, start_hash = (anchor[0] + 1, anchor[1]) if anchor else (1, GENESIS_HASH)
+        walker = ChainWalker(start_seq, start_hash, self.checkpoints(), pinned=pinned,
+                             max_problems=max_problems)
+        for row in self.conn.execute(f"SELECT {_COLUMNS} FROM audit_events ORDER BY seq"):  # noqa: S608
+            walker.feed(row)
+        walker.finish()
+        if anchor is not None:
+            row = self.conn.execute("SELECT code, digest, detail FROM audit_events WHERE seq = ?",
+                                    (anchor[2],)).fetchone()
+            if row is None or row[0] != "audit_pruned" or row[1] != anchor[1] or \
+                    row[2] != canonical_json({"through_seq": anchor[0]}):
+                walker.problem("anchor", start_seq, "the chain's start (pruning anchor) is not "
+                               "the one recorded by its audit_pruned event")
+        count = 0
+        for seq, mid, _direction, sha, data in self.conn.execute(
+                "SELECT event_seq, message_id, direction, sha256, data FROM audit_receipts"):
+            count += 1
+            why = _receipt_problem(self.conn, seq, mid, sha, bytes(data))
+            if why:
+                walker.problem("receipt", seq, why)
+        return walker.report(receipts=count, pinned=pinned is not None)
+
+    # -- retention
+
+    def prune(self, before: datetime, signer: CheckpointSigner, now: datetime, *,
+              actor: str = "daemon", pinned: Collection[str] | None = None) -> int:
+        """Remove the longest prefix of events all older than ``before`` (and their
+        receipts and checkpoints); returns how many events were removed. The whole chain is
+        verified first (evidence of tampering is never deleted); an ``audit_pruned`` event
+        records the new start and a signed checkpoint covers it before anything is removed.
+        Runs in its own transaction when the caller has none."""
+        report = self.verify(pinned=pinned)
+        if not report.ok:
+            raise AuditTampered(f"refusing to prune a chain that does not verify "
+                                f"({report.problems[0]})")
+        row = self.conn.execute("SELECT min(seq) FROM audit_events WHERE at >= ?",
+                                (format_time(before),)).fetchone()
+        first_kept = row[0] if row and row[0] is not None else self.tail()[0] + 1
+        through = first_kept - 1
+        anchor = self.anchor()
+        if through <= (anchor[0] if anchor else 0):
+            return 0
+        own = False
+        try:
+            own = self._write()
+            h = self.conn.execute("SELECT hash FROM audit_events WHERE seq = ?",
+                                  (through,)).fetchone()[0]
+            pruned_by, _ = self._append_checked(AuditEvent(
+                "audit_pruned", now, digest=h, actor=actor, detail={"through_seq": through}))
+            self.checkpoint(signer, now, actor=actor)
+            self.conn.execute("INSERT OR REPLACE INTO audit_anchor (id, seq, hash, pruned_by) "
+                              "VALUES (1, ?, ?, ?)", (through, h, pruned_by))
+            removed = self.conn.execute("DELETE FROM audit_events WHERE seq <= ?",
+                                        (through,)).rowcount
+            self.conn.execute("DELETE FROM audit_checkpoints WHERE seq <= ?", (through,))
+            self.conn.execute("DELETE FROM audit_receipts WHERE event_seq <= ?", (through,))
+        except sqlite3.Error as exc:
+            self._finish(own, ok=False)
+            raise AuditError(f"cannot prune the audit trail: {exc}") from None
+        except BaseException:
+            self._finish(own, ok=False)
+            raise
+        self._finish(own, ok=True)
+        log.info("audit trail pruned through seq %d (%d events)", through, removed)
+        return int(removed)
+
+
+def _receipt_problem(conn: sqlite3.Connection, seq: int, message_id: str, sha: str,
+                     data: bytes) -> str | None:
+    if hashlib.sha256(data).hexdigest() != sha:
+        return "stored receipt bytes do not match their digest"
+    row = conn.execute("SELECT code, message_id, digest FROM audit_events WHERE seq = ?",
+                       (seq,)).fetchone()
+    if row is None or row[0] != "receipt_stored" or row[1] != message_id or row[2] != sha:
+        return "stored receipt is not the one its receipt_stored event records"
+    return None
