@@ -88,8 +88,7 @@ _FALLBACK_AUDIT = """
 CREATE TABLE IF NOT EXISTS spool_events (
     seq INTEGER PRIMARY KEY, code TEXT NOT NULL, at TEXT NOT NULL, message_id TEXT,
     fields TEXT NOT NULL
-);
-"""
+)"""
 
 
 def to_epoch(moment: datetime) -> float:
@@ -184,37 +183,44 @@ class Event:
     detail: Mapping[str, str | int] = field(default_factory=dict)
 
 
-def _audit_sink(conn: sqlite3.Connection) -> Any:
-    """Return ``append(Event)`` writing into ``conn``'s current transaction: the AUDIT
-    module's log when it is installed, else a fallback table in the spool."""
-    try:
-        from gateway.audit import AuditEvent, AuditLog  # noqa: PLC0415 - optional until wired
-    except ImportError:
-        conn.executescript(_FALLBACK_AUDIT)
+class _AuditSink:
+    """Writes audit events (and receipt bytes) into the connection's current transaction:
+    through ``gateway.audit.AuditLog`` when it is installed, else into a fallback table."""
 
-        def fallback(event: Event) -> None:
-            values = {k: v for k, v in event.__dict__.items() if k not in ("code", "at")}
-            values["detail"] = dict(event.detail)
-            conn.execute(
-                "INSERT INTO spool_events(code, at, message_id, fields) VALUES (?,?,?,?)",
-                (event.code, event.at.isoformat(), event.message_id,
-                 json.dumps(values, sort_keys=True)),
-            )
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        try:
+            from gateway.audit import AuditEvent, AuditLog  # noqa: PLC0415 - optional
+        except ImportError:  # pragma: no cover - the audit module ships with the gateway
+            conn.execute(_FALLBACK_AUDIT)
+            self._log: Any = None
+            self._event_cls: Any = None
+        else:
+            self._log = AuditLog(conn)
+            self._event_cls = AuditEvent
 
-        return fallback
-    audit = AuditLog(conn)
+    def append(self, event: Event) -> None:
+        if self._log is not None:
+            self._log.append(self._event_cls(**{f.name: getattr(event, f.name)
+                                                for f in fields(Event)}))
+            return
+        values = {k: v for k, v in event.__dict__.items() if k not in ("code", "at")}
+        values["detail"] = dict(event.detail)
+        self.conn.execute(
+            "INSERT INTO spool_events(code, at, message_id, fields) VALUES (?,?,?,?)",
+            (event.code, event.at.isoformat(), event.message_id,
+             json.dumps(values, sort_keys=True)))
 
-    def append(event: Event) -> None:
-        audit.append(AuditEvent(**{f.name: getattr(event, f.name) for f in fields(Event)}))
-
-    return append
+    def store_receipt(self, message_id: str, direction: str, data: bytes, at: datetime) -> None:
+        if self._log is not None:
+            self._log.store_receipt(message_id, direction, data, at)
 
 
 class Txn:
     """One write transaction: inserts, transitions, payloads and audit events commit
     together or not at all. Obtain it from :meth:`SqliteSpool.transaction`."""
 
-    def __init__(self, conn: sqlite3.Connection, audit: Any, now: datetime) -> None:
+    def __init__(self, conn: sqlite3.Connection, audit: _AuditSink, now: datetime) -> None:
         self.conn = conn
         self._audit = audit
         self.now = now
@@ -228,7 +234,11 @@ class Txn:
                     "partner": message.partner, "transport": message.transport,
                     "digest": message.envelope_digest or message.document_digest}
         base.update(values)
-        self._audit(Event(code=code, at=self.now, **base))
+        self._audit.append(Event(code=code, at=self.now, **base))
+
+    def store_receipt(self, message_id: str, direction: str, data: bytes) -> None:
+        """Keep a receipt's exact bytes in the audit trail (``sent`` or ``received``)."""
+        self._audit.store_receipt(message_id, direction, data, self.now)
 
     def insert(self, new: NewMessage, state: State, *, payloads: Mapping[str, bytes] = {},
                detail: Mapping[str, str | int] | None = None) -> Message:
@@ -377,7 +387,7 @@ class SqliteSpool:
             conn.execute("BEGIN IMMEDIATE")
         try:
             if self._local.audit is None:
-                self._local.audit = _audit_sink(conn)
+                self._local.audit = _AuditSink(conn)
             yield Txn(conn, self._local.audit, now)
         except BaseException:
             with self._translate():

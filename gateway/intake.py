@@ -1,0 +1,287 @@
+"""Outbox intake: pick up complete files exactly once, record them durably, then remove them.
+
+A file is taken only when it is complete: hidden, ``*.tmp`` and ``*.part`` names are
+ignored, and either its size, mtime and inode are unchanged across two polls
+(``ready = "stable"``) or a ``NAME.ready`` marker exists beside it (``ready = "marker"``).
+:func:`ready_files` is that decision, pure.
+
+For each ready file the scanner reads it, asks the *preparer* (validate, route, seal: see
+:mod:`gateway.outbound`) what to do, and records the outcome in one spool transaction
+keyed by an *intake key* (outbox, name, inode, size, mtime): the key is unique, so when
+several scanners race for the same file exactly one records it, and a rescan after a crash
+recognises a file that was already recorded. Only after that commit is the file removed
+from the outbox. A refused file is copied durably to ``rejected/NAME`` with
+``NAME.error.json`` (codes, lines, paths; no document content) before the original goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.config import IntakeConfig, OutboxConfig
+from gateway.errors import Duplicate, GatewayError, SpoolError
+from gateway.fsutil import durable_move, durable_write, fsync_dir, is_temporary_name, read_file
+from gateway.spool import Message, NewMessage, SqliteSpool
+from gateway.states import Direction, State
+
+__all__ = [
+    "FileSeen",
+    "OutboxScanner",
+    "Prepared",
+    "Preparer",
+    "Refused",
+    "ScanResult",
+    "error_report",
+    "ready_files",
+    "redact",
+]
+
+log = logging.getLogger("gateway.intake")
+
+MARKER = ".ready"
+ERROR_SUFFIX = ".error.json"
+
+
+@dataclass(frozen=True)
+class FileSeen:
+    name: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+def ready_files(previous: Mapping[str, FileSeen], current: Sequence[FileSeen], *, mode: str,
+                now_ns: int, min_age_ns: int = 0) -> list[FileSeen]:
+    """Which of ``current`` (one directory listing) may be taken now.
+
+    ``previous`` is the listing of the poll before. Markers and temporary names are never
+    ready themselves. Pure: the caller supplies both listings and the time."""
+    names = {f.name for f in current}
+    out = []
+    for seen in current:
+        if is_temporary_name(seen.name) or seen.name.endswith((MARKER, ERROR_SUFFIX)):
+            continue
+        if min_age_ns and now_ns - seen.mtime_ns < min_age_ns:
+            continue
+        if mode == "marker":
+            if seen.name + MARKER in names:
+                out.append(seen)
+        elif previous.get(seen.name) == seen:
+            out.append(seen)
+    return sorted(out, key=lambda f: (f.mtime_ns, f.name))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A valid, routed, sealed document, ready to be recorded as ``sealed``."""
+
+    message: NewMessage
+    document: bytes
+    envelope: bytes
+    events: tuple[tuple[str, Mapping[str, str | int]], ...] = ()
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A document the gateway will not send; ``issues`` are JSON-ready dicts."""
+
+    code: str
+    message: str
+    issues: tuple[Mapping[str, Any], ...] = ()
+    case_id: str | None = None
+    message_id: str | None = None
+
+
+class Preparer(Protocol):
+    def __call__(self, data: bytes, *, source: str, service: str | None,
+                 now: datetime) -> Prepared | Refused: ...
+
+
+@dataclass
+class ScanResult:
+    accepted: list[Message] = field(default_factory=list)
+    rejected: list[Message] = field(default_factory=list)
+    finished: int = 0  # files recorded earlier (crash, other scanner) and now removed
+
+
+_QUOTED = re.compile(r"((?:Element|attribute) )?'([^']*)'")
+
+
+def redact(text: str) -> str:
+    """Drop quoted values from a validator message, keeping element/attribute names: the
+    message says where and what rule, never the value."""
+    return _QUOTED.sub(lambda m: m.group(0) if m.group(1) else "'…'", text)
+
+
+def error_report(name: str, refused: Refused, received: datetime, spool_id: int) -> bytes:
+    """The ``NAME.error.json`` content: codes, lines, paths, value-free messages."""
+    errors = []
+    for issue in refused.issues:
+        item = {k: issue.get(k) for k in ("code", "line", "column", "path")}
+        item["message"] = redact(str(issue.get("message", "")))
+        errors.append(item)
+    report = {"file": name, "spool_id": spool_id, "received": received.isoformat(),
+              "code": refused.code,
+              "message": redact(refused.message), "message_id": refused.message_id,
+              "errors": errors}
+    return (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class OutboxScanner:
+    """Scans one outbox folder; keep one instance per folder (it remembers the last poll)."""
+
+    def __init__(self, outbox: OutboxConfig, intake: IntakeConfig, *, spool: SqliteSpool,
+                 rejected_dir: Path, prepare: Preparer, max_bytes: int) -> None:
+        self.outbox = outbox
+        self.intake = intake
+        self.spool = spool
+        self.rejected_dir = rejected_dir
+        self.prepare = prepare
+        self.max_bytes = max_bytes
+        self._previous: dict[str, FileSeen] = {}
+
+    def _listing(self) -> list[FileSeen]:
+        out = []
+        try:
+            entries = list(os.scandir(self.outbox.path))
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise SpoolError(f"cannot list outbox ({exc.strerror})",
+                             where=str(self.outbox.path)) from None
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished meanwhile
+            out.append(FileSeen(entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
+        return out
+
+    def intake_key(self, seen: FileSeen) -> str:
+        raw = f"{self.outbox.path}\0{seen.name}\0{seen.inode}\0{seen.size}\0{seen.mtime_ns}"
+        return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
+
+    def scan(self, now: datetime, *, limit: int | None = None) -> ScanResult:
+        """One poll: take every ready file (up to ``limit``)."""
+        current = self._listing()
+        ready = ready_files(self._previous, current, mode=self.intake.ready,
+                            now_ns=int(now.timestamp() * 1e9),
+                            min_age_ns=int(self.intake.min_age * 1e9))
+        self._previous = {f.name: f for f in current}
+        result = ScanResult()
+        for seen in ready[:limit]:
+            try:
+                self._take(seen, now, result)
+            except GatewayError as exc:
+                log.error("intake of %s failed: %s (%s); will retry next scan", seen.name,
+                          exc.code, exc.message)
+        return result
+
+    def _take(self, seen: FileSeen, now: datetime, result: ScanResult) -> None:
+        path = self.outbox.path / seen.name
+        key = self.intake_key(seen)
+        existing = self.spool.find_intake(key)
+        if existing is not None:
+            self._finish(existing, seen)
+            result.finished += 1
+            return
+        try:
+            data = read_file(path, max_bytes=self.max_bytes)
+        except FileNotFoundError:  # pragma: no cover - read_file translates OSError
+            return
+        except GatewayError as exc:
+            if not path.exists():
+                return  # another scanner took it
+            outcome: Prepared | Refused = Refused(exc.code, exc.message)
+            data = b""
+        else:
+            if len(data) != seen.size:
+                return  # changed since listed: not complete after all; next poll decides
+            outcome = self.prepare(data, source=seen.name, service=self.outbox.service, now=now)
+        try:
+            message = self._record(outcome, data, seen, key, now)
+        except Duplicate:
+            existing = self.spool.find_intake(key)
+            if existing is not None:  # another scanner recorded it first
+                self._finish(existing, seen)
+                result.finished += 1
+            return
+        (result.accepted if message.state is State.SEALED else result.rejected).append(message)
+        self._finish(message, seen)
+
+    def _record(self, outcome: Prepared | Refused, data: bytes, seen: FileSeen, key: str,
+                now: datetime) -> Message:
+        digest = hashlib.sha256(data).hexdigest()
+        with self.spool.transaction(now) as txn:
+            if isinstance(outcome, Prepared):
+                new = replace(outcome.message, source=seen.name, intake_key=key,
+                              document_digest=digest)
+                msg = txn.insert(new, State.RECEIVED, payloads={"document": data},
+                                 detail={"bytes": len(data)})
+                for code, detail in outcome.events:
+                    txn.audit(code, msg, detail=dict(detail))
+                return txn.transition(msg.id, State.SEALED, expect=State.RECEIVED,
+                                      payloads={"envelope": outcome.envelope})
+            new = NewMessage(Direction.OUT, message_id=outcome.message_id, source=seen.name,
+                             intake_key=key, case_id=outcome.case_id, document_digest=digest)
+            msg = txn.insert(new, State.RECEIVED, payloads={"document": data},
+                             detail={"bytes": len(data)})
+            report = error_report(seen.name, outcome, now, msg.id)
+            return txn.transition(msg.id, State.REJECTED, expect=State.RECEIVED,
+                                  error_code=outcome.code,
+                                  changes={"error_text": outcome.message[:500]},
+                                  payloads={"error": report},
+                                  detail={"issues": len(outcome.issues)})
+
+    def _finish(self, message: Message, seen: FileSeen) -> None:
+        """After the durable record: copy a rejected file out, then remove the original
+        and its marker. Safe to repeat (crash recovery, lost races)."""
+        path = self.outbox.path / seen.name
+        if message.state is State.REJECTED:
+            self._write_rejected(message, seen.name, path)
+        removed = False
+        for victim in (path, path.with_name(seen.name + MARKER)):
+            with contextlib.suppress(FileNotFoundError):
+                victim.unlink()
+                removed = True
+        if removed:
+            fsync_dir(self.outbox.path)
+
+    def _rejected_target(self, message: Message, name: str) -> Path:
+        """``rejected/NAME``, unless that name belongs to another rejected message (its
+        error report names a different spool id): then ``rejected/ID-NAME``."""
+        target = self.rejected_dir / name
+        report = target.with_name(name + ERROR_SUFFIX)
+        if not report.exists() and not target.exists():
+            return target
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(report.read_bytes()).get("spool_id") == message.id:
+                return target
+        return self.rejected_dir / f"{message.id}-{name}"
+
+    def _write_rejected(self, message: Message, name: str, original: Path) -> None:
+        """Error report first (it marks the name as ours), then the document."""
+        self.rejected_dir.mkdir(parents=True, exist_ok=True)
+        document = self.spool.payload(message.id, "document") or b""
+        report = self.spool.payload(message.id, "error") or b"{}"
+        target = self._rejected_target(message, name)
+        durable_write(target.with_name(target.name + ERROR_SUFFIX), report)
+        if not document:
+            if original.exists() and not target.exists():
+                # unreadable or too large to keep in the spool: move the original itself
+                durable_move(original, target)
+        elif not target.exists() or target.read_bytes() != document:
+            durable_write(target, document)
+        log.warning("rejected %s (%s): moved to %s", name, message.error_code, target)

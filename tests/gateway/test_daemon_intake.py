@@ -1,0 +1,173 @@
+"""Outbox intake: complete files only, exactly-once claims, durable record before removal,
+rejected files with their error report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.config import IntakeConfig, OutboxConfig
+from gateway.errors import SpoolError
+from gateway.intake import FileSeen, OutboxScanner, Prepared, Refused, ready_files, redact
+from gateway.spool import NewMessage, SqliteSpool
+from gateway.states import Direction, State
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def fake_prepare(data: bytes, *, source: str, service: str | None, now: datetime
+                 ) -> Prepared | Refused:
+    """A test preparer: documents starting with <ok> are 'sealed' by reversing them."""
+    if data.startswith(b"<ok"):
+        new = NewMessage(Direction.OUT, message_id=f"mid-{hashlib.sha256(data).hexdigest()[:8]}",
+                         to_party="fips:4800000", partner="fips:4800000", service=service)
+        return Prepared(new, data, data[::-1], (("validated", {}), ("routed", {"rule": "x"})))
+    return Refused("SchemaInvalid", "document is not valid",
+                   ({"code": "SchemaInvalid", "line": 3, "column": 5, "path": "/Doc/Ssn",
+                     "message": "Element 'Ssn': The value '987654321' is not accepted"},))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, object]:
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    spool = SqliteSpool(tmp_path / "spool.db")
+    return {"outbox": outbox, "spool": spool, "rejected": tmp_path / "rejected",
+            "tmp": tmp_path}
+
+
+def scanner(env: dict[str, object], mode: str = "stable") -> OutboxScanner:
+    return OutboxScanner(OutboxConfig(env["outbox"], "interstate"),  # type: ignore[arg-type]
+                         IntakeConfig(ready=mode), spool=env["spool"],  # type: ignore[arg-type]
+                         rejected_dir=env["rejected"], prepare=fake_prepare,  # type: ignore[arg-type]
+                         max_bytes=1000)
+
+
+def test_ready_files_pure() -> None:
+    a = FileSeen("a.xml", 10, 1, 1)
+    grown = FileSeen("a.xml", 20, 2, 1)
+    tmp = FileSeen("b.xml.tmp", 1, 1, 2)
+    hidden = FileSeen(".c.xml", 1, 1, 3)
+    part = FileSeen("d.part", 1, 1, 4)
+    assert ready_files({}, [a], mode="stable", now_ns=10) == []
+    assert ready_files({"a.xml": a}, [a, tmp, hidden, part], mode="stable", now_ns=10) == [a]
+    assert ready_files({"a.xml": a}, [grown], mode="stable", now_ns=10) == []
+    assert ready_files({"a.xml": a}, [a], mode="stable", now_ns=10, min_age_ns=20) == []
+    marker = FileSeen("a.xml.ready", 0, 1, 9)
+    assert ready_files({}, [a, marker], mode="marker", now_ns=10) == [a]
+    assert ready_files({"a.xml": a}, [a], mode="marker", now_ns=10) == []
+
+
+def test_stable_file_is_taken_on_second_poll(env: dict[str, object]) -> None:
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    spool: SqliteSpool = env["spool"]  # type: ignore[assignment]
+    (outbox / "t1.xml").write_bytes(b"<ok>1</ok>")
+    (outbox / "t2.xml.part").write_bytes(b"<ok>partial")
+    s = scanner(env)
+    assert s.scan(NOW).accepted == []
+    result = s.scan(NOW + timedelta(seconds=2))
+    assert len(result.accepted) == 1
+    msg = result.accepted[0]
+    assert msg.state is State.SEALED
+    assert msg.source == "t1.xml"
+    assert msg.service == "interstate"
+    assert spool.payload(msg.id, "document") == b"<ok>1</ok>"
+    assert spool.payload(msg.id, "envelope") == b"<ok>1</ok>"[::-1]
+    assert sorted(p.name for p in outbox.iterdir()) == ["t2.xml.part"]
+
+
+def test_rejected_file_and_error_report(env: dict[str, object]) -> None:
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    rejected: Path = env["rejected"]  # type: ignore[assignment]
+    body = b"<bad><Ssn>987654321</Ssn></bad>"
+    (outbox / "bad.xml").write_bytes(body)
+    (outbox / "bad.xml.ready").write_bytes(b"")
+    result = scanner(env, "marker").scan(NOW)
+    assert [m.state for m in result.rejected] == [State.REJECTED]
+    assert result.rejected[0].error_code == "SchemaInvalid"
+    assert (rejected / "bad.xml").read_bytes() == body
+    report_bytes = (rejected / "bad.xml.error.json").read_bytes()
+    report = json.loads(report_bytes)
+    assert report["code"] == "SchemaInvalid"
+    assert report["errors"][0]["line"] == 3
+    assert report["errors"][0]["path"] == "/Doc/Ssn"
+    assert b"987654321" not in report_bytes  # no personal data in the report
+    assert "Element 'Ssn'" in report["errors"][0]["message"]
+    assert list(outbox.iterdir()) == []
+    # the same name rejected again does not overwrite the first
+    (outbox / "bad.xml").write_bytes(body + b" ")
+    (outbox / "bad.xml.ready").write_bytes(b"")
+    second = scanner(env, "marker").scan(NOW).rejected[0]
+    assert (rejected / f"{second.id}-bad.xml").read_bytes() == body + b" "
+    assert (rejected / "bad.xml").read_bytes() == body
+
+
+def test_too_large_file_is_moved_to_rejected(env: dict[str, object]) -> None:
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    rejected: Path = env["rejected"]  # type: ignore[assignment]
+    (outbox / "big.xml").write_bytes(b"<ok>" + b"x" * 2000 + b"</ok>")
+    (outbox / "big.xml.ready").write_bytes(b"")
+    result = scanner(env, "marker").scan(NOW)
+    assert result.rejected[0].error_code == "TooLarge"
+    assert (rejected / "big.xml").stat().st_size == 2009
+    assert json.loads((rejected / "big.xml.error.json").read_bytes())["code"] == "TooLarge"
+    assert list(outbox.iterdir()) == []
+
+
+def test_crash_after_record_before_removal(env: dict[str, object],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    spool: SqliteSpool = env["spool"]  # type: ignore[assignment]
+    (outbox / "a.xml").write_bytes(b"<ok>a</ok>")
+    (outbox / "a.xml.ready").write_bytes(b"")
+    first = scanner(env, "marker")
+
+    def crash(*args: object) -> None:
+        raise SpoolError("simulated crash before the file was removed")
+
+    monkeypatch.setattr(first, "_finish", crash)
+    first.scan(NOW)  # recorded, then "crashed": the file is still there
+    assert (outbox / "a.xml").exists()
+    result = scanner(env, "marker").scan(NOW)  # restart
+    assert result.accepted == []
+    assert result.finished == 1
+    assert not (outbox / "a.xml").exists()
+    assert len(spool.select(direction=Direction.OUT)) == 1
+
+
+def test_concurrent_scanners_claim_each_file_once(env: dict[str, object]) -> None:
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    tmp: Path = env["tmp"]  # type: ignore[assignment]
+    for i in range(60):
+        (outbox / f"f{i:03}.xml").write_bytes(f"<ok>{i}</ok>".encode())
+        (outbox / f"f{i:03}.xml.ready").write_bytes(b"")
+    accepted: list[str] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        own = dict(env)
+        own["spool"] = SqliteSpool(tmp / "spool.db")  # own connection, like another process
+        result = scanner(own, "marker").scan(NOW)
+        with lock:
+            accepted.extend(m.source or "" for m in result.accepted)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(accepted) == [f"f{i:03}.xml" for i in range(60)]
+    spool: SqliteSpool = env["spool"]  # type: ignore[assignment]
+    assert len(spool.select(direction=Direction.OUT, limit=1000)) == 60
+    assert os.listdir(outbox) == []
+
+
+def test_redact() -> None:
+    text = "Element 'Amount': [facet 'pattern'] The value '12.345' is not accepted."
+    assert redact(text) == "Element 'Amount': [facet '…'] The value '…' is not accepted."
