@@ -1,0 +1,297 @@
+"""HTTPS client transport with mutual TLS: ``https://host:port/v1/messages``.
+
+``send(name, data)`` POSTs ``data`` and returns the response body (the receipt) for a 2xx
+answer. Any other status raises ``HttpStatus`` carrying ``.status`` and ``.body`` (a 4xx
+from a gateway carries its Rejected receipt): permanent for 4xx, retryable for 5xx, 408
+and 429; 413 raises ``HttpTooLarge``. No answer, a reset or a timeout is retryable.
+
+TLS: the partner's CA is pinned (only ``ca`` is trusted, never the system store), the
+server name (or IP) is checked against its certificate, this node presents ``cert`` and
+``key``, TLS 1.2 is the minimum. Connections are kept alive in a small pool; an idle
+connection the server has closed is noticed before use and replaced. A request is retried
+once, on a fresh connection, only when sending it over a reused connection failed, i.e.
+the server surely did not get the whole request. This transport is push-only: ``list``,
+``fetch`` and ``acknowledge`` raise ``NotSupported``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import http.client
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+from urllib.parse import urlsplit
+
+from transports.base import check_name
+from transports.errors import (
+    ConnectFailed,
+    ConnectionLost,
+    EndpointInvalid,
+    NotSupported,
+    Timeout,
+    TlsRejected,
+    TooLarge,
+    TransportClosed,
+    TransportError,
+    http_error,
+)
+
+__all__ = ["HttpsTransport", "client_context"]
+
+log = logging.getLogger("gateway.transports.https_client")
+
+
+def client_context(
+    *,
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    ca: str | os.PathLike[str],
+    key_password: str | None = None,
+) -> ssl.SSLContext:
+    """The client TLS context: ``ca`` pinned, our certificate presented, TLS >= 1.2."""
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=os.fspath(ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise EndpointInvalid(
+            f"cannot load the partner CA file {ca}: "
+            f"{getattr(exc, 'reason', None) or type(exc).__name__}"
+        ) from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key, key_password)
+    except (OSError, ssl.SSLError) as exc:
+        raise EndpointInvalid(
+            f"cannot load the client certificate {cert} and key {key}: "
+            f"{getattr(exc, 'reason', None) or type(exc).__name__}"
+        ) from None
+    return context
+
+
+def _tls_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"server certificate not accepted: {exc.verify_message}"
+    return f"TLS refused: {exc.reason or exc.strerror or type(exc).__name__}"
+
+
+def _is_tls_refusal(exc: ssl.SSLError) -> bool:
+    """A certificate problem or an alert from the peer (not a transport hiccup)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return True
+    reason = (exc.reason or "").upper()
+    return "ALERT" in reason or "CERTIFICATE" in reason or "HANDSHAKE" in reason
+
+
+class _Conn:
+    def __init__(self, conn: http.client.HTTPSConnection) -> None:
+        self.conn = conn
+        self.idle_since = time.monotonic()
+        self.reused = False
+
+    def dropped(self) -> bool:
+        """True when the server has closed this idle connection (or sent junk)."""
+        sock = self.conn.sock
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class HttpsTransport:
+    """A push-only ``Transport`` POSTing blobs to a partner over mutual TLS."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cert: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+        ca: str | os.PathLike[str],
+        key_password: str | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        pool_size: int = 4,
+        idle_timeout: float = 30.0,
+        max_response: int = 16 * 1024 * 1024,
+        content_type: str = "application/octet-stream",
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname:
+            raise EndpointInvalid(f"not an https:// URL: {parts.scheme}://{parts.hostname}")
+        if parts.username or parts.password:
+            raise EndpointInvalid("HTTPS URL must not carry credentials (mutual TLS only)")
+        self.host = parts.hostname
+        try:
+            self.port = parts.port or 443
+        except ValueError:
+            raise EndpointInvalid("HTTPS URL has a bad port") from None
+        self.path = (parts.path or "/v1/messages") + (f"?{parts.query}" if parts.query else "")
+        self.endpoint = f"https://{self.host}:{self.port}{parts.path or '/v1/messages'}"
+        if timeout <= 0 or connect_timeout <= 0 or pool_size < 1:
+            raise EndpointInvalid("timeouts must be positive and pool_size >= 1",
+                                  endpoint=self.endpoint)
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.pool_size = int(pool_size)
+        self.idle_timeout = float(idle_timeout)
+        self.max_response = int(max_response)
+        self.content_type = content_type
+        self._context = client_context(cert=cert, key=key, ca=ca, key_password=key_password)
+        self._lock = threading.Lock()
+        self._idle: list[_Conn] = []
+        self._closed = False
+
+    # -- pool ---------------------------------------------------------------------------
+
+    def _acquire(self) -> _Conn:
+        with self._lock:
+            if self._closed:
+                raise TransportClosed("transport is closed", endpoint=self.endpoint)
+            while self._idle:
+                conn = self._idle.pop()
+                fresh = time.monotonic() - conn.idle_since < self.idle_timeout
+                if fresh and not conn.dropped():
+                    conn.reused = True
+                    return conn
+                conn.close()
+        return self._connect()
+
+    def _release(self, conn: _Conn) -> None:
+        conn.idle_since = time.monotonic()
+        with self._lock:
+            if not self._closed and len(self._idle) < self.pool_size:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def _connect(self) -> _Conn:
+        where = f"{self.host}:{self.port}"
+        conn = http.client.HTTPSConnection(
+            self.host, self.port, timeout=self.connect_timeout, context=self._context
+        )
+        try:
+            conn.connect()
+        except ssl.SSLError as exc:
+            conn.close()
+            if _is_tls_refusal(exc):
+                raise TlsRejected(f"{where}: {_tls_reason(exc)}", endpoint=self.endpoint) from exc
+            raise ConnectionLost(f"TLS handshake with {where} failed: {exc.reason}",
+                                 endpoint=self.endpoint) from exc
+        except TimeoutError as exc:
+            conn.close()
+            raise Timeout(f"connecting to {where} timed out", endpoint=self.endpoint) from exc
+        except OSError as exc:
+            conn.close()
+            raise ConnectFailed(
+                f"cannot connect to {where}: {exc.strerror or type(exc).__name__}",
+                endpoint=self.endpoint,
+            ) from exc
+        assert conn.sock is not None  # noqa: S101 - set by a successful connect()
+        conn.sock.settimeout(self.timeout)
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return _Conn(conn)
+
+    # -- Transport ----------------------------------------------------------------------
+
+    def send(self, name: str, data: bytes) -> bytes | None:
+        check_name(name, endpoint=self.endpoint)
+        for attempt in (1, 2):
+            conn = self._acquire()
+            try:
+                try:
+                    conn.conn.request(
+                        "POST",
+                        self.path,
+                        body=bytes(data),
+                        headers={"Content-Type": self.content_type},
+                    )
+                except (ConnectionError, ssl.SSLEOFError) as exc:
+                    if conn.reused and attempt == 1:
+                        # The server closed the kept-alive connection before taking the
+                        # request: it surely did not process it. Try once more, fresh.
+                        log.info("%s: kept-alive connection closed by the server; retrying",
+                                 self.endpoint)
+                        conn.close()
+                        continue
+                    early = self._early_answer(conn)
+                    if early is not None:
+                        return early
+                    raise self._error(exc, "sending the request") from exc
+                return self._answer(conn)
+            except TransportError:
+                conn.close()
+                raise
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise self._error(exc, "waiting for the answer") from exc
+        raise AssertionError("unreachable")
+
+    def _early_answer(self, conn: _Conn) -> bytes | None:
+        """The server may have answered (413) and stopped reading before the body was
+        all sent: read that answer if it is there, else None."""
+        try:
+            return self._answer(conn)
+        except TransportError:
+            raise
+        except (OSError, http.client.HTTPException):
+            return None
+
+    def _answer(self, conn: _Conn) -> bytes:
+        response = conn.conn.getresponse()
+        length = response.getheader("Content-Length")
+        if length is not None and length.isdigit() and int(length) > self.max_response:
+            raise TooLarge(
+                f"the answer is {length} bytes; at most {self.max_response} accepted",
+                endpoint=self.endpoint,
+            )
+        body = response.read(self.max_response + 1)
+        if len(body) > self.max_response:
+            raise TooLarge(
+                f"the answer exceeds {self.max_response} bytes", endpoint=self.endpoint
+            )
+        if response.will_close or not response.isclosed():
+            conn.close()
+        else:
+            self._release(conn)
+        if 200 <= response.status < 300:
+            return body
+        raise http_error(response.status, body, endpoint=self.endpoint)
+
+    def _error(self, exc: BaseException, doing: str) -> TransportError:
+        where = f"{self.host}:{self.port}"
+        if isinstance(exc, ssl.SSLError) and _is_tls_refusal(exc):
+            return TlsRejected(f"{where}: {_tls_reason(exc)}", endpoint=self.endpoint)
+        if isinstance(exc, TimeoutError):
+            return Timeout(f"{doing} to/from {where} timed out after {self.timeout:g} s",
+                           endpoint=self.endpoint)
+        if isinstance(exc, http.client.RemoteDisconnected):
+            return ConnectionLost(f"{doing}: {where} closed the connection without answering",
+                                  endpoint=self.endpoint)
+        return ConnectionLost(f"{doing}: connection to {where} lost ({type(exc).__name__})",
+                              endpoint=self.endpoint)
+
+    def list(self) -> builtins.list[str]:
+        raise NotSupported("HTTPS is push-only: nothing to list", endpoint=self.endpoint)
+
+    def fetch(self, name: str) -> bytes:
+        raise NotSupported("HTTPS is push-only: nothing to fetch", endpoint=self.endpoint)
+
+    def acknowledge(self, name: str) -> None:
+        raise NotSupported("HTTPS is push-only: nothing to acknowledge", endpoint=self.endpoint)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()

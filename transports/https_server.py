@@ -1,0 +1,412 @@
+"""Inbound HTTPS endpoint with mutual TLS: ``POST /v1/messages`` and ``GET /healthz``.
+
+Why the standard library's ``ThreadingHTTPServer`` and not uvicorn/starlette or
+hypercorn: those enforce client certificates but do not hand the client certificate to
+the application (measured, see docs/transports.md), and we want its subject and
+fingerprint for logging and policy; the standard library exposes ``getpeercert()``, adds
+no dependency, and a thread per connection is ample for a gateway that takes tens to
+hundreds of messages a second. What it lacks we add here:
+
+- the TLS handshake runs in the connection's own thread (a slow or silent client never
+  blocks ``accept``), with a timeout;
+- at most ``max_connections`` connections at once (more are closed at once);
+- every read has ``read_timeout`` (also the keep-alive idle timeout), and a reaper thread
+  closes any connection whose request is not fully read and answered within
+  ``request_timeout`` (slow-drip clients);
+- ``Content-Length`` is required and checked against ``max_body`` before reading the
+  body: over the limit answers 413 and closes;
+- keep-alive (``HTTP/1.1``) with Nagle off (without it, delayed ACKs cap a connection at
+  ~23 requests/s);
+- client certificates are required (``CERT_REQUIRED``) and must chain to ``client_ca``;
+  TLS 1.2 is the minimum.
+
+The handler gets ``(body, PeerInfo)`` and returns ``(status, response_body)``; an
+exception in it answers 500 (logged without the body).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from cryptography import x509
+
+from transports.base import PeerInfo
+from transports.errors import EndpointInvalid
+
+__all__ = ["Handler", "HttpsServer", "PeerInfo"]
+
+log = logging.getLogger("gateway.transports.https_server")
+
+Handler = Callable[[bytes, PeerInfo], tuple[int, bytes]]
+
+MESSAGES_PATH = "/v1/messages"
+HEALTH_PATH = "/healthz"
+_READ_CHUNK = 64 * 1024
+
+
+def _peer_info(conn: ssl.SSLSocket, address: Any) -> PeerInfo:
+    where = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+    der = conn.getpeercert(binary_form=True)
+    if not der:
+        return PeerInfo(address=where)
+    try:
+        subject = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    except ValueError:
+        subject = "(unparsable certificate)"
+    return PeerInfo(address=where, subject=subject, fingerprint=hashlib.sha256(der).hexdigest())
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "cse-gateway"
+    sys_version = ""
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()  # applies the class's ``timeout`` (read_timeout) to the socket
+        self.peer = _peer_info(self.connection, self.client_address)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("http: %s", format % args)
+
+    def handle_one_request(self) -> None:
+        owner = self.server.owner
+        owner._arm(self.connection)
+        try:
+            super().handle_one_request()
+        except (TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
+            log.info("%s: connection closed: %s", self.peer.address, type(exc).__name__)
+            self.close_connection = True
+        finally:
+            owner._disarm(self.connection)
+
+    def _reply(self, status: int, body: bytes, *, close: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", self.server.owner.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == HEALTH_PATH:
+            self._reply(200, b"ok\n")
+        else:
+            self._reply(404, b"not found\n")
+
+    def do_POST(self) -> None:
+        owner = self.server.owner
+        if self.path != owner.path:
+            self._reply(404, b"not found\n", close=True)
+            return
+        if self.headers.get("Transfer-Encoding"):
+            self._reply(411, b"Content-Length required; chunked bodies are not accepted\n",
+                        close=True)
+            return
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            self._reply(411, b"Content-Length required\n", close=True)
+            return
+        try:
+            length = int(length_text)
+            if length < 0:
+                raise ValueError(length_text)
+        except ValueError:
+            self._reply(400, b"bad Content-Length\n", close=True)
+            return
+        if length > owner.max_body:
+            log.info("%s: refused a %d-byte body (limit %d)", self.peer.address, length,
+                     owner.max_body)
+            self._reply(413, b"body too large\n", close=True)
+            self._drain()
+            return
+        body = self._read_body(length)
+        if body is None:
+            return
+        owner._disarm(self.connection)  # the handler's own time is not the client's
+        try:
+            status, answer = owner.handler(body, self.peer)
+            if not isinstance(status, int) or not 200 <= status <= 599:
+                raise ValueError(f"handler returned status {status!r}")
+            answer = bytes(answer)
+        except Exception as exc:
+            log.error("%s: handler failed: %s", self.peer.address, type(exc).__name__,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            self._reply(500, b"internal error\n")
+            return
+        self._reply(status, answer)
+
+    def _drain(self, seconds: float = 2.0) -> None:
+        """After answering early (413), read and discard what the client is still
+        sending for a moment, so it can read the answer instead of a reset."""
+        self.wfile.flush()
+        deadline = time.monotonic() + seconds
+        with contextlib.suppress(OSError, ValueError):
+            self.connection.settimeout(seconds)
+            while time.monotonic() < deadline and self.connection.recv(_READ_CHUNK):
+                pass
+
+    def _read_body(self, length: int) -> bytes | None:
+        parts: list[bytes] = []
+        remaining = length
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, _READ_CHUNK))
+            if not chunk:
+                log.info("%s: client closed after %d of %d body bytes", self.peer.address,
+                         length - remaining, length)
+                self.close_connection = True
+                return None
+            parts.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(parts)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], owner: HttpsServer) -> None:
+        self.owner = owner
+        handler = type("RequestHandler", (_RequestHandler,), {"timeout": owner.read_timeout})
+        super().__init__(address, handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        if self.owner._slots.acquire(blocking=False):
+            return True
+        log.warning("refusing a connection from %s: %d connections open",
+                    client_address[0], self.owner.max_connections)
+        return False
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        owner = self.owner
+        conn: ssl.SSLSocket | None = None
+        try:
+            request.settimeout(owner.read_timeout)
+            try:
+                conn = owner._context.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                reason = getattr(exc, "reason", None) or type(exc).__name__
+                log.info("TLS handshake with %s failed: %s", client_address[0], reason)
+                _lingering_close(request)
+                return
+            owner._track(conn, True)
+            self.finish_request(conn, client_address)
+        except Exception:  # a bug in one connection must not take the server down
+            log.exception("connection from %s failed", client_address[0])
+        finally:
+            if conn is not None:
+                owner._track(conn, False)
+                self.shutdown_request(conn)
+            else:
+                self.shutdown_request(request)
+            owner._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Called by socketserver from inside its except block.
+        log.error("connection from %s failed", client_address[0], exc_info=True)  # noqa: LOG014
+
+
+def _lingering_close(sock: socket.socket) -> None:
+    """Close after a failed handshake so the TLS alert reaches the client: stop writing,
+    then drain what it already sent (closing with unread data would send a reset)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(1.0)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and sock.recv(65536):
+            pass
+    except OSError:
+        pass
+
+
+class HttpsServer:
+    """The inbound endpoint: ``HttpsServer(host, port, cert=..., key=..., client_ca=...,
+    handler=..., max_body=...).start()``; ``port`` 0 picks a free port."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        cert: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+        client_ca: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+        handler: Handler,
+        max_body: int = 64 * 1024 * 1024,
+        key_password: str | None = None,
+        read_timeout: float = 15.0,
+        request_timeout: float = 120.0,
+        max_connections: int = 64,
+        path: str = MESSAGES_PATH,
+        content_type: str = "application/octet-stream",
+    ) -> None:
+        self.host = host
+        self.requested_port = int(port)
+        self.handler = handler
+        self.max_body = int(max_body)
+        self.read_timeout = float(read_timeout)
+        self.request_timeout = float(request_timeout)
+        self.max_connections = int(max_connections)
+        self.path = path
+        self.content_type = content_type
+        if self.max_body < 0 or self.read_timeout <= 0 or self.request_timeout <= 0:
+            raise EndpointInvalid("max_body and timeouts must be positive")
+        self._context = self._make_context(cert, key, key_password, client_ca)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._lock = threading.Lock()
+        self._open: set[ssl.SSLSocket] = set()
+        self._deadlines: dict[ssl.SSLSocket, float] = {}
+        self._server: _Server | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    @staticmethod
+    def _make_context(
+        cert: str | os.PathLike[str],
+        key: str | os.PathLike[str],
+        password: str | None,
+        client_ca: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    ) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.verify_mode = ssl.CERT_REQUIRED
+        try:
+            context.load_cert_chain(cert, key, password)
+        except (OSError, ssl.SSLError) as exc:
+            raise EndpointInvalid(
+                f"cannot load the server certificate {cert} and key {key}: "
+                f"{getattr(exc, 'reason', None) or type(exc).__name__}"
+            ) from None
+        cas = [client_ca] if isinstance(client_ca, str | os.PathLike) else list(client_ca)
+        if not cas:
+            raise EndpointInvalid("client_ca: at least one CA file is required")
+        for ca in cas:
+            try:
+                context.load_verify_locations(cafile=os.fspath(ca))
+            except (OSError, ssl.SSLError) as exc:
+                raise EndpointInvalid(
+                    f"cannot load client CA file {ca}: "
+                    f"{getattr(exc, 'reason', None) or type(exc).__name__}"
+                ) from None
+        return context
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self.requested_port
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}{self.path}"
+
+    def start(self) -> HttpsServer:
+        if self._server is not None:
+            return self
+        try:
+            server = _Server((self.host, self.requested_port), self)
+        except OSError as exc:
+            raise EndpointInvalid(
+                f"cannot listen on {self.host}:{self.requested_port}: "
+                f"{exc.strerror or type(exc).__name__}"
+            ) from None
+        self._server = server
+        self._stopping.clear()
+        serve = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2},
+            name=f"https-server-{self.port}", daemon=True,
+        )
+        reaper = threading.Thread(target=self._reap, name=f"https-reaper-{self.port}",
+                                  daemon=True)
+        self._threads = [serve, reaper]
+        for thread in self._threads:
+            thread.start()
+        log.info("listening on https://%s:%d%s", self.host, self.port, self.path)
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        with self._lock:
+            connections = list(self._open)
+        for conn in connections:
+            _abort(conn)
+        for thread in self._threads:
+            thread.join(5)
+        self._threads = []
+
+    def __enter__(self) -> HttpsServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- connection bookkeeping -------------------------------------------------------------
+
+    def _track(self, conn: ssl.SSLSocket, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._open.add(conn)
+            else:
+                self._open.discard(conn)
+                self._deadlines.pop(conn, None)
+
+    def _arm(self, conn: ssl.SSLSocket) -> None:
+        with self._lock:
+            self._deadlines[conn] = time.monotonic() + self.request_timeout
+
+    def _disarm(self, conn: ssl.SSLSocket) -> None:
+        with self._lock:
+            self._deadlines.pop(conn, None)
+
+    def _reap(self) -> None:
+        """Close connections whose request takes longer than ``request_timeout``.
+
+        The deadline runs from the start of waiting for a request (so it also bounds a
+        keep-alive connection that dribbles its headers); reads are bounded by
+        ``read_timeout`` on their own."""
+        interval = min(0.5, self.request_timeout / 4)
+        while not self._stopping.wait(interval):
+            now = time.monotonic()
+            with self._lock:
+                late = [c for c, deadline in self._deadlines.items() if deadline < now]
+                for conn in late:
+                    del self._deadlines[conn]
+            for conn in late:
+                log.info("closing a connection that exceeded request_timeout (%.1f s)",
+                         self.request_timeout)
+                _abort(conn)
+
+
+def _abort(conn: ssl.SSLSocket) -> None:
+    """Shut the TCP connection down under a thread blocked reading it (bypassing
+    SSLSocket.shutdown, which would pull the SSL object from under that thread)."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(conn, socket.SHUT_RDWR)
+
