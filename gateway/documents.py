@@ -1,0 +1,108 @@
+"""What a business document is and who it is between: the daemon routes on this.
+
+:func:`describe` reads only header fields (FIPS codes, countries, case references) from a
+tree that has already passed validation; it never reads personal data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lxml import etree
+
+from gateway.errors import UnknownDocumentType
+
+__all__ = ["INTERNATIONAL_NS", "INTERSTATE_NS", "DocumentInfo", "describe", "document_types"]
+
+INTERSTATE_NS = "urn:cse-gateway:interstate:1"
+INTERNATIONAL_NS = "urn:cse-gateway:international:1"
+
+_INTERSTATE = ("InterstateTransaction", "TransactionError", "InterstateAcknowledgment",
+               "DocumentExchange")
+# Hague documents sent by the requesting authority, and those sent back by the requested one.
+_FROM_REQUESTING = ("TransmittalForm", "MaintenanceApplication")
+_FROM_REQUESTED = ("AcknowledgementForm", "StatusOfApplicationReport")
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """Routing facts of one document. ``name`` is the root's local name (the envelope
+    ``Action``); parties are protocol party strings (``fips:0600000``, ``iso3166:NL``)."""
+
+    namespace: str
+    name: str
+    service: str
+    sender: str | None
+    destination: str | None
+    case_id: str | None
+
+
+def document_types() -> dict[tuple[str, str], str]:
+    """Every business document root ``(namespace, name)`` and its service."""
+    out = {(INTERSTATE_NS, n): "interstate" for n in _INTERSTATE}
+    out.update({(INTERNATIONAL_NS, n): "international"
+                for n in _FROM_REQUESTING + _FROM_REQUESTED})
+    return out
+
+
+def _text(element: etree._Element | None) -> str | None:
+    if element is None or element.text is None:
+        return None
+    value = element.text.strip()
+    return value or None
+
+
+def _authority_party(root: etree._Element, which: str) -> str | None:
+    ns = f"{{{INTERNATIONAL_NS}}}"
+    authority = root.find(f"{ns}{which}")
+    if authority is None:
+        return None
+    fips = _text(authority.find(f"{ns}FIPS"))
+    if fips:
+        return f"fips:{fips}"
+    country = _text(authority.find(f"{ns}Country"))
+    return f"iso3166:{country}" if country else None
+
+
+def describe(tree: etree._ElementTree | etree._Element) -> DocumentInfo:
+    """The :class:`DocumentInfo` of a business document; raises UnknownDocumentType for any
+    other root (envelopes, receipts, foreign documents).
+
+    InterstateTransaction, TransactionError, InterstateAcknowledgment and DocumentExchange
+    go from LocalFIPS to OtherFIPS (case: CaseID). TransmittalForm and
+    MaintenanceApplication go from the requesting to the requested Central Authority (case:
+    RequestingReference); AcknowledgementForm and StatusOfApplicationReport are the requested
+    authority's answers and go the other way (case: RequestedReference, else
+    RequestingReference). A US authority is ``fips:<FIPS>``, a foreign one
+    ``iso3166:<Country>``.
+    """
+    root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
+    qname = etree.QName(root)
+    namespace, name = qname.namespace or "", qname.localname
+    service = document_types().get((namespace, name))
+    if service is None:
+        raise UnknownDocumentType(
+            f"{{{namespace}}}{name} is not a business document type" if namespace
+            else f"{name} (no namespace) is not a business document type"
+        )
+    if service == "interstate":
+        ns = f"{{{INTERSTATE_NS}}}"
+        holder = root.find(f"{ns}Header") if name == "InterstateTransaction" else root
+        holder = root if holder is None else holder
+        local = _text(holder.find(f"{ns}LocalFIPS"))
+        other = _text(holder.find(f"{ns}OtherFIPS"))
+        return DocumentInfo(
+            namespace, name, service,
+            sender=f"fips:{local}" if local else None,
+            destination=f"fips:{other}" if other else None,
+            case_id=_text(holder.find(f"{ns}CaseID")),
+        )
+    ns = f"{{{INTERNATIONAL_NS}}}"
+    requesting = _authority_party(root, "RequestingAuthority")
+    requested = _authority_party(root, "RequestedAuthority")
+    if name in _FROM_REQUESTING:
+        return DocumentInfo(namespace, name, service, requesting, requested,
+                            _text(root.find(f"{ns}RequestingReference")))
+    case = _text(root.find(f"{ns}RequestedReference")) or \
+        _text(root.find(f"{ns}RequestingReference"))
+    return DocumentInfo(namespace, name, service, requested, requesting, case)
