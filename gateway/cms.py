@@ -1,0 +1,733 @@
+"""CMS (RFC 5652 / 5083 / 5084 / 4055) for the protocol's layers 2 and 3, without I/O.
+
+- :func:`sign` builds a ``ContentInfo``/``SignedData`` with attached ``id-data`` content,
+  the signer certificate, and signed attributes content-type, message-digest and
+  signing-time (RSA-PSS or RSASSA-PKCS1-v1_5 with SHA-256, or ECDSA P-256 with SHA-256).
+- :func:`encrypt` wraps content in a ``ContentInfo``/``AuthEnvelopedData``: AES-256-GCM
+  (12-byte nonce, ICV length 16 in ``GCMParameters``, tag in ``mac``, no ``authAttrs``),
+  content key transported with RSAES-OAEP SHA-256 / MGF1-SHA-256 (parameters explicit).
+- :func:`decrypt` and :func:`verify` are the inverses, and also accept what stock OpenSSL
+  writes (``rsaEncryption`` as signature algorithm, extra signed attributes, a subject key
+  identifier as recipient id).
+
+``asn1crypto`` supplies the small ASN.1 structures (names, algorithm parameters,
+attributes); ``cryptography`` does every primitive. The outer layers are written and read
+here with a minimal DER codec over ``memoryview``, so a 100 MB content is never copied per
+nesting level (asn1crypto copies the contents of every level it parses or dumps).
+Content is passed as :class:`Content`: a length and a re-iterable stream of chunks.
+
+Errors: structure problems before decryption raise :class:`EnvelopeInvalid`; decryption
+problems :class:`DecryptionFailed`; anything wrong with the signed layer
+:class:`SignatureInvalid`; refused algorithms :class:`AlgorithmNotAllowed`. Certificate
+chain and registration checks are the caller's (:mod:`gateway.certs`, :mod:`gateway.seal`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from asn1crypto import algos, core
+from asn1crypto import cms as acms
+from asn1crypto import x509 as ax509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as apad
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from gateway.errors import (
+    AlgorithmNotAllowed,
+    DecryptionFailed,
+    EnvelopeInvalid,
+    GatewayError,
+    SignatureInvalid,
+)
+
+__all__ = [
+    "BytesContent",
+    "Content",
+    "SignedContent",
+    "SigningKey",
+    "VerifiedSignature",
+    "decrypt",
+    "encrypt",
+    "sign",
+    "signed_content_of",
+    "verify",
+]
+
+log = logging.getLogger("gateway.cms")
+
+SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+OID_DATA = "1.2.840.113549.1.7.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_ENVELOPED_DATA = "1.2.840.113549.1.7.3"
+OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
+OID_AES256_GCM = "2.16.840.1.101.3.4.1.46"
+OID_AES128_CBC = "2.16.840.1.101.3.4.1.2"
+OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
+_ATTR_CONTENT_TYPE = "content_type"
+_ATTR_MESSAGE_DIGEST = "message_digest"
+_ATTR_SIGNING_TIME = "signing_time"
+
+_SEQ, _SET, _INT, _OCTETS, _OID = 0x30, 0x31, 0x02, 0x04, 0x06
+_CTX0, _CTX1, _CTX0_PRIM = 0xA0, 0xA1, 0x80
+_PSS_SALT = 32
+
+
+# --- content as a stream of chunks --------------------------------------------------------
+
+
+class Content(Protocol):
+    """Bytes of a known length produced in chunks; ``chunks()`` may be called repeatedly."""
+
+    @property
+    def length(self) -> int: ...
+
+    def chunks(self) -> Iterator[bytes | memoryview]: ...
+
+
+@dataclass(frozen=True)
+class BytesContent:
+    """:class:`Content` over bytes already in memory."""
+
+    data: bytes | memoryview
+
+    @property
+    def length(self) -> int:
+        return len(self.data)
+
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        yield self.data
+
+
+# --- a minimal DER writer -----------------------------------------------------------------
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _head(tag: int, n: int) -> bytes:
+    return bytes([tag]) + _length(n)
+
+
+def _tlv(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return _head(tag, len(body)) + body
+
+
+def _oid(dotted: str) -> bytes:
+    return bytes(core.ObjectIdentifier(dotted).dump())
+
+
+def _int(value: int) -> bytes:
+    return bytes(core.Integer(value).dump())
+
+
+class GCMParameters(core.Sequence):  # type: ignore[misc]
+    """RFC 5084 ``GCMParameters`` (asn1crypto has the OID but not this structure)."""
+
+    # asn1crypto rewrites this list in place while setting the class up.
+    _fields = [  # noqa: RUF012
+        ("aes_nonce", core.OctetString),
+        ("aes_icvlen", core.Integer, {"default": 12}),
+    ]
+
+
+# --- a minimal DER reader over memoryview --------------------------------------------------
+
+
+class _Malformed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Tlv:
+    tag: int
+    start: int
+    body: int
+    end: int
+
+
+def _read(buf: memoryview, pos: int, limit: int) -> _Tlv:
+    if pos + 2 > limit:
+        raise _Malformed("truncated")
+    tag = buf[pos]
+    if tag & 0x1F == 0x1F:
+        raise _Malformed("multi-byte tags are not used in CMS")
+    first = buf[pos + 1]
+    if first < 0x80:
+        size, body = first, pos + 2
+    elif first == 0x80:
+        raise _Malformed("indefinite length (BER) where DER is required")
+    else:
+        count = first & 0x7F
+        if count > 8 or pos + 2 + count > limit:
+            raise _Malformed("bad length")
+        size = int.from_bytes(buf[pos + 2:pos + 2 + count], "big")
+        body = pos + 2 + count
+    if body + size > limit:
+        raise _Malformed("truncated")
+    return _Tlv(tag, pos, body, body + size)
+
+
+def _children(buf: memoryview, parent: _Tlv) -> list[_Tlv]:
+    out: list[_Tlv] = []
+    pos = parent.body
+    while pos < parent.end:
+        item = _read(buf, pos, parent.end)
+        out.append(item)
+        pos = item.end
+    return out
+
+
+def _top(buf: memoryview) -> _Tlv:
+    item = _read(buf, 0, len(buf))
+    if item.tag != _SEQ or item.end != len(buf):
+        raise _Malformed("not one DER SEQUENCE")
+    return item
+
+
+def _oid_at(buf: memoryview, item: _Tlv) -> str:
+    if item.tag != _OID:
+        raise _Malformed("expected an OBJECT IDENTIFIER")
+    return str(core.ObjectIdentifier.load(buf[item.start:item.end].tobytes()).dotted)
+
+
+def _octets(buf: memoryview, item: _Tlv, primitive: int) -> memoryview | bytes:
+    """Contents of an OCTET STRING (or an implicitly tagged one): a view when primitive,
+    the joined segments when constructed (BER style, still accepted)."""
+    if item.tag == primitive:
+        return buf[item.body:item.end]
+    if item.tag == primitive | 0x20:
+        return b"".join(bytes(_octets(buf, c, _OCTETS)) for c in _children(buf, item))
+    raise _Malformed("expected an OCTET STRING")
+
+
+def _content_info(buf: memoryview) -> tuple[str, _Tlv]:
+    """(content type OID, the SEQUENCE inside ``[0] EXPLICIT``)."""
+    top = _top(buf)
+    parts = _children(buf, top)
+    if len(parts) != 2 or parts[1].tag != _CTX0:
+        raise _Malformed("not a ContentInfo")
+    inner = _children(buf, parts[1])
+    if len(inner) != 1 or inner[0].tag != _SEQ:
+        raise _Malformed("ContentInfo content is not a SEQUENCE")
+    return _oid_at(buf, parts[0]), inner[0]
+
+
+# --- signing ------------------------------------------------------------------------------
+
+
+def _time(value: datetime) -> core.Asn1Value:
+    value = value.astimezone(UTC).replace(microsecond=0)
+    if 1950 <= value.year < 2050:
+        return core.UTCTime(value)
+    return core.GeneralizedTime(value)
+
+
+def _signature_algorithm(key: SigningKey, rsa_pss: bool) -> algos.SignedDigestAlgorithm:
+    if isinstance(key, rsa.RSAPrivateKey):
+        if rsa_pss:
+            params = algos.RSASSAPSSParams({
+                "hash_algorithm": {"algorithm": "sha256"},
+                "mask_gen_algorithm": {"algorithm": "mgf1",
+                                       "parameters": {"algorithm": "sha256"}},
+                "salt_length": _PSS_SALT,
+            })
+            return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss",
+                                                "parameters": params})
+        return algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa",
+                                            "parameters": core.Null()})
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"})
+    raise AlgorithmNotAllowed("signing keys must be RSA or ECDSA P-256")
+
+
+def _sign_bytes(key: SigningKey, data: bytes, rsa_pss: bool) -> bytes:
+    if isinstance(key, rsa.RSAPrivateKey):
+        pad: apad.AsymmetricPadding = (
+            apad.PSS(mgf=apad.MGF1(hashes.SHA256()), salt_length=_PSS_SALT)
+            if rsa_pss else apad.PKCS1v15()
+        )
+        return key.sign(data, pad, hashes.SHA256())
+    return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def _issuer_and_serial(cert: x509.Certificate) -> acms.IssuerAndSerialNumber:
+    parsed = ax509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+    return acms.IssuerAndSerialNumber({"issuer": parsed.issuer,
+                                       "serial_number": parsed.serial_number})
+
+
+@dataclass(frozen=True)
+class SignedContent:
+    """A ``ContentInfo``/``SignedData`` as a :class:`Content`: small DER ``prefix``, the
+    content's own chunks, small DER ``suffix`` (certificates and signer info)."""
+
+    prefix: bytes
+    content: Content
+    suffix: bytes
+
+    @property
+    def length(self) -> int:
+        return len(self.prefix) + self.content.length + len(self.suffix)
+
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        yield self.prefix
+        yield from self.content.chunks()
+        yield self.suffix
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.chunks())
+
+
+def sign(
+    content: Content,
+    *,
+    key: SigningKey,
+    cert: x509.Certificate,
+    signing_time: datetime,
+    chain: Sequence[x509.Certificate] = (),
+    rsa_pss: bool = True,
+) -> SignedContent:
+    """Sign ``content`` (attached, type ``id-data``). Reads the content once to digest it;
+    the result streams it again when written."""
+    digest = hashlib.sha256()
+    for chunk in content.chunks():
+        digest.update(chunk)
+    attrs = [
+        acms.CMSAttribute({"type": _ATTR_CONTENT_TYPE, "values": ["data"]}),
+        acms.CMSAttribute({"type": _ATTR_SIGNING_TIME,
+                           "values": [acms.Time(name=_time_choice(signing_time),
+                                                value=_time(signing_time))]}),
+        acms.CMSAttribute({"type": _ATTR_MESSAGE_DIGEST, "values": [digest.digest()]}),
+    ]
+    # DER SET OF: elements sorted by their encodings. The signature covers the SET (0x31).
+    attr_body = b"".join(sorted(bytes(a.dump()) for a in attrs))
+    signature_alg = _signature_algorithm(key, rsa_pss)
+    signature = _sign_bytes(key, _tlv(_SET, attr_body), rsa_pss)
+    digest_alg = bytes(algos.DigestAlgorithm({"algorithm": "sha256"}).dump())
+    signer_info = _tlv(
+        _SEQ,
+        _int(1),
+        bytes(_issuer_and_serial(cert).dump()),
+        digest_alg,
+        _tlv(_CTX0, attr_body),
+        bytes(signature_alg.dump()),
+        _tlv(_OCTETS, signature),
+    )
+    certs = [cert, *[c for c in chain if c != cert]]
+    suffix = (
+        _tlv(_CTX0, *(c.public_bytes(serialization.Encoding.DER) for c in certs))
+        + _tlv(_SET, signer_info)
+    )
+    octets_head = _head(_OCTETS, content.length)
+    explicit_len = len(octets_head) + content.length
+    explicit_head = _head(_CTX0, explicit_len)
+    oid_data = _oid(OID_DATA)
+    eci_len = len(oid_data) + len(explicit_head) + explicit_len
+    head_fields = _int(1) + _tlv(_SET, digest_alg)
+    eci_head = _head(_SEQ, eci_len)
+    sd_len = len(head_fields) + len(eci_head) + eci_len + len(suffix)
+    sd_head = _head(_SEQ, sd_len)
+    ci_explicit = _head(_CTX0, len(sd_head) + sd_len)
+    oid_sd = _oid(OID_SIGNED_DATA)
+    ci_len = len(oid_sd) + len(ci_explicit) + len(sd_head) + sd_len
+    prefix = (_head(_SEQ, ci_len) + oid_sd + ci_explicit + sd_head + head_fields + eci_head
+              + oid_data + explicit_head + octets_head)
+    return SignedContent(prefix=prefix, content=content, suffix=suffix)
+
+
+def _time_choice(value: datetime) -> str:
+    return "utc_time" if 1950 <= value.astimezone(UTC).year < 2050 else "general_time"
+
+
+# --- encryption ---------------------------------------------------------------------------
+
+
+def _oaep_algorithm() -> bytes:
+    params = algos.RSAESOAEPParams({
+        "hash_algorithm": {"algorithm": "sha256"},
+        "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+    })
+    return _tlv(_SEQ, _oid("1.2.840.113549.1.1.7"), bytes(params.dump()))
+
+
+class _Encrypted:
+    """``ContentInfo``/``AuthEnvelopedData`` as a single-use :class:`Content`."""
+
+    def __init__(self, content: Content, recipient_cert: x509.Certificate) -> None:
+        public = recipient_cert.public_key()
+        if not isinstance(public, rsa.RSAPublicKey):
+            raise AlgorithmNotAllowed("the recipient's encryption certificate must hold an "
+                                      "RSA key (RSA-OAEP key transport)")
+        self._content = content
+        self._key = os.urandom(32)
+        self._nonce = os.urandom(12)
+        wrapped = public.encrypt(self._key, apad.OAEP(mgf=apad.MGF1(hashes.SHA256()),
+                                                     algorithm=hashes.SHA256(), label=None))
+        ktri = _tlv(_SEQ, _int(0), bytes(_issuer_and_serial(recipient_cert).dump()),
+                    _oaep_algorithm(), _tlv(_OCTETS, wrapped))
+        gcm_params = GCMParameters({"aes_nonce": self._nonce, "aes_icvlen": 16})
+        content_alg = _tlv(_SEQ, _oid(OID_AES256_GCM), bytes(gcm_params.dump()))
+        n = content.length
+        ec_head = _head(_CTX0_PRIM, n)
+        eci_body = len(_oid(OID_DATA)) + len(content_alg) + len(ec_head) + n
+        eci_head = _head(_SEQ, eci_body)
+        mac_len = 2 + 16
+        aed_fields = _int(0) + _tlv(_SET, ktri)
+        aed_body = len(aed_fields) + len(eci_head) + eci_body + mac_len
+        aed_head = _head(_SEQ, aed_body)
+        explicit = _head(_CTX0, len(aed_head) + aed_body)
+        oid_aed = _oid(OID_AUTH_ENVELOPED_DATA)
+        ci_body = len(oid_aed) + len(explicit) + len(aed_head) + aed_body
+        self._prefix = (_head(_SEQ, ci_body) + oid_aed + explicit + aed_head + aed_fields
+                        + eci_head + _oid(OID_DATA) + content_alg + ec_head)
+        self.length = len(self._prefix) + n + mac_len
+        self._used = False
+
+    def chunks(self) -> Iterator[bytes | memoryview]:
+        if self._used:
+            raise RuntimeError("encrypted content can be written only once (one nonce)")
+        self._used = True
+        encryptor = Cipher(algorithms.AES(self._key), modes.GCM(self._nonce)).encryptor()
+        yield self._prefix
+        for chunk in self._content.chunks():
+            yield encryptor.update(chunk)
+        encryptor.finalize()
+        yield _tlv(_OCTETS, encryptor.tag)
+
+
+def encrypt(content: Content, *, recipient_cert: x509.Certificate) -> Content:
+    """AES-256-GCM ``AuthEnvelopedData`` for ``recipient_cert`` (RSA-OAEP key transport).
+    The result can be iterated once: each iteration would reuse the nonce."""
+    return _Encrypted(content, recipient_cert)
+
+
+# --- decryption ---------------------------------------------------------------------------
+
+
+def _rid_matches(rid: acms.RecipientIdentifier, cert: x509.Certificate) -> bool:
+    if rid.name == "issuer_and_serial_number":
+        mine = _issuer_and_serial(cert)
+        return bool(rid.chosen["issuer"] == mine["issuer"]
+                    and rid.chosen["serial_number"].native == mine["serial_number"].native)
+    try:
+        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        return False
+    return bool(rid.chosen.native == ski)
+
+
+def _unwrap_key(ktri: acms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey,
+                allow_legacy: bool) -> bytes:
+    alg = ktri["key_encryption_algorithm"]
+    name = alg["algorithm"].native
+    encrypted = ktri["encrypted_key"].native
+    if name == "rsaes_oaep":
+        params = alg["parameters"]
+        hash_name = params["hash_algorithm"]["algorithm"].native
+        mgf = params["mask_gen_algorithm"]
+        if (hash_name != "sha256" or mgf["algorithm"].native != "mgf1"
+                or mgf["parameters"]["algorithm"].native != "sha256"):
+            raise AlgorithmNotAllowed("RSA-OAEP key transport must use SHA-256 and "
+                                      "MGF1-SHA-256")
+        label = params["p_source_algorithm"]["parameters"].native or None
+        pad: apad.AsymmetricPadding = apad.OAEP(
+            mgf=apad.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label
+        )
+    elif name == "rsaes_pkcs1v15" and allow_legacy:
+        log.warning("legacy PKCS#1 v1.5 key transport accepted by policy")
+        pad = apad.PKCS1v15()
+    else:
+        raise AlgorithmNotAllowed(f"key transport {name} is not allowed "
+                                  "(RSAES-OAEP with SHA-256 is required)")
+    try:
+        return key.decrypt(encrypted, pad)
+    except ValueError:
+        raise DecryptionFailed("the content key cannot be unwrapped with this node's "
+                               "encryption key") from None
+
+
+def _content_key(buf: memoryview, infos: _Tlv, key: rsa.RSAPrivateKey,
+                 cert: x509.Certificate, allow_legacy: bool) -> bytes:
+    if infos.tag != _SET:
+        raise _Malformed("recipientInfos is not a SET")
+    for item in _children(buf, infos):
+        info = acms.RecipientInfo.load(buf[item.start:item.end].tobytes())
+        if info.name != "ktri":
+            continue
+        ktri = info.chosen
+        if _rid_matches(ktri["rid"], cert):
+            return _unwrap_key(ktri, key, allow_legacy)
+    raise DecryptionFailed("the message is not encrypted for this node's encryption "
+                           "certificate (no matching recipient)")
+
+
+def _gcm_params(alg: algos.EncryptionAlgorithm) -> tuple[bytes, int]:
+    params = GCMParameters.load(alg["parameters"].dump())
+    return bytes(params["aes_nonce"].native), int(params["aes_icvlen"].native)
+
+
+def decrypt(
+    payload: bytes | memoryview,
+    *,
+    key: rsa.RSAPrivateKey,
+    cert: x509.Certificate,
+    allow_legacy: bool = False,
+) -> bytes:
+    """Decrypt a ``ContentInfo``/``AuthEnvelopedData`` addressed to ``cert``; return the
+    plaintext only after the GCM tag verified. ``allow_legacy`` also accepts AES-CBC
+    ``EnvelopedData`` and PKCS#1 v1.5 key transport (logged as a warning)."""
+    buf = memoryview(payload)
+    try:
+        kind, body = _content_info(buf)
+        if kind == OID_ENVELOPED_DATA:
+            if not allow_legacy:
+                raise AlgorithmNotAllowed("EnvelopedData (AES-CBC) is a legacy suite; "
+                                          "AuthEnvelopedData with AES-256-GCM is required")
+            return _decrypt_legacy(buf, body, key, cert)
+        if kind != OID_AUTH_ENVELOPED_DATA:
+            raise EnvelopeInvalid("the payload is not AuthEnvelopedData", where="Payload")
+        fields = _children(buf, body)
+        if len(fields) < 4 or fields[0].tag != _INT:
+            raise _Malformed("AuthEnvelopedData fields")
+        index = 1
+        if fields[index].tag == _CTX0:  # originatorInfo: certificates we do not need
+            index += 1
+        infos, eci = fields[index], fields[index + 1]
+        rest = fields[index + 2:]
+        if rest and rest[0].tag == _CTX1:
+            raise AlgorithmNotAllowed("authAttrs are not used by this protocol")
+        if not rest or rest[0].tag != _OCTETS:
+            raise _Malformed("mac is missing")
+        mac = bytes(buf[rest[0].body:rest[0].end])
+        eci_parts = _children(buf, eci)
+        if len(eci_parts) != 3 or _oid_at(buf, eci_parts[0]) != OID_DATA:
+            raise _Malformed("authEncryptedContentInfo must hold id-data content")
+        alg = algos.EncryptionAlgorithm.load(
+            buf[eci_parts[1].start:eci_parts[1].end].tobytes())
+        if alg["algorithm"].dotted != OID_AES256_GCM:
+            raise AlgorithmNotAllowed(
+                f"content encryption {alg['algorithm'].dotted} is not allowed "
+                "(AES-256-GCM is required)")
+        nonce, icv_len = _gcm_params(alg)
+        if len(nonce) != 12 or icv_len != 16 or len(mac) != 16:
+            raise AlgorithmNotAllowed("AES-GCM needs a 12-byte nonce and a 16-byte tag")
+        ciphertext = _octets(buf, eci_parts[2], _CTX0_PRIM)
+        content_key = _content_key(buf, infos, key, cert, allow_legacy)
+    except _Malformed as exc:
+        raise EnvelopeInvalid(f"the payload is not a DER CMS AuthEnvelopedData ({exc})",
+                              where="Payload") from None
+    except GatewayError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:  # asn1crypto parse errors
+        raise EnvelopeInvalid("the payload's CMS structure cannot be read "
+                              f"({type(exc).__name__})", where="Payload") from None
+    if len(content_key) != 32:
+        raise DecryptionFailed("the content key is not an AES-256 key")
+    decryptor = Cipher(algorithms.AES(content_key), modes.GCM(nonce, mac)).decryptor()
+    plaintext = decryptor.update(ciphertext)
+    try:
+        decryptor.finalize()
+    except InvalidTag:
+        del plaintext
+        raise DecryptionFailed("the authentication tag does not match: the ciphertext or "
+                               "its parameters were altered") from None
+    return plaintext
+
+
+def _decrypt_legacy(buf: memoryview, body: _Tlv, key: rsa.RSAPrivateKey,
+                    cert: x509.Certificate) -> bytes:
+    fields = _children(buf, body)
+    index = 2 if fields[1].tag == _CTX0 else 1
+    infos, eci = fields[index], fields[index + 1]
+    eci_parts = _children(buf, eci)
+    alg = algos.EncryptionAlgorithm.load(buf[eci_parts[1].start:eci_parts[1].end].tobytes())
+    if alg["algorithm"].dotted not in (OID_AES128_CBC, OID_AES256_CBC):
+        raise AlgorithmNotAllowed(f"content encryption {alg['algorithm'].dotted} is not "
+                                  "allowed")
+    log.warning("legacy AES-CBC EnvelopedData accepted by policy")
+    iv = bytes(alg["parameters"].native)
+    ciphertext = _octets(buf, eci_parts[2], _CTX0_PRIM)
+    content_key = _content_key(buf, infos, key, cert, True)
+    try:
+        decryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).decryptor()
+        padded = decryptor.update(ciphertext) + decryptor.finalize()
+        unpadder = padding.PKCS7(128).unpadder()
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise DecryptionFailed("legacy AES-CBC content cannot be decrypted") from None
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """What :func:`verify` proved: ``content`` was signed by ``signer`` at
+    ``signing_time``. ``certificates`` are the others included (chain candidates)."""
+
+    content: bytes
+    signer: x509.Certificate
+    certificates: tuple[x509.Certificate, ...]
+    signing_time: datetime
+
+
+def _attributes(raw: bytes) -> dict[str, acms.CMSAttribute]:
+    attrs = acms.CMSAttributes.load(raw)
+    out: dict[str, acms.CMSAttribute] = {}
+    for attr in attrs:
+        name = attr["type"].native
+        if name in out:
+            raise SignatureInvalid(f"signed attribute {name} appears twice")
+        out[name] = attr
+    return out
+
+
+def _one_value(attrs: dict[str, acms.CMSAttribute], name: str) -> core.Asn1Value:
+    attr = attrs.get(name)
+    if attr is None:
+        raise SignatureInvalid(f"the signed attribute {name} is missing")
+    values = attr["values"]
+    if len(values) != 1:
+        raise SignatureInvalid(f"the signed attribute {name} must have one value")
+    return values[0]
+
+
+def _check_signature(signer: x509.Certificate, alg: algos.SignedDigestAlgorithm,
+                     signature: bytes, data: bytes) -> None:
+    public = signer.public_key()
+    name = alg["algorithm"].native
+    try:
+        if isinstance(public, rsa.RSAPublicKey):
+            if public.key_size < 2048:
+                raise AlgorithmNotAllowed("RSA keys under 2048 bits are not accepted")
+            if name in ("rsassa_pkcs1v15", "sha256_rsa"):
+                public.verify(signature, data, apad.PKCS1v15(), hashes.SHA256())
+            elif name == "rsassa_pss":
+                params = alg["parameters"]
+                mgf = params["mask_gen_algorithm"]
+                if (params["hash_algorithm"]["algorithm"].native != "sha256"
+                        or mgf["parameters"]["algorithm"].native != "sha256"):
+                    raise AlgorithmNotAllowed("RSA-PSS must use SHA-256 and MGF1-SHA-256")
+                salt = int(params["salt_length"].native)
+                public.verify(signature, data,
+                              apad.PSS(mgf=apad.MGF1(hashes.SHA256()), salt_length=salt),
+                              hashes.SHA256())
+            else:
+                raise AlgorithmNotAllowed(f"signature algorithm {name} is not allowed")
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            if not isinstance(public.curve, ec.SECP256R1):
+                raise AlgorithmNotAllowed("ECDSA signatures must use P-256")
+            if name not in ("sha256_ecdsa",):
+                raise AlgorithmNotAllowed(f"signature algorithm {name} is not allowed")
+            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        else:
+            raise AlgorithmNotAllowed("the signer's key type is not allowed")
+    except InvalidSignature:
+        raise SignatureInvalid("the signature does not verify with the signer's "
+                               "certificate") from None
+    except UnsupportedAlgorithm:
+        raise AlgorithmNotAllowed(f"signature algorithm {name} is not supported") from None
+
+
+def _sid_matches(sid: acms.SignerIdentifier, cert: x509.Certificate) -> bool:
+    return _rid_matches(sid, cert)  # same two choices, same rules
+
+
+def verify(
+    signed: bytes | memoryview, *, extra_certificates: Sequence[x509.Certificate] = ()
+) -> VerifiedSignature:
+    """Verify a ``ContentInfo``/``SignedData`` with one signer and attached ``id-data``
+    content: message digest, signature, required signed attributes. The signer
+    certificate comes from the structure (or ``extra_certificates``). Does not decide
+    whether the signer is trusted: see :func:`gateway.certs.validate_chain`."""
+    buf = memoryview(signed)
+    try:
+        kind, body = _content_info(buf)
+        if kind != OID_SIGNED_DATA:
+            raise SignatureInvalid("the content is not SignedData")
+        fields = _children(buf, body)
+        if len(fields) < 4 or fields[0].tag != _INT or fields[1].tag != _SET:
+            raise _Malformed("SignedData fields")
+        eci = _children(buf, fields[2])
+        if len(eci) != 2 or eci[1].tag != _CTX0 or _oid_at(buf, eci[0]) != OID_DATA:
+            raise SignatureInvalid("SignedData must carry attached id-data content")
+        inner = _children(buf, eci[1])
+        if len(inner) != 1:
+            raise _Malformed("eContent")
+        content = _octets(buf, inner[0], _OCTETS)
+        certs: list[x509.Certificate] = []
+        signer_infos = fields[-1]
+        for extra in fields[3:-1]:
+            if extra.tag == _CTX0:
+                for item in _children(buf, extra):
+                    if item.tag == _SEQ:
+                        certs.append(x509.load_der_x509_certificate(
+                            buf[item.start:item.end].tobytes()))
+        if signer_infos.tag != _SET:
+            raise _Malformed("signerInfos")
+        infos = _children(buf, signer_infos)
+        if len(infos) != 1:
+            raise SignatureInvalid(f"expected exactly one signer, found {len(infos)}")
+        info_raw = buf[infos[0].start:infos[0].end].tobytes()
+        info = acms.SignerInfo.load(info_raw)
+        info_view = memoryview(info_raw)
+        info_fields = _children(info_view, _read(info_view, 0, len(info_view)))
+        if len(info_fields) < 6 or info_fields[3].tag != _CTX0:
+            raise SignatureInvalid("signed attributes are required")
+        attrs_raw = info_view[info_fields[3].start:info_fields[3].end].tobytes()
+        if info["digest_algorithm"]["algorithm"].native != "sha256":
+            raise AlgorithmNotAllowed("the digest algorithm must be SHA-256")
+        attrs = _attributes(b"\x31" + attrs_raw[1:])
+        content_type = _one_value(attrs, _ATTR_CONTENT_TYPE).native
+        if content_type != "data":
+            raise SignatureInvalid("the signed content-type is not id-data")
+        expected = bytes(_one_value(attrs, _ATTR_MESSAGE_DIGEST).native)
+        signing_time = _one_value(attrs, _ATTR_SIGNING_TIME).native
+        if not isinstance(signing_time, datetime):
+            raise SignatureInvalid("signing-time is not a time")
+        signer = next((c for c in [*certs, *extra_certificates]
+                       if _sid_matches(info["sid"], c)), None)
+        if signer is None:
+            raise SignatureInvalid("the signer's certificate is not included")
+        alg = info["signature_algorithm"]
+        signature = bytes(info["signature"].native)
+        # Read every lazily parsed field now, so that malformed parts fail here.
+        alg.native  # noqa: B018
+    except _Malformed as exc:
+        raise SignatureInvalid(f"the signed content is not a DER CMS SignedData ({exc})") \
+            from None
+    except GatewayError:
+        raise
+    except (ValueError, TypeError, KeyError) as exc:
+        raise SignatureInvalid("the SignedData structure cannot be read "
+                               f"({type(exc).__name__})") from None
+    if hashlib.sha256(content).digest() != expected:
+        raise SignatureInvalid("the message digest does not match the content")
+    _check_signature(signer, alg, signature, b"\x31" + attrs_raw[1:])
+    return VerifiedSignature(
+        content=bytes(content),
+        signer=signer,
+        certificates=tuple(c for c in certs if c != signer),
+        signing_time=signing_time.astimezone(UTC),
+    )
+
+
+def signed_content_of(signed: SignedContent) -> bytes:
+    """The DER of a :class:`SignedContent` (receipts, tests: small content only)."""
+    return signed.to_bytes()
