@@ -48,6 +48,7 @@ __all__ = [
     "default_registry",
     "load_schema",
     "load_xsd",
+    "registry_with_sets",
 ]
 
 log = logging.getLogger("gateway.schemas")
@@ -200,14 +201,19 @@ class SchemaRegistry:
     """Maps ``(namespace, local name)`` of a root element to the XSD that declares it."""
 
     def __init__(self, roots: Iterable[Path] = (),
-                 *, extra_sets: Iterable[SchemaSet | tuple[Path, Path]] = ()) -> None:
+                 *, extra_sets: Iterable[Any] = ()) -> None:
+        """``roots``: directories whose ``*.xsd`` are indexed. ``extra_sets``: operator
+        schema sets, each a :class:`SchemaSet`, a ``(directory, entry)`` pair or any object
+        with ``directory`` and ``entry`` attributes (``gateway.config.SchemaSet``)."""
         self._index: dict[tuple[str, str], Path] = {}
         for root in roots:
             for xsd in sorted(Path(root).rglob("*.xsd")):
                 self._add(xsd, replace=False)
         for item in extra_sets:
-            schema_set = item if isinstance(item, SchemaSet) else SchemaSet(*item)
-            self.add_set(schema_set.directory, schema_set.entry)
+            if isinstance(item, tuple):
+                self.add_set(*item)
+            else:
+                self.add_set(item.directory, item.entry)
 
     def _add(self, xsd: Path, *, replace: bool) -> list[tuple[str, str]]:
         try:
@@ -231,15 +237,25 @@ class SchemaRegistry:
                     added.append(key)
         return added
 
-    def add_set(self, directory: Path, entry: Path | str) -> list[tuple[str, str]]:
-        """Register an operator schema set: ``entry`` (relative to ``directory``) declares
-        the document roots; its imports/includes resolve inside the set, never over the
-        network. Compiles it now, so a broken set is a configuration error at start-up.
-        Returns the ``(namespace, name)`` roots it registered (they override built-ins)."""
-        schema_set = SchemaSet(Path(directory), Path(entry))
-        path = schema_set.entry_path
-        if not schema_set.directory.is_dir():
+    def add_set(self, directory: Path, entry: Path | str | None = None
+                ) -> list[tuple[str, str]]:
+        """Register an operator schema set: ``entry`` (relative to ``directory``, or
+        absolute) declares the document roots; with no entry, every ``*.xsd`` under the
+        directory is indexed. Imports/includes resolve from local files, never over the
+        network. Compiles the entry now, so a broken set is a configuration error at
+        start-up. Returns the ``(namespace, name)`` roots it registered (they override the
+        built-in ones)."""
+        base = Path(directory)
+        if not base.is_dir():
             raise ConfigError("schema set directory not found", where=str(directory))
+        if entry is None:
+            added = []
+            for xsd in sorted(base.rglob("*.xsd")):
+                added.extend(self._add(xsd, replace=True))
+            if not added:
+                raise ConfigError("schema set declares no global element", where=str(base))
+            return added
+        path = SchemaSet(base, Path(entry)).entry_path
         if not path.is_file():
             raise ConfigError("schema set entry XSD not found", where=str(path))
         load_schema(path)
@@ -277,6 +293,11 @@ class SchemaRegistry:
         if issues:
             raise SchemaInvalid(f"{len(issues)} validation error(s)", issues=issues,
                                 where=source)
+
+
+def registry_with_sets(sets: Iterable[Any]) -> SchemaRegistry:
+    """The shipped schemas plus operator schema sets (e.g. ``config.schema_sets``)."""
+    return SchemaRegistry([xsd_root()], extra_sets=sets)
 
 
 @cache

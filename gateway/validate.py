@@ -1,0 +1,96 @@
+"""Validate documents: bytes in, a :class:`Report` out (pure: no clock, no network).
+
+Bad input never raises: malformed, hostile, oversized, unknown or invalid documents all
+become issues in the report. Only usage and configuration errors (a schema that cannot be
+read or compiled) raise :class:`~gateway.errors.GatewayError` subclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import FileUnreadable, TooLarge, UnknownDocumentType, XmlError
+from gateway.issues import Issue, readable_path
+from gateway.schemas import SchemaRegistry, default_registry, load_schema
+from gateway.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
+
+__all__ = ["Report", "validate_bytes", "validate_file"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome for one document: ``root`` is the root element in Clark notation
+    (``{urn:cse-gateway:interstate:1}InterstateTransaction``) when it could be parsed."""
+
+    source: str
+    valid: bool
+    issues: tuple[Issue, ...]
+    root: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.source, "valid": self.valid,
+                "errors": [issue.to_dict() for issue in self.issues]}
+
+
+def _report(source: str, issues: list[Issue], root: str | None) -> Report:
+    return Report(source, not issues, tuple(issues), root)
+
+
+def validate_bytes(
+    data: bytes,
+    *,
+    source: str,
+    registry: SchemaRegistry | None = None,
+    schema: Path | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Report:
+    """Parse ``data`` with the hardened parser and validate it: against ``schema`` (an
+    entry XSD, plus its sibling ``.sch`` if any) when given, else against the schema the
+    registry (default: the shipped one) finds for the root element."""
+    compiled = load_schema(schema) if schema is not None else None  # ConfigError: exit 2
+    try:
+        tree = parse_xml(data, max_bytes=max_bytes, source=source)
+    except XmlError as exc:
+        return _report(source, [Issue(exc.line, exc.column, exc.code, "", exc.message)], None)
+    root_element = tree.getroot()
+    root = str(root_element.tag)
+    if compiled is None:
+        try:
+            compiled = (registry or default_registry()).schema_for(tree)
+        except UnknownDocumentType as exc:
+            issue = Issue(root_element.sourceline, 1, exc.code, readable_path(root_element),
+                          exc.message)
+            return _report(source, [issue], root)
+    return _report(source, compiled.issues(tree, data=data), root)
+
+
+def validate_file(
+    path: Path,
+    *,
+    registry: SchemaRegistry | None = None,
+    schema: Path | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Report:
+    """:func:`validate_bytes` on a file; a missing or unreadable file is an issue too."""
+    source = str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return _report(source, [Issue(None, None, TooLarge.code, "",
+                                          f"file is {size} bytes, over the limit of "
+                                          f"{max_bytes}")], None)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return _report(source, [Issue(None, None, FileUnreadable.code, "",
+                                      "file not found")], None)
+    except IsADirectoryError:
+        return _report(source, [Issue(None, None, FileUnreadable.code, "",
+                                      "is a directory, not a file")], None)
+    except OSError as exc:
+        return _report(source, [Issue(None, None, FileUnreadable.code, "",
+                                      f"cannot read the file ({exc.strerror})")], None)
+    return validate_bytes(data, source=source, registry=registry, schema=schema,
+                          max_bytes=max_bytes)
+
