@@ -25,6 +25,7 @@ from gateway.errors import GatewayError
 # Add a command by adding its module here (gateway/cli/<name>.py).
 COMMAND_MODULES: tuple[str, ...] = (
     "config_cmd",
+    "validate_cmd",
 )
 
 
