@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gateway.errors import FileUnreadable, TooLarge, UnknownDocumentType, XmlError
 from gateway.issues import Issue, readable_path
@@ -60,7 +60,7 @@ def validate_bytes(
         try:
             compiled = (registry or default_registry()).schema_for(tree)
         except UnknownDocumentType as exc:
-            issue = Issue(root_element.sourceline, 1, exc.code, readable_path(root_element),
+            issue = Issue(cast("int | None", root_element.sourceline), 1, exc.code, readable_path(root_element),
                           exc.message)
             return _report(source, [issue], root)
     return _report(source, compiled.issues(tree, data=data), root)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.output import out, out_json
+from gateway.config import load_config
 from gateway.errors import UsageError
 from gateway.schemas import SchemaRegistry, default_registry, registry_with_sets
 from gateway.validate import Report, validate_file
@@ -42,8 +43,6 @@ def _registry(args: argparse.Namespace) -> SchemaRegistry:
     explicit = getattr(args, "config", None) or os.environ.get("GATEWAY_CONFIG")
     if not explicit and not Path("gateway.toml").is_file():
         return default_registry()
-    from gateway.config import load_config  # the daemon's module: only when configured
-
     config = load_config(explicit)
     sets = getattr(config, "schema_sets", ())
     return registry_with_sets(sets) if sets else default_registry()
