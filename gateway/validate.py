@@ -60,8 +60,8 @@ def validate_bytes(
         try:
             compiled = (registry or default_registry()).schema_for(tree)
         except UnknownDocumentType as exc:
-            issue = Issue(cast("int | None", root_element.sourceline), 1, exc.code, readable_path(root_element),
-                          exc.message)
+            line = cast("int | None", root_element.sourceline)
+            issue = Issue(line, 1, exc.code, readable_path(root_element), exc.message)
             return _report(source, [issue], root)
     return _report(source, compiled.issues(tree, data=data), root)
 
