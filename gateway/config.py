@@ -107,13 +107,14 @@ class TransportConfig:
     timeout: float = 30.0
 
     def options(self) -> dict[str, Any]:
-        """Keyword options for ``transports.open_transport`` (only those that are set)."""
-        out: dict[str, Any] = {"timeout": self.timeout}
-        for name in ("key_file", "known_hosts", "client_cert", "client_key", "ca_file"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
+        """Keyword options for ``transports.open_transport`` for this URL's scheme."""
+        if self.scheme == "https":
+            return {"cert": self.client_cert, "key": self.client_key, "ca": self.ca_file,
+                    "timeout": self.timeout}
+        if self.scheme == "sftp":
+            return {"key_file": self.key_file, "known_hosts": self.known_hosts,
+                    "timeout": self.timeout}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class RetryPolicy:
     max_delay: float = 900.0
     jitter: float = 0.2  # +/- fraction of the delay
     expiry: float = 3 * 86400.0  # after this long since intake a message is failed
+    receipt_timeout: float = 3600.0  # sent but no receipt for this long: send again
 
 
 @dataclass(frozen=True)
@@ -476,13 +478,15 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
     for key, text in route_problems:
         r.problem(key, text)
     t = r.table(doc, "retry", "retry")
-    r.known(t, "retry", {"base", "factor", "max_delay", "jitter", "expiry"})
+    r.known(t, "retry", {"base", "factor", "max_delay", "jitter", "expiry", "receipt_timeout"})
     retry = RetryPolicy(
         base=r.duration(t, "base", "retry.base", 5.0, positive=True),
         factor=r.number(t, "factor", "retry.factor", 2.0, minimum=1.0),
         max_delay=r.duration(t, "max_delay", "retry.max_delay", 900.0, positive=True),
         jitter=r.number(t, "jitter", "retry.jitter", 0.2),
         expiry=r.duration(t, "expiry", "retry.expiry", 3 * 86400.0, positive=True),
+        receipt_timeout=r.duration(t, "receipt_timeout", "retry.receipt_timeout", 3600.0,
+                                   positive=True),
     )
     if retry.jitter >= 1.0:
         r.problem("retry.jitter", "must be below 1 (a fraction of the delay)")

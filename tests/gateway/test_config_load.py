@@ -104,7 +104,8 @@ def test_good_config_is_typed_and_paths_are_relative_to_the_file(tmp_path: Path)
     texas = config.partner("fips:4800000")
     assert [t.scheme for t in texas.transports] == ["https", "sftp"]
     assert texas.transports[1].known_hosts == tmp_path / "ssh/known_hosts"
-    assert texas.transports[0].options()["client_cert"] == tmp_path / "tls/client.crt"
+    assert texas.transports[0].options()["cert"] == tmp_path / "tls/client.crt"
+    assert texas.transports[1].options()["key_file"] == tmp_path / "ssh/id_ed25519"
     assert config.retry.base == 2.0
     assert config.retry.max_delay == 600.0
     assert config.retry.expiry == 2 * 86400

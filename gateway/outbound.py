@@ -1,0 +1,345 @@
+"""Outbound: send sealed envelopes to partners, record receipts, retry, give up.
+
+The :class:`Sender` is driven by the daemon's scheduler: :meth:`Sender.dispatch` finds
+messages that are due (sealed, retrying whose time has come, relays just received) and
+hands each to a worker thread, at most ``limits.send_workers`` at a time *per partner*,
+so a slow or dead partner only ever ties up its own lane. Each worker claims the message
+(``sealed/retrying -> sending``, exactly once), tries the partner's transports in order of
+preference, and records the outcome in one transaction with its audit events:
+
+- a valid ``Delivered`` receipt in the answer (HTTPS) -> ``delivered``;
+- a ``Rejected`` receipt (HTTPS 4xx body or answer) -> ``failed`` with its error codes;
+- accepted without a receipt (SFTP upload, a relay's 202) -> ``sent``; the receipt arrives
+  later through the inbound pipeline and :func:`apply_receipt` finishes the message;
+- a retryable failure -> ``retrying`` at a backoff time (:mod:`gateway.retry`), and the
+  partner's breaker counts it; past the expiry or permanent -> ``failed``.
+
+A relay forwards the envelope unchanged (direction ``relay``) and any receipt the next hop
+answers with goes back into the inbound pipeline (it is addressed to the original sender).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from gateway.config import Config, TransportConfig
+from gateway.errors import GatewayError, ReceiptInvalid, SecurityError
+from gateway.retry import BreakerBoard, after_failure
+from gateway.spool import Message, SqliteSpool, Txn
+from gateway.states import Direction, IllegalTransition, State
+from transports import Transport, TransportError, open_transport
+
+__all__ = [
+    "ReceiptCheck",
+    "ReceiptOutcome",
+    "Sender",
+    "TransportPool",
+    "apply_receipt",
+    "wire_name",
+]
+
+log = logging.getLogger("gateway.outbound")
+
+
+def wire_name(message: Message) -> str:
+    """The blob name on the wire: the envelope's MessageId (unique, safe characters)."""
+    return f"{message.message_id}.xml"
+
+
+@dataclass(frozen=True)
+class ReceiptOutcome:
+    """A verified receipt, reduced to what the spool needs."""
+
+    delivered: bool
+    receipt_id: str
+    ref_to_message_id: str
+    errors: tuple[tuple[str, str], ...] = ()
+
+
+class ReceiptCheck(Protocol):
+    """Verify ``data`` as the receipt for ``message`` (signed by its ``to_party``, naming
+    its envelope digest); raise a :class:`SecurityError` when it is not one."""
+
+    def __call__(self, data: bytes, *, message: Message, now: datetime) -> ReceiptOutcome: ...
+
+
+def apply_receipt(txn: Txn, message: Message, data: bytes, outcome: ReceiptOutcome) -> Message:
+    """Record a verified receipt for an outbound ``message`` (inside ``txn``):
+    ``delivered`` or ``failed`` with the receipt's first error code."""
+    txn.store_receipt(message.message_id or "", "received", data)
+    txn.audit("receipt_received", message,
+              detail={"status": "Delivered" if outcome.delivered else "Rejected"})
+    if outcome.delivered:
+        return txn.transition(message.id, State.DELIVERED, payloads={"receipt": data},
+                              changes={"next_attempt_at": None})
+    code = outcome.errors[0][0] if outcome.errors else "Rejected"
+    return txn.transition(message.id, State.FAILED, payloads={"receipt": data},
+                          error_code=code[:60],
+                          changes={"error_text": "partner rejected the message",
+                                   "next_attempt_at": None},
+                          detail={"errors": len(outcome.errors)})
+
+
+class TransportPool:
+    """Open transports per URL, reused across sends; an instance is used by one thread at
+    a time and discarded after a failure (the next send reconnects)."""
+
+    def __init__(self, opener: Callable[..., Transport] = open_transport,
+                 extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self._opener = opener
+        self._extra = dict(extra or {})  # per-scheme extra options (tests: memory network)
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[Transport]] = {}
+        self._closed = False
+
+    @contextlib.contextmanager
+    def lease(self, tc: TransportConfig) -> Iterator[Transport]:
+        with self._lock:
+            idle = self._idle.setdefault(tc.url, [])
+            transport = idle.pop() if idle else None
+        if transport is None:
+            options = {**tc.options(), **self._extra.get(tc.scheme, {})}
+            transport = self._opener(tc.url, **options)
+        ok = False
+        try:
+            yield transport
+            ok = True
+        finally:
+            with self._lock:
+                keep = ok and not self._closed
+                if keep:
+                    self._idle[tc.url].append(transport)
+            if not keep:
+                with contextlib.suppress(Exception):
+                    transport.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pools, self._idle = self._idle, {}
+        for idle in pools.values():
+            for transport in idle:
+                with contextlib.suppress(Exception):
+                    transport.close()
+
+
+class Sender:
+    """Claims due messages and sends them; thread-safe."""
+
+    def __init__(self, config: Config, spool: SqliteSpool, pool: TransportPool,
+                 breakers: BreakerBoard, check_receipt: ReceiptCheck, *,
+                 clock: Callable[[], datetime], rng: random.Random | None = None,
+                 relay_answer: Callable[[bytes, datetime], None] | None = None) -> None:
+        self.config = config
+        self.spool = spool
+        self.pool = pool
+        self.breakers = breakers
+        self.check_receipt = check_receipt
+        self.clock = clock
+        self.rng = rng or random.SystemRandom()
+        self.relay_answer = relay_answer
+        self._lock = threading.Lock()
+        self._inflight: set[int] = set()
+        self._lanes: dict[str, int] = {}
+
+    # --- scheduling -----------------------------------------------------------------
+
+    def dispatch(self, executor: Executor, *, limit: int = 500) -> int:
+        """Submit every due message whose partner has a free lane; returns how many."""
+        now = self.clock()
+        blocked = set(self.breakers.blocked(now.timestamp()))
+        lane_size = self.config.limits.send_workers
+        submitted = 0
+        for message in self.spool.due(now, limit=limit):
+            partner = message.partner or ""
+            with self._lock:
+                if (message.id in self._inflight or partner in blocked
+                        or self._lanes.get(partner, 0) >= lane_size):
+                    continue
+                self._inflight.add(message.id)
+                self._lanes[partner] = self._lanes.get(partner, 0) + 1
+            try:
+                executor.submit(self._run, message.id, message.state, partner)
+            except RuntimeError:  # executor shut down: leave it for the next start
+                self._release(message.id, partner)
+                break
+            submitted += 1
+        return submitted
+
+    def _release(self, row_id: int, partner: str) -> None:
+        with self._lock:
+            self._inflight.discard(row_id)
+            self._lanes[partner] = max(0, self._lanes.get(partner, 1) - 1)
+
+    def _run(self, row_id: int, expect: State, partner: str) -> None:
+        try:
+            self.send(row_id, expect)
+        except Exception:
+            log.exception("unexpected error sending spool message %d", row_id)
+        finally:
+            self._release(row_id, partner)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._inflight
+
+    # --- one message ----------------------------------------------------------------
+
+    def send(self, row_id: int, expect: State) -> Message | None:
+        """Claim message ``row_id`` (expected in state ``expect``) and try to send it."""
+        now = self.clock()
+        message = self.spool.claim(row_id, expect, now)
+        if message is None:
+            return None
+        partner_party = message.partner or ""
+        if not self.breakers.allow(partner_party, now.timestamp()):
+            return self._failed_attempt(message, None, "BreakerOpen",
+                                        "partner circuit breaker is open", retryable=True,
+                                        breaker=None)
+        envelope = self.spool.payload(message.id, "envelope")
+        try:
+            partner = self.config.partner(partner_party)
+        except KeyError:
+            return self._failed_attempt(message, None, "NoRoute",
+                                        "partner is no longer configured", retryable=False,
+                                        breaker=None)
+        if envelope is None:
+            return self._failed_attempt(message, None, "SpoolError",
+                                        "envelope payload is missing", retryable=False,
+                                        breaker=None)
+        last: TransportError | None = None
+        for tc in partner.transports:
+            try:
+                with self.pool.lease(tc) as transport:
+                    answer = transport.send(wire_name(message), envelope)
+            except TransportError as exc:
+                last = exc
+                log.warning("send of %s to %s via %s failed: %s (%s)", message.message_id,
+                            partner.party, tc.scheme, exc.code,
+                            "retryable" if exc.retryable else "permanent")
+                body = getattr(exc, "body", b"")
+                if body and message.direction is Direction.OUT and not exc.retryable:
+                    done = self._answered(message, body, tc.url, refused=exc)
+                    if done is not None:
+                        self.breakers.success(partner.party)
+                        return done
+                continue
+            self.breakers.success(partner.party)
+            return self._answered(message, answer, tc.url) or self.spool.get(message.id)
+        assert last is not None or not partner.transports  # noqa: S101
+        if last is None:
+            return self._failed_attempt(message, None, "NoTransport",
+                                        "partner has no transport", retryable=False, breaker=None)
+        return self._failed_attempt(message, partner.transports[-1].url, last.code,
+                                    last.message, retryable=last.retryable)
+
+    def _answered(self, message: Message, answer: bytes | None, url: str, *,
+                  refused: TransportError | None = None) -> Message | None:
+        """The partner took the envelope (or refused it with a body). Returns the new
+        message state, or None when a refusal's body was not a usable receipt."""
+        now = self.clock()
+        if message.direction is Direction.OUT and answer:
+            try:
+                outcome = self.check_receipt(answer, message=message, now=now)
+            except SecurityError as exc:
+                log.warning("answer to %s is not a valid receipt: %s", message.message_id,
+                            exc.code)
+                if refused is not None:
+                    return None
+                return self._failed_attempt(message, url, ReceiptInvalid.code,
+                                            "the partner's receipt did not verify",
+                                            retryable=True, breaker=None)
+            with self.spool.transaction(now) as txn:
+                txn.audit("sent", message, transport=url)
+                return apply_receipt(txn, message, answer, outcome)
+        if refused is not None:
+            return None
+        target = {Direction.OUT: State.SENT, Direction.RELAY: State.RELAYED,
+                  Direction.RECEIPT: State.SENT}[message.direction]
+        with self.spool.transaction(now) as txn:
+            done = txn.transition(message.id, target, expect=State.SENDING,
+                                  changes={"transport": url[:200], "next_attempt_at": None})
+        if message.direction is Direction.RELAY and answer and self.relay_answer is not None:
+            try:
+                self.relay_answer(answer, now)  # the next hop's receipt, for the sender
+            except GatewayError as exc:
+                log.warning("could not pass back the answer to relayed %s: %s",
+                            message.message_id, exc.code)
+        return done
+
+    def _failed_attempt(self, message: Message, url: str | None, code: str, text: str, *,
+                        retryable: bool, breaker: str | None = "auto") -> Message:
+        """Record a failed attempt. ``breaker``: "auto" counts a retryable failure against
+        the partner (a permanent one proves it is alive); None leaves the breaker alone."""
+        now = self.clock()
+        if breaker == "auto":
+            if retryable:
+                self.breakers.failure(message.partner or "", now.timestamp())
+            else:
+                self.breakers.success(message.partner or "")
+        decision = after_failure(self.config.retry, attempts=message.attempts,
+                                 expires_at=message.expires_at or now.timestamp(),
+                                 now=now.timestamp(), retryable=retryable, rng=self.rng)
+        with self.spool.transaction(now) as txn:
+            txn.audit("send_failed", message, error_code=code[:60],
+                      transport=(url or None) and url[:200],
+                      detail={"attempt": message.attempts})
+            changes: dict[str, Any] = {"error_text": text[:500]}
+            if decision.retry:
+                changes["next_attempt_at"] = decision.at
+                return txn.transition(message.id, State.RETRYING, expect=State.SENDING,
+                                      error_code=code[:60], changes=changes,
+                                      detail={"attempt": message.attempts})
+            changes["next_attempt_at"] = None
+            return txn.transition(message.id, State.FAILED, expect=State.SENDING,
+                                  error_code=code[:60], changes=changes,
+                                  detail={"reason": decision.reason})
+
+    # --- housekeeping ---------------------------------------------------------------
+
+    def recover(self) -> int:
+        """After a restart: messages left ``sending`` by a crash go back to ``retrying``
+        now (the receiver's duplicate detection makes a second copy harmless)."""
+        now = self.clock()
+        count = 0
+        for message in self.spool.select(states=[State.SENDING], limit=100_000):
+            try:
+                with self.spool.transaction(now) as txn:
+                    txn.transition(message.id, State.RETRYING, expect=State.SENDING,
+                                   changes={"next_attempt_at": now.timestamp()},
+                                   detail={"recovered": 1})
+                count += 1
+            except IllegalTransition:
+                continue
+        return count
+
+    def expire(self) -> int:
+        """``sent`` messages whose receipt is overdue are sent again (the receiver answers
+        a duplicate with its stored receipt); expired ones fail."""
+        now = self.clock()
+        cutoff = (now - timedelta(seconds=self.config.retry.receipt_timeout)).timestamp()
+        count = 0
+        for message in self.spool.select(states=[State.SENT], direction=Direction.OUT,
+                                         limit=100_000):
+            if message.updated_at > cutoff:
+                continue
+            expired = message.expires_at is not None and now.timestamp() >= message.expires_at
+            with contextlib.suppress(IllegalTransition), self.spool.transaction(now) as txn:
+                if expired:
+                    txn.transition(message.id, State.FAILED, expect=State.SENT,
+                                   error_code="ReceiptTimeout",
+                                   changes={"error_text": "no receipt before the expiry"})
+                else:
+                    txn.transition(message.id, State.RETRYING, expect=State.SENT,
+                                   error_code="ReceiptTimeout",
+                                   changes={"next_attempt_at": now.timestamp()})
+                count += 1
+        return count

@@ -1,0 +1,254 @@
+"""The sender: claims, transports in order, receipts, retries with backoff, breaker, expiry,
+lanes per partner, crash recovery. In-memory transport, fixed clock, a test receipt check
+(the real receipt verification is SECURITY's and is exercised by the end-to-end tests)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.config import Config, load_config
+from gateway.errors import ReceiptInvalid
+from gateway.outbound import ReceiptOutcome, Sender, TransportPool, apply_receipt
+from gateway.retry import BreakerBoard
+from gateway.spool import Message, NewMessage, SqliteSpool
+from gateway.states import Direction, State
+from transports.errors import HttpStatus
+from transports.memory import MemoryNetwork
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TX, NY = "fips:4800000", "fips:3600000"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def check(data: bytes, *, message: Message, now: datetime) -> ReceiptOutcome:
+    """Test receipts look like b'RECEIPT <status> <message id>'."""
+    parts = data.split()
+    if len(parts) != 3 or parts[0] != b"RECEIPT" or parts[2].decode() != message.message_id:
+        raise ReceiptInvalid("not a receipt for this message")
+    delivered = parts[1] == b"Delivered"
+    return ReceiptOutcome(delivered, "r-" + parts[2].decode(), parts[2].decode(),
+                          () if delivered else (("SchemaInvalid", "bad"),))
+
+
+def answer_delivered(name: str, data: bytes) -> bytes:
+    return b"RECEIPT Delivered " + name.removesuffix(".xml").encode()
+
+
+@pytest.fixture
+def setup(tmp_path: Path):  # type: ignore[no-untyped-def]
+    (tmp_path / "gateway.toml").write_text(f"""
+[node]
+party = "fips:0600000"
+[[partners]]
+party = "{TX}"
+[[partners.transports]]
+url = "memory://tx-primary"
+[[partners.transports]]
+url = "memory://tx-backup"
+[[partners]]
+party = "{NY}"
+[[partners.transports]]
+url = "memory://ny"
+[retry]
+base = "10s"
+factor = 2
+max_delay = "5m"
+jitter = 0
+expiry = "1h"
+receipt_timeout = "10m"
+[breaker]
+failure_threshold = 2
+reset_after = "1m"
+[limits]
+send_workers = 2
+""", encoding="utf-8")
+    config: Config = load_config(tmp_path / "gateway.toml")
+    spool = SqliteSpool(tmp_path / "spool.db")
+    net = MemoryNetwork()
+    clock = Clock()
+    pool = TransportPool(extra={"memory": {"network": net}})
+    sender = Sender(config, spool, pool, BreakerBoard(config.breaker), check, clock=clock,
+                    rng=random.Random(0))
+    yield config, spool, net, clock, sender
+    pool.close()
+    spool.close()
+
+
+def sealed(spool: SqliteSpool, partner: str, n: int = 0) -> Message:
+    mid = f"00000000-0000-4000-8000-{n:012d}"
+    with spool.transaction(T0) as txn:
+        msg = txn.insert(NewMessage(Direction.OUT, message_id=mid, to_party=partner,
+                                    partner=partner, expires_at=(T0 + timedelta(hours=1))
+                                    .timestamp()), State.RECEIVED,
+                         payloads={"document": b"<doc/>"})
+        return txn.transition(msg.id, State.SEALED, payloads={"envelope": b"ENV" + mid.encode()})
+
+
+def test_delivered_with_synchronous_receipt(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, _, sender = setup
+    net.serve("tx-primary", answer_delivered)
+    msg = sealed(spool, TX)
+    done = sender.send(msg.id, State.SEALED)
+    assert done.state is State.DELIVERED
+    assert done.attempts == 1
+    assert spool.payload(msg.id, "receipt") == b"RECEIPT Delivered " + msg.message_id.encode()
+
+
+def test_sent_then_asynchronous_receipt(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, clock, sender = setup
+    msg = sealed(spool, TX)
+    done = sender.send(msg.id, State.SEALED)
+    assert done.state is State.SENT
+    assert net.blobs("tx-primary") == {f"{msg.message_id}.xml": b"ENV" + msg.message_id.encode()}
+    receipt = b"RECEIPT Delivered " + msg.message_id.encode()
+    with spool.transaction(clock()) as txn:
+        final = apply_receipt(txn, spool.get(msg.id), receipt,
+                              check(receipt, message=msg, now=clock()))
+    assert final.state is State.DELIVERED
+
+
+def test_rejected_receipt_in_a_4xx_fails_the_message(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, _, sender = setup
+    msg = sealed(spool, TX)
+
+    def refuse(name: str, data: bytes) -> bytes:
+        body = b"RECEIPT Rejected " + name.removesuffix(".xml").encode()
+        raise HttpStatus("bad request", status=400, body=body)
+
+    net.serve("tx-primary", refuse)
+    done = sender.send(msg.id, State.SEALED)
+    assert done.state is State.FAILED
+    assert done.error_code == "SchemaInvalid"
+    assert spool.payload(msg.id, "receipt") is not None
+
+
+def test_falls_back_to_the_next_transport(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, _, sender = setup
+    net.fail_next("tx-primary", 1)
+    msg = sealed(spool, TX)
+    assert sender.send(msg.id, State.SEALED).state is State.SENT
+    assert f"{msg.message_id}.xml" in net.blobs("tx-backup")
+
+
+def test_retry_backoff_breaker_and_recovery(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, clock, sender = setup
+    net.fail_next("tx-primary", 100)
+    net.fail_next("tx-backup", 100)
+    msg = sealed(spool, TX)
+    first = sender.send(msg.id, State.SEALED)
+    assert first.state is State.RETRYING
+    assert first.next_attempt_at == (T0 + timedelta(seconds=10)).timestamp()
+    assert first.error_code == "ConnectFailed"
+    clock.advance(10)
+    second = sender.send(msg.id, State.RETRYING)
+    assert second.state is State.RETRYING
+    assert second.next_attempt_at == (clock() + timedelta(seconds=20)).timestamp()
+    # two failures: the breaker is open, the partner is not tried again before reset_after
+    assert sender.breakers.blocked(clock().timestamp()) == [TX]
+    other = sealed(spool, TX, 1)
+    assert sender.dispatch(ThreadPoolExecutor(1)) == 0
+    assert spool.get(other.id).state is State.SEALED
+    # after reset_after one probe goes through; it fails, so the breaker opens again
+    clock.advance(60)
+    probe = sender.send(other.id, State.SEALED)
+    assert probe.state is State.RETRYING
+    assert probe.error_code == "ConnectFailed"
+    assert sender.breakers.blocked(clock().timestamp()) == [TX]
+    third = sealed(spool, TX, 2)
+    refused = sender.send(third.id, State.SEALED)
+    assert refused.state is State.RETRYING
+    assert refused.error_code == "BreakerOpen"
+
+
+def test_partner_recovers_and_messages_flow(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, clock, sender = setup
+    net.fail_next("ny", 2)
+    msgs = [sealed(spool, NY, i) for i in range(3)]
+    with ThreadPoolExecutor(4) as executor:
+        sender.dispatch(executor)
+    states = sorted(spool.get(m.id).state for m in msgs)
+    assert states.count(State.RETRYING) == 2
+    clock.advance(120)  # past the backoff and the breaker's reset
+    for _ in range(3):
+        with ThreadPoolExecutor(4) as executor:
+            sender.dispatch(executor)
+        clock.advance(120)
+    assert [spool.get(m.id).state for m in msgs] == [State.SENT] * 3
+    assert len(net.blobs("ny")) == 3
+
+
+def test_expiry_makes_a_dead_letter(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, clock, sender = setup
+    net.fail_next("ny", 1000)
+    msg = sealed(spool, NY)
+    state = State.SEALED
+    for _ in range(30):
+        current = sender.send(msg.id, state)
+        assert current is not None
+        if current.state is State.FAILED:
+            break
+        state = current.state
+        clock.advance(max(0.0, (current.next_attempt_at or 0) - clock().timestamp()))
+        sender.breakers.success(NY)  # keep the breaker out of this test
+    final = spool.get(msg.id)
+    assert final.state is State.FAILED
+    assert final.error_code == "ConnectFailed"
+    assert clock() <= T0 + timedelta(hours=1)
+    assert clock() >= T0 + timedelta(hours=1) - timedelta(seconds=1)
+
+
+def test_dead_partner_does_not_slow_the_others(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, _, sender = setup
+    release = threading.Event()
+
+    def hang(name: str, data: bytes) -> bytes:
+        release.wait(10)
+        return answer_delivered(name, data)
+
+    net.serve("tx-primary", hang)
+    slow = [sealed(spool, TX, i) for i in range(5)]
+    fast = [sealed(spool, NY, 100 + i) for i in range(5)]
+    with ThreadPoolExecutor(8) as executor:
+        # TX only gets its lane of 2; the others are not blocked behind it
+        for _ in range(5):
+            sender.dispatch(executor)
+            if all(spool.get(m.id).state is State.SENT for m in fast):
+                break
+            threading.Event().wait(0.05)
+        assert all(spool.get(m.id).state is State.SENT for m in fast)
+        assert sum(spool.get(m.id).state is State.SENDING for m in slow) == 2
+        release.set()
+    assert sender.idle()
+
+
+def test_recover_after_crash_and_receipt_timeout(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, clock, sender = setup
+    msg = sealed(spool, NY)
+    assert spool.claim(msg.id, State.SEALED, clock()) is not None  # "crash" while sending
+    assert sender.recover() == 1
+    assert spool.get(msg.id).state is State.RETRYING
+    assert sender.send(msg.id, State.RETRYING).state is State.SENT
+    clock.advance(599)
+    assert sender.expire() == 0
+    clock.advance(2)
+    assert sender.expire() == 1
+    again = sender.send(msg.id, State.RETRYING)
+    assert again.state is State.SENT
+    assert again.attempts == 3
+    assert len(net.blobs("ny")) == 1  # same name, same bytes: no second copy
