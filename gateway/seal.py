@@ -15,8 +15,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway import certs, cms
 from gateway.envelope import (
@@ -36,11 +38,44 @@ from gateway.errors import (
     UnknownRecipient,
     UsageError,
 )
-from gateway.keystore import NodeIdentity, PartyDirectory
+from gateway.keystore import PartyDirectory
+from gateway.party import Party
 
-__all__ = ["OpenPolicy", "OpenedMessage", "open_envelope", "open_parsed", "seal"]
+__all__ = [
+    "OpenPolicy",
+    "OpenedMessage",
+    "RecipientKeys",
+    "SenderKeys",
+    "open_envelope",
+    "open_parsed",
+    "seal",
+]
 
 log = logging.getLogger("gateway.seal")
+
+
+class SenderKeys(Protocol):
+    """What sealing needs (a :class:`~gateway.keystore.NodeIdentity` has it)."""
+
+    @property
+    def party(self) -> Party: ...
+    @property
+    def signing_key(self) -> cms.SigningKey: ...
+    @property
+    def signing_cert(self) -> x509.Certificate: ...
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]: ...
+
+
+class RecipientKeys(Protocol):
+    """What opening needs (a :class:`~gateway.keystore.NodeIdentity` has it)."""
+
+    @property
+    def party(self) -> Party: ...
+    @property
+    def encryption_key(self) -> rsa.RSAPrivateKey: ...
+    @property
+    def encryption_cert(self) -> x509.Certificate: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +104,7 @@ def seal(
     document: bytes,
     header: Header,
     *,
-    sender: NodeIdentity,
+    sender: SenderKeys,
     recipient_cert: x509.Certificate,
     rsa_pss: bool = True,
 ) -> bytes:
@@ -100,7 +135,7 @@ def _differences(outer: Header, inner: Header) -> list[str]:
 def open_parsed(
     parsed: ParsedEnvelope,
     *,
-    node: NodeIdentity,
+    node: RecipientKeys,
     trust: Sequence[x509.Certificate],
     directory: PartyDirectory | None,
     now: datetime,
@@ -147,7 +182,7 @@ def open_parsed(
 def open_envelope(
     data: bytes,
     *,
-    node: NodeIdentity,
+    node: RecipientKeys,
     trust: Sequence[x509.Certificate],
     directory: PartyDirectory | None,
     now: datetime,
