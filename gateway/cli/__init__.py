@@ -26,6 +26,9 @@ from gateway.errors import GatewayError
 COMMAND_MODULES: tuple[str, ...] = (
     "config_cmd",
     "validate_cmd",
+    "audit_cmd",
+    "keys_cmd",
+    "seal_cmd",
 )
 
 
