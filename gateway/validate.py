@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from gateway.errors import FileUnreadable, TooLarge, UnknownDocumentType, XmlError
-from gateway.issues import Issue, readable_path
+from gateway.issues import Issue, element_position, readable_path
 from gateway.schemas import SchemaRegistry, default_registry, load_schema
 from gateway.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 
@@ -51,7 +51,9 @@ def validate_bytes(
     registry (default: the shipped one) finds for the root element."""
     compiled = load_schema(schema) if schema is not None else None  # ConfigError: exit 2
     try:
-        tree = parse_xml(data, max_bytes=max_bytes, source=source)
+        # huge_text: an EDE document carries a multi-MB PDF in one text node; the byte
+        # limit and the DOCTYPE refusal still apply.
+        tree = parse_xml(data, max_bytes=max_bytes, source=source, huge_text=True)
     except XmlError as exc:
         return _report(source, [Issue(exc.line, exc.column, exc.code, "", exc.message)], None)
     root_element = tree.getroot()
@@ -60,8 +62,8 @@ def validate_bytes(
         try:
             compiled = (registry or default_registry()).schema_for(tree)
         except UnknownDocumentType as exc:
-            line = cast("int | None", root_element.sourceline)
-            issue = Issue(line, 1, exc.code, readable_path(root_element), exc.message)
+            line, column = element_position(tree, data)(root_element)
+            issue = Issue(line, column, exc.code, readable_path(root_element), exc.message)
             return _report(source, [issue], root)
     return _report(source, compiled.issues(tree, data=data), root)
 
