@@ -32,7 +32,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -362,7 +362,7 @@ class AuditLog:
             (seq, *(columns[n] for n in FIELDS), last_hash, h))
         return seq, h
 
-    def store_receipt(self, message_id: str, direction: Literal["sent", "received"],
+    def store_receipt(self, message_id: str, direction: str,
                       data: bytes, at: datetime, *, actor: str = "daemon") -> int:
         """Keep a receipt's exact bytes. Appends a ``receipt_stored`` event whose digest is
         the bytes' SHA-256 (this anchors the receipt in the chain) and returns its seq. The

@@ -267,8 +267,6 @@ class ChainWalker:
         self._order: list[str] = [start_hash]
         self.checkpoints = {cp.seq: cp for cp in checkpoints}
         self.signers = tuple(sorted({cp.signer for cp in checkpoints}))
-        self.hashes: dict[int, str] = {}  # hashes of events asked for (receipt checks)
-        self.want_hash: set[int] = set()
         for cp in sorted(checkpoints, key=lambda c: c.seq):
             why = verify_checkpoint_signature(cp)
             if why is None and pinned is not None and cp.signer not in pinned:
@@ -291,8 +289,6 @@ class ChainWalker:
             self.first_seq = seq
         self.last_seq = seq
         self.count += 1
-        if seq in self.want_hash:
-            self.hashes[seq] = stored
         problem = self._check(seq, row, prev_hash, stored)
         if problem is not None:
             self.problem(*problem)
@@ -377,6 +373,6 @@ class ChainWalker:
             ok=not problems, events=self.count, first_seq=self.first_seq,
             last_seq=self.last_seq, checkpoints=len(self.checkpoints),
             last_checkpoint_seq=last_cp,
-            unsigned_tail=max(0, tail - (last_cp or 0)) if self.last_seq else 0,
+            unsigned_tail=max(0, tail - max(last_cp or 0, (self.first_seq or 1) - 1)),
             receipts=receipts, signers=self.signers, pinned=pinned, problems=problems,
             truncated_report=self.overflow)

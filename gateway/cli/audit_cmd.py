@@ -1,0 +1,338 @@
+"""``gateway audit list|show|verify|export``: read, check and export the audit trail.
+
+Every command opens the database read-only: ``--db PATH``, else the configuration's spool
+database (global ``--config``, ``$GATEWAY_CONFIG`` or ./gateway.toml). Times are ISO 8601
+in UTC (``2026-11-01`` or ``2026-11-01T09:30:00Z``); ``--since`` is inclusive, ``--until``
+exclusive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from gateway.audit import EVENT_CODES, AuditLog, StoredEvent, StoredReceipt
+from gateway.audit_bundle import export_bundle, verify_bundle
+from gateway.audit_chain import VerifyReport, event_hash, event_record, fingerprint
+from gateway.cli.output import err, out, out_json
+from gateway.errors import AuditError, AuditTampered, MessageNotFound, UsageError
+
+_CSV_COLUMNS = ("seq", "at", "code", "message_id", "case_id", "from_party", "to_party",
+                "partner", "transport", "digest", "error_code", "actor", "detail",
+                "prev_hash", "hash")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("audit", help="the audit trail: list, show, verify, export")
+    sub = parser.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", type=Path, metavar="PATH",
+                    help="the spool database (default: spool.database from the configuration)")
+
+    ls = sub.add_parser("list", parents=[db], help="list events matching every filter given")
+    ls.add_argument("--message", metavar="ID", help="message ID")
+    ls.add_argument("--case", metavar="ID", help="case ID")
+    ls.add_argument("--partner", metavar="PARTY", help="partner, sender or recipient party")
+    ls.add_argument("--code", metavar="CODE", action="append",
+                    help=f"event code (repeatable), e.g. {', '.join(list(EVENT_CODES)[:4])}")
+    ls.add_argument("--since", metavar="T", type=when, help="from this time (inclusive)")
+    ls.add_argument("--until", metavar="T", type=when, help="up to this time (exclusive)")
+    ls.add_argument("--limit", metavar="N", type=positive, help="at most N events")
+    ls.add_argument("--reverse", action="store_true", help="newest first")
+    ls.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    ls.set_defaults(func=run_list)
+
+    show = sub.add_parser("show", parents=[db],
+                          help="a message's timeline, its receipts and whether they verify")
+    show.add_argument("message_id", metavar="MESSAGE_ID")
+    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.set_defaults(func=run_show)
+
+    verify = sub.add_parser("verify", parents=[db],
+                            help="check the hash chain, checkpoint signatures and receipts")
+    verify.add_argument("--bundle", type=Path, metavar="ZIP",
+                        help="verify an exported evidence bundle instead of the database")
+    verify.add_argument("--signer-cert", type=Path, action="append", default=[],
+                        metavar="PEM", help="a known node signing certificate (repeatable): "
+                        "checkpoints must be signed by one of them")
+    verify.add_argument("--signer-fingerprint", action="append", default=[], metavar="SHA256",
+                        help="the same, as the certificate's SHA-256 fingerprint (hex)")
+    verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.set_defaults(func=run_verify)
+
+    export = sub.add_parser("export", parents=[db],
+                            help="write a self-contained evidence bundle (.zip)")
+    export.add_argument("--since", metavar="T", type=when, help="from this time (inclusive)")
+    export.add_argument("--until", metavar="T", type=when, help="up to this time (exclusive)")
+    export.add_argument("--message", metavar="ID", help="the events of one message")
+    export.add_argument("out", type=Path, metavar="OUT", help="the bundle to write (.zip)")
+    export.add_argument("--format", choices=("text", "json"), default="text")
+    export.set_defaults(func=run_export)
+
+
+# --- argument helpers -------------------------------------------------------------------
+
+
+def when(text: str) -> datetime:
+    """An ISO 8601 date (midnight UTC) or date-time (UTC unless an offset is given)."""
+    try:
+        if len(text) == 10:
+            d = date.fromisoformat(text)
+            return datetime(d.year, d.month, d.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date or date-time, e.g. 2026-11-01 or "
+            f"2026-11-01T09:30:00Z, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def database_path(args: argparse.Namespace) -> Path:
+    if args.db is not None:
+        return Path(args.db)
+    from gateway.config import config_path, load_config  # noqa: PLC0415 - only when needed
+
+    if args.config is None and not config_path(None).exists():
+        raise UsageError("no --db PATH given and no configuration file found "
+                         "(give --db PATH or --config FILE)")
+    return load_config(args.config).spool.database
+
+
+def open_log(args: argparse.Namespace) -> AuditLog:
+    path = database_path(args)
+    if not path.is_file():
+        raise UsageError("no database file here", where=str(path))
+    try:
+        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+        return AuditLog(conn, create=False)
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot open the database: {exc}", where=str(path)) from None
+
+
+def pins(args: argparse.Namespace) -> set[str] | None:
+    found: set[str] = set()
+    for path in args.signer_cert:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read certificate ({exc.strerror})",
+                             where=str(path)) from None
+        try:
+            cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data \
+                else x509.load_der_x509_certificate(data)
+        except ValueError:
+            raise UsageError("not a PEM or DER certificate", where=str(path)) from None
+        found.add(fingerprint(cert))
+    for fp in args.signer_fingerprint:
+        cleaned = fp.replace(":", "").lower()
+        if len(cleaned) != 64 or any(c not in "0123456789abcdef" for c in cleaned):
+            raise UsageError("--signer-fingerprint: expected a SHA-256 fingerprint in hex")
+        found.add(cleaned)
+    return found or None
+
+
+# --- list -------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace) -> int:
+    log = open_log(args)
+    events = log.query(message_id=args.message, case_id=args.case, partner=args.partner,
+                       code=args.code, since=args.since, until=args.until, limit=args.limit,
+                       descending=args.reverse)
+    emit_events(events, args.format)
+    return 0
+
+
+def emit_events(events: Iterable[StoredEvent], fmt: str) -> None:
+    if fmt == "json":
+        first = True
+        out("[")
+        for e in events:
+            out(("  " if first else ", ") + json.dumps(e.to_dict(), sort_keys=False))
+            first = False
+        out("]")
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(_CSV_COLUMNS)
+        for e in events:
+            d = e.to_dict()
+            d["detail"] = json.dumps(d["detail"], sort_keys=True, separators=(",", ":"))
+            writer.writerow(["" if d[c] is None else d[c] for c in _CSV_COLUMNS])
+            if buf.tell() > 1 << 16:
+                out(buf.getvalue().rstrip("\n"))
+                buf.seek(0)
+                buf.truncate()
+        if buf.tell():
+            out(buf.getvalue().rstrip("\n"))
+    else:
+        out(f"{'SEQ':>8}  {'TIME (UTC)':<23}  {'CODE':<21}  {'MESSAGE':<36}  {'CASE':<15}  "
+            "PARTIES  TRANSPORT  ERROR  ACTOR  DETAIL")
+        for e in events:
+            out(text_line(e))
+
+
+def text_line(e: StoredEvent, *, status: str = "") -> str:
+    ev = e.event
+    at = ev.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+    parties = ev.partner or (f"{ev.from_party or '?'}->{ev.to_party or '?'}"
+                             if ev.from_party or ev.to_party else "-")
+    detail = ",".join(f"{k}={v}" for k, v in sorted(ev.detail.items())) or "-"
+    if ev.digest:
+        detail = f"digest={ev.digest[:16]}" + ("" if detail == "-" else f",{detail}")
+    line = (f"{e.seq:>8}  {at:<23}  {ev.code:<21}  {ev.message_id or '-':<36}  "
+            f"{ev.case_id or '-':<15}  {parties}  {ev.transport or '-'}  "
+            f"{ev.error_code or '-'}  {ev.actor}  {detail}")
+    return f"{line}  {status}" if status else line
+
+
+# --- show -------------------------------------------------------------------------------
+
+
+def intact(e: StoredEvent) -> bool:
+    """The event's own hash matches its content (the chain around it is `audit verify`'s)."""
+    columns = e.event.columns()
+    return event_hash(event_record(e.seq, e.prev_hash, columns)) == e.hash
+
+
+def run_show(args: argparse.Namespace) -> int:
+    log = open_log(args)
+    events = list(log.query(message_id=args.message_id))
+    receipts = log.receipts(args.message_id)
+    if not events:
+        raise MessageNotFound("no audit events for this message ID", where=args.message_id)
+    checked = [receipt_status(args, log, r, events) for r in receipts]
+    if args.format == "json":
+        out_json({"message_id": args.message_id,
+                  "events": [{**e.to_dict(), "intact": intact(e)} for e in events],
+                  "receipts": checked})
+        return 0
+    out(f"message {args.message_id}: {len(events)} event(s), {len(receipts)} receipt(s)")
+    for e in events:
+        out(text_line(e, status="" if intact(e) else "ALTERED (hash mismatch)"))
+    for r in checked:
+        out(f"receipt {r['direction']} at {r['at']} ({r['bytes']} bytes, sha256 {r['sha256']})")
+        out(f"  stored bytes: {r['integrity']}")
+        out(f"  signature: {r['signature']['status']}"
+            + (f": {r['signature']['reason']}" if r["signature"].get("reason") else ""))
+    if any(not intact(e) for e in events):
+        out("some events do not match their hashes: run `gateway audit verify`")
+    return 0
+
+
+def receipt_status(args: argparse.Namespace, log: AuditLog, r: StoredReceipt,
+                   events: list[StoredEvent]) -> dict[str, Any]:
+    sha = hashlib.sha256(r.data).hexdigest()
+    anchor = next((e for e in events if e.seq == r.event_seq), None)
+    if sha != r.sha256:
+        integrity = "DO NOT match their recorded digest"
+    elif anchor is None or anchor.event.code != "receipt_stored" or anchor.event.digest != sha:
+        integrity = "NOT the receipt the chain recorded"
+    else:
+        integrity = f"match the digest recorded in the chain (event {r.event_seq})"
+    return {"event_seq": r.event_seq, "direction": r.direction,
+            "at": r.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "bytes": len(r.data),
+            "sha256": sha, "integrity": integrity,
+            "signature": signature_status(args, r, events)}
+
+
+def signature_status(args: argparse.Namespace, r: StoredReceipt,
+                     events: list[StoredEvent]) -> dict[str, str]:
+    """Verify the receipt's signature with the SECURITY area's ``verify_receipt`` when it
+    and the node's keys are available; otherwise say so (never pretend)."""
+    try:
+        from gateway import receipts as receipts_module  # noqa: PLC0415 - optional area
+    except ImportError:
+        return {"status": "unavailable", "reason": "gateway.receipts is not installed"}
+    verifier = getattr(receipts_module, "verify_receipt", None)
+    if verifier is None:
+        return {"status": "unavailable", "reason": "gateway.receipts has no verify_receipt"}
+    return {"status": "unavailable",
+            "reason": "receipt verification is not wired to the keystore yet"}
+
+
+# --- verify -----------------------------------------------------------------------------
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    pinned = pins(args)
+    if args.bundle is not None:
+        if args.db is not None:
+            raise UsageError("give either --bundle or --db, not both")
+        report = verify_bundle(args.bundle, pinned=pinned)
+        what = str(args.bundle)
+    else:
+        log = open_log(args)
+        report = log.verify(pinned=pinned)
+        what = "audit trail"
+    if args.format == "json":
+        out_json(report.to_dict())
+        return 0 if report.ok else 1
+    print_report(what, report)
+    if report.ok:
+        out("OK")
+        return 0
+    first = report.problems[0]
+    raise AuditTampered(f"does not verify: first bad event is {first.seq} ({first.kind})",
+                        where=what)
+
+
+def print_report(what: str, r: VerifyReport) -> None:
+    span = f"seq {r.first_seq}..{r.last_seq}" if r.first_seq is not None else "empty"
+    out(f"{what}: {r.events:,} event(s) ({span}), {r.checkpoints} checkpoint(s), "
+        f"{r.receipts} receipt(s)")
+    if r.last_checkpoint_seq is None:
+        out("no signed checkpoint: the events are protected by the hash chain only")
+    elif r.unsigned_tail:
+        out(f"last checkpoint at seq {r.last_checkpoint_seq}; the {r.unsigned_tail} event(s) "
+            "after it are protected by the hash chain only")
+    for fp in r.signers:
+        out(f"checkpoint signer {fp}" + ("" if r.pinned else " (not pinned: pass "
+                                        "--signer-cert to require the node's certificate)"))
+    for p in r.problems:
+        err(str(p))
+    if r.truncated_report:
+        err("(more problems not listed)")
+
+
+# --- export -----------------------------------------------------------------------------
+
+
+def run_export(args: argparse.Namespace) -> int:
+    if args.since is None and args.until is None and args.message is None:
+        raise UsageError("say what to export: --since/--until and/or --message")
+    log = open_log(args)
+    summary = export_bundle(log, args.out, since=args.since, until=args.until,
+                            message_id=args.message, now=datetime.now(UTC))
+    if args.format == "json":
+        out_json(summary.to_dict())
+        return 0
+    out(f"wrote {summary.path}: events {summary.first_seq}..{summary.last_seq} "
+        f"({summary.events}), {summary.checkpoints} checkpoint(s), {summary.receipts} "
+        "receipt(s)")
+    if summary.signed_through is None or summary.signed_through < summary.last_seq:
+        out(f"note: events after seq {summary.signed_through or summary.first_seq - 1} are not "
+            "covered by a signed checkpoint yet; export again after the next checkpoint")
+    return 0

@@ -1,0 +1,197 @@
+"""``gateway audit list|show|verify|export`` end to end through the CLI entry point."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import AuditEvent, AuditLog, KeySigner
+from gateway.cli import main
+from tests.support.audit_keys import make_signer, write_signer
+
+T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+MID = "0b6f4a52-3f43-4d0e-b3d4-5c1c1e0a9f11"
+
+
+@pytest.fixture(scope="module")
+def signer() -> KeySigner:
+    return make_signer("rsa")
+
+
+@pytest.fixture
+def db(tmp_path: Path, signer: KeySigner) -> Path:
+    path = tmp_path / "spool.db"
+    log = AuditLog(sqlite3.connect(path, isolation_level=None))
+    steps = [("intake", None), ("validated", None), ("sealed", None), ("routed", None),
+             ("send_failed", "TransportFailed"), ("retry_scheduled", None), ("sent", None),
+             ("receipt_received", None)]
+    for i, (code, error) in enumerate(steps):
+        log.append(AuditEvent(code, T0 + timedelta(minutes=i), message_id=MID,
+                              case_id="CASE00000000042", from_party="fips:0600000",
+                              to_party="fips:4800000", partner="fips:4800000",
+                              transport="sftp", error_code=error))
+    log.store_receipt(MID, "received", b"<Envelope>receipt</Envelope>",
+                      T0 + timedelta(minutes=8))
+    for i in range(20):
+        log.append(AuditEvent("delivered", T0 + timedelta(days=1, minutes=i),
+                              message_id=f"other-{i}", partner="iso3166:NL"))
+    log.checkpoint(signer, T0 + timedelta(days=2))
+    log.conn.close()
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_list_text_with_filters(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "audit", "list", "--db", str(db), "--message", MID)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["SEQ", "TIME", "(UTC)"]
+    assert [line.split()[3] for line in lines[1:]] == [
+        "intake", "validated", "sealed", "routed", "send_failed", "retry_scheduled", "sent",
+        "receipt_received", "receipt_stored"]
+    assert "TransportFailed" in lines[5]
+
+
+def test_list_filters_combine(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "audit", "list", "--db", str(db), "--partner", "iso3166:NL",
+                       "--since", "2026-11-02T08:05:00Z", "--until", "2026-11-02T08:08",
+                       "--format", "json")
+    assert code == 0
+    events = json.loads(out)
+    assert [e["message_id"] for e in events] == ["other-5", "other-6", "other-7"]
+    code, out, _ = run(capsys, "audit", "list", "--db", str(db), "--code", "send_failed",
+                       "--code", "sent", "--format", "json")
+    assert [e["code"] for e in json.loads(out)] == ["send_failed", "sent"]
+    code, out, _ = run(capsys, "audit", "list", "--db", str(db), "--case", "CASE00000000042",
+                       "--limit", "2", "--reverse", "--format", "json")
+    assert [e["seq"] for e in json.loads(out)] == [8, 7]  # receipt_stored has no case ID
+
+
+def test_list_csv(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "audit", "list", "--db", str(db), "--format", "csv",
+                       "--since", "2026-11-01", "--until", "2026-11-02")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 9
+    assert rows[8]["code"] == "receipt_stored"
+    assert json.loads(rows[8]["detail"]) == {"bytes": 28, "direction": "received"}
+    assert len(rows[0]["hash"]) == 64
+
+
+def test_list_rejects_a_bad_time(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["audit", "list", "--db", str(db), "--since", "yesterday"])
+    assert info.value.code == 2
+    assert "ISO 8601" in capsys.readouterr().err
+
+
+def test_show_timeline_and_receipt(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "audit", "show", "--db", str(db), MID)
+    assert code == 0
+    assert f"message {MID}: 9 event(s), 1 receipt(s)" in out
+    assert "match the digest recorded in the chain (event 9)" in out
+    assert "signature: unavailable" in out or "signature: verified" in out
+    assert "ALTERED" not in out
+
+
+def test_show_marks_an_altered_event(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE audit_events SET transport = 'https' WHERE seq = 7")
+    conn.execute("UPDATE audit_receipts SET data = X'00'")
+    conn.close()
+    code, out, _ = run(capsys, "audit", "show", "--db", str(db), MID, "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert [e["seq"] for e in doc["events"] if not e["intact"]] == [7]
+    assert doc["receipts"][0]["integrity"].startswith("DO NOT")
+
+
+def test_show_unknown_message(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "audit", "show", "--db", str(db), "no-such-id")
+    assert code == 1
+    assert "MessageNotFound" in err
+
+
+def test_verify_ok_and_pinned(db: Path, tmp_path: Path, signer: KeySigner,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db))
+    assert code == 0
+    assert out.rstrip().endswith("OK")
+    assert "not pinned" in out
+    _, cert = write_signer(signer, tmp_path / "keys")
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--signer-cert", str(cert))
+    assert code == 0
+    assert "not pinned" not in out
+    other = make_signer("ec")
+    _, other_cert = write_signer(other, tmp_path / "other")
+    code, _, err = run(capsys, "audit", "verify", "--db", str(db), "--signer-cert",
+                       str(other_cert))
+    assert code == 1
+    assert "pinned" in err
+
+
+def test_verify_names_the_first_bad_event(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("DELETE FROM audit_events WHERE seq = 4")
+    conn.close()
+    code, _, err = run(capsys, "audit", "verify", "--db", str(db))
+    assert code == 1
+    assert "event 4: removed" in err
+    assert "error: AuditTampered" in err
+    assert "first bad event is 4" in err
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--format", "json")
+    assert code == 1
+    assert json.loads(out)["problems"][0]["seq"] == 4
+
+
+def test_export_and_verify_bundle(db: Path, tmp_path: Path, signer: KeySigner,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = tmp_path / "evidence.zip"
+    code, out, _ = run(capsys, "audit", "export", "--db", str(db), "--since", "2026-11-01",
+                       "--until", "2026-11-02", str(bundle))
+    assert code == 0
+    assert "wrote" in out
+    _, cert = write_signer(signer, tmp_path / "keys")
+    code, out, _ = run(capsys, "audit", "verify", "--bundle", str(bundle), "--signer-cert",
+                       str(cert))
+    assert code == 0, out
+    assert out.rstrip().endswith("OK")
+    code, _, err = run(capsys, "audit", "export", "--db", str(db), str(tmp_path / "x.zip"))
+    assert code == 2
+    assert "--since" in err
+
+
+def test_database_from_the_configuration(db: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[node]\nparty = "fips:0600000"\n\n[spool]\ndatabase = "{db.name}"\n')
+    code, out, _ = run(capsys, "--config", str(config), "audit", "list", "--message", MID)
+    assert code == 0
+    assert len(out.splitlines()) == 10
+
+
+def test_no_database_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    code, _, err = run(capsys, "audit", "list")
+    assert code == 2
+    assert "--db" in err
+    code, _, err = run(capsys, "audit", "verify", "--db", str(tmp_path / "missing.db"))
+    assert code == 2
+    assert "missing.db" in err
+    sqlite3.connect(tmp_path / "empty.db").execute("CREATE TABLE t (x)").connection.close()
+    code, _, err = run(capsys, "audit", "list", "--db", str(tmp_path / "empty.db"))
+    assert code == 1
+    assert "no audit trail" in err
