@@ -1,0 +1,156 @@
+"""Audit trail at volume: append rate, listing and filtering, verification and export with
+a million events (``--quick``: 100,000).
+
+The chain is built through the real ``AuditLog.append`` path (every event checked, hashed
+and linked), in transactions of 10,000 events, with a signed checkpoint after each. The
+events look like a year of traffic: message lifecycles of 8 events, 20,000 cases, 40
+partners, a few failures. Queries are timed as a person runs them: query plus fetching
+every row.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import Row
+from gateway.audit import AuditEvent, AuditLog
+from gateway.audit_bundle import export_bundle, verify_bundle
+
+NAME = "audit"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+LIFECYCLE = ("intake", "validated", "sealed", "routed", "sent", "receipt_received",
+             "receipt_stored", "delivered")
+PARTNERS = [f"fips:{state:02d}00000" for state in range(1, 42) if state != 6]  # 06: this node
+
+
+def _event(i: int, rng: random.Random) -> AuditEvent:
+    message = i // len(LIFECYCLE)
+    code = LIFECYCLE[i % len(LIFECYCLE)]
+    error = None
+    if code == "sent" and rng.random() < 0.05:
+        code, error = "send_failed", "TransportFailed"
+    partner = PARTNERS[message % len(PARTNERS)]
+    return AuditEvent(
+        code, T0 + timedelta(seconds=30 * i),
+        message_id=f"{message:08x}-0000-4000-8000-000000000000",
+        case_id=f"CASE{message % 20_000:011d}", from_party="fips:0600000", to_party=partner,
+        partner=partner, transport="sftp" if message % 2 else "https",
+        digest=f"{i:064x}", error_code=error, detail={"attempt": 1 + (i % 3)})
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def _timed_query(log: AuditLog, repeat: int, make_args: object) -> tuple[float, float]:
+    """Median milliseconds per query (all rows fetched) and the mean row count."""
+    times, rows = [], []
+    for k in range(repeat):
+        kwargs = make_args(k)  # type: ignore[operator]
+        start = time.perf_counter()
+        found = list(log.query(**kwargs))
+        times.append((time.perf_counter() - start) * 1000)
+        rows.append(len(found))
+    return statistics.median(times), statistics.mean(rows)
+
+
+def main(quick: bool = False) -> list[Row]:
+    from tests.support.audit_keys import make_signer
+
+    total = 100_000 if quick else 1_000_000
+    batch = 10_000
+    rng = random.Random(7)
+    signer = make_signer("ec")
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "spool.db"
+        conn = _connect(path)
+        log = AuditLog(conn)
+
+        # single-event transactions, synchronous=FULL: what the daemon pays per transition
+        single = 500
+        start = time.perf_counter()
+        for i in range(single):
+            log.append(_event(i, rng))
+        per_txn = single / (time.perf_counter() - start)
+        rows.append(Row(NAME, "append, one event per committed transaction", per_txn,
+                        "events/s", "WAL, synchronous=FULL"))
+
+        start = time.perf_counter()
+        done = single
+        while done < total:
+            conn.execute("BEGIN IMMEDIATE")
+            for i in range(done, min(done + batch, total)):
+                log.append(_event(i, rng))
+            done = min(done + batch, total)
+            log.checkpoint(signer, T0 + timedelta(seconds=30 * done))
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        count = log.tail()[0]
+        rows.append(Row(NAME, f"append {total:,} events (batches of {batch:,} + checkpoint)",
+                        (total - single) / elapsed, "events/s", f"{elapsed:.1f} s total"))
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        size_mb = path.stat().st_size / 1e6
+        rows.append(Row(NAME, f"database size, {count:,} events", size_mb, "MB",
+                        f"{size_mb * 1e6 / count:.0f} bytes/event incl. indexes"))
+
+        messages = total // len(LIFECYCLE)
+        probes = [rng.randrange(messages) for _ in range(200)]
+        ms, n = _timed_query(log, 200, lambda k: {
+            "message_id": f"{probes[k]:08x}-0000-4000-8000-000000000000"})
+        rows.append(Row(NAME, "list --message (one message's timeline)", ms, "ms",
+                        f"median of 200, {n:.0f} rows"))
+        ms, n = _timed_query(log, 50, lambda k: {"case_id": f"CASE{probes[k] % 20_000:011d}"})
+        rows.append(Row(NAME, "list --case", ms, "ms", f"median of 50, {n:.0f} rows"))
+        day = timedelta(days=1)
+        ms, n = _timed_query(log, 20, lambda k: {
+            "code": "send_failed", "since": T0 + k * day, "until": T0 + (k + 1) * day})
+        rows.append(Row(NAME, "list --code send_failed, one day", ms, "ms",
+                        f"median of 20, {n:.0f} rows"))
+        ms, n = _timed_query(log, 20, lambda k: {
+            "partner": PARTNERS[k], "since": T0 + k * day, "until": T0 + (k + 1) * day})
+        rows.append(Row(NAME, "list --partner P, one day", ms, "ms",
+                        f"median of 20, {n:.0f} rows"))
+        ms, n = _timed_query(log, 5, lambda k: {"partner": PARTNERS[k], "limit": 100})
+        rows.append(Row(NAME, "list --partner P --limit 100", ms, "ms",
+                        f"median of 5, {n:.0f} rows"))
+
+        start = time.perf_counter()
+        report = log.verify()
+        elapsed = time.perf_counter() - start
+        if not report.ok:
+            raise RuntimeError(f"benchmark chain does not verify: {report.problems[:3]}")
+        rows.append(Row(NAME, f"verify {report.events:,} events, {report.checkpoints} "
+                    "checkpoints", elapsed, "s", f"{report.events / elapsed:,.0f} events/s"))
+
+        bundle = Path(tmp) / "day.zip"
+        start = time.perf_counter()
+        summary = export_bundle(log, bundle, since=T0 + 30 * day, until=T0 + 37 * day,
+                                now=datetime.now(UTC))
+        exported = time.perf_counter() - start
+        start = time.perf_counter()
+        bundle_report = verify_bundle(bundle)
+        checked = time.perf_counter() - start
+        if not bundle_report.ok:
+            raise RuntimeError("benchmark bundle does not verify")
+        rows.append(Row(NAME, f"export one week ({summary.events:,} events)", exported, "s",
+                        f"{bundle.stat().st_size / 1e6:.1f} MB zip"))
+        rows.append(Row(NAME, "verify --bundle of that week", checked, "s"))
+        conn.close()
+    return rows
+
+
+if __name__ == "__main__":
+    from bench import format_rows
+
+    print(format_rows(main(quick="--quick" in sys.argv)))
