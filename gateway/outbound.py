@@ -21,21 +21,43 @@ answers with goes back into the inbound pipeline (it is addressed to the origina
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
+import re
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.config import Config, TransportConfig
-from gateway.errors import GatewayError, ReceiptInvalid, SecurityError
+from gateway.documents import describe
+from gateway.envelope import Header
+from gateway.errors import (
+    GatewayError,
+    InputError,
+    KeyMaterialError,
+    ReceiptInvalid,
+    RoutingError,
+    SecurityError,
+)
+from gateway.intake import Prepared, Preparer, Refused
+from gateway.party import Party
 from gateway.retry import BreakerBoard, after_failure
-from gateway.spool import Message, SqliteSpool, Txn
+from gateway.routing import decide
+from gateway.schemas import SchemaRegistry
+from gateway.seal import seal
+from gateway.spool import Message, NewMessage, SqliteSpool, Txn
 from gateway.states import Direction, IllegalTransition, State
+from gateway.validate import validate_bytes
+from gateway.xmlsafe import parse_xml
 from transports import Transport, TransportError, open_transport
+
+if TYPE_CHECKING:
+    from gateway.nodekeys import NodeKeys
 
 __all__ = [
     "ReceiptCheck",
@@ -43,10 +65,72 @@ __all__ = [
     "Sender",
     "TransportPool",
     "apply_receipt",
+    "make_preparer",
+    "safe_token",
     "wire_name",
 ]
 
 log = logging.getLogger("gateway.outbound")
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def safe_token(value: str | None) -> str | None:
+    """``value`` when it is a short identifier fit for the spool and the audit trail (case
+    IDs, references), else None: free text never reaches the audit trail."""
+    if value is None or not _TOKEN.fullmatch(value) or re.fullmatch(r"[0-9]{9}", value):
+        return None
+    return value
+
+
+def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | None = None,
+                  new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> Preparer:
+    """The outbox preparer: validate, describe (destination from the document, never the
+    file name), route, build the header, seal to the destination's encryption certificate.
+    Returns :class:`Prepared` or :class:`Refused` (never raises for a bad document)."""
+    max_bytes = config.limits.max_message_bytes
+
+    def prepare(data: bytes, *, source: str, service: str | None,
+                now: datetime) -> Prepared | Refused:
+        report = validate_bytes(data, source=source, registry=registry, max_bytes=max_bytes)
+        if not report.valid:
+            issues = tuple(i.to_dict() for i in report.issues)
+            code = report.issues[0].code if report.issues else "SchemaInvalid"
+            return Refused(code, f"{len(issues)} validation error(s)", issues)
+        try:
+            info = describe(parse_xml(data, max_bytes=max_bytes, source=source,
+                                      huge_text=True))
+        except InputError as exc:
+            return Refused(exc.code, exc.message)
+        case_id = safe_token(info.case_id)
+        if info.destination is None:
+            return Refused("NoDestination", "the document names no destination party",
+                           case_id=case_id)
+        try:
+            decision = decide(config.routing, info.destination)
+            if decision.local:
+                raise RoutingError("the destination is this node itself")
+            to_party = Party.parse(info.destination)
+            header = Header(new_id(), keys.identity.party, to_party, info.service, info.name,
+                            now)
+            cert = keys.recipient_cert(to_party, now)
+            envelope = seal(data, header, sender=keys.identity, recipient_cert=cert)
+        except (RoutingError, KeyMaterialError, InputError, SecurityError) as exc:
+            return Refused(exc.code, exc.message, case_id=case_id)
+        assert decision.rule is not None  # noqa: S101 - not local
+        new = NewMessage(
+            Direction.OUT, message_id=header.message_id, partner=decision.partner,
+            from_party=str(header.from_party), to_party=str(to_party), service=info.service,
+            action=info.name, case_id=case_id,
+            envelope_digest=hashlib.sha256(envelope).hexdigest(),
+            expires_at=now.timestamp() + config.retry.expiry)
+        events = (("validated", {"root": info.name}),
+                  ("routed", {"rule": decision.rule.pattern.kind.name.lower(),
+                              "partner": str(decision.partner)}))
+        return Prepared(new, data, envelope, events)
+
+    return prepare
 
 
 def wire_name(message: Message) -> str:
@@ -257,16 +341,22 @@ class Sender:
                 return self._failed_attempt(message, url, ReceiptInvalid.code,
                                             "the partner's receipt did not verify",
                                             retryable=True, breaker=None)
-            with self.spool.transaction(now) as txn:
-                txn.audit("sent", message, transport=url)
-                return apply_receipt(txn, message, answer, outcome)
+            try:
+                with self.spool.transaction(now) as txn:
+                    txn.audit("sent", message, transport=url[:200])
+                    return apply_receipt(txn, txn.get(message.id), answer, outcome)
+            except IllegalTransition:  # the receipt also came back by another way
+                return self.spool.get(message.id)
         if refused is not None:
             return None
         target = {Direction.OUT: State.SENT, Direction.RELAY: State.RELAYED,
                   Direction.RECEIPT: State.SENT}[message.direction]
-        with self.spool.transaction(now) as txn:
-            done = txn.transition(message.id, target, expect=State.SENDING,
-                                  changes={"transport": url[:200], "next_attempt_at": None})
+        try:
+            with self.spool.transaction(now) as txn:
+                done = txn.transition(message.id, target, expect=State.SENDING,
+                                      changes={"transport": url[:200], "next_attempt_at": None})
+        except IllegalTransition:  # its receipt came back (via a relay) before this answer
+            return self.spool.get(message.id)
         if message.direction is Direction.RELAY and answer and self.relay_answer is not None:
             try:
                 self.relay_answer(answer, now)  # the next hop's receipt, for the sender

@@ -1,0 +1,281 @@
+"""The gateway daemon: one :class:`Gateway` wires config, spool, keys, intake, sender,
+inbound and the HTTPS listener together; :func:`run` drives it with APScheduler until
+SIGTERM/SIGINT.
+
+Periodic work (APScheduler 3.11 ``BackgroundScheduler``, every job ``coalesce=True,
+max_instances=1``): outbox scans, sending due messages, pulls (partners' SFTP outboxes and
+our own inbound folders), receipt timeouts, certificate expiry checks. On start, work a
+crash left half-done is finished first (:meth:`Gateway.recover`). On stop the listener
+closes, the scheduler stops, in-flight sends finish and queued ones are left in the spool
+to resume (they were never claimed).
+
+For tests and benchmarks the same steps can be driven by hand (:meth:`scan`,
+:meth:`send_all`, :meth:`pull`) with an injected clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.config import Config, check_files
+from gateway.errors import GatewayError
+from gateway.inbound import Inbound
+from gateway.intake import OutboxScanner
+from gateway.nodekeys import NodeKeys, load_node_keys
+from gateway.outbound import Sender, TransportPool, make_preparer
+from gateway.resources import xsd_root
+from gateway.retry import BreakerBoard
+from gateway.schemas import SchemaRegistry
+from gateway.spool import SqliteSpool
+from gateway.states import State
+from transports import Transport, TransportError, open_transport
+
+__all__ = ["Gateway", "run", "utcnow"]
+
+log = logging.getLogger("gateway.daemon")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Gateway:
+    """One node. Thread-safe; create, :meth:`recover`, then :meth:`start` (or drive by
+    hand), finally :meth:`stop`."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], datetime] = utcnow,
+                 keys: NodeKeys | None = None,
+                 transport_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.keys = keys or load_node_keys(config)
+        self.spool = SqliteSpool(config.spool.database)
+        self.registry = (SchemaRegistry([xsd_root(), *(s.directory for s in config.schema_sets)])
+                         if config.schema_sets else None)
+        self._extra = dict(transport_options or {})
+        self.pool = TransportPool(extra=self._extra)
+        self.breakers = BreakerBoard(config.breaker)
+        self.inbound = Inbound(config, self.spool, self.keys, clock=clock,
+                               registry=self.registry)
+        self.sender = Sender(config, self.spool, self.pool, self.breakers,
+                             self.keys.check_receipt, clock=clock,
+                             relay_answer=self._relay_answer)
+        prepare = make_preparer(config, self.keys, registry=self.registry)
+        self.scanners = [
+            OutboxScanner(outbox, config.intake, spool=self.spool,
+                          rejected_dir=config.rejected, prepare=prepare,
+                          max_bytes=config.limits.max_message_bytes)
+            for outbox in config.outboxes
+        ]
+        lanes = max(1, len(config.partners)) * config.limits.send_workers
+        self.executor = ThreadPoolExecutor(max_workers=min(64, lanes),
+                                           thread_name_prefix="gateway-send")
+        self._pull_lock = threading.Lock()
+        self._pullers: list[Transport] | None = None
+        self.server: Any = None
+        self.scheduler: Any = None
+        self._stopped = threading.Event()
+
+    # --- steps (each safe to call at any time, from any thread) -----------------------
+
+    def recover(self) -> dict[str, int]:
+        """Finish what a crash left: inbound ``received`` messages are processed, sends
+        that were in flight go back to ``retrying``."""
+        done = {"inbound": self.inbound.recover(), "sending": self.sender.recover()}
+        if any(done.values()):
+            log.warning("recovered after an unclean stop: %s", done)
+        return done
+
+    def scan(self) -> int:
+        """Scan every outbox once; returns how many files were recorded."""
+        count = 0
+        for scanner in self.scanners:
+            result = scanner.scan(self.clock())
+            count += len(result.accepted) + len(result.rejected)
+        if count:
+            self.dispatch()
+        return count
+
+    def dispatch(self) -> int:
+        """Hand due messages to the send workers (non-blocking)."""
+        try:
+            return self.sender.dispatch(self.executor)
+        except GatewayError as exc:
+            log.error("dispatch failed: %s", exc)
+            return 0
+
+    def send_all(self, *, timeout: float = 60.0) -> None:
+        """Dispatch and wait until no send is in flight (tests, benchmarks)."""
+        deadline = threading.Event()
+        end = self.clock().timestamp() + timeout
+        while True:
+            self.dispatch()
+            if self.sender.idle() and not self.spool.due(self.clock(), limit=1):
+                return
+            if self.clock().timestamp() > end:
+                return
+            deadline.wait(0.01)
+
+    def _open_pullers(self) -> list[Transport]:
+        if self._pullers is None:
+            pullers: list[Transport] = []
+            for folder in self.config.inbound.folders:
+                folder.mkdir(parents=True, exist_ok=True)
+                pullers.append(open_transport(folder.as_uri()))
+            for partner in self.config.partners:
+                for tc in partner.pull:
+                    pullers.append(open_transport(tc.url, **{**tc.options(),
+                                                             **self._extra.get(tc.scheme, {})}))
+            self._pullers = pullers
+        return self._pullers
+
+    def pull(self) -> int:
+        """Take what waits in our inbound folders and partners' SFTP outboxes."""
+        taken = 0
+        with self._pull_lock:
+            for transport in self._open_pullers():
+                try:
+                    taken += self.inbound.pull(transport)
+                except (TransportError, GatewayError) as exc:
+                    log.warning("pull from %s failed: %s", transport.endpoint, exc)
+        if taken:
+            self.dispatch()  # receipts to send back, relays to forward
+        return taken
+
+    def expire(self) -> int:
+        return self.sender.expire()
+
+    def check_certificates(self) -> list[tuple[str, float]]:
+        """Certificates expiring within ``security.cert_warn_days``: logged and audited."""
+        now = self.clock()
+        found: list[tuple[str, float]] = []
+        seen: list[tuple[str, Any]] = [("sign", self.keys.identity.signing_cert),
+                                       ("encrypt", self.keys.identity.encryption_cert)]
+        for party, certificates in self.keys.encryption.items():
+            seen += [(f"partner:{party}", c) for c in certificates]
+        for what, cert in seen:
+            days = (cert.not_valid_after_utc - now).total_seconds() / 86400
+            if days <= self.config.security.cert_warn_days:
+                found.append((what, days))
+                log.warning("certificate %s expires in %.1f days", what, days)
+                with self.spool.transaction(now) as txn:
+                    txn.audit("key_expiring", None, detail={"what": what[:60],
+                                                            "days": int(days)})
+        return found
+
+    def _relay_answer(self, data: bytes, now: datetime) -> None:
+        self.inbound.accept(data, channel="relay-answer")
+        self.dispatch()
+
+    def handle_https(self, body: bytes, peer: Any) -> tuple[int, bytes]:
+        status, answer = self.inbound.handle_https(body, peer)
+        if status == 202:
+            self.dispatch()  # forward a relayed message at once
+        return status, answer
+
+    # --- life cycle -----------------------------------------------------------------
+
+    def start(self, *, listen: bool = True, schedule: bool = True) -> Gateway:
+        if listen and self.config.https is not None:
+            from transports.https_server import HttpsServer  # noqa: PLC0415
+
+            h = self.config.https
+            self.server = HttpsServer(h.host, h.port, cert=h.cert, key=h.key,
+                                      client_ca=h.client_ca, handler=self.handle_https,
+                                      max_body=h.max_body).start()
+            log.info("listening on %s", self.server.url)
+        if schedule:
+            self._start_scheduler()
+        return self
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
+
+        s = self.config.schedule
+        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
+            "coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        jobs: list[tuple[str, Callable[[], Any], float]] = [
+            ("outbox-scan", self.scan, s.outbox_scan),
+            ("send", self.dispatch, min(1.0, s.retry_scan)),
+            ("pull", self.pull, min(s.sftp_pull, self.config.inbound.poll_interval)),
+            ("receipt-timeouts", self.expire, 60.0),
+            ("certificates", self.check_certificates, s.cert_check),
+        ]
+        for name, func, seconds in jobs:
+            scheduler.add_job(_guarded(name, func), "interval", seconds=seconds, id=name,
+                              name=name, next_run_time=datetime.now(UTC))
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def stop(self) -> None:
+        """Stop accepting, stop scheduling, let in-flight sends finish; idempotent."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self.server is not None:
+            self.server.stop()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=True)
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self.pool.close()
+        for transport in self._pullers or []:
+            with contextlib.suppress(Exception):
+                transport.close()
+        self.spool.close()
+
+    def status_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, state, _, n in self.spool.counts():
+            counts[state] = counts.get(state, 0) + n
+        return counts
+
+    def pending(self) -> int:
+        return len(self.spool.select(states=[State.RECEIVED, State.SEALED, State.SENDING,
+                                             State.RETRYING], limit=100_000))
+
+
+def _guarded(name: str, func: Callable[[], Any]) -> Callable[[], None]:
+    def job() -> None:
+        try:
+            func()
+        except Exception:
+            log.exception("scheduled job %s failed", name)
+
+    job.__name__ = f"gateway_{name.replace('-', '_')}"
+    return job
+
+
+def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> int:
+    """``gateway run``: check, recover, listen, schedule, wait for SIGTERM/SIGINT."""
+    check_files(config)
+    gateway = Gateway(config)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with gateway.spool.transaction(gateway.clock()) as txn:
+            txn.audit("config_loaded", None, detail={"partners": len(config.partners)})
+        gateway.recover()
+        gateway.start()
+        log.info("gateway %s running", config.node.party)
+        if ready is not None:
+            ready(gateway)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        gateway.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("gateway %s stopped", config.node.party)
+    return 0

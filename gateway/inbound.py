@@ -1,0 +1,341 @@
+"""Inbound: envelopes arriving over HTTPS, from SFTP pulls and from local inbound folders.
+
+:meth:`Inbound.accept` is the one entry point. In order:
+
+1. read the envelope (schema-checked, nothing decrypted); unreadable -> refused, recorded;
+2. ``To`` is not this node -> *relay*: stored as a ``relay`` message and forwarded
+   unchanged by the sender (a relay cannot read it and does not try); answered 202;
+3. a ``receipt`` for this node -> verified against the outbound message it names and
+   applied (``delivered`` / ``failed``);
+4. a business message: a duplicate ``MessageId`` gets the stored receipt back and is not
+   delivered again; otherwise the envelope is stored durably (``received``) *before*
+   anything else, then opened, verified, validated, the document written atomically into
+   the inbox (temp + fsync + rename, named by MessageId, so a replay after a crash rewrites
+   the same file), and the signed receipt stored with the ``delivered`` (or ``rejected``)
+   transition. Over HTTPS the receipt is the response; for pulled messages it is queued as
+   a ``receipt`` message back to the sender.
+
+:meth:`Inbound.recover` finishes ``received`` messages left by a crash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gateway.config import Config
+from gateway.documents import describe
+from gateway.envelope import Header, ParsedEnvelope, parse_envelope
+from gateway.errors import (
+    Duplicate,
+    GatewayError,
+    InputError,
+    RoutingError,
+    SchemaInvalid,
+    SecurityError,
+    TooLarge,
+    UnknownRecipient,
+)
+from gateway.fsutil import durable_write
+from gateway.nodekeys import NodeKeys
+from gateway.outbound import apply_receipt, safe_token
+from gateway.receipts import build_receipt
+from gateway.routing import decide
+from gateway.schemas import SchemaRegistry
+from gateway.seal import OpenPolicy, open_parsed
+from gateway.spool import Message, NewMessage, SqliteSpool, Txn
+from gateway.states import Direction, IllegalTransition, State
+from gateway.validate import validate_bytes
+from gateway.xmlsafe import parse_xml
+from transports import Transport, TransportError
+from transports.base import PeerInfo
+
+__all__ = ["Answer", "Inbound", "inbox_name"]
+
+log = logging.getLogger("gateway.inbound")
+
+HTTPS, PULL = "https", "pull"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What to tell the sender: an HTTP-style status and the body (a receipt or empty)."""
+
+    status: int
+    body: bytes = b""
+
+
+def inbox_name(header: Header) -> str:
+    """The delivered file's name: deterministic per message, so redelivery after a crash
+    replaces the same file instead of making a second one."""
+    return f"{header.action}-{header.message_id}.xml"
+
+
+class Inbound:
+    def __init__(self, config: Config, spool: SqliteSpool, keys: NodeKeys, *,
+                 clock: Callable[[], datetime], registry: SchemaRegistry | None = None) -> None:
+        self.config = config
+        self.spool = spool
+        self.keys = keys
+        self.clock = clock
+        self.registry = registry
+        self.policy = OpenPolicy(max_age=timedelta(seconds=config.security.replay_window),
+                                 max_bytes=config.limits.max_message_bytes * 2)
+
+    # --- entry points ---------------------------------------------------------------
+
+    def handle_https(self, body: bytes, peer: PeerInfo) -> tuple[int, bytes]:
+        """``transports.https_server.HttpsServer`` handler."""
+        answer = self.accept(body, channel=HTTPS)
+        return answer.status, answer.body
+
+    def accept(self, data: bytes, *, channel: str) -> Answer:
+        now = self.clock()
+        try:
+            parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)
+        except (InputError, TooLarge) as exc:
+            log.warning("refused an unreadable envelope via %s: %s", channel, exc.code)
+            self._record_unreadable(data, exc, now)
+            return Answer(413 if isinstance(exc, TooLarge) else 400)
+        header = parsed.header
+        if header.to_party != self.keys.identity.party:
+            return self._relay(parsed, data, channel, now)
+        if header.service == "receipt":
+            return self._receipt(parsed, data, now)
+        existing = self.spool.find(Direction.IN, header.message_id)
+        if existing is not None:
+            return self._duplicate(existing, now)
+        try:
+            with self.spool.transaction(now) as txn:
+                record = txn.insert(self._new(Direction.IN, parsed, channel), State.RECEIVED,
+                                    payloads={"envelope": data},
+                                    detail={"bytes": len(data), "channel": channel})
+        except Duplicate:  # the same message is being processed right now
+            existing = self.spool.find(Direction.IN, header.message_id)
+            if existing is not None and existing.state is not State.RECEIVED:
+                return self._duplicate(existing, now)
+            return Answer(503)
+        return self._process(record, parsed, channel)
+
+    def pull(self, transport: Transport) -> int:
+        """Take every complete blob waiting in ``transport`` (a partner's SFTP outbox, our
+        own inbound folder): accept it (stored durably), then acknowledge it."""
+        taken = 0
+        for name in transport.list():
+            try:
+                data = transport.fetch(name)
+            except TransportError as exc:
+                log.warning("could not fetch %s from %s: %s", name, transport.endpoint,
+                            exc.code)
+                continue
+            answer = self.accept(data, channel=PULL)
+            if answer.status == 503:
+                continue  # in progress elsewhere: look again next time
+            transport.acknowledge(name)
+            taken += 1
+        return taken
+
+    def recover(self) -> int:
+        """Finish inbound and relay messages a crash left ``received``."""
+        count = 0
+        for record in self.spool.select(states=[State.RECEIVED], direction=Direction.IN,
+                                        limit=100_000):
+            data = self.spool.payload(record.id, "envelope") or b""
+            try:
+                parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)
+            except (InputError, TooLarge) as exc:
+                with self.spool.transaction(self.clock()) as txn:
+                    txn.transition(record.id, State.REJECTED, error_code=exc.code)
+                continue
+            self._process(record, parsed, record.transport or PULL)
+            count += 1
+        return count
+
+    # --- steps ----------------------------------------------------------------------
+
+    def _new(self, direction: Direction, parsed: ParsedEnvelope, channel: str,
+             partner: str | None = None) -> NewMessage:
+        h = parsed.header
+        return NewMessage(
+            direction, message_id=h.message_id, partner=partner, transport=channel,
+            from_party=str(h.from_party), to_party=str(h.to_party), service=h.service,
+            action=h.action, ref_to=h.ref_to_message_id, envelope_digest=parsed.digest,
+            expires_at=self.clock().timestamp() + self.config.retry.expiry)
+
+    def _record_unreadable(self, data: bytes, exc: GatewayError, now: datetime) -> None:
+        with self.spool.transaction(now) as txn:
+            record = txn.insert(NewMessage(Direction.IN, envelope_digest=hashlib.sha256(data)
+                                           .hexdigest()), State.RECEIVED,
+                                detail={"bytes": len(data)})
+            txn.transition(record.id, State.REJECTED, error_code=exc.code,
+                           changes={"error_text": exc.message[:500]})
+
+    def _relay(self, parsed: ParsedEnvelope, data: bytes, channel: str,
+               now: datetime) -> Answer:
+        to = str(parsed.header.to_party)
+        try:
+            decision = decide(self.config.routing, to)
+        except RoutingError as exc:
+            return self._reject_unrouted(parsed, data, exc, now)
+        if decision.local or decision.partner is None:  # pragma: no cover - To != us
+            return Answer(400)
+        try:
+            with self.spool.transaction(now) as txn:
+                txn.insert(self._new(Direction.RELAY, parsed, channel, decision.partner),
+                           State.RECEIVED, payloads={"envelope": data},
+                           detail={"bytes": len(data)})
+        except Duplicate:
+            pass  # already relaying this one: accepted again, still forwarded once
+        return Answer(202)
+
+    def _reject_unrouted(self, parsed: ParsedEnvelope, data: bytes, exc: GatewayError,
+                         now: datetime) -> Answer:
+        log.warning("no route for %s addressed to %s", parsed.header.message_id,
+                    parsed.header.to_party)
+        error = UnknownRecipient(f"this node has no route to {parsed.header.to_party}")
+        receipt = self._receipt_for(parsed.header, parsed.digest, error, now)
+        with self.spool.transaction(now) as txn:
+            record = txn.insert(NewMessage(Direction.IN, envelope_digest=parsed.digest,
+                                           from_party=str(parsed.header.from_party),
+                                           to_party=str(parsed.header.to_party)),
+                                State.RECEIVED)
+            txn.transition(record.id, State.REJECTED, error_code=error.code,
+                           payloads={"receipt": receipt})
+        return Answer(400, receipt)
+
+    def _receipt(self, parsed: ParsedEnvelope, data: bytes, now: datetime) -> Answer:
+        ref = parsed.header.ref_to_message_id
+        message = self.spool.find(Direction.OUT, ref) if ref else None
+        if message is None:
+            log.warning("receipt %s names no message of ours", parsed.header.message_id)
+            return Answer(400)
+        if message.state not in (State.SENT, State.SENDING, State.RETRYING):
+            return Answer(200)  # already settled: a repeated receipt
+        try:
+            outcome = self.keys.check_receipt(data, message=message, now=now)
+        except SecurityError as exc:
+            log.warning("receipt for %s did not verify: %s", ref, exc.code)
+            return Answer(400)
+        try:
+            with self.spool.transaction(now) as txn:
+                apply_receipt(txn, txn.get(message.id), data, outcome)
+        except IllegalTransition:
+            pass  # settled meanwhile by the synchronous answer
+        return Answer(200)
+
+    def _duplicate(self, existing: Message, now: datetime) -> Answer:
+        if existing.state is State.RECEIVED:
+            return Answer(503)  # still being processed (or awaiting crash recovery)
+        receipt = self.spool.payload(existing.id, "receipt") or b""
+        with self.spool.transaction(now) as txn:
+            txn.audit("duplicate", existing, detail={"state": str(existing.state)})
+        return Answer(200 if existing.state is State.DELIVERED else 400, receipt)
+
+    def _receipt_for(self, header: Header, digest: str, error: GatewayError | None,
+                     now: datetime, receipt_id: str | None = None) -> bytes:
+        errors = [] if error is None else [(error.code, _safe_text(error))]
+        return build_receipt(for_header=header, envelope_digest=digest,
+                             status="Delivered" if error is None else "Rejected",
+                             errors=errors, received=now, node=self.keys.identity, now=now,
+                             receipt_id=receipt_id)
+
+    def _process(self, record: Message, parsed: ParsedEnvelope, channel: str) -> Answer:
+        """Open, verify, validate, deliver, answer: the record is already ``received``."""
+        now = self.clock()
+        header = parsed.header
+        error: GatewayError | None = None
+        document = b""
+        try:
+            opened = open_parsed(parsed, node=self.keys.identity, trust=self.keys.trust,
+                                 directory=self.keys.directory, now=now, policy=self.policy)
+            document = opened.document
+        except GatewayError as exc:
+            error = exc
+        case_id = None
+        if error is None:
+            report = validate_bytes(document, source=header.message_id,
+                                    registry=self.registry,
+                                    max_bytes=self.config.limits.max_message_bytes)
+            if not report.valid:
+                error = _schema_error(report.issues[0].code if report.issues else
+                                      "SchemaInvalid", len(report.issues))
+            else:
+                case_id = _case_id(document)
+        receipt_id = str(uuid.uuid4())
+        receipt = self._receipt_for(header, parsed.digest, error, now, receipt_id)
+        if error is None:
+            self.config.inbox.mkdir(parents=True, exist_ok=True)
+            durable_write(self.config.inbox / inbox_name(header), document)
+        with self.spool.transaction(now) as txn:
+            if error is None:
+                txn.audit("opened", record)
+                txn.audit("validated", record)
+                txn.transition(record.id, State.DELIVERED, expect=State.RECEIVED,
+                               payloads={"receipt": receipt},
+                               changes={"case_id": case_id, "source": inbox_name(header)})
+            else:
+                log.warning("rejected %s from %s: %s", header.message_id, header.from_party,
+                            error.code)
+                txn.transition(record.id, State.REJECTED, expect=State.RECEIVED,
+                               error_code=error.code, payloads={"receipt": receipt},
+                               changes={"error_text": error.message[:500]})
+            txn.store_receipt(header.message_id, "sent", receipt)
+            txn.audit("receipt_sent", record,
+                      detail={"status": "Delivered" if error is None else "Rejected"})
+            if channel != HTTPS:
+                self._queue_receipt(txn, header, receipt, receipt_id)
+        if error is None:
+            return Answer(200, receipt)
+        return Answer(413 if isinstance(error, TooLarge) else 400, receipt)
+
+    def _queue_receipt(self, txn: Txn, header: Header, receipt: bytes, receipt_id: str) -> None:
+        """Send the receipt back as its own message (pulled / folder deliveries)."""
+        try:
+            decision = decide(self.config.routing, str(header.from_party))
+        except RoutingError:
+            log.warning("no route back to %s for the receipt of %s", header.from_party,
+                        header.message_id)
+            return
+        txn.insert(NewMessage(
+            Direction.RECEIPT, message_id=receipt_id, partner=decision.partner,
+            from_party=str(self.keys.identity.party), to_party=str(header.from_party),
+            service="receipt", action="Receipt", ref_to=header.message_id,
+            envelope_digest=hashlib.sha256(receipt).hexdigest(),
+            expires_at=txn.now.timestamp() + self.config.retry.expiry),
+            State.SEALED, payloads={"envelope": receipt})
+
+
+def _safe_text(error: GatewayError) -> str:
+    """Receipt error text: the class's stable wording, never the message details."""
+    return {
+        "SchemaInvalid": "the document does not match its schema",
+        "SignatureInvalid": "the signature does not verify",
+        "DecryptionFailed": "the envelope cannot be decrypted by this node",
+        "UnknownRecipient": "this node does not serve the addressed party",
+        "SignerNotRegistered": "the signer is not registered for the sending party",
+        "ReplayWindow": "the message is too old or too far in the future",
+        "HeaderMismatch": "the signed header differs from the envelope header",
+        "CertificateExpired": "a certificate is expired",
+        "CertificateUntrusted": "the signer certificate is not trusted",
+        "TooLarge": "the message is too large",
+    }.get(error.code, "the message was refused")
+
+
+def _schema_error(code: str, count: int) -> GatewayError:
+    err = SchemaInvalid(f"{count} validation error(s)")
+    if code != "SchemaInvalid":
+        err.details["first"] = code
+    return err
+
+
+def _case_id(document: bytes) -> str | None:
+    try:
+        return safe_token(describe(parse_xml(document, huge_text=True)).case_id)
+    except GatewayError:
+        return None
+
+

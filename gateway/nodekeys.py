@@ -1,0 +1,90 @@
+"""The daemon's view of its key directory, loaded once (and reloaded on demand).
+
+The keystore reads files on every call; the pipelines need the same answers hundreds of
+times a second, so :class:`NodeKeys` takes a snapshot: this node's identity, the trust
+store, every registered partner certificate (as a
+:class:`~gateway.keystore.StaticDirectory`) and, per party, the encryption certificate to
+seal to. It also implements the outbound pipeline's receipt check with
+:func:`gateway.receipts.verify_receipt`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+
+from gateway import certs
+from gateway.config import Config
+from gateway.errors import CertificateExpired, CertificateUsageInvalid, KeyMaterialError
+from gateway.keystore import Keystore, NodeIdentity, StaticDirectory
+from gateway.outbound import ReceiptOutcome
+from gateway.party import Party
+from gateway.receipts import verify_receipt
+from gateway.spool import Message
+
+__all__ = ["NodeKeys", "load_node_keys"]
+
+
+@dataclass(frozen=True)
+class NodeKeys:
+    identity: NodeIdentity
+    trust: tuple[x509.Certificate, ...]
+    directory: StaticDirectory
+    encryption: Mapping[Party, tuple[x509.Certificate, ...]]
+    max_bytes: int
+
+    def recipient_cert(self, party: Party, now: datetime) -> x509.Certificate:
+        """The registered encryption certificate for ``party`` valid at ``now`` (the one
+        lasting longest, so a rollover takes effect at once)."""
+        usable = []
+        for cert in self.encryption.get(party, ()):
+            try:
+                certs.check_validity(cert, now)
+            except CertificateExpired:
+                continue
+            usable.append(cert)
+        if not usable:
+            raise KeyMaterialError(f"no valid encryption certificate is registered for {party}")
+        return max(usable, key=lambda c: c.not_valid_after_utc)
+
+    def check_receipt(self, data: bytes, *, message: Message, now: datetime) -> ReceiptOutcome:
+        """:class:`~gateway.outbound.ReceiptCheck` over ``verify_receipt``."""
+        verified = verify_receipt(
+            data, expected_signer=Party.parse(message.to_party or ""),
+            sent_envelope_digest=message.envelope_digest or "", trust=self.trust,
+            directory=self.directory, now=now, max_bytes=self.max_bytes)
+        return ReceiptOutcome(verified.status == "Delivered", verified.receipt_id,
+                              verified.ref_to_message_id or "", tuple(verified.errors))
+
+
+def load_node_keys(config: Config) -> NodeKeys:
+    """Read the key directory named by ``node.keys_dir`` (passphrase from the environment
+    variable ``node.key_passphrase_env`` when set)."""
+    passphrase = None
+    if config.node.key_passphrase_env:
+        value = os.environ.get(config.node.key_passphrase_env)
+        if not value:
+            raise KeyMaterialError(f"environment variable {config.node.key_passphrase_env} "
+                                   "(node.key_passphrase_env) is not set")
+        passphrase = value.encode()
+    store = Keystore(config.node.keys_dir, passphrase)
+    identity = store.identity(Party.parse(config.node.party))
+    entries: dict[Party, list[x509.Certificate]] = {}
+    encryption: dict[Party, tuple[x509.Certificate, ...]] = {}
+    for party, certificates in store.partners().items():
+        entries[party] = list(certificates)
+        usable = []
+        for cert in certificates:
+            try:
+                certs.check_key_usage(cert, "encrypt")
+            except CertificateUsageInvalid:
+                continue
+            usable.append(cert)
+        encryption[party] = tuple(usable)
+    entries.setdefault(identity.party, []).append(identity.signing_cert)
+    return NodeKeys(identity, tuple(store.trust()), StaticDirectory(entries), encryption,
+                    config.limits.max_message_bytes * 2)

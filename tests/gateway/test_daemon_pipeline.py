@@ -1,0 +1,249 @@
+"""Two and three nodes in one process over the in-memory transport, with the real
+validation, sealing, receipts and spool: delivery with receipts (sync and async), rejected
+files, duplicates, a relay hop, crash recovery of half-done inbound messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.daemon import Gateway
+from gateway.samples import interstate_transaction, maintenance_application
+from gateway.states import Direction, State
+from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
+from transports.memory import MemoryNetwork, http_responder
+
+A, B, HUB, C = "fips:0600000", "fips:4800000", "fips:1100000", "fips:3600000"
+
+
+@pytest.fixture(scope="module")
+def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+class Net:
+    """Nodes on one memory network; an 'https' mailbox per node is served by its handler."""
+
+    def __init__(self) -> None:
+        self.network = MemoryNetwork()
+        self.nodes: dict[str, Gateway] = {}
+
+    def add(self, spec: NodeSpec, cache: Path, specs: list[NodeSpec]) -> Gateway:
+        config = load_config(write_config(spec, cache, specs))
+        gw = Gateway(config, transport_options={"memory": {"network": self.network}})
+        self.network.serve(f"{spec.name}-https", http_responder(gw.handle_https))
+        self.nodes[spec.name] = gw
+        return gw
+
+    def settle(self, rounds: int = 20) -> None:
+        for _ in range(rounds):
+            for gw in self.nodes.values():
+                gw.pull()
+                gw.send_all(timeout=20)
+            if all(not gw.spool.due(gw.clock(), limit=1) and gw.sender.idle()
+                   for gw in self.nodes.values()):
+                return
+
+    def close(self) -> None:
+        for gw in self.nodes.values():
+            gw.stop()
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    n = Net()
+    yield n
+    n.close()
+
+
+def drop(spec: NodeSpec, name: str, data: bytes) -> None:
+    spec.outbox.mkdir(parents=True, exist_ok=True)
+    (spec.outbox / name).write_bytes(data)
+    (spec.outbox / f"{name}.ready").write_bytes(b"")
+
+
+def two_nodes(tmp_path: Path, cache: Path, net: Net, *, pull: bool = False
+              ) -> tuple[NodeSpec, NodeSpec]:
+    a = NodeSpec("a", A, tmp_path / "a")
+    b = NodeSpec("b", B, tmp_path / "b")
+    if pull:  # A drops into a mailbox that B pulls from (SFTP-style); receipts come back
+        a.partners = [PartnerSpec(B, [("memory://b-drop", {})])]
+        b.partners = [PartnerSpec(A, [("memory://a-https", {})],
+                                  pull=[("memory://b-drop", {})])]
+    else:
+        a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
+        b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
+    for spec in (a, b):
+        net.add(spec, cache, [a, b])
+    return a, b
+
+
+def test_interstate_delivered_byte_identical_with_receipt(tmp_path: Path, key_cache: Path,
+                                                          net: Net) -> None:
+    a, b = two_nodes(tmp_path, key_cache, net)
+    doc = interstate_transaction("0600000", "4800000", seed=3)
+    drop(a, "tx1.xml", doc)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    assert gw_a.scan() == 1
+    net.settle()
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    assert out.state is State.DELIVERED
+    assert out.to_party == B
+    [delivered] = list(b.inbox.iterdir())
+    assert delivered.read_bytes() == doc
+    assert delivered.name == f"InterstateTransaction-{out.message_id}.xml"
+    [inb] = gw_b.spool.select(direction=Direction.IN)
+    assert inb.state is State.DELIVERED
+    assert gw_a.spool.payload(out.id, "receipt") == gw_b.spool.payload(inb.id, "receipt")
+    assert list(a.outbox.iterdir()) == []
+
+
+def test_pull_delivery_and_async_receipt(tmp_path: Path, key_cache: Path, net: Net) -> None:
+    a, b = two_nodes(tmp_path, key_cache, net, pull=True)
+    gw_a = net.nodes["a"]
+    docs = {f"t{i}.xml": interstate_transaction("0600000", "4800000", seed=i) for i in range(5)}
+    for name, data in docs.items():
+        drop(a, name, data)
+    gw_a.scan()
+    gw_a.send_all()
+    assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.SENT}
+    net.settle()
+    assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.DELIVERED}
+    assert sorted(p.read_bytes() for p in b.inbox.iterdir()) == sorted(docs.values())
+    receipts = net.nodes["b"].spool.select(direction=Direction.RECEIPT)
+    assert [r.state for r in receipts] == [State.SENT] * 5
+    assert net.network.blobs("b-drop") == {}  # acknowledged after being stored
+
+
+def test_rejected_file_and_rejected_receipt(tmp_path: Path, key_cache: Path,
+                                            net: Net) -> None:
+    a, b = two_nodes(tmp_path, key_cache, net)
+    gw_a = net.nodes["a"]
+    bad = interstate_transaction("0600000", "4800000", seed=1).replace(
+        b"<CaseID>", b"<Nonsense>x</Nonsense><CaseID>", 1)
+    drop(a, "bad.xml", bad)
+    drop(a, "noroute.xml", interstate_transaction("0600000", "5500000", seed=2))
+    gw_a.scan()
+    report = json.loads((a.rejected / "bad.xml.error.json").read_text())
+    assert report["code"] == "SchemaUnexpectedElement"
+    assert report["errors"][0]["line"] == 11
+    assert report["errors"][0]["path"] == "/InterstateTransaction/Header/Nonsense"
+    assert (a.rejected / "bad.xml").read_bytes() == bad
+    noroute = json.loads((a.rejected / "noroute.xml.error.json").read_text())
+    assert noroute["code"] == "NoRoute"
+    states = sorted(m.state for m in gw_a.spool.select(direction=Direction.OUT))
+    assert states == [State.REJECTED, State.REJECTED]
+    assert list(a.outbox.iterdir()) == []
+    assert not b.inbox.exists() or list(b.inbox.iterdir()) == []
+
+
+def test_duplicate_message_id_is_not_delivered_twice(tmp_path: Path, key_cache: Path,
+                                                     net: Net) -> None:
+    a, b = two_nodes(tmp_path, key_cache, net)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    drop(a, "tx.xml", interstate_transaction("0600000", "4800000", seed=5))
+    gw_a.scan()
+    net.settle()
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    envelope = gw_a.spool.payload(out.id, "envelope") or b""
+    first_receipt = gw_a.spool.payload(out.id, "receipt")
+    status, body = gw_b.handle_https(envelope, None)
+    assert status == 200
+    assert body == first_receipt  # the stored receipt, not a new one
+    assert len(list(b.inbox.iterdir())) == 1
+    assert len(gw_b.spool.select(direction=Direction.IN)) == 1
+
+
+def test_tampered_envelope_gets_rejected_receipt(tmp_path: Path, key_cache: Path,
+                                                 net: Net) -> None:
+    a, b = two_nodes(tmp_path, key_cache, net)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    net.network.fail_next("b-https", 1000)  # keep A's own send out of the way
+    drop(a, "tx.xml", interstate_transaction("0600000", "4800000", seed=6))
+    gw_a.scan()
+    gw_a.send_all()
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    envelope = bytearray(gw_a.spool.payload(out.id, "envelope") or b"")
+    start, end = envelope.index(b"<Payload>"), envelope.index(b"</Payload>")
+    middle = (start + end) // 2  # inside the ciphertext
+    envelope[middle] = ord("A") if envelope[middle] != ord("A") else ord("B")
+    status, body = gw_b.handle_https(bytes(envelope), None)
+    assert status == 400
+    sent_as = replace(out, envelope_digest=hashlib.sha256(bytes(envelope)).hexdigest())
+    outcome = gw_a.keys.check_receipt(body, message=sent_as, now=gw_a.clock())
+    assert not outcome.delivered
+    assert outcome.errors[0][0] in {"DecryptionFailed", "SignatureInvalid"}
+    assert not b.inbox.exists() or list(b.inbox.iterdir()) == []
+
+
+def test_relay_hop_through_a_hub(tmp_path: Path, key_cache: Path, net: Net) -> None:
+    a = NodeSpec("a", A, tmp_path / "a", routes=[("default", HUB)])
+    hub = NodeSpec("hub", HUB, tmp_path / "hub")
+    c = NodeSpec("c", C, tmp_path / "c", routes=[("default", HUB)])
+    a.partners = [PartnerSpec(HUB, [("memory://hub-https", {})])]
+    c.partners = [PartnerSpec(HUB, [("memory://hub-https", {})])]
+    hub.partners = [PartnerSpec(A, [("memory://a-https", {})]),
+                    PartnerSpec(C, [("memory://c-https", {})])]
+    specs = [a, hub, c]
+    for spec in specs:
+        net.add(spec, key_cache, specs)
+    doc = interstate_transaction("0600000", "3600000", seed=8)
+    drop(a, "to-ny.xml", doc)
+    net.nodes["a"].scan()
+    net.settle()
+    [out] = net.nodes["a"].spool.select(direction=Direction.OUT)
+    assert out.state is State.DELIVERED  # C's receipt came back through the hub
+    assert out.partner == HUB
+    assert [p.read_bytes() for p in c.inbox.iterdir()] == [doc]
+    relays = net.nodes["hub"].spool.select(direction=Direction.RELAY)
+    assert sorted(r.state for r in relays) == [State.RELAYED, State.RELAYED]
+    assert not (hub.inbox.exists() and list(hub.inbox.iterdir()))  # the hub read nothing
+
+
+def test_international_document(tmp_path: Path, key_cache: Path, net: Net) -> None:
+    a = NodeSpec("a", A, tmp_path / "a")
+    nl = NodeSpec("nl", "iso3166:NL", tmp_path / "nl")
+    a.partners = [PartnerSpec("iso3166:NL", [("memory://nl-https", {})])]
+    nl.partners = [PartnerSpec(A, [("memory://a-https", {})])]
+    for spec in (a, nl):
+        net.add(spec, key_cache, [a, nl])
+    doc = maintenance_application("NL", "0600000", seed=2)
+    drop(a, "hague.xml", doc)
+    net.nodes["a"].scan()
+    net.settle()
+    [out] = net.nodes["a"].spool.select(direction=Direction.OUT)
+    assert out.state is State.DELIVERED
+    assert out.service == "international"
+    assert [p.read_bytes() for p in nl.inbox.iterdir()] == [doc]
+
+
+def test_inbound_crash_before_delivery_is_recovered(tmp_path: Path, key_cache: Path,
+                                                    net: Net,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = two_nodes(tmp_path, key_cache, net, pull=True)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    drop(a, "tx.xml", interstate_transaction("0600000", "4800000", seed=9))
+    gw_a.scan()
+    gw_a.send_all()
+
+    def crash(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt("simulated crash after the envelope was stored")
+
+    monkeypatch.setattr(gw_b.inbound, "_process", crash)
+    with pytest.raises(KeyboardInterrupt):
+        gw_b.pull()
+    monkeypatch.undo()
+    [inb] = gw_b.spool.select(direction=Direction.IN)
+    assert inb.state is State.RECEIVED
+    assert gw_b.recover()["inbound"] == 1
+    net.settle()
+    assert gw_b.spool.get(inb.id).state is State.DELIVERED
+    assert len(list(b.inbox.iterdir())) == 1
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    assert out.state is State.DELIVERED

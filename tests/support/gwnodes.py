@@ -1,0 +1,125 @@
+"""Build gateway nodes for tests and benchmarks: key directories (generated once per
+process and copied), partner registrations both ways, and a config file per node.
+
+    keys = NodeKeysFactory(tmp_root)
+    a = NodeSpec("a", "fips:0600000", root / "a")
+    write_node(a, keys, partners=[PartnerSpec("fips:4800000", ["memory://b"])])
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.certs import load_certificates_file
+from gateway.keystore import Keystore, generate_node
+from gateway.party import Party
+
+__all__ = ["NodeSpec", "PartnerSpec", "generate_keys", "register", "write_config"]
+
+_CACHE: dict[str, Path] = {}
+
+
+def generate_keys(cache_root: Path, party: str) -> Path:
+    """A key directory for ``party`` (2048-bit RSA), generated once per process."""
+    if party not in _CACHE:
+        target = cache_root / f"keys-{party.replace(':', '_')}"
+        generate_node(target, Party.parse(party), now=datetime.now(UTC), rsa_bits=2048)
+        _CACHE[party] = target
+    return _CACHE[party]
+
+
+def register(keys_dir: Path, other_keys: Path, other_party: str) -> None:
+    """Register ``other_party``'s CA, signing and encryption certificates in ``keys_dir``."""
+    store = Keystore(keys_dir)
+    chosen = [c for name in ("ca.crt", "sign.crt", "encrypt.crt")
+              for c in load_certificates_file(other_keys / name)]
+    store.import_partner(Party.parse(other_party), chosen, now=datetime.now(UTC))
+
+
+@dataclass
+class PartnerSpec:
+    party: str
+    transports: list[tuple[str, dict[str, str]]]  # (url, options as TOML keys)
+    pull: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    party: str
+    root: Path
+    partners: list[PartnerSpec] = field(default_factory=list)
+    routes: list[tuple[str, str]] = field(default_factory=list)
+    https: dict[str, object] | None = None
+    inbound_folders: list[Path] = field(default_factory=list)
+    extra: str = ""
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "gateway.toml"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(node: NodeSpec, cache_root: Path, all_nodes: list[NodeSpec]) -> Path:
+    """Write ``node``'s key directory (copied from the cache) with every other node of
+    ``all_nodes`` registered, and its config file; returns the config path."""
+    node.root.mkdir(parents=True, exist_ok=True)
+    if not node.keys.exists():
+        shutil.copytree(generate_keys(cache_root, node.party), node.keys)
+        for other in all_nodes:
+            if other.party != node.party:
+                register(node.keys, generate_keys(cache_root, other.party), other.party)
+    lines = [
+        "[node]", f"party = {_toml_value(node.party)}", 'keys_dir = "keys"', "",
+        "[spool]", 'database = "spool/gateway.db"', "",
+        "[[outbox]]", 'path = "outbox"', "",
+        "[inbox]", 'path = "inbox"', "",
+        "[rejected]", 'path = "rejected"', "",
+        "[intake]", 'ready = "marker"', 'poll_interval = "200ms"', "",
+    ]
+    if node.inbound_folders:
+        folders = ", ".join(_toml_value(str(f)) for f in node.inbound_folders)
+        lines += ["[inbound]", f"folders = [{folders}]", 'poll_interval = "200ms"', ""]
+    if node.https is not None:
+        lines += ["[listeners.https]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in node.https.items()]
+        lines += [""]
+    for partner in node.partners:
+        lines += ["[[partners]]", f"party = {_toml_value(partner.party)}"]
+        for kind, items in (("transports", partner.transports), ("pull", partner.pull)):
+            for url, options in items:
+                lines += [f"[[partners.{kind}]]", f"url = {_toml_value(url)}"]
+                lines += [f"{k} = {_toml_value(v)}" for k, v in options.items()]
+        lines += [""]
+    for to, partner_party in node.routes:
+        lines += ["[[routes]]", f"to = {_toml_value(to)}",
+                  f"partner = {_toml_value(partner_party)}", ""]
+    lines.append(node.extra)
+    node.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return node.config_path
