@@ -267,7 +267,8 @@ class Txn:
     def transition(self, row_id: int, target: State, *, expect: State | Sequence[State] | None
                    = None, changes: Mapping[str, Any] | None = None,
                    payloads: Mapping[str, bytes] = {}, error_code: str | None = None,
-                   detail: Mapping[str, str | int] | None = None) -> Message:
+                   detail: Mapping[str, str | int] | None = None,
+                   actor: str = "daemon") -> Message:
         """Move message ``row_id`` to ``target``, apply ``changes`` (columns), store
         ``payloads``, write the audit event. ``expect`` guards against lost races."""
         current = self.get(row_id)
@@ -291,7 +292,8 @@ class Txn:
         for kind, data in payloads.items():
             self.put_payload(row_id, kind, data)
         message = self.get(row_id)
-        self.audit(code, message, error_code=error_code, detail=dict(detail or {}))
+        self.audit(code, message, error_code=error_code, detail=dict(detail or {}),
+                   actor=actor)
         return message
 
     def put_payload(self, row_id: int, kind: str, data: bytes) -> None:

@@ -25,6 +25,10 @@ from gateway.errors import GatewayError
 # Add a command by adding its module here (gateway/cli/<name>.py).
 COMMAND_MODULES: tuple[str, ...] = (
     "config_cmd",
+    "route_cmd",
+    "run_cmd",
+    "status_cmd",
+    "messages_cmd",
     "validate_cmd",
     "audit_cmd",
     "keys_cmd",

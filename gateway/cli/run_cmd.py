@@ -1,0 +1,18 @@
+"""``gateway run``: the daemon, until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gateway.config import load_config
+from gateway.daemon import run
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("run", help="run the gateway daemon (stop with SIGTERM)")
+    parser.set_defaults(func=run_daemon)
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    return run(load_config(args.config))

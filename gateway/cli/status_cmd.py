@@ -1,0 +1,68 @@
+"""``gateway status``: counts by state and partner, oldest pending age, expiring
+certificates. Reads the spool directly (safe while the daemon runs: SQLite WAL)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.cli.output import out, out_json, table
+from gateway.config import load_config
+from gateway.errors import GatewayError
+from gateway.nodekeys import load_node_keys
+from gateway.spool import SqliteSpool
+from gateway.states import State
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("status", help="message counts, oldest pending, "
+                                   "certificates near expiry")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(func=run_status)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    now = datetime.now(UTC)
+    spool = SqliteSpool(config.spool.database)
+    try:
+        counts = spool.counts()
+        oldest = spool.oldest([State.RECEIVED, State.SEALED, State.SENDING, State.SENT,
+                               State.RETRYING])
+    finally:
+        spool.close()
+    expiring: list[dict[str, Any]] = []
+    key_error = None
+    try:
+        keys = load_node_keys(config)
+        found = [("sign", keys.identity.signing_cert),
+                 ("encrypt", keys.identity.encryption_cert)]
+        found += [(f"partner {p}", c) for p, cs in keys.encryption.items() for c in cs]
+        for what, cert in found:
+            days = (cert.not_valid_after_utc - now).total_seconds() / 86400
+            if days <= config.security.cert_warn_days:
+                expiring.append({"certificate": what, "days_left": round(days, 1)})
+    except GatewayError as exc:
+        key_error = f"{exc.code}: {exc}"
+    result = {
+        "node": config.node.party,
+        "counts": [{"direction": d, "state": s, "partner": p, "count": n}
+                   for d, s, p, n in counts],
+        "oldest_pending_seconds": None if oldest is None else round(now.timestamp() - oldest),
+        "certificates_expiring": expiring,
+        "keys_error": key_error,
+    }
+    if args.format == "json":
+        out_json(result)
+        return 0
+    out(f"node {config.node.party}")
+    rows = [[d, s, p or "-", str(n)] for d, s, p, n in counts]
+    out(table(rows, ["direction", "state", "partner", "count"]) if rows else "no messages")
+    age = result["oldest_pending_seconds"]
+    out(f"oldest pending: {'none' if age is None else f'{age} s'}")
+    if key_error:
+        out(f"keys: {key_error}")
+    for item in expiring:
+        out(f"certificate {item['certificate']} expires in {item['days_left']} days")
+    return 0
