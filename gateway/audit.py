@@ -89,6 +89,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "rejected": "the document or envelope was refused (error_code says why)",
     "sealed": "the document was signed and encrypted into an envelope (digest)",
     "routed": "a destination partner and transport were chosen",
+    "sending": "a send attempt started",
     "sent": "the envelope was handed to the partner's transport",
     "send_failed": "a send attempt failed (error_code)",
     "retry_scheduled": "another attempt was scheduled",
@@ -129,9 +130,9 @@ CREATE TABLE IF NOT EXISTS audit_events (
     actor TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_events_message ON audit_events(message_id);
 CREATE INDEX IF NOT EXISTS audit_events_case ON audit_events(case_id);
-CREATE INDEX IF NOT EXISTS audit_events_partner ON audit_events(partner);
-CREATE INDEX IF NOT EXISTS audit_events_from ON audit_events(from_party);
-CREATE INDEX IF NOT EXISTS audit_events_to ON audit_events(to_party);
+CREATE INDEX IF NOT EXISTS audit_events_partner ON audit_events(partner, at);
+CREATE INDEX IF NOT EXISTS audit_events_from ON audit_events(from_party, at);
+CREATE INDEX IF NOT EXISTS audit_events_to ON audit_events(to_party, at);
 CREATE INDEX IF NOT EXISTS audit_events_code_at ON audit_events(code, at);
 CREATE INDEX IF NOT EXISTS audit_events_at ON audit_events(at);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (

@@ -52,9 +52,13 @@ FIELDS: tuple[str, ...] = (
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def canonical_json(value: Any) -> str:
-    """The one serialization that is hashed and signed: sorted keys, no whitespace, ASCII."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """The one serialization that is hashed and signed: sorted keys, no whitespace, ASCII
+    (``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)``)."""
+    return _CANONICAL.encode(value)
 
 
 def format_time(at: datetime) -> str:
@@ -344,7 +348,9 @@ class ChainWalker:
             return None
         if not isinstance(parsed, dict) or canonical_json(parsed) != detail:
             return None
-        return event_hash(event_record(seq, prev_hash, columns))
+        record: dict[str, Any] = {"seq": seq, "prev_hash": prev_hash, **columns}
+        record["detail"] = parsed
+        return event_hash(record)
 
     def _remember(self, h: str, seq: int) -> None:
         self._recent[h] = seq
