@@ -1,0 +1,85 @@
+"""Run stock ``openssl`` for the cross-implementation tests: a CA and leaf certificates made
+by ``openssl req``/``openssl x509``, and the exact ``openssl cms`` commands of the protocol's
+"Independent check" section."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+
+class OpenSSLError(AssertionError):
+    pass
+
+
+def openssl() -> str:
+    found = shutil.which("openssl")
+    if found is None:
+        raise OpenSSLError("the openssl command is required for these tests "
+                           "(apt-get install openssl)")
+    return found
+
+
+def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run([openssl(), *map(str, args)], cwd=cwd, capture_output=True,
+                          check=False, timeout=60)
+    if proc.returncode != 0:
+        raise OpenSSLError(f"openssl {' '.join(map(str, args))} failed "
+                           f"({proc.returncode}): {proc.stderr.decode(errors='replace')}")
+    return proc
+
+
+def make_ca(directory: Path, name: str = "ca") -> tuple[Path, Path]:
+    """A self-signed CA made with ``openssl req -x509`` (RSA-3072); returns (cert, key)."""
+    run("req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", f"{name}.key",
+        "-out", f"{name}.pem", "-days", "30", "-subj", f"/CN=OpenSSL Test {name}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
+    return directory / f"{name}.pem", directory / f"{name}.key"
+
+
+def make_leaf(directory: Path, ca: tuple[Path, Path], name: str, *, usage: str,
+              party: str | None = None) -> tuple[Path, Path]:
+    """A leaf key and certificate issued by ``ca`` (``usage``: sign | encrypt)."""
+    ku = ("digitalSignature,nonRepudiation" if usage == "sign" else "keyEncipherment")
+    ext = [f"keyUsage=critical,{ku}", "subjectKeyIdentifier=hash",
+           "basicConstraints=critical,CA:FALSE"]
+    if party:
+        ext.append(f"subjectAltName=URI:urn:cse-gateway:party:{party}")
+    (directory / f"{name}.ext").write_text("\n".join(ext) + "\n")
+    run("req", "-new", "-newkey", "rsa:3072", "-nodes", "-keyout", f"{name}.key",
+        "-out", f"{name}.csr", "-subj", f"/CN=OpenSSL Test {name}", cwd=directory)
+    run("x509", "-req", "-in", f"{name}.csr", "-CA", ca[0], "-CAkey", ca[1],
+        "-CAcreateserial", "-out", f"{name}.pem", "-days", "20",
+        "-extfile", f"{name}.ext", cwd=directory)
+    (directory / f"{name}.key").chmod(0o600)
+    return directory / f"{name}.pem", directory / f"{name}.key"
+
+
+def decrypt(directory: Path, payload: Path, recip: Path, key: Path, out: Path) -> None:
+    run("cms", "-decrypt", "-inform", "DER", "-in", payload, "-recip", recip,
+        "-inkey", key, "-out", out, cwd=directory)
+
+
+def verify(directory: Path, signed: Path, trust: Path, out: Path) -> None:
+    run("cms", "-verify", "-inform", "DER", "-in", signed, "-CAfile", trust,
+        "-purpose", "any", "-out", out, cwd=directory)
+
+
+def sign(directory: Path, content: Path, cert: Path, key: Path, out: Path,
+         *, pss: bool = False) -> None:
+    extra = ["-keyopt", "rsa_padding_mode:pss"] if pss else []
+    run("cms", "-sign", "-in", content, "-signer", cert, "-inkey", key, "-nodetach",
+        "-binary", "-outform", "DER", *extra, "-out", out, cwd=directory)
+
+
+def encrypt(directory: Path, content: Path, recip: Path, out: Path,
+            *, legacy: bool = False) -> None:
+    if legacy:
+        run("cms", "-encrypt", "-binary", "-in", content, "-outform", "DER", "-aes256",
+            "-recip", recip, "-out", out, cwd=directory)
+        return
+    run("cms", "-encrypt", "-binary", "-in", content, "-outform", "DER", "-aes-256-gcm",
+        "-recip", recip, "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256",
+        "-keyopt", "rsa_mgf1_md:sha256", "-out", out, cwd=directory)
