@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway import cms
+from gateway.certs import pem
 from gateway.envelope import Header, SealedContent, build_envelope, parse_envelope
 from gateway.errors import (
     AlgorithmNotAllowed,
@@ -29,7 +30,6 @@ from gateway.errors import (
     UnknownRecipient,
     UsageError,
 )
-from gateway.certs import pem
 from gateway.keystore import NodeIdentity, StaticDirectory
 from gateway.party import Party
 from gateway.seal import OpenPolicy, open_envelope, seal
@@ -148,7 +148,7 @@ PARTIES = st.one_of(
     age=st.timedeltas(min_value=timedelta(0), max_value=timedelta(hours=23)),
     micro=st.integers(0, 999_999),
 )
-def test_property_round_trip(
+def test_property_round_trip(  # noqa: PLR0917 - one argument per Hypothesis strategy
     tmp_path_factory: pytest.TempPathFactory, document: bytes, from_party: Party,
     service: str, action: str, conversation: str | None, ref: str | None,
     age: timedelta, micro: int,
@@ -259,10 +259,9 @@ def test_garbage_payload(nodes: tuple[Node, Node]) -> None:
     rejects(b, rewrap(data, b"not der at all"), EnvelopeInvalid)
 
 
-def _reseal(a: Node, b: Node, h: Header, signer_key: object, signer_cert: object,
-            document: bytes = DOC) -> bytes:
+def _reseal(a: Node, b: Node, h: Header, signer_key: object, signer_cert: object) -> bytes:
     """An envelope whose Sealed content is signed by another key, encrypted to ``b``."""
-    signed = cms.sign(SealedContent(h, document), key=signer_key,  # type: ignore[arg-type]
+    signed = cms.sign(SealedContent(h, DOC), key=signer_key,  # type: ignore[arg-type]
                       cert=signer_cert, signing_time=h.created)  # type: ignore[arg-type]
     encrypted = cms.encrypt(signed, recipient_cert=b.identity.encryption_cert)
     return build_envelope(h, b"".join(bytes(c) for c in encrypted.chunks()))
