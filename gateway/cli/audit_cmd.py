@@ -25,7 +25,13 @@ from gateway.audit import EVENT_CODES, AuditLog, StoredEvent, StoredReceipt
 from gateway.audit_bundle import export_bundle, verify_bundle
 from gateway.audit_chain import VerifyReport, event_hash, event_record, fingerprint
 from gateway.cli.output import err, out, out_json
-from gateway.errors import AuditError, AuditTampered, MessageNotFound, UsageError
+from gateway.errors import (
+    AuditError,
+    AuditTampered,
+    GatewayError,
+    MessageNotFound,
+    UsageError,
+)
 
 _CSV_COLUMNS = ("seq", "at", "code", "message_id", "case_id", "from_party", "to_party",
                 "partner", "transport", "digest", "error_code", "actor", "detail",
@@ -260,17 +266,58 @@ def receipt_status(args: argparse.Namespace, log: AuditLog, r: StoredReceipt,
 
 def signature_status(args: argparse.Namespace, r: StoredReceipt,
                      events: list[StoredEvent]) -> dict[str, str]:
-    """Verify the receipt's signature with the SECURITY area's ``verify_receipt`` when it
-    and the node's keys are available; otherwise say so (never pretend)."""
+    """Verify the receipt's signature with :func:`gateway.receipts.verify_receipt` against
+    the node's key directory (trust store and registered partner certificates), as of the
+    time the receipt was stored; say why when that is not possible (never pretend)."""
     try:
-        from gateway import receipts as receipts_module  # noqa: PLC0415 - optional area
+        from gateway.keystore import Keystore  # noqa: PLC0415 - optional until configured
+        from gateway.party import Party  # noqa: PLC0415
+        from gateway.receipts import verify_receipt  # noqa: PLC0415
     except ImportError:
-        return {"status": "unavailable", "reason": "gateway.receipts is not installed"}
-    verifier = getattr(receipts_module, "verify_receipt", None)
-    if verifier is None:
-        return {"status": "unavailable", "reason": "gateway.receipts has no verify_receipt"}
-    return {"status": "unavailable",
-            "reason": "receipt verification is not wired to the keystore yet"}
+        return {"status": "unavailable", "reason": "the receipt verifier is not installed"}
+    keys_dir = _keys_dir(args)
+    if keys_dir is None:
+        return {"status": "unavailable", "reason": "no configuration: the node's key "
+                "directory is needed (give --config)"}
+    # The receipt is signed by the original message's recipient, and acknowledges one of
+    # the envelope digests the chain recorded for that message (most recent first).
+    signer = next((e.event.to_party for e in reversed(events) if e.event.to_party), None)
+    digests = list(dict.fromkeys(
+        e.event.digest for e in reversed(events)
+        if e.event.digest and e.event.code not in ("receipt_stored", "checkpoint")))
+    if signer is None or not digests:
+        return {"status": "unavailable", "reason": "the chain does not record the recipient "
+                "and envelope digest this receipt acknowledges"}
+    try:
+        store = Keystore(keys_dir)
+        party = Party.parse(signer)
+        trust = store.trust()
+    except GatewayError as exc:
+        return {"status": "unavailable", "reason": f"{exc.code}: {exc.message}"}
+    failure: GatewayError | None = None
+    for digest in digests:
+        try:
+            verified = verify_receipt(r.data, expected_signer=party, sent_envelope_digest=digest,
+                                      trust=trust, directory=store, now=r.at)
+        except GatewayError as exc:
+            if failure is None or "EnvelopeDigest" not in exc.message:
+                failure = exc
+            continue
+        return {"status": "verified",
+                "reason": f"{verified.status}, receipt {verified.receipt_id}, signed by "
+                          f"{signer} (certificate {verified.signer_fingerprint[:16]}), "
+                          f"for envelope {digest[:16]}"}
+    assert failure is not None  # noqa: S101 - digests is not empty
+    cause = failure.details.get("cause", failure.code)
+    return {"status": "INVALID", "reason": f"{cause}: {failure.message}"}
+
+
+def _keys_dir(args: argparse.Namespace) -> Path | None:
+    from gateway.config import config_path, load_config  # noqa: PLC0415
+
+    if args.config is None and not config_path(None).exists():
+        return None
+    return load_config(args.config).node.keys_dir
 
 
 # --- verify -----------------------------------------------------------------------------
