@@ -8,7 +8,14 @@ process and copied), partner registrations both ways, and a config file per node
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +24,8 @@ from gateway.certs import load_certificates_file
 from gateway.keystore import Keystore, generate_node
 from gateway.party import Party
 
-__all__ = ["NodeSpec", "PartnerSpec", "generate_keys", "register", "write_config"]
+__all__ = ["Daemon", "NodeSpec", "PartnerSpec", "free_port", "generate_keys", "register",
+           "wait_until", "write_config"]
 
 _CACHE: dict[str, Path] = {}
 
@@ -123,3 +131,68 @@ def write_config(node: NodeSpec, cache_root: Path, all_nodes: list[NodeSpec]) ->
     lines.append(node.extra)
     node.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return node.config_path
+
+
+# --- real daemons (subprocesses) ------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
+               interval: float = 0.1) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Daemon:
+    """``python -m gateway --config FILE -v run`` as a child process."""
+
+    def __init__(self, spec: NodeSpec) -> None:
+        self.spec = spec
+        self.log = spec.root / "daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> Daemon:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "--config", str(self.spec.config_path),
+                 "-v", "run"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True)
+        self.starts += 1
+        marker = f"gateway {self.spec.party} running"
+        wait_until(lambda: self.log.read_text(errors="replace").count(marker) >= self.starts
+                   or not self.alive(), 30, f"{self.spec.name} to start")
+        if not self.alive():
+            raise AssertionError(f"{self.spec.name} exited: {self.tail()}")
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """``kill -9``: no cleanup of any kind."""
+        if self.alive():
+            assert self.process is not None
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.process is None:
+            return 0
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def tail(self, lines: int = 30) -> str:
+        if not self.log.exists():
+            return ""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

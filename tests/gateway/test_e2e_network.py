@@ -1,0 +1,177 @@
+"""End to end: real `gateway run` daemons over real HTTPS (mutual TLS) and real SFTP
+(OpenSSH sshd) on loopback, each node with its own config, keys and folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config
+from gateway.samples import interstate_transaction, maintenance_application
+from gateway.spool import SqliteSpool
+from gateway.states import Direction, State
+from tests.support.gwnodes import (
+    Daemon,
+    NodeSpec,
+    PartnerSpec,
+    free_port,
+    wait_until,
+    write_config,
+)
+from tests.support.pki import TestPki
+from tests.support.sshd import SshServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+A, B, HUB, NL = "fips:0600000", "fips:4800000", "fips:1100000", "iso3166:NL"
+FAST = """
+[retry]
+base = "300ms"
+factor = 2
+max_delay = "2s"
+jitter = 0.1
+expiry = "5m"
+[breaker]
+failure_threshold = 3
+reset_after = "1s"
+[schedule]
+outbox_scan = "200ms"
+retry_scan = "200ms"
+sftp_pull = "300ms"
+"""
+
+
+@pytest.fixture(scope="module")
+def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+def https_node(name: str, party: str, root: Path, pki: TestPki, port: int) -> NodeSpec:
+    server = pki.server(f"{name}-server")
+    return NodeSpec(name, party, root / name, extra=FAST, https={
+        "host": "127.0.0.1", "port": port, "cert": str(server.cert), "key": str(server.key),
+        "client_ca": str(pki.ca.cert)})
+
+
+def https_to(pki: TestPki, me: str, port: int) -> tuple[str, dict[str, str]]:
+    client = pki.client(f"{me}-client-{port}")
+    return (f"https://127.0.0.1:{port}/v1/messages",
+            {"client_cert": str(client.cert), "client_key": str(client.key),
+             "ca_file": str(pki.ca.cert)})
+
+
+def drop(spec: NodeSpec, name: str, data: bytes) -> None:
+    spec.outbox.mkdir(parents=True, exist_ok=True)
+    (spec.outbox / name).write_bytes(data)
+    (spec.outbox / f"{name}.ready").write_bytes(b"")
+
+
+def states(spec: NodeSpec, direction: Direction = Direction.OUT) -> list[State]:
+    spool = SqliteSpool(load_config(spec.config_path).spool.database)
+    try:
+        return [m.state for m in spool.select(direction=direction, limit=100_000)]
+    finally:
+        spool.close()
+
+
+def inbox(spec: NodeSpec) -> list[bytes]:
+    if not spec.inbox.exists():
+        return []
+    return sorted(p.read_bytes() for p in spec.inbox.iterdir() if not p.name.startswith("."))
+
+
+def test_https_partner_down_then_back(tmp_path: Path, key_cache: Path) -> None:
+    pki = TestPki(tmp_path / "pki")
+    a_port, b_port = free_port(), free_port()
+    a = https_node("a", A, tmp_path, pki, a_port)
+    b = https_node("b", B, tmp_path, pki, b_port)
+    a.partners = [PartnerSpec(B, [https_to(pki, "a", b_port)])]
+    b.partners = [PartnerSpec(A, [https_to(pki, "b", a_port)])]
+    for spec in (a, b):
+        write_config(spec, key_cache, [a, b])
+    daemon_a, daemon_b = Daemon(a), Daemon(b)
+    try:
+        daemon_a.start()
+        docs = {f"tx{i:02}.xml": interstate_transaction("0600000", "4800000", seed=i)
+                for i in range(10)}
+        for name, data in docs.items():
+            drop(a, name, data)
+        bad = b"<InterstateTransaction xmlns='urn:cse-gateway:interstate:1'/>"
+        drop(a, "bad.xml", bad)
+        wait_until(lambda: states(a).count(State.RETRYING) == 10, 30,
+                   "A to retry while B is down")
+        report = json.loads((a.rejected / "bad.xml.error.json").read_text())
+        assert report["errors"]
+        assert (a.rejected / "bad.xml").read_bytes() == bad
+        daemon_b.start()  # the partner comes back: the messages flow
+        wait_until(lambda: states(a).count(State.DELIVERED) == 10, 60,
+                   "every message to be delivered after B came back")
+        assert inbox(b) == sorted(docs.values())
+        assert sorted(states(b, Direction.IN)) == [State.DELIVERED] * 10
+        assert list(a.outbox.iterdir()) == []
+    finally:
+        codes = (daemon_a.terminate(), daemon_b.terminate())
+    assert codes == (0, 0), daemon_a.tail() + daemon_b.tail()
+
+
+def test_https_relay_and_international(tmp_path: Path, key_cache: Path) -> None:
+    pki = TestPki(tmp_path / "pki")
+    ports = {n: free_port() for n in ("a", "hub", "nl")}
+    a = https_node("a", A, tmp_path, pki, ports["a"])
+    hub = https_node("hub", HUB, tmp_path, pki, ports["hub"])
+    nl = https_node("nl", NL, tmp_path, pki, ports["nl"])
+    a.partners = [PartnerSpec(HUB, [https_to(pki, "a", ports["hub"])])]
+    a.routes = [("default", HUB)]
+    nl.partners = [PartnerSpec(HUB, [https_to(pki, "nl", ports["hub"])])]
+    nl.routes = [("default", HUB)]
+    hub.partners = [PartnerSpec(A, [https_to(pki, "hub", ports["a"])]),
+                    PartnerSpec(NL, [https_to(pki, "hub", ports["nl"])])]
+    specs = [a, hub, nl]
+    for spec in specs:
+        write_config(spec, key_cache, specs)
+    daemons = [Daemon(s).start() for s in specs]
+    try:
+        docs = {f"hague{i}.xml": maintenance_application("NL", "0600000", seed=i)
+                for i in range(4)}
+        for name, data in docs.items():
+            drop(a, name, data)
+        wait_until(lambda: states(a).count(State.DELIVERED) == 4, 60,
+                   "receipts from NL back through the hub")
+        assert inbox(nl) == sorted(docs.values())
+        relays = states(hub, Direction.RELAY)
+        assert relays.count(State.RELAYED) == 8  # 4 messages out, 4 receipts back
+        assert inbox(hub) == []  # the hub opened nothing
+    finally:
+        codes = [d.terminate() for d in daemons]
+    assert codes == [0, 0, 0]
+
+
+def test_sftp_two_nodes(tmp_path: Path, key_cache: Path) -> None:
+    root = tmp_path / "sftp-root"
+    a_in, b_in = root / "a-in", root / "b-in"
+    for d in (a_in, b_in):
+        d.mkdir(parents=True)
+    with SshServer(root, tmp_path / "sshd") as server:
+        opts = {"key_file": str(server.client_key), "known_hosts": str(server.known_hosts)}
+        a = NodeSpec("a", A, tmp_path / "a", extra=FAST, inbound_folders=[a_in])
+        b = NodeSpec("b", B, tmp_path / "b", extra=FAST, inbound_folders=[b_in])
+        a.partners = [PartnerSpec(B, [(server.url(b_in), opts)])]
+        b.partners = [PartnerSpec(A, [(server.url(a_in), opts)])]
+        for spec in (a, b):
+            write_config(spec, key_cache, [a, b])
+        daemons = [Daemon(a).start(), Daemon(b).start()]
+        try:
+            docs = {f"tx{i:02}.xml": interstate_transaction("0600000", "4800000", seed=i)
+                    for i in range(10)}
+            for name, data in docs.items():
+                drop(a, name, data)
+            wait_until(lambda: states(a).count(State.DELIVERED) == 10, 60,
+                       "SFTP delivery and receipts back by SFTP")
+            assert inbox(b) == sorted(docs.values())
+            assert [p for p in b_in.iterdir() if not p.name.startswith(".")] == []
+            assert states(b, Direction.RECEIPT) == [State.SENT] * 10
+        finally:
+            codes = [d.terminate() for d in daemons]
+    assert codes == [0, 0]
