@@ -1,0 +1,151 @@
+"""Signed receipts: build, verify, and every way a receipt must be refused."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.envelope import Header, build_envelope, parse_envelope
+from gateway.errors import ReceiptInvalid, UsageError
+from gateway.party import Party
+from gateway.receipts import build_receipt, verify_receipt
+from gateway.seal import seal
+from tests.support.security import NOW, Node, make_node, pair, register
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> tuple[Node, Node]:
+    return pair(tmp_path)
+
+
+def sent(a: Node, b: Node) -> tuple[Header, bytes]:
+    h = Header.new(from_party=a.party, to_party=b.party, service="interstate",
+                   action="InterstateTransaction", created=NOW, conversation_id="c-7")
+    return h, seal(b"<x/>", h, sender=a.identity, recipient_cert=b.identity.encryption_cert)
+
+
+def verify_at(a: Node, data: bytes, digest: str, signer: Party) -> object:
+    return verify_receipt(data, expected_signer=signer, sent_envelope_digest=digest,
+                          trust=a.store.trust(), directory=a.store, now=NOW)
+
+
+def test_delivered_receipt_round_trip(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    h, envelope = sent(a, b)
+    digest = hashlib.sha256(envelope).hexdigest()
+    receipt = build_receipt(for_header=h, envelope_digest=digest, status="Delivered",
+                            errors=[], received=NOW, node=b.identity,
+                            now=NOW + timedelta(seconds=2))
+    outer = parse_envelope(receipt).header
+    assert (outer.service, outer.action, outer.from_party, outer.to_party) == (
+        "receipt", "Receipt", b.party, a.party)
+    assert outer.ref_to_message_id == h.message_id
+    assert outer.conversation_id == "c-7"
+    v = verify_at(a, receipt, digest, b.party)
+    assert v.status == "Delivered"  # type: ignore[attr-defined]
+    assert v.ref_to_message_id == h.message_id  # type: ignore[attr-defined]
+    assert v.envelope_digest == digest  # type: ignore[attr-defined]
+    assert v.errors == ()  # type: ignore[attr-defined]
+    assert v.received == NOW  # type: ignore[attr-defined]
+    assert v.raw == receipt  # type: ignore[attr-defined]
+
+
+def test_rejected_receipt_carries_codes_and_escaped_text(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    h, envelope = sent(a, b)
+    digest = hashlib.sha256(envelope).hexdigest()
+    errors = [("SignatureInvalid", "the signature does not verify <&>"), ("Duplicate", "")]
+    receipt = build_receipt(for_header=h, envelope_digest=digest, status="Rejected",
+                            errors=errors, received=NOW, node=b.identity, now=NOW)
+    v = verify_at(a, receipt, digest, b.party)
+    assert v.status == "Rejected"  # type: ignore[attr-defined]
+    assert v.errors == tuple(errors)  # type: ignore[attr-defined]
+
+
+def test_receipt_for_unreadable_envelope_has_no_ref(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    digest = hashlib.sha256(b"garbage").hexdigest()
+    with pytest.raises(UsageError):
+        build_receipt(for_header=None, envelope_digest=digest, status="Rejected",
+                      errors=[("EnvelopeInvalid", "not XML")], received=NOW,
+                      node=b.identity, now=NOW)
+    receipt = build_receipt(for_header=None, envelope_digest=digest, status="Rejected",
+                            errors=[("EnvelopeInvalid", "not XML")], received=NOW,
+                            node=b.identity, now=NOW, to_party=a.party)
+    assert b"RefToMessageId" not in receipt
+    v = verify_at(a, receipt, digest, b.party)
+    assert v.ref_to_message_id is None  # type: ignore[attr-defined]
+
+
+def test_build_refuses_inconsistent_status(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    h, _ = sent(a, b)
+    for status, errors in (("Delivered", [("X", "y")]), ("Rejected", []),
+                           ("Maybe", [])):
+        with pytest.raises(UsageError):
+            build_receipt(for_header=h, envelope_digest="0" * 64, status=status,  # type: ignore[arg-type]
+                          errors=errors, received=NOW, node=b.identity, now=NOW)
+    with pytest.raises(UsageError):
+        build_receipt(for_header=h, envelope_digest="0" * 64, status="Rejected",
+                      errors=[("bad code!", "")], received=NOW, node=b.identity, now=NOW)
+
+
+def _cause(a: Node, data: bytes, digest: str, signer: Party) -> str:
+    with pytest.raises(ReceiptInvalid) as info:
+        verify_at(a, data, digest, signer)
+    return str(info.value.details.get("cause", info.value.code))
+
+
+def test_digest_of_other_bytes_is_refused(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    h, envelope = sent(a, b)
+    receipt = build_receipt(for_header=h, envelope_digest="1" * 64, status="Delivered",
+                            errors=[], received=NOW, node=b.identity, now=NOW)
+    with pytest.raises(ReceiptInvalid, match="EnvelopeDigest"):
+        verify_at(a, receipt, hashlib.sha256(envelope).hexdigest(), b.party)
+
+
+def test_receipt_from_the_wrong_party_is_refused(tmp_path: Path) -> None:
+    a, b = pair(tmp_path)
+    c = make_node(tmp_path, "fips:4800000")
+    register(a, c)
+    h, envelope = sent(a, b)
+    digest = hashlib.sha256(envelope).hexdigest()
+    # c signs a receipt for a message that went to b
+    forged = build_receipt(for_header=h, envelope_digest=digest, status="Delivered",
+                           errors=[], received=NOW, node=c.identity, now=NOW)
+    with pytest.raises(ReceiptInvalid, match="comes from"):
+        verify_at(a, forged, digest, b.party)
+    # ... and relabelled as coming from b: c's certificate is not registered for b
+    relabelled = forged.replace(b"<From>fips:4800000</From>", b"<From>iso3166:NL</From>")
+    assert _cause(a, relabelled, digest, b.party) == "SignerNotRegistered"
+
+
+def test_tampered_receipt_is_refused(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    h, envelope = sent(a, b)
+    digest = hashlib.sha256(envelope).hexdigest()
+    receipt = build_receipt(for_header=h, envelope_digest=digest, status="Delivered",
+                            errors=[], received=NOW, node=b.identity, now=NOW)
+    parsed = parse_envelope(receipt)
+    der = parsed.payload_der
+    at = der.find(b"Delivered")
+    tampered = der[:at] + b"Rejected!" + der[at + 9:]
+    assert _cause(a, build_envelope(parsed.header, tampered), digest, b.party) == \
+        "SignatureInvalid"
+    # the outer header re-pointed at another message
+    other = Header.new(from_party=a.party, to_party=b.party, service="interstate",
+                       action="X", created=NOW)
+    moved = receipt.replace(h.message_id.encode(), other.message_id.encode())
+    with pytest.raises(ReceiptInvalid, match="RefToMessageId"):
+        verify_at(a, moved, digest, b.party)
+
+
+def test_a_message_is_not_a_receipt(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    _, envelope = sent(b, a)
+    with pytest.raises(ReceiptInvalid, match="not a receipt"):
+        verify_at(a, envelope, "0" * 64, b.party)
