@@ -206,6 +206,7 @@ class SchemaRegistry:
         schema sets, each a :class:`SchemaSet`, a ``(directory, entry)`` pair or any object
         with ``directory`` and ``entry`` attributes (``gateway.config.SchemaSet``)."""
         self._index: dict[tuple[str, str], Path] = {}
+        self._compiled: dict[tuple[str, str], CompiledSchema] = {}
         for root in roots:
             for xsd in sorted(Path(root).rglob("*.xsd")):
                 self._add(xsd, replace=False)
@@ -234,6 +235,7 @@ class SchemaRegistry:
                 key = (namespace, name)
                 if replace or key not in self._index:
                     self._index[key] = xsd
+                    self._compiled.pop(key, None)
                     added.append(key)
         return added
 
@@ -280,7 +282,12 @@ class SchemaRegistry:
 
     def schema_for(self, tree: etree._ElementTree) -> CompiledSchema:
         qname = etree.QName(tree.getroot())
-        return load_schema(self.schema_path(qname.namespace or "", qname.localname))
+        key = (qname.namespace or "", qname.localname)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = load_schema(self.schema_path(*key))
+            self._compiled[key] = compiled
+        return compiled
 
     def issues(self, tree: etree._ElementTree, *, data: bytes | None = None) -> list[Issue]:
         """Every issue (XSD, then rules) for ``tree``; raises UnknownDocumentType."""
