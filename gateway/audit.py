@@ -560,6 +560,15 @@ class AuditLog:
 
     # -- retention
 
+    def prunable(self, before: datetime) -> tuple[int, int]:
+        """(seq of the last event :meth:`prune` would remove, how many it would remove)."""
+        row = self.conn.execute("SELECT min(seq) FROM audit_events WHERE at >= ?",
+                                (format_time(before),)).fetchone()
+        first_kept = row[0] if row and row[0] is not None else self.tail()[0] + 1
+        anchor = self.anchor()
+        start = anchor[0] if anchor else 0
+        return first_kept - 1, max(0, first_kept - 1 - start)
+
     def prune(self, before: datetime, signer: CheckpointSigner, now: datetime, *,
               actor: str = "daemon", pinned: Collection[str] | None = None) -> int:
         """Remove the longest prefix of events all older than ``before`` (and their
@@ -567,17 +576,13 @@ class AuditLog:
         verified first (evidence of tampering is never deleted); an ``audit_pruned`` event
         records the new start and a signed checkpoint covers it before anything is removed.
         Runs in its own transaction when the caller has none."""
+        through, count = self.prunable(before)
+        if count == 0:
+            return 0
         report = self.verify(pinned=pinned)
         if not report.ok:
             raise AuditTampered(f"refusing to prune a chain that does not verify "
                                 f"({report.problems[0]})")
-        row = self.conn.execute("SELECT min(seq) FROM audit_events WHERE at >= ?",
-                                (format_time(before),)).fetchone()
-        first_kept = row[0] if row and row[0] is not None else self.tail()[0] + 1
-        through = first_kept - 1
-        anchor = self.anchor()
-        if through <= (anchor[0] if anchor else 0):
-            return 0
         own = False
         try:
             own = self._write()

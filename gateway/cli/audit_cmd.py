@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import hashlib
 import io
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 
-from gateway.audit import EVENT_CODES, AuditLog, StoredEvent, StoredReceipt
+from gateway.audit import (
+    DEFAULT_KEEP,
+    EVENT_CODES,
+    AuditLog,
+    KeySigner,
+    StoredEvent,
+    StoredReceipt,
+    retention_cutoff,
+)
 from gateway.audit_bundle import export_bundle, verify_bundle
 from gateway.audit_chain import VerifyReport, event_hash, event_record, fingerprint
 from gateway.cli.output import err, out, out_json
@@ -85,6 +95,22 @@ def register(subparsers: Any) -> None:
     export.add_argument("--format", choices=("text", "json"), default="text")
     export.set_defaults(func=run_export)
 
+    checkpoint = sub.add_parser("checkpoint", parents=[db],
+                                help="sign a checkpoint now with the node's signing key")
+    checkpoint.set_defaults(func=run_checkpoint)
+
+    prune = sub.add_parser("prune", parents=[db],
+                           help="remove events older than the retention period (dry run "
+                           "unless --yes)")
+    group = prune.add_mutually_exclusive_group()
+    group.add_argument("--keep-days", type=positive, metavar="DAYS",
+                       help=f"keep this many days of events (default {DEFAULT_KEEP.days}, "
+                       "seven years)")
+    group.add_argument("--before", type=when, metavar="T",
+                       help="remove events before this time instead")
+    prune.add_argument("--yes", action="store_true", help="really remove them")
+    prune.set_defaults(func=run_prune)
+
 
 # --- argument helpers -------------------------------------------------------------------
 
@@ -135,6 +161,34 @@ def open_log(args: argparse.Namespace) -> AuditLog:
         return AuditLog(conn, create=False)
     except sqlite3.Error as exc:
         raise AuditError(f"cannot open the database: {exc}", where=str(path)) from None
+
+
+def open_log_for_writing(args: argparse.Namespace) -> AuditLog:
+    path = database_path(args)
+    if not path.is_file():
+        raise UsageError("no database file here", where=str(path))
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        return AuditLog(conn, create=False)
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot open the database: {exc}", where=str(path)) from None
+
+
+def node_signer(args: argparse.Namespace) -> KeySigner:
+    """The node's signing key and certificate, from the configuration's key directory."""
+    from gateway.config import load_config  # noqa: PLC0415 - only when needed
+    from gateway.nodekeys import load_node_keys  # noqa: PLC0415
+
+    identity = load_node_keys(load_config(args.config)).identity
+    return KeySigner(identity.signing_key, identity.signing_cert)
+
+
+def operator() -> str:
+    """The actor for audit events written by a CLI action: the operator's OS user."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return f"uid-{os.getuid()}"
 
 
 def pins(args: argparse.Namespace) -> set[str] | None:
@@ -382,4 +436,35 @@ def run_export(args: argparse.Namespace) -> int:
     if summary.signed_through is None or summary.signed_through < summary.last_seq:
         out(f"note: events after seq {summary.signed_through or summary.first_seq - 1} are not "
             "covered by a signed checkpoint yet; export again after the next checkpoint")
+    return 0
+
+
+# --- checkpoint and prune (write; need the node's signing key) -------------------------
+
+
+def run_checkpoint(args: argparse.Namespace) -> int:
+    signer = node_signer(args)
+    log = open_log_for_writing(args)
+    cp = log.checkpoint(signer, datetime.now(UTC), actor=operator())
+    out(f"checkpoint at seq {cp.seq} ({cp.hash}) signed by {cp.signer}")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    before = args.before or retention_cutoff(
+        now, timedelta(days=args.keep_days) if args.keep_days else DEFAULT_KEEP)
+    log = open_log_for_writing(args) if args.yes else open_log(args)
+    through, count = log.prunable(before)
+    if count == 0:
+        out(f"nothing to prune: no events before {before:%Y-%m-%dT%H:%M:%SZ}")
+        return 0
+    if not args.yes:
+        out(f"would remove {count:,} event(s) through seq {through} (before "
+            f"{before:%Y-%m-%dT%H:%M:%SZ}) and their checkpoints and receipts; export them "
+            "first if they must be kept, then run again with --yes")
+        return 0
+    removed = log.prune(before, node_signer(args), now, actor=operator())
+    out(f"removed {removed:,} event(s) through seq {through}; the chain now starts at seq "
+        f"{through + 1}, anchored by a signed checkpoint")
     return 0

@@ -199,3 +199,54 @@ def test_no_database_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.Monkey
     code, _, err = run(capsys, "audit", "list", "--db", str(tmp_path / "empty.db"))
     assert code == 1
     assert "no audit trail" in err
+
+
+@pytest.fixture
+def configured(db: Path, tmp_path: Path) -> Path:
+    from gateway.keystore import generate_node
+    from gateway.party import Party
+
+    keys = tmp_path / "keys"
+    generate_node(keys, Party.parse("fips:0600000"), now=datetime.now(UTC) - timedelta(hours=1),
+                  sign_algorithm="ecdsa-p256", rsa_bits=2048)
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[node]\nparty = "fips:0600000"\nkeys_dir = "{keys}"\n\n'
+                      f'[spool]\ndatabase = "{db}"\n')
+    return config
+
+
+def test_checkpoint_command_signs_with_the_node_key(
+        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import getpass
+
+    code, out, err = run(capsys, "--config", str(configured), "audit", "checkpoint")
+    assert code == 0, err
+    assert out.startswith("checkpoint at seq 31 ")
+    sign_crt = configured.parent / "keys" / "sign.crt"
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "list", "--code",
+                       "checkpoint", "--format", "json")
+    assert [e["actor"] for e in json.loads(out)] == ["daemon", getpass.getuser()]
+    # the older checkpoint was signed by the test key, the new one by the node's key
+    code, _, err = run(capsys, "--config", str(configured), "audit", "verify",
+                       "--signer-cert", str(sign_crt))
+    assert code == 1
+    assert "event 30: checkpoint" in err
+
+
+def test_prune_command_is_a_dry_run_unless_told(
+        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "prune", "--before",
+                       "2026-11-02")
+    assert code == 0
+    assert "would remove 9 event(s) through seq 9" in out
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "list", "--limit", "1")
+    assert out.splitlines()[1].split()[0] == "1"
+    code, out, err = run(capsys, "--config", str(configured), "audit", "prune", "--before",
+                         "2026-11-02", "--yes")
+    assert code == 0, err
+    assert "removed 9 event(s)" in out
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "verify")
+    assert code == 0
+    assert "seq 10..32" in out
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "prune")
+    assert "nothing to prune" in out
