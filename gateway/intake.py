@@ -169,6 +169,19 @@ class OutboxScanner:
             out.append(FileSeen(entry.name, st.st_size, st.st_mtime_ns, st.st_ino))
         return out
 
+    def _drop_orphan_markers(self, current: list[FileSeen]) -> None:
+        """A ``NAME.ready`` whose file is gone (seen so on two polls: a crash between
+        removing the file and its marker) is removed."""
+        names = {f.name for f in current}
+        for seen in current:
+            if not seen.name.endswith(MARKER):
+                continue
+            target = seen.name[: -len(MARKER)]
+            if target not in names and seen.name in self._previous \
+                    and target not in self._previous:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.outbox.path / seen.name).unlink()
+
     def intake_key(self, seen: FileSeen) -> str:
         raw = f"{self.outbox.path}\0{seen.name}\0{seen.inode}\0{seen.size}\0{seen.mtime_ns}"
         return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
@@ -179,6 +192,7 @@ class OutboxScanner:
         ready = ready_files(self._previous, current, mode=self.intake.ready,
                             now_ns=int(now.timestamp() * 1e9),
                             min_age_ns=int(self.intake.min_age * 1e9))
+        self._drop_orphan_markers(current)
         self._previous = {f.name: f for f in current}
         result = ScanResult()
         for seen in ready[:limit]:

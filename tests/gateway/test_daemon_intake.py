@@ -171,3 +171,13 @@ def test_concurrent_scanners_claim_each_file_once(env: dict[str, object]) -> Non
 def test_redact() -> None:
     text = "Element 'Amount': [facet 'pattern'] The value '12.345' is not accepted."
     assert redact(text) == "Element 'Amount': [facet '…'] The value '…' is not accepted."
+
+
+def test_orphan_marker_is_removed(env: dict[str, object]) -> None:
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    (outbox / "gone.xml.ready").write_bytes(b"")  # its file was removed before a crash
+    s = scanner(env, "marker")
+    s.scan(NOW)
+    assert (outbox / "gone.xml.ready").exists()  # not on the first sight
+    s.scan(NOW)
+    assert list(outbox.iterdir()) == []
