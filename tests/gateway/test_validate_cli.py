@@ -148,3 +148,22 @@ def test_console_script(repo_root: Path, tmp_path: Path) -> None:
     assert proc.stdout.count("\n") == 1
     assert ": SchemaPattern: /InterstateTransaction/NCPIdentification/SSN: " in proc.stdout
     assert "666" not in proc.stdout.split(": SchemaPattern: ")[1]
+
+
+def test_operator_schema_set_from_configuration(tmp_path: Path, shared_dir: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    etsi = shared_dir / "fixtures" / "etsi-rem"
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        '[node]\nparty = "fips:0600000"\n\n[[schema_sets]]\n'
+        f'directory = "{etsi / "schema"}"\nentry = "TS102640_v2.xsd"\n', encoding="utf-8")
+    document = str(etsi / "documents" / "submission-acceptance-3.xml")
+    # without the configuration the ETSI root is unknown
+    assert main(["validate", document]) == 1
+    assert ": UnknownDocumentType: " in capsys.readouterr().out
+    assert main(["--config", str(config), "validate", document]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[1] for line in lines] == ["35", "45", "54"]
+    # the shipped schemas still apply alongside the operator's set
+    sample = write(tmp_path, "t.xml", samples.status_report())
+    assert main(["--config", str(config), "validate", sample]) == 0
