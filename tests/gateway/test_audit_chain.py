@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from gateway.audit import AuditEvent, AuditLog, check_event
 from gateway.audit_chain import GENESIS_HASH, event_hash, event_record
@@ -416,3 +418,31 @@ def test_json_detail_is_stored_canonically(conn: sqlite3.Connection) -> None:
     AuditLog(conn).append(event(1, detail={"b": 1, "a": "x"}))
     text = conn.execute("SELECT detail FROM audit_events").fetchone()[0]
     assert text == json.dumps({"a": "x", "b": 1}, separators=(",", ":"))
+
+
+# --- property: any change to any stored column of any event is caught and named ------
+
+_COLUMNS = ("at", "code", "message_id", "case_id", "from_party", "to_party", "partner",
+            "transport", "digest", "error_code", "actor", "detail", "prev_hash", "hash")
+
+
+@settings(max_examples=80)
+@given(n=st.integers(min_value=2, max_value=25), data=st.data())
+def test_any_single_column_change_is_named(n: int, data: st.DataObject) -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    log = build(conn, n, checkpoint_at=data.draw(st.integers(min_value=1, max_value=n)))
+    target = data.draw(st.integers(min_value=1, max_value=n), label="seq")
+    column = data.draw(st.sampled_from(_COLUMNS), label="column")
+    old = conn.execute(f"SELECT {column} FROM audit_events WHERE seq = ?",  # noqa: S608
+                       (target,)).fetchone()[0]
+    new = data.draw(st.one_of(st.none(), st.text(max_size=70),
+                              st.integers(min_value=-(2**63), max_value=2**63 - 1)), label="new")
+    assume(new != old)
+    if column in ("at", "code", "actor", "detail", "prev_hash", "hash"):
+        assume(new is not None)  # NOT NULL columns
+    conn.execute(f"UPDATE audit_events SET {column} = ? WHERE seq = ?",  # noqa: S608
+                 (new, target))
+    report = log.verify()
+    assert not report.ok
+    assert report.first_problem is not None
+    assert report.first_problem.seq == target
