@@ -58,6 +58,7 @@ _ACTION = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 _CONVERSATION = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 #: What the chunked helpers accept (collections.abc.Buffer is Python 3.12+).
 Buffer = bytes | bytearray | memoryview
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/\s]*(=\s*){0,2}")
 _LINE = 57  # raw bytes per 76-character base64 line
 _BLOCK = _LINE * 1152  # ~64 KB of input per base64 step
 
@@ -209,6 +210,11 @@ def b64_lines(chunks: Iterable[Buffer]) -> Iterator[bytes]:
 
 
 def _b64_decode(text: str | None, *, where: str) -> bytes:
+    # Only base64 characters and whitespace (line breaks) are allowed; a2b_base64 alone
+    # (and libxml2's base64Binary check) would silently skip anything else.
+    if text and not _BASE64_TEXT.fullmatch(text):
+        raise EnvelopeInvalid("not valid base64 (characters other than base64 and "
+                              "whitespace)", where=where)
     try:
         # a2b_base64 skips whitespace and line breaks and reads the str without a copy.
         return binascii.a2b_base64(text or "")
