@@ -205,15 +205,20 @@ class HttpsTransport:
 
     def send(self, name: str, data: bytes) -> bytes | None:
         check_name(name, endpoint=self.endpoint)
+        status, body = self._exchange(bytes(data))
+        if 200 <= status < 300:
+            return body
+        raise http_error(status, body, endpoint=self.endpoint)
+
+    def _exchange(self, data: bytes) -> tuple[int, bytes]:
+        """POST ``data``; return the status and body. The connection goes back to the
+        pool only after a complete answer on a connection the server keeps open."""
         for attempt in (1, 2):
             conn = self._acquire()
             try:
                 try:
                     conn.conn.request(
-                        "POST",
-                        self.path,
-                        body=bytes(data),
-                        headers={"Content-Type": self.content_type},
+                        "POST", self.path, body=data, headers={"Content-Type": self.content_type}
                     )
                 except (ConnectionError, ssl.SSLEOFError) as exc:
                     if conn.reused and attempt == 1:
@@ -236,17 +241,21 @@ class HttpsTransport:
                 raise self._error(exc, "waiting for the answer") from exc
         raise AssertionError("unreachable")
 
-    def _early_answer(self, conn: _Conn) -> bytes | None:
+    def _early_answer(self, conn: _Conn) -> tuple[int, bytes] | None:
         """The server may have answered (413) and stopped reading before the body was
         all sent: read that answer if it is there, else None."""
         try:
             return self._answer(conn)
         except TransportError:
             raise
+        except ssl.SSLError as exc:
+            if _is_tls_refusal(exc):  # the alert explaining why the server hung up
+                raise self._error(exc, "sending the request") from exc
+            return None
         except (OSError, http.client.HTTPException):
             return None
 
-    def _answer(self, conn: _Conn) -> bytes:
+    def _answer(self, conn: _Conn) -> tuple[int, bytes]:
         response = conn.conn.getresponse()
         length = response.getheader("Content-Length")
         if length is not None and length.isdigit() and int(length) > self.max_response:
@@ -263,9 +272,7 @@ class HttpsTransport:
             conn.close()
         else:
             self._release(conn)
-        if 200 <= response.status < 300:
-            return body
-        raise http_error(response.status, body, endpoint=self.endpoint)
+        return response.status, body
 
     def _error(self, exc: BaseException, doing: str) -> TransportError:
         where = f"{self.host}:{self.port}"

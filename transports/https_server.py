@@ -197,12 +197,15 @@ class _Server(ThreadingHTTPServer):
         conn: ssl.SSLSocket | None = None
         try:
             request.settimeout(owner.read_timeout)
+            conn = owner._context.wrap_socket(
+                request, server_side=True, do_handshake_on_connect=False
+            )
             try:
-                conn = owner._context.wrap_socket(request, server_side=True)
+                conn.do_handshake()
             except (ssl.SSLError, OSError) as exc:
                 reason = getattr(exc, "reason", None) or type(exc).__name__
                 log.info("TLS handshake with %s failed: %s", client_address[0], reason)
-                _lingering_close(request)
+                _lingering_close(conn)
                 return
             owner._track(conn, True)
             self.finish_request(conn, client_address)
@@ -221,17 +224,16 @@ class _Server(ThreadingHTTPServer):
         log.error("connection from %s failed", client_address[0], exc_info=True)  # noqa: LOG014
 
 
-def _lingering_close(sock: socket.socket) -> None:
-    """Close after a failed handshake so the TLS alert reaches the client: stop writing,
-    then drain what it already sent (closing with unread data would send a reset)."""
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        sock.settimeout(1.0)
+def _lingering_close(conn: ssl.SSLSocket) -> None:
+    """After a failed handshake, let the TLS alert reach the client: stop writing, then
+    drain (raw bytes, bypassing TLS) what it already sent, because closing with unread
+    data would send a reset that can overtake the alert."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(conn, socket.SHUT_WR)
+        conn.settimeout(1.0)
         deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and sock.recv(65536):
+        while time.monotonic() < deadline and socket.socket.recv(conn, 65536):
             pass
-    except OSError:
-        pass
 
 
 class HttpsServer:
