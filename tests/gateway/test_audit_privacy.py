@@ -22,8 +22,14 @@ from gateway.errors import GatewayError
 from gateway.spool import SqliteSpool
 from gateway.states import TERMINAL
 from gateway.xmlsafe import parse_xml
-from tests.support.gwnodes import Daemon, NodeSpec, PartnerSpec, free_port, wait_until, \
-    write_config
+from tests.support.gwnodes import (
+    Daemon,
+    NodeSpec,
+    PartnerSpec,
+    free_port,
+    wait_until,
+    write_config,
+)
 from tests.support.pki import TestPki
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
