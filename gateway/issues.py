@@ -120,6 +120,8 @@ def element_position(
             return line, 0
         offset = offsets[i]
         start = data.rfind(b"\n", 0, offset) + 1
+        if start == 0 and data.startswith(b"\xef\xbb\xbf"):
+            start = 3  # a UTF-8 byte order mark is not a column
         column = len(data[start:offset].decode("utf-8", errors="replace")) + 1
         actual_line = data.count(b"\n", 0, offset) + 1
         return (line if line is not None else actual_line), column

@@ -173,3 +173,12 @@ def test_valid_report() -> None:
 def test_size_limit_applies() -> None:
     report = validate_bytes(samples.status_report(), source="s.xml", max_bytes=100)
     assert [i.code for i in report.issues] == ["TooLarge"]
+
+
+def test_byte_order_mark_is_not_a_column() -> None:
+    data = b"\xef\xbb\xbf" + samples.interstate_acknowledgment().replace(
+        b"<Status>Accepted", b"<Status>Maybe")
+    (issue,) = validate_bytes(data, source="bom.xml").issues
+    assert issue.column == 3
+    (root_issue,) = validate_bytes(b"\xef\xbb\xbf<x:T xmlns:x='urn:x'/>", source="b").issues
+    assert root_issue.column == 1
