@@ -202,8 +202,8 @@ def _verify(zf: zipfile.ZipFile, pinned: Collection[str] | None,
             raise AuditTampered("file does not match the digest in the manifest", where=name)
     segment = manifest["segment"]
     checkpoints = [_checkpoint(zf, line) for line in _lines(zf, "checkpoints.jsonl")]
-    receipts = [json.loads(line) for line in _lines(zf, "receipts.jsonl")]
-    wanted = {int(r["event_seq"]) for r in receipts}
+    receipts = [_receipt(zf, line) for line in _lines(zf, "receipts.jsonl")]
+    wanted = {seq for seq, _, _, _ in receipts}
     seen: dict[int, tuple[str, str | None, str | None]] = {}
     walker = ChainWalker(int(segment["first_seq"]), str(segment["prev_hash"]), checkpoints,
                          pinned=pinned, max_problems=max_problems)
@@ -216,11 +216,9 @@ def _verify(zf: zipfile.ZipFile, pinned: Collection[str] | None,
     if walker.last_seq != segment["last_seq"] or walker.count != segment["events"]:
         walker.problem("truncated", (walker.last_seq or 0) + 1,
                        "the bundle holds fewer events than its manifest says")
-    for r in receipts:
-        seq = int(r["event_seq"])
-        data = zf.read(str(r["file"]))
+    for seq, message_id, claimed, data in receipts:
         sha = hashlib.sha256(data).hexdigest()
-        if sha != r["sha256"] or seen.get(seq) != ("receipt_stored", r["message_id"], sha):
+        if sha != claimed or seen.get(seq) != ("receipt_stored", message_id, sha):
             walker.problem("receipt", seq, "receipt is not the one its receipt_stored event "
                            "records")
     return walker.report(receipts=len(receipts), pinned=pinned is not None)
@@ -273,6 +271,19 @@ def _row(line: str) -> tuple[Any, ...]:
         return (seq, *(columns[n] for n in FIELDS), obj["prev_hash"], obj["hash"])
     except (ValueError, KeyError, TypeError):
         raise AuditTampered("events.jsonl holds a line that is not an audit event") from None
+
+
+def _receipt(zf: zipfile.ZipFile, line: str) -> tuple[int, str, str, bytes]:
+    """(event_seq, message_id, sha256, bytes) of one receipts.jsonl line."""
+    try:
+        obj = json.loads(line)
+        seq = obj["event_seq"]
+        if not isinstance(seq, int):
+            raise TypeError
+        return seq, str(obj["message_id"]), str(obj["sha256"]), zf.read(str(obj["file"]))
+    except (ValueError, KeyError, TypeError):
+        raise AuditTampered("receipts.jsonl holds an unreadable line or names a file the "
+                            "bundle does not hold") from None
 
 
 def _checkpoint(zf: zipfile.ZipFile, line: str) -> Checkpoint:

@@ -230,3 +230,17 @@ def test_zip_without_manifest(tmp_path: Path) -> None:
         zf.writestr("events.jsonl", "")
     with pytest.raises(AuditTampered, match="manifest"):
         verify_bundle(path)
+
+
+@pytest.mark.parametrize("line", [b"not json\n", b'{"event_seq": 1}\n',
+                                  b'{"event_seq": 1, "message_id": "m", "sha256": "x", '
+                                  b'"file": "receipts/../../etc/passwd"}\n'])
+def test_unreadable_receipt_lines_are_refused(log: AuditLog, tmp_path: Path,
+                                              line: bytes) -> None:
+    out = export_bundle(log, tmp_path / "b.zip", message_id="m-7", now=NOW).path
+
+    def spoil(files: dict[str, bytes]) -> None:
+        files["receipts.jsonl"] = line
+
+    with pytest.raises(AuditTampered, match=r"receipts\.jsonl"):
+        verify_bundle(rewrite(out, tmp_path / "bad.zip", spoil))

@@ -108,6 +108,22 @@ def test_append_in_autocommit_commits_its_own_transaction(tmp_path: Path) -> Non
     assert b.execute("SELECT count(*) FROM audit_events").fetchone()[0] == 1
 
 
+def test_default_isolation_level_connection(tmp_path: Path) -> None:
+    """Python's legacy implicit-transaction mode: append still commits its own work."""
+    conn = sqlite3.connect(tmp_path / "legacy.db")
+    log = AuditLog(conn)
+    assert log.append(event(1)) == 1
+    assert not conn.in_transaction
+    other = sqlite3.connect(tmp_path / "legacy.db")
+    assert other.execute("SELECT count(*) FROM audit_events").fetchone()[0] == 1
+    conn.execute("CREATE TABLE spool_x (n INTEGER)")
+    conn.execute("INSERT INTO spool_x VALUES (1)")  # opens an implicit transaction
+    assert conn.in_transaction
+    log.append(event(2))
+    conn.rollback()
+    assert other.execute("SELECT count(*) FROM audit_events").fetchone()[0] == 1
+
+
 def test_log_created_inside_an_open_transaction(conn: sqlite3.Connection) -> None:
     """The spool opens AuditLog inside its BEGIN IMMEDIATE, with sqlite3.Row rows."""
     conn.row_factory = sqlite3.Row
