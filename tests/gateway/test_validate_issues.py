@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from lxml import etree
 
 from gateway import samples
@@ -182,3 +184,39 @@ def test_byte_order_mark_is_not_a_column() -> None:
     assert issue.column == 3
     (root_issue,) = validate_bytes(b"\xef\xbb\xbf<x:T xmlns:x='urn:x'/>", source="b").issues
     assert root_issue.column == 1
+
+
+ENUMERATED = ("Sex", "Relationship", "Status", "Source", "Method", "OrderType", "DebtType",
+              "Frequency", "CaseType", "Race", "HairColor", "EyeColor", "Confirmed",
+              "NondisclosureFinding", "MedicalSupportOrdered", "ControllingOrder",
+              "PaternityEstablished", "AttachmentsIndicator", "PossiblyDangerous")
+
+
+@given(seed=st.integers(0, 1000), participants=st.integers(1, 9),
+       choice=st.integers(0, 10**6), one_line=st.booleans())
+def test_position_and_path_of_any_bad_code(seed: int, participants: int, choice: int,
+                                           one_line: bool) -> None:
+    """Oracles independent of gateway.issues: lxml's getelementpath for the path, the
+    bytes themselves for the line and the column."""
+    root = etree.fromstring(samples.interstate_transaction(participants=participants,
+                                                           seed=seed))
+    candidates = [e for e in root.iter(etree.Element)
+                  if etree.QName(e).localname in ENUMERATED]
+    target = candidates[choice % len(candidates)]
+    target.text = "ZZQ"
+    expected_path = "/InterstateTransaction/" + re.sub(
+        r"\{[^}]*\}", "", root.getroottree().getelementpath(target))
+    if one_line:
+        for element in root.iter(etree.Element):
+            element.tail = None
+            if len(element):
+                element.text = None
+    data = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    value_at = data.index(b">ZZQ<")
+    tag_at = data.rindex(b"<", 0, value_at)
+    line_start = data.rfind(b"\n", 0, tag_at) + 1
+    expected = ("SchemaEnumeration", expected_path, data.count(b"\n", 0, tag_at) + 1,
+                tag_at - line_start + 1)
+    issues = validate_bytes(data, source="p.xml").issues
+    assert [(i.code, i.path, i.line, i.column) for i in issues] == [expected]
+    assert "ZZQ" not in issues[0].message
