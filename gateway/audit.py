@@ -29,6 +29,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -530,9 +531,25 @@ class AuditLog:
         the node's known signing certificates; None = trust the stored certificates) and
         every stored receipt. Never raises for tampering: read the report."""
         try:
-            return self._verify(pinned, max_problems)
+            with self.snapshot():
+                return self._verify(pinned, max_problems)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read the audit trail: {exc}") from None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Several reads that see one state of the database (a read transaction), so a
+        daemon appending meanwhile cannot make, e.g., a checkpoint event appear without its
+        record. Inside a caller's transaction it simply uses that one."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.conn.in_transaction:
+                self.conn.rollback()
 
     def _verify(self, pinned: Collection[str] | None, max_problems: int) -> VerifyReport:
         anchor = self.anchor()

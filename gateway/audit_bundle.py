@@ -106,6 +106,16 @@ def export_bundle(log: AuditLog, out: Path, *, since: datetime | None = None,
     if out.exists():
         raise UsageError("will not overwrite an existing file", where=str(out))
     try:
+        with log.snapshot():
+            return _export(log, out, since=since, until=until, message_id=message_id,
+                           now=now)
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot read the audit trail: {exc}") from None
+
+
+def _export(log: AuditLog, out: Path, *, since: datetime | None, until: datetime | None,
+            message_id: str | None, now: datetime) -> ExportSummary:
+    try:
         first, last = _segment(log, since=since, until=until, message_id=message_id)
         checkpoints = log.checkpoints(from_seq=first, to_seq=last)
         receipts = [r for r in log.receipts(from_seq=first, to_seq=last)

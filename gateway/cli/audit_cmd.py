@@ -279,8 +279,9 @@ def intact(e: StoredEvent) -> bool:
 
 def run_show(args: argparse.Namespace) -> int:
     log = open_log(args)
-    events = list(log.query(message_id=args.message_id))
-    receipts = log.receipts(args.message_id)
+    with log.snapshot():
+        events = list(log.query(message_id=args.message_id))
+        receipts = log.receipts(args.message_id)
     if not events:
         raise MessageNotFound("no audit events for this message ID", where=args.message_id)
     checked = [receipt_status(args, log, r, events) for r in receipts]

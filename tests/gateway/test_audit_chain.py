@@ -462,3 +462,16 @@ def test_any_single_column_change_is_named(n: int, data: st.DataObject) -> None:
     assert not report.ok
     assert report.first_problem is not None
     assert report.first_problem.seq == target
+
+
+def test_snapshot_reads_one_state_while_another_connection_writes(tmp_path: Path) -> None:
+    reader = AuditLog(connect(tmp_path / "db"))
+    writer = AuditLog(connect(tmp_path / "db"))
+    writer.append(event(1))
+    with reader.snapshot():
+        assert reader.tail()[0] == 1
+        writer.checkpoint(make_signer("ec"), T0)  # a checkpoint event and its record
+        assert reader.tail()[0] == 1
+        assert reader.verify().ok
+    assert reader.tail()[0] == 2
+    assert reader.verify().checkpoints == 1
