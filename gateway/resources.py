@@ -10,8 +10,9 @@ __all__ = ["xsd_root"]
 
 @cache
 def xsd_root() -> Path:
-    """The directory holding the shipped XSDs (``xsd/`` in the repo, ``gateway/_xsd`` in a
-    wheel)."""
+    """The directory holding the shipped schemas, Schematron rules (``*.sch``) and code
+    tables (``xsd/`` in a checkout, ``gateway/_xsd`` in a wheel: pyproject force-includes
+    the whole directory, so rule files travel with their schemas)."""
     here = Path(__file__).resolve().parent
     installed = here / "_xsd"
     if installed.is_dir():
