@@ -30,6 +30,7 @@ import secrets
 import socket
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
@@ -182,6 +183,7 @@ class SftpTransport:
                 endpoint=self.endpoint,
             ) from exc
         client.set_missing_host_key_policy(_RejectUnknown(self.endpoint, self.known_hosts))
+        started = time.monotonic()
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except TimeoutError as exc:
@@ -200,7 +202,10 @@ class SftpTransport:
                 username=self.user,
                 pkey=self._pkey,
                 sock=sock,
-                timeout=self.connect_timeout,
+                # paramiko's ``timeout`` bounds the key exchange and then returns without
+                # an error; keep it above the banner timeout so a silent server is caught
+                # by the latter, and classify by elapsed time below.
+                timeout=2 * self.connect_timeout,
                 banner_timeout=self.connect_timeout,
                 auth_timeout=self.connect_timeout,
                 channel_timeout=self.connect_timeout,
@@ -224,8 +229,9 @@ class SftpTransport:
             raise
         except paramiko.BadHostKeyException as exc:
             client.close()
+            known_as = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
             raise HostKeyRejected(
-                f"host key of {exc.hostname} CHANGED: server offered {exc.key.get_name()} "
+                f"host key of {known_as} CHANGED: server offered {exc.key.get_name()} "
                 f"{fingerprint(exc.key)}, {self.known_hosts} pins "
                 f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}; refusing "
                 "to connect (possible man-in-the-middle)",
@@ -240,6 +246,11 @@ class SftpTransport:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             client.close()
             sock.close()
+            if time.monotonic() - started >= self.connect_timeout:
+                raise Timeout(
+                    f"SSH handshake with {where} timed out after {self.connect_timeout:g} s",
+                    endpoint=self.endpoint,
+                ) from exc
             raise self._connection_error(exc, f"SSH handshake with {where}") from exc
         log.debug("%s: connected", self.endpoint)
         return _Session(client, sftp)
@@ -327,11 +338,35 @@ class SftpTransport:
             return None
 
     def _upload(self, sftp: paramiko.SFTPClient, temp: str, data: bytes) -> None:
-        with sftp.open(temp, "wbx") as f:
+        f = sftp.open(temp, "wbx")
+        try:
             f.set_pipelined(True)
             view = memoryview(data)
             for start in range(0, len(view), _CHUNK):
                 f.write(view[start : start + _CHUNK])
+            f.flush()
+            self._confirm_writes(sftp, f)
+        finally:
+            f.close()
+
+    def _confirm_writes(self, sftp: paramiko.SFTPClient, f: paramiko.SFTPFile) -> None:
+        """Wait for every pipelined write's status and raise the first error.
+
+        paramiko (<= 5.1) drops the status of pipelined writes it has not drained itself,
+        and ``close()`` does not check them: a write refused for lack of space would pass
+        unnoticed and leave a truncated file (measured against OpenSSH on a full tmpfs).
+        The replies arrive in request order, so reading them oldest first is exact."""
+        pending = getattr(f, "_reqs", None)
+        read_response = getattr(sftp, "_read_response", None)
+        if pending is None or read_response is None:  # another paramiko: check the size
+            size = f.stat().st_size
+            if size != f.tell():
+                raise OSError(f"remote size {size} after writing {f.tell()} bytes")
+            return
+        while pending:
+            kind, _ = read_response(pending.popleft())  # raises on an error status
+            if kind != paramiko.sftp.CMD_STATUS:
+                raise paramiko.SFTPError("expected a status reply to a write")
 
     def _same_content(self, sftp: paramiko.SFTPClient, remote: str, data: bytes) -> bool:
         try:
