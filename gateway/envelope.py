@@ -46,6 +46,7 @@ __all__ = [
     "parse_envelope",
     "parse_sealed",
     "parse_time",
+    "take_sealed",
     "write_envelope",
 ]
 
@@ -209,6 +210,15 @@ def b64_lines(chunks: Iterable[Buffer]) -> Iterator[bytes]:
         yield base64.encodebytes(carry)
 
 
+def _base64_text(element: etree._Element, *, where: str) -> str:
+    """The text of a base64 element; comments or processing instructions inside it would
+    split the text the schema saw from what ``.text`` returns, so they are refused."""
+    if len(element):
+        raise EnvelopeInvalid("only base64 text is allowed here (no comments or "
+                              "processing instructions)", where=where)
+    return element.text or ""
+
+
 def _b64_decode(text: str | None, *, where: str) -> bytes:
     # Only base64 characters and whitespace (line breaks) are allowed; a2b_base64 alone
     # (and libxml2's base64Binary check) would silently skip anything else.
@@ -295,7 +305,7 @@ def parse_envelope(
     digest = hashlib.sha256(data).hexdigest()
     top = _parse_checked(data, root="Envelope", source=source, max_bytes=max_bytes)
     header = header_from_element(top[0], where=f"{source}/Header")
-    text = top[1].text
+    text = _base64_text(top[1], where=f"{source}/Payload")
     del top  # frees libxml2's copy of the payload text before decoding
     payload = _b64_decode(text, where=f"{source}/Payload")
     del text
@@ -338,8 +348,17 @@ class SealedContent:
 def parse_sealed(data: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES,
                  source: str = "Sealed") -> tuple[Header, bytes]:
     """Read verified sealed content: the signed header copy and the document's bytes."""
+    return take_sealed([data], max_bytes=max_bytes, source=source)
+
+
+def take_sealed(box: list[bytes], *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES,
+                source: str = "Sealed") -> tuple[Header, bytes]:
+    """:func:`parse_sealed` on the bytes in ``box``, which it empties so that they can be
+    freed as soon as the tree is built (a large document is then held at most twice)."""
+    data = box.pop()
     top = _parse_checked(data, root="Sealed", source=source, max_bytes=max_bytes)
+    del data
     header = header_from_element(top[0], where=f"{source}/Header")
-    text = top[1].text
+    text = _base64_text(top[1], where=f"{source}/Document")
     del top
     return header, _b64_decode(text, where=f"{source}/Document")

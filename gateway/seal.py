@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -27,7 +27,7 @@ from gateway.envelope import (
     ParsedEnvelope,
     SealedContent,
     parse_envelope,
-    parse_sealed,
+    take_sealed,
     write_envelope,
 )
 from gateway.errors import (
@@ -145,7 +145,23 @@ def open_parsed(
     parses first to route on ``To``). ``directory`` None accepts any signer that chains
     to ``trust`` for the ``From`` party (the ``gateway open`` command without
     ``--sender-cert``); the daemon always passes its registrations."""
-    header = parsed.header
+    return _open(parsed.header, parsed.digest, [parsed.payload_der], node=node, trust=trust,
+                 directory=directory, now=now, policy=policy)
+
+
+def _open(
+    header: Header,
+    digest: str,
+    payload_box: list[bytes],
+    *,
+    node: RecipientKeys,
+    trust: Sequence[x509.Certificate],
+    directory: PartyDirectory | None,
+    now: datetime,
+    policy: OpenPolicy,
+) -> OpenedMessage:
+    # Large messages: each intermediate (payload, plaintext, signed content) is dropped as
+    # soon as the next one exists, so at most two of them are alive at any time.
     if header.service == "receipt":
         raise EnvelopeInvalid("this envelope is a receipt; verify it with verify_receipt",
                               where="Header/Service")
@@ -156,11 +172,15 @@ def open_parsed(
         raise ReplayWindow(
             f"Created {header.created:%Y-%m-%dT%H:%M:%SZ} is outside the accepted window "
             f"({policy.max_age} back, {policy.max_future} ahead)", where="Header/Created")
-    plaintext = cms.decrypt(parsed.payload_der, key=node.encryption_key,
-                            cert=node.encryption_cert, allow_legacy=policy.allow_legacy)
+    payload = payload_box.pop()
+    plaintext = cms.decrypt(payload, key=node.encryption_key, cert=node.encryption_cert,
+                            allow_legacy=policy.allow_legacy)
+    del payload
     registered = list(directory.certificates_for(header.from_party)) if directory else []
     verified = cms.verify(plaintext, extra_certificates=registered)
     del plaintext
+    content_box = [verified.content]
+    verified = replace(verified, content=b"")
     certs.validate_chain(verified.signer, trust=trust, intermediates=verified.certificates,
                          at=[verified.signing_time, now], usage="sign")
     fingerprint = certs.fingerprint(verified.signer)
@@ -168,7 +188,7 @@ def open_parsed(
         raise SignerNotRegistered(
             f"the signer certificate {fingerprint[:16]} is not registered for "
             f"{header.from_party}", details={"fingerprint": fingerprint})
-    inner, document = parse_sealed(verified.content, max_bytes=policy.max_bytes)
+    inner, document = take_sealed(content_box, max_bytes=policy.max_bytes)
     different = _differences(header, inner)
     if different:
         raise HeaderMismatch(
@@ -176,7 +196,7 @@ def open_parsed(
             details={"fields": different})
     return OpenedMessage(header=header, document=document, signer_fingerprint=fingerprint,
                          signer=verified.signer, signing_time=verified.signing_time,
-                         envelope_digest=parsed.digest)
+                         envelope_digest=digest)
 
 
 def open_envelope(
@@ -192,5 +212,7 @@ def open_envelope(
     :class:`~gateway.errors.SecurityError` subclass, :class:`EnvelopeInvalid` or
     :class:`~gateway.errors.TooLarge`; returns nothing partial."""
     parsed = parse_envelope(data, max_bytes=policy.max_bytes)
-    return open_parsed(parsed, node=node, trust=trust, directory=directory, now=now,
-                       policy=policy)
+    header, digest, box = parsed.header, parsed.digest, [parsed.payload_der]
+    del parsed  # the payload now lives only in ``box``, which _open empties
+    return _open(header, digest, box, node=node, trust=trust, directory=directory, now=now,
+                 policy=policy)
