@@ -525,14 +525,16 @@ class AuditLog:
 
     # -- verification
 
-    def verify(self, *, pinned: Collection[str] | None = None,
-               max_problems: int = 20) -> VerifyReport:
+    def verify(self, *, pinned: Collection[str] | None = None, max_problems: int = 20,
+               known: Collection[Checkpoint] = ()) -> VerifyReport:
         """Walk the whole chain, every checkpoint signature (``pinned``: the fingerprints of
         the node's known signing certificates; None = trust the stored certificates) and
-        every stored receipt. Never raises for tampering: read the report."""
+        every stored receipt. ``known``: checkpoints kept elsewhere (e.g. from an earlier
+        export): each must still be in the chain, which detects a rollback of the whole
+        database to an earlier state. Never raises for tampering: read the report."""
         try:
             with self.snapshot():
-                return self._verify(pinned, max_problems)
+                return self._verify(pinned, max_problems, known)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read the audit trail: {exc}") from None
 
@@ -551,11 +553,24 @@ class AuditLog:
             if self.conn.in_transaction:
                 self.conn.rollback()
 
-    def _verify(self, pinned: Collection[str] | None, max_problems: int) -> VerifyReport:
+    def _verify(self, pinned: Collection[str] | None, max_problems: int,
+                known: Collection[Checkpoint]) -> VerifyReport:
         anchor = self.anchor()
         start_seq, start_hash = (anchor[0] + 1, anchor[1]) if anchor else (1, GENESIS_HASH)
-        walker = ChainWalker(start_seq, start_hash, self.checkpoints(), pinned=pinned,
+        stored = {cp.seq: cp for cp in self.checkpoints()}
+        differs = []
+        for cp in known:
+            if cp.seq < start_seq:
+                continue  # pruned by retention (the anchor is checked below)
+            if cp.seq not in stored:
+                stored[cp.seq] = cp  # the chain must still hold it
+            elif (stored[cp.seq].hash, stored[cp.seq].count) != (cp.hash, cp.count):
+                differs.append(cp.seq)
+        walker = ChainWalker(start_seq, start_hash, list(stored.values()), pinned=pinned,
                              max_problems=max_problems)
+        for seq in differs:
+            walker.problem("checkpoint", seq, "checkpoint differs from the copy kept "
+                           "elsewhere")
         for row in self.conn.execute(f"SELECT {_COLUMNS} FROM audit_events ORDER BY seq"):  # noqa: S608
             walker.feed(row)
         walker.finish()

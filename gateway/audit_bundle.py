@@ -48,7 +48,8 @@ from gateway.audit_chain import (
 )
 from gateway.errors import AuditError, AuditTampered, UsageError
 
-__all__ = ["BUNDLE_FORMAT", "ExportSummary", "export_bundle", "verify_bundle"]
+__all__ = ["BUNDLE_FORMAT", "ExportSummary", "bundle_checkpoints", "export_bundle",
+           "verify_bundle"]
 
 BUNDLE_FORMAT = "cse-gateway-audit-bundle"
 _VERSION = 1
@@ -187,6 +188,25 @@ def verify_bundle(path: Path, *, pinned: Collection[str] | None = None,
     try:
         with zipfile.ZipFile(path) as zf:
             return _verify(zf, pinned, max_problems)
+    except zipfile.BadZipFile:
+        raise AuditTampered("not a readable zip file", where=str(path)) from None
+    except OSError as exc:
+        raise AuditError(f"cannot read the bundle ({exc.strerror})", where=str(path)) from None
+
+
+def bundle_checkpoints(path: Path) -> list[Checkpoint]:
+    """The checkpoints an earlier export holds (files checked against its manifest), to
+    pass as ``known`` to :meth:`AuditLog.verify`."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            files = _manifest(zf)["files"]
+            for name in ("checkpoints.jsonl", *(n for n in files if n.startswith("certs/"))):
+                if hashlib.sha256(zf.read(name)).hexdigest() != files.get(name):
+                    raise AuditTampered("file does not match the digest in the manifest",
+                                        where=name)
+            return [_checkpoint(zf, line) for line in _lines(zf, "checkpoints.jsonl")]
+    except KeyError:
+        raise AuditTampered("bundle lacks checkpoints.jsonl", where=str(path)) from None
     except zipfile.BadZipFile:
         raise AuditTampered("not a readable zip file", where=str(path)) from None
     except OSError as exc:

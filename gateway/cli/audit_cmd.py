@@ -32,7 +32,7 @@ from gateway.audit import (
     StoredReceipt,
     retention_cutoff,
 )
-from gateway.audit_bundle import export_bundle, verify_bundle
+from gateway.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
 from gateway.audit_chain import VerifyReport, event_hash, event_record, fingerprint
 from gateway.cli.output import err, out, out_json
 from gateway.errors import (
@@ -83,6 +83,9 @@ def register(subparsers: Any) -> None:
                         "checkpoints must be signed by one of them")
     verify.add_argument("--signer-fingerprint", action="append", default=[], metavar="SHA256",
                         help="the same, as the certificate's SHA-256 fingerprint (hex)")
+    verify.add_argument("--against", type=Path, action="append", default=[], metavar="ZIP",
+                        help="an earlier export kept elsewhere (repeatable): the database "
+                        "must still hold its checkpoints (detects a rollback)")
     verify.add_argument("--format", choices=("text", "json"), default="text")
     verify.set_defaults(func=run_verify)
 
@@ -381,13 +384,14 @@ def _keys_dir(args: argparse.Namespace) -> Path | None:
 def run_verify(args: argparse.Namespace) -> int:
     pinned = pins(args)
     if args.bundle is not None:
-        if args.db is not None:
-            raise UsageError("give either --bundle or --db, not both")
+        if args.db is not None or args.against:
+            raise UsageError("--bundle verifies a bundle alone: no --db or --against")
         report = verify_bundle(args.bundle, pinned=pinned)
         what = str(args.bundle)
     else:
+        known = [cp for bundle in args.against for cp in bundle_checkpoints(bundle)]
         log = open_log(args)
-        report = log.verify(pinned=pinned)
+        report = log.verify(pinned=pinned, known=known)
         what = "audit trail"
     if args.format == "json":
         out_json(report.to_dict())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import AuditEvent, AuditLog, KeySigner
-from gateway.audit_bundle import export_bundle, verify_bundle
+from gateway.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
 from gateway.audit_chain import fingerprint
 from gateway.errors import AuditError, AuditTampered, UsageError
 from tests.support.audit_keys import make_signer
@@ -244,3 +244,37 @@ def test_unreadable_receipt_lines_are_refused(log: AuditLog, tmp_path: Path,
 
     with pytest.raises(AuditTampered, match=r"receipts\.jsonl"):
         verify_bundle(rewrite(out, tmp_path / "bad.zip", spoil))
+
+
+def test_a_rollback_is_caught_against_an_earlier_export(log: AuditLog, tmp_path: Path,
+                                                        signer: KeySigner) -> None:
+    """Deleting the tail and the checkpoints after it leaves a consistent, shorter chain;
+    a checkpoint exported earlier still exposes it."""
+    earlier = export_bundle(log, tmp_path / "earlier.zip", since=T0 + timedelta(hours=30),
+                            until=T0 + timedelta(hours=45), now=NOW).path
+    known = bundle_checkpoints(earlier)
+    assert [cp.seq for cp in known] == [44, 65]
+    assert log.verify(known=known, pinned=pin(signer)).ok
+    log.conn.execute("DELETE FROM audit_events WHERE seq > 30")
+    log.conn.execute("DELETE FROM audit_checkpoints WHERE seq > 30")
+    log.conn.execute("DELETE FROM audit_receipts WHERE event_seq > 30")
+    assert log.verify().ok  # on its own the rolled-back chain is consistent
+    report = log.verify(known=known)
+    assert (report.first_problem.kind, report.first_problem.seq) == ("truncated", 31)
+
+
+def test_known_checkpoints_before_a_prune_are_accepted(log: AuditLog, tmp_path: Path,
+                                                      signer: KeySigner) -> None:
+    earlier = export_bundle(log, tmp_path / "early.zip", message_id="m-3", now=NOW).path
+    log.prune(T0 + timedelta(hours=50), signer, NOW)
+    assert log.verify(known=bundle_checkpoints(earlier)).ok
+
+
+def test_a_rewritten_checkpoint_differs_from_the_kept_copy(log: AuditLog, tmp_path: Path,
+                                                           signer: KeySigner) -> None:
+    earlier = export_bundle(log, tmp_path / "e.zip", message_id="m-7", now=NOW).path
+    known = bundle_checkpoints(earlier)
+    seq = known[0].seq
+    log.conn.execute("UPDATE audit_checkpoints SET count = count + 1 WHERE seq = ?", (seq,))
+    report = log.verify(known=known)
+    assert report.first_problem.seq == seq

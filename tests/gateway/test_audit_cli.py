@@ -250,3 +250,19 @@ def test_prune_command_is_a_dry_run_unless_told(
     assert "seq 10..32" in out
     code, out, _ = run(capsys, "--config", str(configured), "audit", "prune")
     assert "nothing to prune" in out
+
+
+def test_verify_against_an_earlier_export(db: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    kept = tmp_path / "kept.zip"
+    assert run(capsys, "audit", "export", "--db", str(db), "--message", MID, str(kept))[0] == 0
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--against", str(kept))
+    assert code == 0, out
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("DELETE FROM audit_events WHERE seq > 20")
+    conn.execute("DELETE FROM audit_checkpoints")
+    conn.close()
+    assert run(capsys, "audit", "verify", "--db", str(db))[0] == 0  # consistent on its own
+    code, _, err = run(capsys, "audit", "verify", "--db", str(db), "--against", str(kept))
+    assert code == 1
+    assert "event 21: truncated" in err
