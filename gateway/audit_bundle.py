@@ -47,6 +47,7 @@ from gateway.audit_chain import (
     parse_time,
 )
 from gateway.errors import AuditError, AuditTampered, UsageError
+from gateway.fsutil import fsync_dir, temp_name
 
 __all__ = ["BUNDLE_FORMAT", "ExportSummary", "bundle_checkpoints", "export_bundle",
            "verify_bundle"]
@@ -116,12 +117,13 @@ def export_bundle(log: AuditLog, out: Path, *, since: datetime | None = None,
 
 def _export(log: AuditLog, out: Path, *, since: datetime | None, until: datetime | None,
             message_id: str | None, now: datetime) -> ExportSummary:
+    tmp: Path | None = None
     try:
         first, last = _segment(log, since=since, until=until, message_id=message_id)
         checkpoints = log.checkpoints(from_seq=first, to_seq=last)
         receipts = [r for r in log.receipts(from_seq=first, to_seq=last)
                     if message_id is None or r.message_id == message_id]
-        tmp = out.with_name(out.name + ".partial")
+        tmp = temp_name(out)
         files: dict[str, str] = {}
         count = 0
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -161,11 +163,19 @@ def _export(log: AuditLog, out: Path, *, since: datetime | None, until: datetime
             zf.writestr("manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        if out.exists():
+            raise UsageError("will not overwrite an existing file", where=str(out))
         os.replace(tmp, out)
-    except sqlite3.Error as exc:
-        raise AuditError(f"cannot read the audit trail: {exc}") from None
-    except OSError as exc:
-        raise AuditError(f"cannot write the bundle ({exc.strerror})", where=str(out)) from None
+        fsync_dir(out.parent)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, sqlite3.Error):
+            raise AuditError(f"cannot read the audit trail: {exc}") from None
+        if isinstance(exc, OSError):
+            raise AuditError(f"cannot write the bundle ({exc.strerror})",
+                             where=str(out)) from None
+        raise
     signed = max((cp.seq for cp in checkpoints), default=None)
     return ExportSummary(path=out, first_seq=first, last_seq=last, events=count,
                          checkpoints=len(checkpoints), receipts=len(receipts),

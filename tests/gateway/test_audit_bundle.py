@@ -278,3 +278,12 @@ def test_a_rewritten_checkpoint_differs_from_the_kept_copy(log: AuditLog, tmp_pa
     log.conn.execute("UPDATE audit_checkpoints SET count = count + 1 WHERE seq = ?", (seq,))
     report = log.verify(known=known)
     assert report.first_problem.seq == seq
+
+
+def test_failed_export_leaves_no_partial_file(log: AuditLog, tmp_path: Path) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    log.conn.execute("UPDATE audit_events SET at = 'garbage' WHERE seq = 30")
+    with pytest.raises(AuditTampered):
+        export_bundle(log, out_dir / "b.zip", since=T0, now=NOW)
+    assert list(out_dir.iterdir()) == []
