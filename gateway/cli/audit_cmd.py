@@ -252,7 +252,7 @@ def emit_events(events: Iterable[StoredEvent], fmt: str) -> None:
             out(buf.getvalue().rstrip("\n"))
     else:
         out(f"{'SEQ':>8}  {'TIME (UTC)':<23}  {'CODE':<21}  {'MESSAGE':<36}  {'CASE':<15}  "
-            "PARTIES  TRANSPORT  ERROR  ACTOR  DETAIL")
+            f"{'PARTNER':<25}  {'VIA':<5}  {'ERROR':<20}  {'ACTOR':<8}  DETAIL")
         for e in events:
             out(text_line(e))
 
@@ -266,8 +266,8 @@ def text_line(e: StoredEvent, *, status: str = "") -> str:
     if ev.digest:
         detail = f"digest={ev.digest[:16]}" + ("" if detail == "-" else f",{detail}")
     line = (f"{e.seq:>8}  {at:<23}  {ev.code:<21}  {ev.message_id or '-':<36}  "
-            f"{ev.case_id or '-':<15}  {parties}  {ev.transport or '-'}  "
-            f"{ev.error_code or '-'}  {ev.actor}  {detail}")
+            f"{ev.case_id or '-':<15}  {parties:<25}  {ev.transport or '-':<5}  "
+            f"{ev.error_code or '-':<20}  {ev.actor:<8}  {detail}")
     return f"{line}  {status}" if status else line
 
 
