@@ -46,6 +46,7 @@ translated into these at the module that calls the library; they never leak upwa
     │   └── TransportRefused          TransportRefused  1   no  (permanent transport error)
     ├── AuditError                    AuditError        1
     │   └── AuditTampered             AuditTampered     1
+    ├── DemoFailed                    DemoFailed        1   (gateway demo: a node or sshd)
     └── InternalError                 InternalError    70
 """
 
@@ -63,6 +64,7 @@ __all__ = [
     "CertificateUsageInvalid",
     "ConfigError",
     "DecryptionFailed",
+    "DemoFailed",
     "Duplicate",
     "EnvelopeInvalid",
     "FileUnreadable",
@@ -320,6 +322,12 @@ class AuditError(GatewayError):
 
 class AuditTampered(AuditError):
     code = "AuditTampered"
+
+
+class DemoFailed(GatewayError):
+    """``gateway demo`` could not build or run its network (a node or sshd did not start)."""
+
+    code = "DemoFailed"
 
 
 class InternalError(GatewayError):
