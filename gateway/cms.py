@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Protocol
 
 from asn1crypto import algos, core
@@ -74,6 +75,9 @@ OID_AUTH_ENVELOPED_DATA = "1.2.840.113549.1.9.16.1.23"
 OID_AES256_GCM = "2.16.840.1.101.3.4.1.46"
 OID_AES128_CBC = "2.16.840.1.101.3.4.1.2"
 OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
+OID_ATTR_CONTENT_TYPE = "1.2.840.113549.1.9.3"
+OID_ATTR_MESSAGE_DIGEST = "1.2.840.113549.1.9.4"
+OID_ATTR_SIGNING_TIME = "1.2.840.113549.1.9.5"
 _ATTR_CONTENT_TYPE = "content_type"
 _ATTR_MESSAGE_DIGEST = "message_digest"
 _ATTR_SIGNING_TIME = "signing_time"
@@ -128,6 +132,7 @@ def _tlv(tag: int, *parts: bytes) -> bytes:
     return _head(tag, len(body)) + body
 
 
+@cache
 def _oid(dotted: str) -> bytes:
     return bytes(core.ObjectIdentifier(dotted).dump())
 
@@ -238,21 +243,38 @@ def _time(value: datetime) -> core.Asn1Value:
     return core.GeneralizedTime(value)
 
 
-def _signature_algorithm(key: SigningKey, rsa_pss: bool) -> algos.SignedDigestAlgorithm:
+@cache
+def _algorithm_der(name: str) -> bytes:
+    """DER AlgorithmIdentifiers we write (built once)."""
+    if name == "rsassa_pss":
+        params = algos.RSASSAPSSParams({
+            "hash_algorithm": {"algorithm": "sha256"},
+            "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+            "salt_length": _PSS_SALT,
+        })
+        value = algos.SignedDigestAlgorithm({"algorithm": name, "parameters": params})
+    elif name == "sha256_rsa":
+        value = algos.SignedDigestAlgorithm({"algorithm": name, "parameters": core.Null()})
+    elif name == "sha256_ecdsa":
+        value = algos.SignedDigestAlgorithm({"algorithm": name})
+    elif name == "sha256":
+        value = algos.DigestAlgorithm({"algorithm": name})
+    elif name == "rsaes_oaep":
+        oaep = algos.RSAESOAEPParams({
+            "hash_algorithm": {"algorithm": "sha256"},
+            "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
+        })
+        return _tlv(_SEQ, _oid("1.2.840.113549.1.1.7"), bytes(oaep.dump()))
+    else:  # pragma: no cover - programming error
+        raise ValueError(name)
+    return bytes(value.dump())
+
+
+def _signature_algorithm(key: SigningKey, rsa_pss: bool) -> bytes:
     if isinstance(key, rsa.RSAPrivateKey):
-        if rsa_pss:
-            params = algos.RSASSAPSSParams({
-                "hash_algorithm": {"algorithm": "sha256"},
-                "mask_gen_algorithm": {"algorithm": "mgf1",
-                                       "parameters": {"algorithm": "sha256"}},
-                "salt_length": _PSS_SALT,
-            })
-            return algos.SignedDigestAlgorithm({"algorithm": "rsassa_pss",
-                                                "parameters": params})
-        return algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa",
-                                            "parameters": core.Null()})
+        return _algorithm_der("rsassa_pss" if rsa_pss else "sha256_rsa")
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-        return algos.SignedDigestAlgorithm({"algorithm": "sha256_ecdsa"})
+        return _algorithm_der("sha256_ecdsa")
     raise AlgorithmNotAllowed("signing keys must be RSA or ECDSA P-256")
 
 
@@ -266,10 +288,9 @@ def _sign_bytes(key: SigningKey, data: bytes, rsa_pss: bool) -> bytes:
     return key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
-def _issuer_and_serial(cert: x509.Certificate) -> acms.IssuerAndSerialNumber:
-    parsed = ax509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-    return acms.IssuerAndSerialNumber({"issuer": parsed.issuer,
-                                       "serial_number": parsed.serial_number})
+def _issuer_and_serial(cert: x509.Certificate) -> bytes:
+    """DER ``IssuerAndSerialNumber`` naming ``cert`` (issuer exactly as encoded in it)."""
+    return _tlv(_SEQ, cert.issuer.public_bytes(), _int(cert.serial_number))
 
 
 @dataclass(frozen=True)
@@ -309,24 +330,21 @@ def sign(
     for chunk in content.chunks():
         digest.update(chunk)
     attrs = [
-        acms.CMSAttribute({"type": _ATTR_CONTENT_TYPE, "values": ["data"]}),
-        acms.CMSAttribute({"type": _ATTR_SIGNING_TIME,
-                           "values": [acms.Time(name=_time_choice(signing_time),
-                                                value=_time(signing_time))]}),
-        acms.CMSAttribute({"type": _ATTR_MESSAGE_DIGEST, "values": [digest.digest()]}),
+        _tlv(_SEQ, _oid(OID_ATTR_CONTENT_TYPE), _tlv(_SET, _oid(OID_DATA))),
+        _tlv(_SEQ, _oid(OID_ATTR_SIGNING_TIME), _tlv(_SET, bytes(_time(signing_time).dump()))),
+        _tlv(_SEQ, _oid(OID_ATTR_MESSAGE_DIGEST), _tlv(_SET, _tlv(_OCTETS, digest.digest()))),
     ]
     # DER SET OF: elements sorted by their encodings. The signature covers the SET (0x31).
-    attr_body = b"".join(sorted(bytes(a.dump()) for a in attrs))
-    signature_alg = _signature_algorithm(key, rsa_pss)
+    attr_body = b"".join(sorted(attrs))
     signature = _sign_bytes(key, _tlv(_SET, attr_body), rsa_pss)
-    digest_alg = bytes(algos.DigestAlgorithm({"algorithm": "sha256"}).dump())
+    digest_alg = _algorithm_der("sha256")
     signer_info = _tlv(
         _SEQ,
         _int(1),
-        bytes(_issuer_and_serial(cert).dump()),
+        _issuer_and_serial(cert),
         digest_alg,
         _tlv(_CTX0, attr_body),
-        bytes(signature_alg.dump()),
+        _signature_algorithm(key, rsa_pss),
         _tlv(_OCTETS, signature),
     )
     certs = [cert, *[c for c in chain if c != cert]]
@@ -351,19 +369,7 @@ def sign(
     return SignedContent(prefix=prefix, content=content, suffix=suffix)
 
 
-def _time_choice(value: datetime) -> str:
-    return "utc_time" if 1950 <= value.astimezone(UTC).year < 2050 else "general_time"
-
-
 # --- encryption ---------------------------------------------------------------------------
-
-
-def _oaep_algorithm() -> bytes:
-    params = algos.RSAESOAEPParams({
-        "hash_algorithm": {"algorithm": "sha256"},
-        "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
-    })
-    return _tlv(_SEQ, _oid("1.2.840.113549.1.1.7"), bytes(params.dump()))
 
 
 class _Encrypted:
@@ -379,8 +385,8 @@ class _Encrypted:
         self._nonce = os.urandom(12)
         wrapped = public.encrypt(self._key, apad.OAEP(mgf=apad.MGF1(hashes.SHA256()),
                                                      algorithm=hashes.SHA256(), label=None))
-        ktri = _tlv(_SEQ, _int(0), bytes(_issuer_and_serial(recipient_cert).dump()),
-                    _oaep_algorithm(), _tlv(_OCTETS, wrapped))
+        ktri = _tlv(_SEQ, _int(0), _issuer_and_serial(recipient_cert),
+                    _algorithm_der("rsaes_oaep"), _tlv(_OCTETS, wrapped))
         gcm_params = GCMParameters({"aes_nonce": self._nonce, "aes_icvlen": 16})
         content_alg = _tlv(_SEQ, _oid(OID_AES256_GCM), bytes(gcm_params.dump()))
         n = content.length
@@ -422,9 +428,12 @@ def encrypt(content: Content, *, recipient_cert: x509.Certificate) -> Content:
 
 def _rid_matches(rid: acms.RecipientIdentifier, cert: x509.Certificate) -> bool:
     if rid.name == "issuer_and_serial_number":
-        mine = _issuer_and_serial(cert)
-        return bool(rid.chosen["issuer"] == mine["issuer"]
-                    and rid.chosen["serial_number"].native == mine["serial_number"].native)
+        if rid.chosen.dump() == _issuer_and_serial(cert):
+            return True  # the usual case: the issuer name copied byte for byte
+        if rid.chosen["serial_number"].native != cert.serial_number:
+            return False
+        # same serial, differently encoded name: compare names by RFC 5280 rules
+        return bool(rid.chosen["issuer"] == ax509.Name.load(cert.issuer.public_bytes()))
     try:
         ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:

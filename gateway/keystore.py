@@ -190,13 +190,20 @@ class Keystore:
     def __init__(self, path: Path, passphrase: bytes | None = None) -> None:
         self.path = Path(path)
         self._passphrase = passphrase
+        # Certificates read from a directory, reused while the directory is unchanged
+        # (importing writes a new file, which changes the directory's mtime).
+        self._dir_cache: dict[Path, tuple[int, list[x509.Certificate]]] = {}
+        self._party: Party | None = None
 
     # this node
 
     def party(self) -> Party:
+        if self._party is not None:
+            return self._party
         file = self.path / "party"
         try:
-            return Party.parse(file.read_text(encoding="utf-8").strip())
+            self._party = Party.parse(file.read_text(encoding="utf-8").strip())
+            return self._party
         except OSError:
             raise KeyMaterialError("the key directory has no party file",
                                    where=str(file)) from None
@@ -236,23 +243,31 @@ class Keystore:
     def _pem_files(directory: Path) -> list[Path]:
         return sorted(directory.glob("*.pem")) if directory.is_dir() else []
 
-    def trust(self) -> list[x509.Certificate]:
+    def _certificates_in(self, directory: Path) -> list[x509.Certificate]:
+        try:
+            stamp = directory.stat().st_mtime_ns
+        except OSError:
+            return []
+        cached = self._dir_cache.get(directory)
+        if cached is not None and cached[0] == stamp:
+            return list(cached[1])
         out: list[x509.Certificate] = []
-        for file in self._pem_files(self.path / "trust"):
+        for file in self._pem_files(directory):
             out.extend(certs.load_certificates_file(file))
-        return out
+        self._dir_cache[directory] = (stamp, out)
+        return list(out)
+
+    def trust(self) -> list[x509.Certificate]:
+        return self._certificates_in(self.path / "trust")
 
     def partner_certificates(self, party: Party) -> list[x509.Certificate]:
-        out: list[x509.Certificate] = []
-        for file in self._pem_files(self.path / "partners" / party.dirname):
-            out.extend(certs.load_certificates_file(file))
-        return out
+        return self._certificates_in(self.path / "partners" / party.dirname)
 
     def certificates_for(self, party: Party) -> list[x509.Certificate]:
         """:class:`PartyDirectory`: the partner's registered certificates (and this node's
         own signing certificate for its own party)."""
         found = self.partner_certificates(party)
-        if (self.path / "party").exists() and self.party() == party \
+        if (self._party == party or ((self.path / "party").exists() and self.party() == party)) \
                 and (self.path / "sign.crt").exists():
             found.append(self._cert("sign.crt"))
         return found
