@@ -260,12 +260,13 @@ def _row_event(row: tuple[Any, ...]) -> StoredEvent:
         prev, h = row
     try:
         detail_obj = json.loads(detail)
-    except ValueError:
-        raise AuditTampered(f"event {seq} has unreadable detail; run gateway audit verify",
-                            where=f"seq {seq}") from None
-    if not isinstance(detail_obj, dict):
-        raise AuditTampered(f"event {seq} has unreadable detail", where=f"seq {seq}")
-    event = AuditEvent(code=code, at=parse_time(at), message_id=mid, case_id=case,
+        when = parse_time(at)
+        if not isinstance(detail_obj, dict):
+            raise TypeError
+    except (ValueError, TypeError, AuditTampered):
+        raise AuditTampered(f"event {seq} has an unreadable time or detail (altered?); run "
+                            "gateway audit verify") from None
+    event = AuditEvent(code=code, at=when, message_id=mid, case_id=case,
                        from_party=frm, to_party=to, partner=partner, transport=transport,
                        digest=digest, error_code=err, actor=actor, detail=detail_obj)
     return StoredEvent(seq=seq, prev_hash=prev, hash=h, event=event)

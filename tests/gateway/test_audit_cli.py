@@ -266,3 +266,12 @@ def test_verify_against_an_earlier_export(db: Path, tmp_path: Path,
     code, _, err = run(capsys, "audit", "verify", "--db", str(db), "--against", str(kept))
     assert code == 1
     assert "event 21: truncated" in err
+
+
+def test_list_over_a_mangled_event_names_it(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("UPDATE audit_events SET detail = 'not json' WHERE seq = 3")
+    conn.close()
+    code, _, err = run(capsys, "audit", "list", "--db", str(db), "--message", MID)
+    assert code == 1
+    assert "AuditTampered: event 3" in err
