@@ -1,0 +1,397 @@
+"""The network ``gateway demo`` builds on 127.0.0.1: keys, TLS certificates, an SFTP server,
+one ``gateway.toml`` per node, and the nodes themselves as real ``gateway run`` processes.
+
+Topology (the federal hub relays between states without being able to read)::
+
+    California (fips:0600000) --HTTPS--> federal hub (fips:0000000) --SFTP--> Texas (fips:4800000)
+                              <--HTTPS--                            <--SFTP--
+    California (fips:0600000) <--HTTPS (direct)--> Netherlands Central Authority (iso3166:NL)
+
+The hub's party is ``fips:0000000``: state code ``00`` belongs to no state (FIPS state
+codes start at 01), so it can never collide with a real agency, and the protocol's party
+pattern (``fips:[0-9]{7}``) admits it. It only ever appears in envelopes, certificates and
+configuration: the hub authors no business document (whose FIPS type excludes ``00``).
+
+Each node gets a real key directory from :func:`gateway.keystore.generate_node` (3072-bit
+RSA signing and encryption keys under a node CA) and registers the certificates of the
+parties it exchanges messages with, as an operator would with ``gateway keys
+import-partner``. The HTTPS links use mutual TLS with certificates from one demo TLS CA.
+The hub<->Texas link is SFTP through a real OpenSSH ``sshd`` when one is installed;
+otherwise it falls back to local-folder (``file://``) transports and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from gateway.certs import load_certificates_file
+from gateway.demo_sshd import DemoSshd, find_sshd
+from gateway.errors import DemoFailed, GatewayError, UsageError
+from gateway.keystore import Keystore, generate_node
+from gateway.party import Party
+
+__all__ = ["DemoNetwork", "DemoNode", "Link"]
+
+log = logging.getLogger("gateway.demo")
+
+CA, HUB, TX, NL = "fips:0600000", "fips:0000000", "fips:4800000", "iso3166:NL"
+
+# Fast schedules so the demo finishes in seconds; a real deployment keeps the defaults.
+_FAST = """\
+[intake]
+ready = "stable"          # a file is taken once its size and mtime hold still for a poll
+poll_interval = "200ms"
+
+[retry]
+base = "500ms"
+factor = 2
+max_delay = "5s"
+expiry = "10m"
+
+[schedule]
+outbox_scan = "200ms"
+retry_scan = "200ms"
+sftp_pull = "200ms"
+"""
+
+
+@dataclass
+class Link:
+    """One direction of one partnership: ``src`` sends to ``dst`` over ``kind``."""
+
+    src: str
+    dst: str
+    kind: str  # "https" | "sftp" | "file"
+    url: str = ""
+
+
+@dataclass
+class DemoNode:
+    name: str
+    party: str
+    title: str
+    root: Path
+    https_port: int | None = None
+    inbound_folder: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    knows: tuple[str, ...] = ()  # parties whose certificates this node registers
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "gateway.toml"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def outbox(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def rejected(self) -> Path:
+        return self.root / "rejected"
+
+    @property
+    def database(self) -> Path:
+        return self.root / "spool" / "gateway.db"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "daemon.log"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _toml(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class _TlsCa:
+    """The demo's TLS CA (EC P-256): server certificates for 127.0.0.1, client certificates."""
+
+    def __init__(self, directory: Path, now: dt.datetime) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.now = now
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = self._name("CSE Gateway demo TLS CA")
+        self.cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                         encipher_only=False, decipher_only=False),
+                           critical=True)
+            .sign(self.key, hashes.SHA256()))
+        self.cert_file = directory / "tls-ca.crt"
+        self.cert_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    @staticmethod
+    def _name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CSE Gateway demo"),
+                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+    def issue(self, stem: str, *, server: bool) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        builder = (
+            x509.CertificateBuilder().subject_name(self._name(stem))
+            .issuer_name(self.cert.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self.now - dt.timedelta(minutes=5))
+            .not_valid_after(self.now + dt.timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+        if server:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        cert_file, key_file = self.directory / f"{stem}.crt", self.directory / f"{stem}.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+        return cert_file, key_file
+
+
+class DemoNetwork:
+    """Build (:meth:`build`), start (:meth:`start`) and always :meth:`stop` the network."""
+
+    def __init__(self, directory: Path, *, progress: Callable[[str], None] = lambda _: None,
+                 use_sshd: bool = True) -> None:
+        self.dir = directory.resolve()
+        self.progress = progress
+        self.use_sshd = use_sshd
+        root = self.dir
+        self.nodes: dict[str, DemoNode] = {
+            "ca": DemoNode("ca", CA, "California IV-D agency (state gateway)", root / "ca",
+                           knows=(TX, NL)),
+            "hub": DemoNode("hub", HUB, "federal hub (relays between states, reads nothing)",
+                            root / "hub"),
+            "tx": DemoNode("tx", TX, "Texas IV-D agency (state gateway)", root / "tx",
+                           knows=(CA,)),
+            "nl": DemoNode("nl", NL, "Netherlands Central Authority (Hague Convention)",
+                           root / "nl", knows=(CA,)),
+        }
+        self.links: list[Link] = []
+        self.sshd: DemoSshd | None = None
+        self.fallback: str | None = None
+        self.tls: _TlsCa | None = None
+
+    def node(self, party: str) -> DemoNode:
+        return next(n for n in self.nodes.values() if n.party == party)
+
+    def link(self, src: str, dst: str) -> Link:
+        return next(k for k in self.links if k.src == src and k.dst == dst)
+
+    # --- build ----------------------------------------------------------------------------
+
+    def build(self) -> None:
+        if self.dir.exists() and any(self.dir.iterdir()):
+            raise UsageError("the demo folder exists and is not empty: give a new --dir",
+                             where=str(self.dir))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        now = dt.datetime.now(dt.UTC)
+        self.progress("generating node keys and certificates (3072-bit RSA, one node CA each)")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda n: generate_node(n.keys, Party.parse(n.party), now=now),
+                          self.nodes.values()))
+        for node in self.nodes.values():
+            for party in node.knows:
+                other = self.node(party)
+                chosen = [c for name in ("ca.crt", "sign.crt", "encrypt.crt")
+                          for c in load_certificates_file(other.keys / name)]
+                Keystore(node.keys).import_partner(Party.parse(party), chosen, now=now)
+        self.progress("registered partner certificates (what `gateway keys import-partner` does)")
+        self.tls = _TlsCa(self.dir / "tls", now)
+        for name in ("ca", "hub", "nl"):
+            self.nodes[name].https_port = _free_port()
+        self._sftp()
+        for src, dst in (("ca", "hub"), ("hub", "ca"), ("ca", "nl"), ("nl", "ca")):
+            port = self.nodes[dst].https_port
+            self.links.append(Link(self.nodes[src].party, self.nodes[dst].party, "https",
+                                   f"https://127.0.0.1:{port}/v1/messages"))
+        for node in self.nodes.values():
+            self._write_config(node)
+        self.progress(f"wrote {len(self.nodes)} configurations under {self.dir}")
+
+    def _sftp(self) -> None:
+        hub, tx = self.nodes["hub"], self.nodes["tx"]
+        sftp_root = self.dir / "sftp"
+        hub.inbound_folder = sftp_root / "hub-inbound"
+        tx.inbound_folder = sftp_root / "tx-inbound"
+        for folder in (hub.inbound_folder, tx.inbound_folder):
+            folder.mkdir(parents=True, exist_ok=True)
+        reason = None
+        if not self.use_sshd:
+            reason = "sshd not used (--no-sshd)"
+        elif find_sshd() is None:
+            reason = "OpenSSH sshd is not installed (apt-get install openssh-server)"
+        else:
+            try:
+                self.sshd = DemoSshd(sftp_root, self.dir / "sshd", clients=["hub", "tx"]).start()
+            except GatewayError as exc:
+                reason = f"sshd did not start ({exc})"
+                self.sshd = None
+        if self.sshd is not None:
+            self.progress(f"OpenSSH sshd serving SFTP on 127.0.0.1:{self.sshd.port} "
+                          "(host key pinned in known_hosts)")
+            self.links += [Link(HUB, TX, "sftp", self.sshd.url(tx.inbound_folder)),
+                           Link(TX, HUB, "sftp", self.sshd.url(hub.inbound_folder))]
+        else:
+            self.fallback = (f"SFTP link hub<->Texas FELL BACK to local folders (file://): "
+                             f"{reason}")
+            self.progress(self.fallback)
+            self.links += [Link(HUB, TX, "file", tx.inbound_folder.as_uri()),
+                           Link(TX, HUB, "file", hub.inbound_folder.as_uri())]
+
+    def _transport_lines(self, node: DemoNode, link: Link) -> list[str]:
+        lines = ["[[partners.transports]]", f"url = {_toml(link.url)}"]
+        if link.kind == "https":
+            assert self.tls is not None  # noqa: S101 - built first
+            cert, key = self.tls.issue(f"{node.name}-client-to-{self.node(link.dst).name}",
+                                       server=False)
+            lines += [f"client_cert = {_toml(str(cert))}", f"client_key = {_toml(str(key))}",
+                      f"ca_file = {_toml(str(self.tls.cert_file))}"]
+        elif link.kind == "sftp":
+            assert self.sshd is not None  # noqa: S101 - sftp links only with sshd
+            lines += [f"key_file = {_toml(str(self.sshd.client_key(node.name)))}",
+                      f"known_hosts = {_toml(str(self.sshd.known_hosts))}"]
+        return lines
+
+    def _write_config(self, node: DemoNode) -> None:
+        node.root.mkdir(parents=True, exist_ok=True)
+        for folder in (node.outbox, node.inbox, node.rejected):
+            folder.mkdir(exist_ok=True)
+        lines = [
+            f"# gateway.toml for {node.title}, written by `gateway demo`.",
+            "# Reference: docs/configuration.md. Paths are relative to this file.",
+            "", "[node]", f"party = {_toml(node.party)}", 'keys_dir = "keys"',
+            "", "[spool]", 'database = "spool/gateway.db"', 'payloads = "spool/payloads"',
+        ]
+        if node.name != "hub":  # the hub only relays: it has no case system dropping files
+            lines += ["", "[[outbox]]", 'path = "outbox"']
+        lines += ["", "[inbox]", 'path = "inbox"', "", "[rejected]", 'path = "rejected"']
+        if node.inbound_folder is not None:
+            lines += ["", "# partners upload here over SFTP (the demo's sshd serves it)",
+                      "[inbound]", f"folders = [{_toml(str(node.inbound_folder))}]",
+                      'poll_interval = "200ms"']
+        if node.https_port is not None:
+            assert self.tls is not None  # noqa: S101 - built first
+            cert, key = self.tls.issue(f"{node.name}-server", server=True)
+            lines += ["", "[listeners.https]", 'host = "127.0.0.1"',
+                      f"port = {node.https_port}", f"cert = {_toml(str(cert))}",
+                      f"key = {_toml(str(key))}",
+                      f"client_ca = {_toml(str(self.tls.cert_file))}"]
+        for link in (k for k in self.links if k.src == node.party):
+            partner = self.node(link.dst)
+            lines += ["", "[[partners]]", f"party = {_toml(partner.party)}",
+                      f"name = {_toml(partner.title.split(' (')[0])}"]
+            lines += self._transport_lines(node, link)
+        if node.name in ("ca", "tx"):
+            lines += ["", "# anything not routed to a direct partner goes through the hub",
+                      "[[routes]]", 'to = "default"', f"partner = {_toml(HUB)}"]
+        lines += ["", _FAST]
+        node.config_path.write_text("\n".join(lines), encoding="utf-8")
+
+    # --- run ------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start every node as ``python -m gateway --config FILE -v run``; wait until each
+        logs that it is running."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("GATEWAY_CONFIG", None)
+        for node in self.nodes.values():
+            with node.log_file.open("ab") as out:
+                node.process = subprocess.Popen(
+                    [sys.executable, "-m", "gateway", "--config", str(node.config_path), "-v",
+                     "run"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env,
+                    cwd=node.root, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        waiting = dict(self.nodes)
+        while waiting:
+            for name, node in list(waiting.items()):
+                assert node.process is not None  # noqa: S101 - started above
+                if f"gateway {node.party} running" in node.log_file.read_text(errors="replace"):
+                    self.progress(f"started {node.name:<3} {node.party:<14} {node.title} "
+                                  f"(pid {node.process.pid})")
+                    del waiting[name]
+                elif node.process.poll() is not None:
+                    raise DemoFailed(f"node {name} exited with status {node.process.returncode}"
+                                     f": {self.tail(node)}", where=str(node.log_file))
+            if waiting and time.monotonic() > deadline:
+                raise DemoFailed(f"nodes did not start within {timeout:.0f} s: "
+                                 f"{', '.join(waiting)}")
+            time.sleep(0.1)
+
+    @staticmethod
+    def tail(node: DemoNode, lines: int = 5) -> str:
+        if not node.log_file.exists():
+            return ""
+        return " | ".join(node.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self, timeout: float = 20.0) -> dict[str, int | None]:
+        """SIGTERM every node (they finish in-flight work), then stop sshd. Idempotent;
+        kills a node that does not stop within ``timeout``. Returns each exit status."""
+        codes: dict[str, int | None] = {}
+        running = [n for n in self.nodes.values() if n.process is not None]
+        for node in running:
+            assert node.process is not None  # noqa: S101 - filtered
+            if node.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    node.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in running:
+            assert node.process is not None  # noqa: S101 - filtered
+            try:
+                codes[node.name] = node.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                node.process.kill()
+                node.process.wait(5)
+                codes[node.name] = None
+                log.warning("node %s did not stop within %.0f s: killed", node.name, timeout)
+        if self.sshd is not None:
+            self.sshd.stop()
+        return codes
+
+    def pids(self) -> Sequence[int]:
+        found = [n.process.pid for n in self.nodes.values() if n.process is not None]
+        if self.sshd is not None and self.sshd.pid is not None:
+            found.append(self.sshd.pid)
+        return found
+
