@@ -31,11 +31,13 @@ import socket
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
 import paramiko
+from paramiko import sftp as sftp_const
 
 from transports.base import check_name, is_visible_name
 from transports.errors import (
@@ -63,6 +65,7 @@ T = TypeVar("T")
 # Free space below which a generic write failure is reported as ``RemoteFull``.
 _FULL_BELOW = 1024 * 1024
 _CHUNK = 32768
+_MAX_PENDING = 64  # writes in flight before waiting for the oldest reply
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -195,6 +198,9 @@ class SftpTransport:
                 f"cannot connect to {where}: {exc.strerror or type(exc).__name__}",
                 endpoint=self.endpoint,
             ) from exc
+        # Small SFTP requests go out back to back (writes, then close); without this,
+        # Nagle's algorithm holds the later ones for the earlier ones' ACKs.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             client.connect(
                 self.host,
@@ -338,35 +344,60 @@ class SftpTransport:
             return None
 
     def _upload(self, sftp: paramiko.SFTPClient, temp: str, data: bytes) -> None:
-        f = sftp.open(temp, "wbx")
-        try:
-            f.set_pipelined(True)
-            view = memoryview(data)
-            for start in range(0, len(view), _CHUNK):
-                f.write(view[start : start + _CHUNK])
-            f.flush()
-            self._confirm_writes(sftp, f)
-        finally:
-            f.close()
+        """Create ``temp`` exclusively and write ``data``, raising the first error.
 
-    def _confirm_writes(self, sftp: paramiko.SFTPClient, f: paramiko.SFTPFile) -> None:
-        """Wait for every pipelined write's status and raise the first error.
-
-        paramiko (<= 5.1) drops the status of pipelined writes it has not drained itself,
-        and ``close()`` does not check them: a write refused for lack of space would pass
-        unnoticed and leave a truncated file (measured against OpenSSH on a full tmpfs).
-        The replies arrive in request order, so reading them oldest first is exact."""
-        pending = getattr(f, "_reqs", None)
-        read_response = getattr(sftp, "_read_response", None)
-        if pending is None or read_response is None:  # another paramiko: check the size
-            size = f.stat().st_size
-            if size != f.tell():
-                raise OSError(f"remote size {size} after writing {f.tell()} bytes")
+        Pipelined: the writes and the close go out without waiting, then every reply is
+        read in request order and checked (one round trip after the open, not one per
+        write plus one for the close). paramiko's own pipelined ``SFTPFile`` is not used
+        because it drops the status of writes it has not drained itself and ``close()``
+        does not check them: a write refused for lack of space passed unnoticed and left a
+        truncated file (measured against OpenSSH on a full tmpfs). This uses paramiko's
+        request helpers (``_request``, ``_async_request``, ``_read_response``); with a
+        paramiko that lacks them, it falls back to unpipelined, checked writes.
+        """
+        if not all(hasattr(sftp, a) for a in ("_request", "_async_request", "_read_response")):
+            with sftp.open(temp, "wbx") as f:  # not pipelined: each write is checked
+                f.write(data)
             return
+        flags = sftp_const.SFTP_FLAG_WRITE | sftp_const.SFTP_FLAG_CREATE | sftp_const.SFTP_FLAG_EXCL
+        kind, msg = sftp._request(  # type: ignore[attr-defined]
+            sftp_const.CMD_OPEN, temp, flags, paramiko.SFTPAttributes()
+        )
+        if kind != sftp_const.CMD_HANDLE:
+            raise paramiko.SFTPError("expected a handle for the new file")
+        handle = msg.get_binary()
+        pending: deque[int] = deque()
+        first_error: OSError | None = None
+
+        def settle(num: int) -> None:
+            nonlocal first_error
+            try:
+                sftp._read_response(num)  # type: ignore[attr-defined]  # raises on error
+            except OSError as exc:
+                if isinstance(exc, TimeoutError):
+                    raise
+                first_error = first_error or exc
+
+        for offset in range(0, len(data), _CHUNK):
+            if first_error is not None:
+                break  # stop sending after a refused write; close and report
+            pending.append(
+                sftp._async_request(  # type: ignore[attr-defined]
+                    type(None), sftp_const.CMD_WRITE, handle, sftp_const.int64(offset),
+                    data[offset : offset + _CHUNK],
+                )
+            )
+            if len(pending) > _MAX_PENDING:
+                settle(pending.popleft())
+        pending.append(
+            sftp._async_request(  # type: ignore[attr-defined]
+                type(None), sftp_const.CMD_CLOSE, handle
+            )
+        )
         while pending:
-            kind, _ = read_response(pending.popleft())  # raises on an error status
-            if kind != paramiko.sftp.CMD_STATUS:
-                raise paramiko.SFTPError("expected a status reply to a write")
+            settle(pending.popleft())
+        if first_error is not None:
+            raise first_error
 
     def _same_content(self, sftp: paramiko.SFTPClient, remote: str, data: bytes) -> bool:
         try:
