@@ -130,6 +130,12 @@ def _free_port() -> int:
         return port
 
 
+def _rel(node: DemoNode, path: Path) -> str:
+    """``path`` relative to the node's folder (the config file's directory), so the demo
+    folder can be moved and the configurations stay short."""
+    return os.path.relpath(path, node.root)
+
+
 def _toml(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -286,12 +292,13 @@ class DemoNetwork:
             assert self.tls is not None  # noqa: S101 - built first
             cert, key = self.tls.issue(f"{node.name}-client-to-{self.node(link.dst).name}",
                                        server=False)
-            lines += [f"client_cert = {_toml(str(cert))}", f"client_key = {_toml(str(key))}",
-                      f"ca_file = {_toml(str(self.tls.cert_file))}"]
+            lines += [f"client_cert = {_toml(_rel(node, cert))}",
+                      f"client_key = {_toml(_rel(node, key))}",
+                      f"ca_file = {_toml(_rel(node, self.tls.cert_file))}"]
         elif link.kind == "sftp":
             assert self.sshd is not None  # noqa: S101 - sftp links only with sshd
-            lines += [f"key_file = {_toml(str(self.sshd.client_key(node.name)))}",
-                      f"known_hosts = {_toml(str(self.sshd.known_hosts))}"]
+            lines += [f"key_file = {_toml(_rel(node, self.sshd.client_key(node.name)))}",
+                      f"known_hosts = {_toml(_rel(node, self.sshd.known_hosts))}"]
         return lines
 
     def _write_config(self, node: DemoNode) -> None:
@@ -309,15 +316,15 @@ class DemoNetwork:
         lines += ["", "[inbox]", 'path = "inbox"', "", "[rejected]", 'path = "rejected"']
         if node.inbound_folder is not None:
             lines += ["", "# partners upload here over SFTP (the demo's sshd serves it)",
-                      "[inbound]", f"folders = [{_toml(str(node.inbound_folder))}]",
+                      "[inbound]", f"folders = [{_toml(_rel(node, node.inbound_folder))}]",
                       'poll_interval = "200ms"']
         if node.https_port is not None:
             assert self.tls is not None  # noqa: S101 - built first
             cert, key = self.tls.issue(f"{node.name}-server", server=True)
             lines += ["", "[listeners.https]", 'host = "127.0.0.1"',
-                      f"port = {node.https_port}", f"cert = {_toml(str(cert))}",
-                      f"key = {_toml(str(key))}",
-                      f"client_ca = {_toml(str(self.tls.cert_file))}"]
+                      f"port = {node.https_port}", f"cert = {_toml(_rel(node, cert))}",
+                      f"key = {_toml(_rel(node, key))}",
+                      f"client_ca = {_toml(_rel(node, self.tls.cert_file))}"]
         for link in (k for k in self.links if k.src == node.party):
             partner = self.node(link.dst)
             lines += ["", "[[partners]]", f"party = {_toml(partner.party)}",
