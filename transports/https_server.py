@@ -93,6 +93,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         finally:
             owner._disarm(self.connection)
 
+    def handle_expect_100(self) -> bool:
+        """Answer ``Expect: 100-continue`` with 413 when the announced body is too large,
+        so the client does not send it at all."""
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.server.owner.max_body:
+            self._reply(413, b"body too large\n", close=True)
+            return False
+        return super().handle_expect_100()
+
     def _reply(self, status: int, body: bytes, *, close: bool = False) -> None:
         self.send_response(status)
         self.send_header("Content-Type", self.server.owner.content_type)

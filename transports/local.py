@@ -25,6 +25,7 @@ from transports.errors import (
     PermissionDenied,
     RemoteFailed,
     RemoteFull,
+    TooLarge,
     TransportClosed,
     TransportError,
 )
@@ -41,9 +42,15 @@ class LocalFolderTransport:
     """A ``Transport`` over one directory on this machine."""
 
     def __init__(
-        self, path: str | os.PathLike[str], *, move_to_done: bool = False, create: bool = False
+        self,
+        path: str | os.PathLike[str],
+        *,
+        move_to_done: bool = False,
+        create: bool = False,
+        max_fetch: int = 256 * 1024 * 1024,
     ) -> None:
         self.path = Path(path)
+        self.max_fetch = int(max_fetch)
         self.endpoint = f"file://{self.path}"
         self.move_to_done = move_to_done
         self._closed = False
@@ -142,7 +149,14 @@ class LocalFolderTransport:
         check_name(name, endpoint=self.endpoint)
         path = self._folder() / name
         try:
-            return path.read_bytes()
+            with path.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > self.max_fetch:
+                    raise TooLarge(
+                        f"{name} is {size} bytes; at most {self.max_fetch} fetched",
+                        endpoint=self.endpoint,
+                    )
+                return f.read()
         except FileNotFoundError:
             raise NotFound(f"no blob named {name}", endpoint=self.endpoint) from None
         except OSError as exc:

@@ -52,6 +52,7 @@ from transports.errors import (
     RemoteFailed,
     RemoteFull,
     Timeout,
+    TooLarge,
     TransportClosed,
     TransportError,
 )
@@ -132,6 +133,7 @@ class SftpTransport:
         connect_timeout: float = 10.0,
         move_to_done: bool = False,
         window_size: int = 8 * 1024 * 1024,
+        max_fetch: int = 256 * 1024 * 1024,
     ) -> None:
         self.host = host
         self.port = int(port)
@@ -146,6 +148,7 @@ class SftpTransport:
         self.connect_timeout = float(connect_timeout)
         self.move_to_done = move_to_done
         self.window_size = window_size
+        self.max_fetch = int(max_fetch)
         if self.timeout <= 0 or self.connect_timeout <= 0:
             raise EndpointInvalid("timeouts must be positive", endpoint=self.endpoint)
         self._pkey = self._load_key(Path(key_file), key_passphrase)
@@ -408,9 +411,16 @@ class SftpTransport:
             return False
         return self._download(sftp, remote) == data
 
-    def _download(self, sftp: paramiko.SFTPClient, remote: str) -> bytes:
+    def _download(
+        self, sftp: paramiko.SFTPClient, remote: str, limit: int | None = None
+    ) -> bytes:
         with sftp.open(remote, "rb") as f:
             size = f.stat().st_size or 0
+            if limit is not None and size > limit:
+                raise TooLarge(
+                    f"{remote.rsplit('/', 1)[-1]} is {size} bytes; at most {limit} fetched",
+                    endpoint=self.endpoint,
+                )
             if size > _CHUNK:
                 f.prefetch(size)
             return f.read()
@@ -486,7 +496,9 @@ class SftpTransport:
         check_name(name, endpoint=self.endpoint)
         remote = self._remote(name)
         try:
-            return self._run(f"downloading {name}", lambda sftp: self._download(sftp, remote))
+            return self._run(
+                f"downloading {name}", lambda sftp: self._download(sftp, remote, self.max_fetch)
+            )
         except NotFound:
             raise NotFound(f"no blob named {name}", endpoint=self.endpoint) from None
 

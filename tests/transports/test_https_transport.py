@@ -319,6 +319,41 @@ def test_oversized_body_is_refused_with_413_before_the_handler(
     t.close()
 
 
+def test_expect_100_continue_with_an_oversized_body_gets_413_unsent(
+    server: HttpsServer, recorder: Recorder, client_tls: TlsFiles, pki: TestPki, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"b" * (server.max_body + 1))
+    result = curl(
+        "--cert", str(client_tls.cert), "--key", str(client_tls.key), "--cacert",
+        str(pki.ca.cert), "-H", "Expect: 100-continue", "--data-binary", f"@{big}",
+        "-o", "/dev/null", "-w", "%{http_code} %{size_upload}", server.url,
+    )
+    status, uploaded = result.stdout.decode().split()
+    assert status == "413"
+    assert float(uploaded) == 0  # the body was never sent
+    assert recorder.calls == []
+
+
+def test_connection_cap(pki: TestPki, server_tls: TlsFiles, client_tls: TlsFiles,
+                        recorder: Recorder) -> None:
+    srv = make_server(pki, server_tls, recorder, max_connections=2, read_timeout=5)
+    holders = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(2)]
+    try:
+        time.sleep(0.3)  # both accepted and waiting in their TLS handshakes
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as third:
+            assert third.recv(10) == b""  # closed at once, without a TLS handshake
+        for h in holders:
+            h.close()
+        time.sleep(0.3)
+        t = client(srv.url, client_tls, pki.ca.cert)
+        assert t.send("m", b"x") == recorder.answer
+    finally:
+        for h in holders:
+            h.close()
+        srv.stop()
+
+
 def test_oversized_answer_is_refused(
     server: HttpsServer, recorder: Recorder, client_tls: TlsFiles, pki: TestPki
 ) -> None:

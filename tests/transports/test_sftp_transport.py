@@ -29,6 +29,7 @@ from transports.errors import (
     NotFound,
     RemoteFull,
     Timeout,
+    TooLarge,
     TransportError,
 )
 from transports.sftp import SftpTransport
@@ -449,3 +450,12 @@ def test_full_local_folder_is_retryable(small_disk: Path) -> None:
     assert info.value.retryable is True
     assert os.listdir(small_disk) == []
     t.close()
+
+
+def test_fetch_refuses_a_blob_over_the_limit(sshd: SshServer, inbox: Path) -> None:
+    (inbox / "huge.bin").write_bytes(b"h" * 5000)
+    t = sftp(sshd.url(inbox), max_fetch=4096, **sshd.client_options())
+    with pytest.raises(TooLarge) as info:
+        t.fetch("huge.bin")
+    assert info.value.retryable is False
+    assert t.list() == ["huge.bin"]  # still usable, nothing removed

@@ -234,3 +234,11 @@ def test_importing_every_transport_loads_no_gateway_module() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_local_fetch_refuses_a_blob_over_the_limit(tmp_path: Path) -> None:
+    (tmp_path / "huge").write_bytes(b"h" * 5000)
+    t = LocalFolderTransport(tmp_path, max_fetch=4096)
+    with pytest.raises(te.TooLarge):
+        t.fetch("huge")
+    assert t.list() == ["huge"]
