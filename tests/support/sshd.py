@@ -242,6 +242,12 @@ class SshServer:
         remote = Path(path) if path is not None else self.root_dir
         return f"sftp://{self.user}@{HOST}:{self.port}{remote}"
 
+    def authorize(self, public_line: str) -> None:
+        """Also accept another client key (e.g. a second node's); sshd reads
+        authorized_keys at every login, so this works while running."""
+        with (self.workdir / "authorized_keys").open("a") as f:
+            f.write(public_line.strip() + "\n")
+
     def client_options(self) -> dict[str, str]:
         """Options for ``open_transport``: the client key and the pinned known_hosts."""
         return {"key_file": str(self.client_key), "known_hosts": str(self.known_hosts)}

@@ -323,6 +323,15 @@ def test_unauthorised_key_is_refused(sshd: SshServer, inbox: Path, tmp_path: Pat
     assert os.listdir(inbox) == []
 
 
+def test_a_second_authorized_key_works(sshd: SshServer, inbox: Path, tmp_path: Path) -> None:
+    public = make_ssh_key(tmp_path / "node-b")
+    sshd.authorize(public)
+    t = sftp(sshd.url(inbox), key_file=str(tmp_path / "node-b"),
+             known_hosts=str(sshd.known_hosts))
+    t.send("from-b", b"b")
+    assert visible(inbox) == ["from-b"]
+
+
 def test_bad_key_file_and_options_are_endpoint_errors(sshd: SshServer, tmp_path: Path) -> None:
     (tmp_path / "garbage").write_text("not a key")
     with pytest.raises(EndpointInvalid):

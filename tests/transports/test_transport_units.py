@@ -7,9 +7,12 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import transports
 from transports import PeerInfo, open_transport
@@ -242,3 +245,36 @@ def test_local_fetch_refuses_a_blob_over_the_limit(tmp_path: Path) -> None:
     with pytest.raises(te.TooLarge):
         t.fetch("huge")
     assert t.list() == ["huge"]
+
+
+# --- round-trip property (memory and local folder) ---------------------------------------------
+
+_NAME_START = "abcXYZ019_"
+_NAME_REST = _NAME_START + ".@+=-"
+
+
+@given(
+    blobs=st.dictionaries(
+        st.builds(
+            lambda a, b: a + b,
+            st.sampled_from(_NAME_START),
+            st.text(alphabet=_NAME_REST, max_size=30),
+        ),
+        st.binary(max_size=2048),
+        max_size=6,
+    )
+)
+def test_round_trip_property(blobs: dict[str, bytes]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        network = MemoryNetwork()
+        for sender, receiver in (
+            (network.open("p"), network.open("p")),
+            (LocalFolderTransport(tmp), LocalFolderTransport(tmp)),
+        ):
+            for name, data in blobs.items():
+                assert sender.send(name, data) is None
+            assert sorted(receiver.list()) == sorted(blobs)
+            for name, data in blobs.items():
+                assert receiver.fetch(name) == data
+                receiver.acknowledge(name)
+            assert receiver.list() == []
