@@ -88,7 +88,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         try:
             super().handle_one_request()
         except (TimeoutError, ConnectionError, ssl.SSLError, OSError) as exc:
-            log.info("%s: connection closed: %s", self.peer.address, type(exc).__name__)
+            log.debug("%s: connection closed: %s", self.peer.address, type(exc).__name__)
             self.close_connection = True
         finally:
             owner._disarm(self.connection)

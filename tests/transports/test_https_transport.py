@@ -483,10 +483,11 @@ def test_handler_slower_than_the_client_timeout_is_retryable(
         srv.stop()
 
 
-def test_connection_reset_before_the_answer_is_retryable(
-    pki: TestPki, server_tls: TlsFiles, client_tls: TlsFiles
+@pytest.mark.parametrize("body_size", [100, 5 * 1024 * 1024], ids=["before-answer", "mid-upload"])
+def test_connection_reset_is_retryable(
+    pki: TestPki, server_tls: TlsFiles, client_tls: TlsFiles, body_size: int
 ) -> None:
-    """A TLS server that reads the request and then drops the connection."""
+    """A TLS server that reads (part of) the request and then resets the connection."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(server_tls.cert, server_tls.key)
     context.verify_mode = ssl.CERT_REQUIRED
@@ -506,7 +507,7 @@ def test_connection_reset_before_the_answer_is_retryable(
     thread.start()
     t = client(f"https://127.0.0.1:{port}/v1/messages", client_tls, pki.ca.cert, timeout=5)
     with pytest.raises(ConnectionLost) as info:
-        t.send("m", b"x" * 100)
+        t.send("m", b"x" * body_size)
     assert info.value.retryable is True
     thread.join(5)
 
