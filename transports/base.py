@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from transports.errors import InvalidName
 
-__all__ = ["MAX_NAME_LENGTH", "PeerInfo", "Transport", "check_name", "is_visible_name"]
+__all__ = ["MAX_NAME_LENGTH", "PeerInfo", "Transport", "check_name", "is_visible_name",
+           "visible_names"]
 
 MAX_NAME_LENGTH = 200
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=-]*")
@@ -74,6 +77,18 @@ def check_name(name: str, *, endpoint: str | None = None) -> str:
 def is_visible_name(name: str) -> bool:
     """True for names a receiver may see: complete blobs, not temporary or hidden files."""
     return bool(_NAME.fullmatch(name)) and len(name) <= MAX_NAME_LENGTH
+
+
+def visible_names(names: Iterable[str], *, endpoint: str, log: logging.Logger) -> set[str]:
+    """The visible names among ``names``; logs (once per call) the files it skips that
+    are not dot-files, so a partner's badly named file does not wait unseen forever."""
+    names = list(names)
+    shown = {n for n in names if is_visible_name(n)}
+    odd = [n for n in names if n not in shown and not n.startswith(".")]
+    if odd:
+        log.warning("%s: ignoring %d file(s) whose names are not valid blob names",
+                    endpoint, len(odd))
+    return shown
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from transports.base import check_name, is_visible_name
+from transports.base import check_name, visible_names
 from transports.errors import (
     AlreadyExists,
     ConnectFailed,
@@ -36,6 +36,7 @@ log = logging.getLogger("gateway.transports.local")
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EXDEV}
 
 
 class LocalFolderTransport:
@@ -104,7 +105,7 @@ class LocalFolderTransport:
             finally:
                 os.close(fd)
             try:
-                os.link(temp, final)
+                self._link_into_place(temp, final)
             except FileExistsError:
                 if self._same_content(final, data):
                     log.info("%s: %s already there with identical bytes", self.endpoint, name)
@@ -122,6 +123,19 @@ class LocalFolderTransport:
                 log.warning("%s: could not remove temporary file %s", self.endpoint, temp.name)
         return None
 
+    def _link_into_place(self, temp: Path, final: Path) -> None:
+        """``os.link`` (atomic, fails if ``final`` exists); on file systems without hard
+        links, check then rename, as OpenSSH's sftp-server does (racy only against another
+        writer of the same name at the same instant)."""
+        try:
+            os.link(temp, final)
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            if os.path.lexists(final):
+                raise FileExistsError(errno.EEXIST, "exists", str(final)) from None
+            os.rename(temp, final)
+
     def _same_content(self, path: Path, data: bytes) -> bool:
         try:
             if path.stat().st_size != len(data):
@@ -136,14 +150,13 @@ class LocalFolderTransport:
         try:
             with os.scandir(folder) as it:
                 for entry in it:
-                    if not is_visible_name(entry.name):
-                        continue
                     info = entry.stat(follow_symlinks=False)
                     if stat.S_ISREG(info.st_mode):
                         entries.append((info.st_mtime, entry.name))
         except OSError as exc:
             raise self._error(exc, "listing the folder") from exc
-        return [name for _, name in sorted(entries)]
+        shown = visible_names((n for _, n in entries), endpoint=self.endpoint, log=log)
+        return [name for _, name in sorted(entries) if name in shown]
 
     def fetch(self, name: str) -> bytes:
         check_name(name, endpoint=self.endpoint)

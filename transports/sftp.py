@@ -39,7 +39,7 @@ from typing import NoReturn, TypeVar
 import paramiko
 from paramiko import sftp as sftp_const
 
-from transports.base import check_name, is_visible_name
+from transports.base import check_name, visible_names
 from transports.errors import (
     AlreadyExists,
     AuthRejected,
@@ -486,9 +486,10 @@ class SftpTransport:
             entries = [
                 (a.st_mtime or 0, a.filename)
                 for a in sftp.listdir_attr(self.path)
-                if is_visible_name(a.filename) and stat.S_ISREG(a.st_mode or 0)
+                if stat.S_ISREG(a.st_mode or 0)
             ]
-            return [name for _, name in sorted(entries)]
+            shown = visible_names((n for _, n in entries), endpoint=self.endpoint, log=log)
+            return [name for _, name in sorted(entries) if name in shown]
 
         return self._run("listing the directory", operation)
 

@@ -132,3 +132,18 @@ def test_errors_name_the_endpoint_not_the_content(pair: Pair) -> None:
     assert pair.sender.endpoint in text
     assert "987654321" not in text
     assert "TESTPERSON" not in text
+
+
+def test_badly_named_files_are_not_listed_but_reported(
+    pair: Pair, caplog: pytest.LogCaptureFixture
+) -> None:
+    if pair.plant is None:
+        return  # memory: nobody can put a badly named blob there
+    pair.plant("bad name.xml", b"x")
+    pair.plant(".tmp.part", b"x")
+    pair.sender.send("good.xml", b"y")
+    with caplog.at_level("WARNING", logger="gateway.transports"):
+        assert pair.receiver.list() == ["good.xml"]
+    warnings = [r for r in caplog.records if "not valid blob names" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "1 file" in warnings[0].getMessage()

@@ -278,3 +278,22 @@ def test_round_trip_property(blobs: dict[str, bytes]) -> None:
                 assert receiver.fetch(name) == data
                 receiver.acknowledge(name)
             assert receiver.list() == []
+
+
+def test_local_without_hard_links_falls_back_to_checked_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    t = LocalFolderTransport(tmp_path)
+    t.send("a", b"1")
+    t.send("a", b"1")  # identical: fine
+    with pytest.raises(te.AlreadyExists):
+        t.send("a", b"2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert (tmp_path / "a").read_bytes() == b"1"
