@@ -23,6 +23,7 @@ Which party a certificate speaks for is *not* decided here: that is registration
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.utils import CryptographyDeprecationWarning
 
 from gateway.errors import (
     AlgorithmNotAllowed,
@@ -55,8 +57,10 @@ __all__ = [
     "issued_by",
     "load_certificates",
     "load_certificates_file",
+    "parse_der",
     "party_in_san",
     "pem",
+    "read_fully",
     "validate_chain",
 ]
 
@@ -89,15 +93,45 @@ def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(der(cert)).hexdigest()
 
 
+def read_fully(cert: x509.Certificate) -> x509.Certificate:
+    """``cert`` after reading every field the gateway uses. cryptography parses names,
+    keys and extensions lazily, so a malformed certificate can load and fail later;
+    raises ``ValueError`` here instead (callers translate it)."""
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        cert.public_key()
+        list(cert.extensions)
+        _ = (cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"unreadable certificate ({type(exc).__name__})") from None
+    return cert
+
+
+def parse_der(data: bytes) -> x509.Certificate:
+    """A DER certificate, fully read; ``ValueError`` for anything malformed, including
+    what cryptography only warns about (e.g. a negative serial number)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CryptographyDeprecationWarning)
+        try:
+            return read_fully(x509.load_der_x509_certificate(data))
+        except (x509.InvalidVersion, CryptographyDeprecationWarning) as exc:
+            raise ValueError(f"unreadable certificate ({type(exc).__name__})") from None
+
+
 def load_certificates(data: bytes, *, source: str = "certificate") -> list[x509.Certificate]:
     """Every certificate in PEM ``data`` (one or many), or one DER certificate."""
     try:
         if b"-----BEGIN" in data:
-            certs = x509.load_pem_x509_certificates(data)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", CryptographyDeprecationWarning)
+                pems = x509.load_pem_x509_certificates(data)
+            certs = [parse_der(c.public_bytes(serialization.Encoding.DER)) for c in pems]
         else:
-            certs = [x509.load_der_x509_certificate(data)]
-    except ValueError:
-        raise FileUnreadable("not a PEM or DER X.509 certificate", where=source) from None
+            certs = [parse_der(data)]
+    except (ValueError, x509.InvalidVersion, CryptographyDeprecationWarning):
+        raise FileUnreadable("not a readable PEM or DER X.509 certificate",
+                             where=source) from None
     if not certs:
         raise FileUnreadable("no certificate found", where=source)
     return certs

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as apad
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from gateway.certs import parse_der
 from gateway.errors import (
     AlgorithmNotAllowed,
     DecryptionFailed,
@@ -83,6 +84,8 @@ _ATTR_MESSAGE_DIGEST = "message_digest"
 _ATTR_SIGNING_TIME = "signing_time"
 
 _SEQ, _SET, _INT, _OCTETS, _OID = 0x30, 0x31, 0x02, 0x04, 0x06
+# What asn1crypto raises on malformed input (lazily, when a field is first read).
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
 _CTX0, _CTX1, _CTX0_PRIM = 0xA0, 0xA1, 0x80
 _PSS_SALT = 32
 
@@ -217,7 +220,10 @@ def _octets(buf: memoryview, item: _Tlv, primitive: int) -> memoryview | bytes:
     if item.tag == primitive:
         return buf[item.body:item.end]
     if item.tag == primitive | 0x20:
-        return b"".join(bytes(_octets(buf, c, _OCTETS)) for c in _children(buf, item))
+        segments = _children(buf, item)
+        if any(c.tag != _OCTETS for c in segments):  # one level only: no deep nesting
+            raise _Malformed("constructed OCTET STRING with non-primitive segments")
+        return b"".join(bytes(buf[c.body:c.end]) for c in segments)
     raise _Malformed("expected an OCTET STRING")
 
 
@@ -543,7 +549,7 @@ def decrypt(
                               where="Payload") from None
     except GatewayError:
         raise
-    except (ValueError, TypeError, KeyError) as exc:  # asn1crypto parse errors
+    except _PARSE_ERRORS as exc:
         raise EnvelopeInvalid("the payload's CMS structure cannot be read "
                               f"({type(exc).__name__})", where="Payload") from None
     if len(content_key) != 32:
@@ -686,8 +692,7 @@ def verify(
             if extra.tag == _CTX0:
                 for item in _children(buf, extra):
                     if item.tag == _SEQ:
-                        certs.append(x509.load_der_x509_certificate(
-                            buf[item.start:item.end].tobytes()))
+                        certs.append(parse_der(buf[item.start:item.end].tobytes()))
         if signer_infos.tag != _SET:
             raise _Malformed("signerInfos")
         infos = _children(buf, signer_infos)
@@ -723,12 +728,16 @@ def verify(
             from None
     except GatewayError:
         raise
-    except (ValueError, TypeError, KeyError) as exc:
+    except _PARSE_ERRORS as exc:
         raise SignatureInvalid("the SignedData structure cannot be read "
                                f"({type(exc).__name__})") from None
     if hashlib.sha256(content).digest() != expected:
         raise SignatureInvalid("the message digest does not match the content")
-    _check_signature(signer, alg, signature, b"\x31" + attrs_raw[1:])
+    try:
+        _check_signature(signer, alg, signature, b"\x31" + attrs_raw[1:])
+    except _PARSE_ERRORS as exc:
+        raise SignatureInvalid("the signature algorithm parameters cannot be read "
+                               f"({type(exc).__name__})") from None
     return VerifiedSignature(
         content=bytes(content),
         signer=signer,
