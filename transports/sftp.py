@@ -66,6 +66,10 @@ T = TypeVar("T")
 # Free space below which a generic write failure is reported as ``RemoteFull``.
 _FULL_BELOW = 1024 * 1024
 _CHUNK = 32768
+# Data per SFTP write: the whole request (data plus ~30 bytes of header and handle) must
+# fit one 32 KB SSH channel packet, else each write costs a second, tiny packet (measured:
+# ~30% slower for large files).
+_WRITE = _CHUNK - 256
 _MAX_PENDING = 64  # writes in flight before waiting for the oldest reply
 
 
@@ -381,13 +385,13 @@ class SftpTransport:
                     raise
                 first_error = first_error or exc
 
-        for offset in range(0, len(data), _CHUNK):
+        for offset in range(0, len(data), _WRITE):
             if first_error is not None:
                 break  # stop sending after a refused write; close and report
             pending.append(
                 sftp._async_request(  # type: ignore[attr-defined]
                     type(None), sftp_const.CMD_WRITE, handle, sftp_const.int64(offset),
-                    data[offset : offset + _CHUNK],
+                    data[offset : offset + _WRITE],
                 )
             )
             if len(pending) > _MAX_PENDING:
