@@ -326,8 +326,11 @@ def audit_node(node: DemoNode) -> dict[str, Any]:
 
 
 def run_demo(directory: Path, *, progress: Progress, timeout: float = 45.0,
-             use_sshd: bool = True) -> DemoResult:
-    """Build and run the network, send the messages, check everything, stop everything."""
+             use_sshd: bool = True,
+             hold: Callable[[DemoNetwork], None] | None = None) -> DemoResult:
+    """Build and run the network, send the messages, check everything, stop everything.
+    ``hold`` (``gateway demo --keep-running``) is called with the network still running
+    once the demo's own messages are done; the nodes stop when it returns."""
     started = time.monotonic()
     net = DemoNetwork(directory, progress=progress, use_sshd=use_sshd)
     tracked = [Tracked(p) for p in plan()]
@@ -368,6 +371,8 @@ def run_demo(directory: Path, *, progress: Progress, timeout: float = 45.0,
         for t in tracked:
             if t.planned.valid and t.state == "delivered":
                 t.receipt = check_receipt(net, t)
+        if hold is not None:
+            hold(net)
     finally:
         watcher.close()
         exits = net.stop()
@@ -403,19 +408,30 @@ def run_demo(directory: Path, *, progress: Progress, timeout: float = 45.0,
                              if k in e} for e in t.rejection.get("errors", [])
                             if isinstance(e, dict)]}
                 for t in tracked if not t.planned.valid]
-    ca = net.nodes["ca"].config_path
+    ca, gw = net.nodes["ca"].config_path, command_name()
     try_next = [
-        f"gateway --config {ca} audit list",
-        f"gateway --config {ca} audit show {tracked[0].message_id or 'MESSAGE_ID'}",
-        f"gateway --config {ca} messages list",
-        f"gateway --config {ca} status",
-        f"gateway --config {net.nodes['hub'].config_path} audit verify",
+        f"{gw} --config {ca} audit list",
+        f"{gw} --config {ca} audit show {tracked[0].message_id or 'MESSAGE_ID'}",
+        f"{gw} --config {ca} messages list",
+        f"{gw} --config {ca} status",
+        f"{gw} --config {net.nodes['hub'].config_path} audit verify",
     ]
     return DemoResult(ok=not problems, directory=net.dir,
                       wall_seconds=round(time.monotonic() - started, 1),
                       fallback=net.fallback, nodes=nodes,
                       messages=[t.row() for t in tracked if t.planned.valid],
                       rejected=rejected, problems=problems, try_next=try_next)
+
+
+def command_name() -> str:
+    """How to run ``gateway`` from here: the script beside this Python (``.venv/bin/gateway``
+    relative to the current directory when it is under it), else ``python -m gateway``."""
+    script = Path(sys.executable).parent / "gateway"
+    if not script.exists():
+        return f"{sys.executable} -m gateway"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
 
 
 def default_directory(now: dt.datetime | None = None) -> Path:

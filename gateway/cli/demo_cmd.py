@@ -6,11 +6,16 @@ one was rejected, and every node's audit trail verifies; 1 otherwise."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gateway.cli.output import err, out, out_json, table
-from gateway.demo import DemoResult, default_directory, run_demo
+from gateway.demo import DemoResult, command_name, default_directory, run_demo
+from gateway.demo_network import DemoNetwork
 
 
 def register(subparsers: Any) -> None:
@@ -26,6 +31,9 @@ def register(subparsers: Any) -> None:
                         help="print the summary as JSON (progress goes to stderr)")
     parser.add_argument("--no-sshd", action="store_true",
                         help="do not use OpenSSH: the SFTP link falls back to local folders")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="leave the network running after the demo's messages (drop "
+                        "your own files into DIR/<node>/outbox/); Ctrl-C stops and verifies")
     parser.add_argument("--timeout", type=float, default=45.0, metavar="SECONDS",
                         help="how long to wait for every receipt (default 45)")
     parser.set_defaults(func=run_demo_cmd)
@@ -35,12 +43,27 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     directory = args.dir or default_directory()
     progress = err if args.json else out
     result = run_demo(directory, progress=progress, timeout=args.timeout,
-                      use_sshd=not args.no_sshd)
+                      use_sshd=not args.no_sshd,
+                      hold=partial(keep_running, progress) if args.keep_running else None)
     if args.json:
         out_json(result.to_dict())
     else:
         summary(result)
     return 0 if result.ok else 1
+
+
+def keep_running(progress: Callable[[str], None], net: DemoNetwork) -> None:
+    """Wait for Ctrl-C (or SIGTERM) with the network up, saying what to try meanwhile."""
+    ca, tx = net.nodes["ca"], net.nodes["tx"]
+    progress("")
+    progress(f"The network is still running. In another terminal, from {Path.cwd()}:")
+    progress(f"  cp tests/samples/valid/interstate-transaction.xml {ca.outbox}/")
+    progress(f"  {command_name()} --config {ca.config_path} messages list")
+    progress(f"  ls {tx.inbox}")
+    progress("Press Ctrl-C to stop the nodes, verify every audit trail and see the summary.")
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(1)
 
 
 def summary(r: DemoResult) -> None:
