@@ -53,6 +53,10 @@ __all__ = [
 
 log = logging.getLogger("gateway.seal")
 
+#: Sealed content up to this size is built once in memory; larger content is streamed
+#: twice (digest, then encrypt) so that memory stays near the envelope's own size.
+_MATERIALIZE_LIMIT = 16 * 1024 * 1024
+
 
 class SenderKeys(Protocol):
     """What sealing needs (a :class:`~gateway.keystore.NodeIdentity` has it)."""
@@ -117,7 +121,10 @@ def seal(
     certs.check_key_usage(recipient_cert, "encrypt")
     certs.check_key(recipient_cert, "encrypt")
     certs.check_validity(recipient_cert, header.created, what="recipient certificate")
-    sealed = SealedContent(header, bytes(document))
+    sealed: cms.Content = SealedContent(header, bytes(document))
+    if sealed.length <= _MATERIALIZE_LIMIT:
+        # Small enough to hold: base64 once instead of once per pass (digest, encrypt).
+        sealed = cms.BytesContent(b"".join(sealed.chunks()))
     signed = cms.sign(sealed, key=sender.signing_key, cert=sender.signing_cert,
                       signing_time=header.created, chain=sender.chain, rsa_pss=rsa_pss)
     encrypted = cms.encrypt(signed, recipient_cert=recipient_cert)
