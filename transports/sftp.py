@@ -303,7 +303,7 @@ class SftpTransport:
                     if not session.alive():
                         self._drop()
                     raise
-                except (OSError, EOFError, paramiko.SSHException) as exc:
+                except (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
                     if isinstance(exc, TimeoutError) or not session.alive():
                         # A timed-out channel may still deliver a late answer: never reuse.
                         self._drop()
@@ -433,7 +433,7 @@ class SftpTransport:
         try:
             sftp.remove(remote)
         except Exception:  # cleanup; the first failure is raised
-            log.warning("%s: could not remove temporary file %s", self.endpoint, remote)
+            log.debug("%s: could not remove temporary file %s", self.endpoint, remote)
 
     # -- Transport ----------------------------------------------------------------------
 
@@ -446,10 +446,12 @@ class SftpTransport:
             try:
                 self._upload(sftp, temp, data)
             except OSError as exc:
-                if isinstance(exc, TimeoutError) or getattr(exc, "errno", None) is not None:
-                    raise
-                # A generic failure while writing: tell a full disk from the rest.
+                if isinstance(exc, TimeoutError):
+                    raise  # the channel is unusable now; the temporary file stays hidden
                 self._remove_quietly(sftp, temp)
+                if getattr(exc, "errno", None) is not None:
+                    raise  # no such directory, permission denied, connection errors
+                # A generic failure while writing: tell a full disk from the rest.
                 free = self._free_space(sftp)
                 if free is not None and free < max(_FULL_BELOW, len(data)):
                     raise RemoteFull(
