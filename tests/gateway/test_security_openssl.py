@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -74,12 +75,13 @@ def check_with_openssl(work: Path, envelope: bytes, recip: Path, key: Path,
 
 def openssl_envelope(work: Path, h: Header, document: bytes, *, sign_cert: Path,
                      sign_key: Path, recip: Path, pss: bool = False,
-                     legacy: bool = False) -> bytes:
+                     legacy: bool = False, keyid: bool = False) -> bytes:
     """An envelope whose CMS layers were built by ``openssl cms -sign`` / ``-encrypt``."""
     (work / "sealed-in.xml").write_bytes(SealedContent(h, document).to_bytes())
     openssl.sign(work, Path("sealed-in.xml"), sign_cert, sign_key, Path("os-signed.der"),
-                 pss=pss)
-    openssl.encrypt(work, Path("os-signed.der"), recip, Path("os-payload.der"), legacy=legacy)
+                 pss=pss, keyid=keyid)
+    openssl.encrypt(work, Path("os-signed.der"), recip, Path("os-payload.der"), legacy=legacy,
+                    keyid=keyid)
     return build_envelope(h, (work / "os-payload.der").read_bytes())
 
 
@@ -187,3 +189,35 @@ def test_cli_both_ways_with_openssl(tmp_path: Path, capsys: pytest.CaptureFixtur
                          str(tmp_path / "back.xml"), "-o", str(out)])
     assert code == 0, capsys.readouterr().err
     assert out.read_bytes() == DOC
+
+
+def test_subject_key_identifier_recipient_and_signer_ids(tmp_path: Path) -> None:
+    """OpenSSL's ``-keyid`` names the recipient and the signer by subjectKeyIdentifier."""
+    a, b = pair(tmp_path)
+    h = Header.new(from_party=A, to_party=B, service="interstate", action="Note",
+                   created=now())
+    data = openssl_envelope(tmp_path, h, DOC, sign_cert=a.path / "sign.crt",
+                            sign_key=a.path / "sign.key", recip=b.path / "encrypt.crt",
+                            keyid=True)
+    der = parse_envelope(data).payload_der
+    rid = acms.ContentInfo.load(der)["content"]["recipient_infos"][0].chosen["rid"]
+    assert rid.name == "subject_key_identifier"
+    signed = acms.ContentInfo.load((tmp_path / "os-signed.der").read_bytes())
+    assert signed["content"]["signer_infos"][0]["sid"].name == "subject_key_identifier"
+    opened = open_envelope(data, node=b.identity, trust=b.store.trust(), directory=b.store,
+                           now=now())
+    assert opened.document == DOC
+
+
+def test_ecdsa_signer_opens_with_openssl(tmp_path: Path) -> None:
+    a, b = pair(tmp_path, sign_algorithm="ecdsa-p256")
+    h = Header.new(from_party=A, to_party=B, service="interstate", action="Note",
+                   created=now())
+    data = seal(DOC, h, sender=a.identity, recipient_cert=b.identity.encryption_cert)
+    _, document = check_with_openssl(tmp_path, data, b.path / "encrypt.crt",
+                                     b.path / "encrypt.key", a.path / "ca.crt")
+    assert document == DOC
+    back = openssl_envelope(tmp_path, h, DOC, sign_cert=a.path / "sign.crt",
+                            sign_key=a.path / "sign.key", recip=b.path / "encrypt.crt")
+    assert open_envelope(back, node=b.identity, trust=b.store.trust(), directory=b.store,
+                         now=now()).document == DOC

@@ -68,18 +68,20 @@ def verify(directory: Path, signed: Path, trust: Path, out: Path) -> None:
 
 
 def sign(directory: Path, content: Path, cert: Path, key: Path, out: Path,
-         *, pss: bool = False) -> None:
+         *, pss: bool = False, keyid: bool = False) -> None:
     extra = ["-keyopt", "rsa_padding_mode:pss"] if pss else []
+    extra += ["-keyid"] if keyid else []
     run("cms", "-sign", "-in", content, "-signer", cert, "-inkey", key, "-nodetach",
         "-binary", "-outform", "DER", *extra, "-out", out, cwd=directory)
 
 
 def encrypt(directory: Path, content: Path, recip: Path, out: Path,
-            *, legacy: bool = False) -> None:
+            *, legacy: bool = False, keyid: bool = False) -> None:
     if legacy:
         run("cms", "-encrypt", "-binary", "-in", content, "-outform", "DER", "-aes256",
             "-recip", recip, "-out", out, cwd=directory)
         return
     run("cms", "-encrypt", "-binary", "-in", content, "-outform", "DER", "-aes-256-gcm",
         "-recip", recip, "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256",
-        "-keyopt", "rsa_mgf1_md:sha256", "-out", out, cwd=directory)
+        "-keyopt", "rsa_mgf1_md:sha256", *(["-keyid"] if keyid else []), "-out", out,
+        cwd=directory)
