@@ -27,6 +27,7 @@ from transports.errors import (
     EndpointInvalid,
     HostKeyRejected,
     NotFound,
+    RemoteFailed,
     RemoteFull,
     Timeout,
     TooLarge,
@@ -468,3 +469,27 @@ def test_fetch_refuses_a_blob_over_the_limit(sshd: SshServer, inbox: Path) -> No
         t.fetch("huge.bin")
     assert info.value.retryable is False
     assert t.list() == ["huge.bin"]  # still usable, nothing removed
+
+
+@pytest.mark.parametrize(("free", "expected"), [(10_000, RemoteFull), (10**12, RemoteFailed),
+                                                 (None, RemoteFailed)])
+def test_generic_write_failure_is_classified_by_free_space(
+    sshd: SshServer, inbox: Path, monkeypatch: pytest.MonkeyPatch, free: int | None,
+    expected: type[TransportError],
+) -> None:
+    """The mapping alone, without a full disk: OpenSSH reports ENOSPC as a bare
+    SSH_FX_FAILURE, so the free space decides between RemoteFull and RemoteFailed."""
+    t = sftp(sshd.url(inbox), **sshd.client_options())
+
+    def failing_upload(self: SftpTransport, s: paramiko.SFTPClient, temp: str,
+                       data: bytes) -> None:
+        s.open(temp, "wbx").close()  # leave a temporary file to clean up
+        raise OSError("Failure")
+
+    monkeypatch.setattr(SftpTransport, "_upload", failing_upload)
+    monkeypatch.setattr(SftpTransport, "_free_space", lambda self, s: free)
+    with pytest.raises(expected) as info:
+        t.send("m.xml", b"x" * 5000)
+    assert type(info.value) is expected
+    assert info.value.retryable is True
+    assert os.listdir(inbox) == []
