@@ -61,7 +61,6 @@ __all__ = [
     "decrypt",
     "encrypt",
     "sign",
-    "signed_content_of",
     "verify",
 ]
 
@@ -721,8 +720,6 @@ def verify(
             raise SignatureInvalid("the signer's certificate is not included")
         alg = info["signature_algorithm"]
         signature = bytes(info["signature"].native)
-        # Read every lazily parsed field now, so that malformed parts fail here.
-        alg.native  # noqa: B018
     except _Malformed as exc:
         raise SignatureInvalid(f"the signed content is not a DER CMS SignedData ({exc})") \
             from None
@@ -744,8 +741,3 @@ def verify(
         certificates=tuple(c for c in certs if c != signer),
         signing_time=signing_time.astimezone(UTC),
     )
-
-
-def signed_content_of(signed: SignedContent) -> bytes:
-    """The DER of a :class:`SignedContent` (receipts, tests: small content only)."""
-    return signed.to_bytes()
