@@ -435,6 +435,7 @@ def command_name() -> str:
 
 
 def default_directory(now: dt.datetime | None = None) -> Path:
-    """A new folder under the current directory: ``gateway-demo-YYYYMMDD-HHMMSS``."""
+    """A new folder under the current directory: ``demo-YYYYMMDD-HHMMSS`` (ignored by
+    git)."""
     moment = now or dt.datetime.now(dt.UTC)
-    return Path.cwd() / f"gateway-demo-{moment:%Y%m%d-%H%M%S}"
+    return Path.cwd() / f"demo-{moment:%Y%m%d-%H%M%S}"

@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
         "Authority on 127.0.0.1 (real keys, mutual-TLS HTTPS, SFTP through OpenSSH sshd), "
         "sends synthetic transactions through them and prints what happened.")
     parser.add_argument("--dir", type=Path, metavar="DIR",
-                        help="where to build the nodes (default: a new gateway-demo-* "
+                        help="where to build the nodes (default: a new demo-YYYYMMDD-HHMMSS "
                         "folder in the current directory); kept afterwards")
     parser.add_argument("--json", action="store_true",
                         help="print the summary as JSON (progress goes to stderr)")
