@@ -12,7 +12,7 @@
 
 ``asn1crypto`` supplies the small ASN.1 structures (names, algorithm parameters,
 attributes); ``cryptography`` does every primitive. The outer layers are written and read
-here with a minimal DER codec over ``memoryview``, so a 100 MB content is never copied per
+here with the minimal DER codec in :mod:`gateway.der`, so a 100 MB content is never copied per
 nesting level (asn1crypto copies the contents of every level it parses or dumps).
 Content is passed as :class:`Content`: a length and a re-iterable stream of chunks.
 
@@ -44,6 +44,26 @@ from cryptography.hazmat.primitives.asymmetric import padding as apad
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.certs import parse_der
+from gateway.der import (
+    CTX0,
+    CTX0_PRIM,
+    CTX1,
+    INT,
+    OCTETS,
+    SEQ,
+    SET,
+    Malformed,
+    Tlv,
+    children,
+    head,
+    integer,
+    octets,
+    oid,
+    oid_at,
+    read,
+    tlv,
+    top,
+)
 from gateway.errors import (
     AlgorithmNotAllowed,
     DecryptionFailed,
@@ -82,10 +102,8 @@ _ATTR_CONTENT_TYPE = "content_type"
 _ATTR_MESSAGE_DIGEST = "message_digest"
 _ATTR_SIGNING_TIME = "signing_time"
 
-_SEQ, _SET, _INT, _OCTETS, _OID = 0x30, 0x31, 0x02, 0x04, 0x06
 # What asn1crypto raises on malformed input (lazily, when a field is first read).
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError)
-_CTX0, _CTX1, _CTX0_PRIM = 0xA0, 0xA1, 0x80
 _PSS_SALT = 32
 
 
@@ -115,34 +133,6 @@ class BytesContent:
         yield self.data
 
 
-# --- a minimal DER writer -----------------------------------------------------------------
-
-
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _head(tag: int, n: int) -> bytes:
-    return bytes([tag]) + _length(n)
-
-
-def _tlv(tag: int, *parts: bytes) -> bytes:
-    body = b"".join(parts)
-    return _head(tag, len(body)) + body
-
-
-@cache
-def _oid(dotted: str) -> bytes:
-    return bytes(core.ObjectIdentifier(dotted).dump())
-
-
-def _int(value: int) -> bytes:
-    return bytes(core.Integer(value).dump())
-
-
 class GCMParameters(core.Sequence):  # type: ignore[misc]
     """RFC 5084 ``GCMParameters`` (asn1crypto has the OID but not this structure)."""
 
@@ -153,89 +143,16 @@ class GCMParameters(core.Sequence):  # type: ignore[misc]
     ]
 
 
-# --- a minimal DER reader over memoryview --------------------------------------------------
-
-
-class _Malformed(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class _Tlv:
-    tag: int
-    start: int
-    body: int
-    end: int
-
-
-def _read(buf: memoryview, pos: int, limit: int) -> _Tlv:
-    if pos + 2 > limit:
-        raise _Malformed("truncated")
-    tag = buf[pos]
-    if tag & 0x1F == 0x1F:
-        raise _Malformed("multi-byte tags are not used in CMS")
-    first = buf[pos + 1]
-    if first < 0x80:
-        size, body = first, pos + 2
-    elif first == 0x80:
-        raise _Malformed("indefinite length (BER) where DER is required")
-    else:
-        count = first & 0x7F
-        if count > 8 or pos + 2 + count > limit:
-            raise _Malformed("bad length")
-        size = int.from_bytes(buf[pos + 2:pos + 2 + count], "big")
-        body = pos + 2 + count
-    if body + size > limit:
-        raise _Malformed("truncated")
-    return _Tlv(tag, pos, body, body + size)
-
-
-def _children(buf: memoryview, parent: _Tlv) -> list[_Tlv]:
-    out: list[_Tlv] = []
-    pos = parent.body
-    while pos < parent.end:
-        item = _read(buf, pos, parent.end)
-        out.append(item)
-        pos = item.end
-    return out
-
-
-def _top(buf: memoryview) -> _Tlv:
-    item = _read(buf, 0, len(buf))
-    if item.tag != _SEQ or item.end != len(buf):
-        raise _Malformed("not one DER SEQUENCE")
-    return item
-
-
-def _oid_at(buf: memoryview, item: _Tlv) -> str:
-    if item.tag != _OID:
-        raise _Malformed("expected an OBJECT IDENTIFIER")
-    return str(core.ObjectIdentifier.load(buf[item.start:item.end].tobytes()).dotted)
-
-
-def _octets(buf: memoryview, item: _Tlv, primitive: int) -> memoryview | bytes:
-    """Contents of an OCTET STRING (or an implicitly tagged one): a view when primitive,
-    the joined segments when constructed (BER style, still accepted)."""
-    if item.tag == primitive:
-        return buf[item.body:item.end]
-    if item.tag == primitive | 0x20:
-        segments = _children(buf, item)
-        if any(c.tag != _OCTETS for c in segments):  # one level only: no deep nesting
-            raise _Malformed("constructed OCTET STRING with non-primitive segments")
-        return b"".join(bytes(buf[c.body:c.end]) for c in segments)
-    raise _Malformed("expected an OCTET STRING")
-
-
-def _content_info(buf: memoryview) -> tuple[str, _Tlv]:
+def _content_info(buf: memoryview) -> tuple[str, Tlv]:
     """(content type OID, the SEQUENCE inside ``[0] EXPLICIT``)."""
-    top = _top(buf)
-    parts = _children(buf, top)
-    if len(parts) != 2 or parts[1].tag != _CTX0:
-        raise _Malformed("not a ContentInfo")
-    inner = _children(buf, parts[1])
-    if len(inner) != 1 or inner[0].tag != _SEQ:
-        raise _Malformed("ContentInfo content is not a SEQUENCE")
-    return _oid_at(buf, parts[0]), inner[0]
+    outer = top(buf)
+    parts = children(buf, outer)
+    if len(parts) != 2 or parts[1].tag != CTX0:
+        raise Malformed("not a ContentInfo")
+    inner = children(buf, parts[1])
+    if len(inner) != 1 or inner[0].tag != SEQ:
+        raise Malformed("ContentInfo content is not a SEQUENCE")
+    return oid_at(buf, parts[0]), inner[0]
 
 
 # --- signing ------------------------------------------------------------------------------
@@ -269,7 +186,7 @@ def _algorithm_der(name: str) -> bytes:
             "hash_algorithm": {"algorithm": "sha256"},
             "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
         })
-        return _tlv(_SEQ, _oid("1.2.840.113549.1.1.7"), bytes(oaep.dump()))
+        return tlv(SEQ, oid("1.2.840.113549.1.1.7"), bytes(oaep.dump()))
     else:  # pragma: no cover - programming error
         raise ValueError(name)
     return bytes(value.dump())
@@ -295,7 +212,7 @@ def _sign_bytes(key: SigningKey, data: bytes, rsa_pss: bool) -> bytes:
 
 def _issuer_and_serial(cert: x509.Certificate) -> bytes:
     """DER ``IssuerAndSerialNumber`` naming ``cert`` (issuer exactly as encoded in it)."""
-    return _tlv(_SEQ, cert.issuer.public_bytes(), _int(cert.serial_number))
+    return tlv(SEQ, cert.issuer.public_bytes(), integer(cert.serial_number))
 
 
 @dataclass(frozen=True)
@@ -335,41 +252,41 @@ def sign(
     for chunk in content.chunks():
         digest.update(chunk)
     attrs = [
-        _tlv(_SEQ, _oid(OID_ATTR_CONTENT_TYPE), _tlv(_SET, _oid(OID_DATA))),
-        _tlv(_SEQ, _oid(OID_ATTR_SIGNING_TIME), _tlv(_SET, bytes(_time(signing_time).dump()))),
-        _tlv(_SEQ, _oid(OID_ATTR_MESSAGE_DIGEST), _tlv(_SET, _tlv(_OCTETS, digest.digest()))),
+        tlv(SEQ, oid(OID_ATTR_CONTENT_TYPE), tlv(SET, oid(OID_DATA))),
+        tlv(SEQ, oid(OID_ATTR_SIGNING_TIME), tlv(SET, bytes(_time(signing_time).dump()))),
+        tlv(SEQ, oid(OID_ATTR_MESSAGE_DIGEST), tlv(SET, tlv(OCTETS, digest.digest()))),
     ]
     # DER SET OF: elements sorted by their encodings. The signature covers the SET (0x31).
     attr_body = b"".join(sorted(attrs))
-    signature = _sign_bytes(key, _tlv(_SET, attr_body), rsa_pss)
+    signature = _sign_bytes(key, tlv(SET, attr_body), rsa_pss)
     digest_alg = _algorithm_der("sha256")
-    signer_info = _tlv(
-        _SEQ,
-        _int(1),
+    signer_info = tlv(
+        SEQ,
+        integer(1),
         _issuer_and_serial(cert),
         digest_alg,
-        _tlv(_CTX0, attr_body),
+        tlv(CTX0, attr_body),
         _signature_algorithm(key, rsa_pss),
-        _tlv(_OCTETS, signature),
+        tlv(OCTETS, signature),
     )
     certs = [cert, *[c for c in chain if c != cert]]
     suffix = (
-        _tlv(_CTX0, *(c.public_bytes(serialization.Encoding.DER) for c in certs))
-        + _tlv(_SET, signer_info)
+        tlv(CTX0, *(c.public_bytes(serialization.Encoding.DER) for c in certs))
+        + tlv(SET, signer_info)
     )
-    octets_head = _head(_OCTETS, content.length)
+    octets_head = head(OCTETS, content.length)
     explicit_len = len(octets_head) + content.length
-    explicit_head = _head(_CTX0, explicit_len)
-    oid_data = _oid(OID_DATA)
+    explicit_head = head(CTX0, explicit_len)
+    oid_data = oid(OID_DATA)
     eci_len = len(oid_data) + len(explicit_head) + explicit_len
-    head_fields = _int(1) + _tlv(_SET, digest_alg)
-    eci_head = _head(_SEQ, eci_len)
+    head_fields = integer(1) + tlv(SET, digest_alg)
+    eci_head = head(SEQ, eci_len)
     sd_len = len(head_fields) + len(eci_head) + eci_len + len(suffix)
-    sd_head = _head(_SEQ, sd_len)
-    ci_explicit = _head(_CTX0, len(sd_head) + sd_len)
-    oid_sd = _oid(OID_SIGNED_DATA)
+    sd_head = head(SEQ, sd_len)
+    ci_explicit = head(CTX0, len(sd_head) + sd_len)
+    oid_sd = oid(OID_SIGNED_DATA)
     ci_len = len(oid_sd) + len(ci_explicit) + len(sd_head) + sd_len
-    prefix = (_head(_SEQ, ci_len) + oid_sd + ci_explicit + sd_head + head_fields + eci_head
+    prefix = (head(SEQ, ci_len) + oid_sd + ci_explicit + sd_head + head_fields + eci_head
               + oid_data + explicit_head + octets_head)
     return SignedContent(prefix=prefix, content=content, suffix=suffix)
 
@@ -390,23 +307,23 @@ class _Encrypted:
         self._nonce = os.urandom(12)
         wrapped = public.encrypt(self._key, apad.OAEP(mgf=apad.MGF1(hashes.SHA256()),
                                                      algorithm=hashes.SHA256(), label=None))
-        ktri = _tlv(_SEQ, _int(0), _issuer_and_serial(recipient_cert),
-                    _algorithm_der("rsaes_oaep"), _tlv(_OCTETS, wrapped))
+        ktri = tlv(SEQ, integer(0), _issuer_and_serial(recipient_cert),
+                    _algorithm_der("rsaes_oaep"), tlv(OCTETS, wrapped))
         gcm_params = GCMParameters({"aes_nonce": self._nonce, "aes_icvlen": 16})
-        content_alg = _tlv(_SEQ, _oid(OID_AES256_GCM), bytes(gcm_params.dump()))
+        content_alg = tlv(SEQ, oid(OID_AES256_GCM), bytes(gcm_params.dump()))
         n = content.length
-        ec_head = _head(_CTX0_PRIM, n)
-        eci_body = len(_oid(OID_DATA)) + len(content_alg) + len(ec_head) + n
-        eci_head = _head(_SEQ, eci_body)
+        ec_head = head(CTX0_PRIM, n)
+        eci_body = len(oid(OID_DATA)) + len(content_alg) + len(ec_head) + n
+        eci_head = head(SEQ, eci_body)
         mac_len = 2 + 16
-        aed_fields = _int(0) + _tlv(_SET, ktri)
+        aed_fields = integer(0) + tlv(SET, ktri)
         aed_body = len(aed_fields) + len(eci_head) + eci_body + mac_len
-        aed_head = _head(_SEQ, aed_body)
-        explicit = _head(_CTX0, len(aed_head) + aed_body)
-        oid_aed = _oid(OID_AUTH_ENVELOPED_DATA)
+        aed_head = head(SEQ, aed_body)
+        explicit = head(CTX0, len(aed_head) + aed_body)
+        oid_aed = oid(OID_AUTH_ENVELOPED_DATA)
         ci_body = len(oid_aed) + len(explicit) + len(aed_head) + aed_body
-        self._prefix = (_head(_SEQ, ci_body) + oid_aed + explicit + aed_head + aed_fields
-                        + eci_head + _oid(OID_DATA) + content_alg + ec_head)
+        self._prefix = (head(SEQ, ci_body) + oid_aed + explicit + aed_head + aed_fields
+                        + eci_head + oid(OID_DATA) + content_alg + ec_head)
         self.length = len(self._prefix) + n + mac_len
         self._used = False
 
@@ -419,7 +336,7 @@ class _Encrypted:
         for chunk in self._content.chunks():
             yield encryptor.update(chunk)
         encryptor.finalize()
-        yield _tlv(_OCTETS, encryptor.tag)
+        yield tlv(OCTETS, encryptor.tag)
 
 
 def encrypt(content: Content, *, recipient_cert: x509.Certificate) -> Content:
@@ -476,11 +393,11 @@ def _unwrap_key(ktri: acms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey,
                                "encryption key") from None
 
 
-def _content_key(buf: memoryview, infos: _Tlv, key: rsa.RSAPrivateKey,
+def _content_key(buf: memoryview, infos: Tlv, key: rsa.RSAPrivateKey,
                  cert: x509.Certificate, allow_legacy: bool) -> bytes:
-    if infos.tag != _SET:
-        raise _Malformed("recipientInfos is not a SET")
-    for item in _children(buf, infos):
+    if infos.tag != SET:
+        raise Malformed("recipientInfos is not a SET")
+    for item in children(buf, infos):
         info = acms.RecipientInfo.load(buf[item.start:item.end].tobytes())
         if info.name != "ktri":
             continue
@@ -516,22 +433,22 @@ def decrypt(
             return _decrypt_legacy(buf, body, key, cert)
         if kind != OID_AUTH_ENVELOPED_DATA:
             raise EnvelopeInvalid("the payload is not AuthEnvelopedData", where="Payload")
-        fields = _children(buf, body)
-        if len(fields) < 4 or fields[0].tag != _INT:
-            raise _Malformed("AuthEnvelopedData fields")
+        fields = children(buf, body)
+        if len(fields) < 4 or fields[0].tag != INT:
+            raise Malformed("AuthEnvelopedData fields")
         index = 1
-        if fields[index].tag == _CTX0:  # originatorInfo: certificates we do not need
+        if fields[index].tag == CTX0:  # originatorInfo: certificates we do not need
             index += 1
         infos, eci = fields[index], fields[index + 1]
         rest = fields[index + 2:]
-        if rest and rest[0].tag == _CTX1:
+        if rest and rest[0].tag == CTX1:
             raise AlgorithmNotAllowed("authAttrs are not used by this protocol")
-        if not rest or rest[0].tag != _OCTETS:
-            raise _Malformed("mac is missing")
+        if not rest or rest[0].tag != OCTETS:
+            raise Malformed("mac is missing")
         mac = bytes(buf[rest[0].body:rest[0].end])
-        eci_parts = _children(buf, eci)
-        if len(eci_parts) != 3 or _oid_at(buf, eci_parts[0]) != OID_DATA:
-            raise _Malformed("authEncryptedContentInfo must hold id-data content")
+        eci_parts = children(buf, eci)
+        if len(eci_parts) != 3 or oid_at(buf, eci_parts[0]) != OID_DATA:
+            raise Malformed("authEncryptedContentInfo must hold id-data content")
         alg = algos.EncryptionAlgorithm.load(
             buf[eci_parts[1].start:eci_parts[1].end].tobytes())
         if alg["algorithm"].dotted != OID_AES256_GCM:
@@ -541,9 +458,9 @@ def decrypt(
         nonce, icv_len = _gcm_params(alg)
         if len(nonce) != 12 or icv_len != 16 or len(mac) != 16:
             raise AlgorithmNotAllowed("AES-GCM needs a 12-byte nonce and a 16-byte tag")
-        ciphertext = _octets(buf, eci_parts[2], _CTX0_PRIM)
+        ciphertext = octets(buf, eci_parts[2], CTX0_PRIM)
         content_key = _content_key(buf, infos, key, cert, allow_legacy)
-    except _Malformed as exc:
+    except Malformed as exc:
         raise EnvelopeInvalid(f"the payload is not a DER CMS AuthEnvelopedData ({exc})",
                               where="Payload") from None
     except GatewayError:
@@ -564,19 +481,19 @@ def decrypt(
     return plaintext
 
 
-def _decrypt_legacy(buf: memoryview, body: _Tlv, key: rsa.RSAPrivateKey,
+def _decrypt_legacy(buf: memoryview, body: Tlv, key: rsa.RSAPrivateKey,
                     cert: x509.Certificate) -> bytes:
-    fields = _children(buf, body)
-    index = 2 if fields[1].tag == _CTX0 else 1
+    fields = children(buf, body)
+    index = 2 if fields[1].tag == CTX0 else 1
     infos, eci = fields[index], fields[index + 1]
-    eci_parts = _children(buf, eci)
+    eci_parts = children(buf, eci)
     alg = algos.EncryptionAlgorithm.load(buf[eci_parts[1].start:eci_parts[1].end].tobytes())
     if alg["algorithm"].dotted not in (OID_AES128_CBC, OID_AES256_CBC):
         raise AlgorithmNotAllowed(f"content encryption {alg['algorithm'].dotted} is not "
                                   "allowed")
     log.warning("legacy AES-CBC EnvelopedData accepted by policy")
     iv = bytes(alg["parameters"].native)
-    ciphertext = _octets(buf, eci_parts[2], _CTX0_PRIM)
+    ciphertext = octets(buf, eci_parts[2], CTX0_PRIM)
     content_key = _content_key(buf, infos, key, cert, True)
     try:
         decryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).decryptor()
@@ -675,33 +592,33 @@ def verify(
         kind, body = _content_info(buf)
         if kind != OID_SIGNED_DATA:
             raise SignatureInvalid("the content is not SignedData")
-        fields = _children(buf, body)
-        if len(fields) < 4 or fields[0].tag != _INT or fields[1].tag != _SET:
-            raise _Malformed("SignedData fields")
-        eci = _children(buf, fields[2])
-        if len(eci) != 2 or eci[1].tag != _CTX0 or _oid_at(buf, eci[0]) != OID_DATA:
+        fields = children(buf, body)
+        if len(fields) < 4 or fields[0].tag != INT or fields[1].tag != SET:
+            raise Malformed("SignedData fields")
+        eci = children(buf, fields[2])
+        if len(eci) != 2 or eci[1].tag != CTX0 or oid_at(buf, eci[0]) != OID_DATA:
             raise SignatureInvalid("SignedData must carry attached id-data content")
-        inner = _children(buf, eci[1])
+        inner = children(buf, eci[1])
         if len(inner) != 1:
-            raise _Malformed("eContent")
-        content = _octets(buf, inner[0], _OCTETS)
+            raise Malformed("eContent")
+        content = octets(buf, inner[0], OCTETS)
         certs: list[x509.Certificate] = []
         signer_infos = fields[-1]
         for extra in fields[3:-1]:
-            if extra.tag == _CTX0:
-                for item in _children(buf, extra):
-                    if item.tag == _SEQ:
+            if extra.tag == CTX0:
+                for item in children(buf, extra):
+                    if item.tag == SEQ:
                         certs.append(parse_der(buf[item.start:item.end].tobytes()))
-        if signer_infos.tag != _SET:
-            raise _Malformed("signerInfos")
-        infos = _children(buf, signer_infos)
+        if signer_infos.tag != SET:
+            raise Malformed("signerInfos")
+        infos = children(buf, signer_infos)
         if len(infos) != 1:
             raise SignatureInvalid(f"expected exactly one signer, found {len(infos)}")
         info_raw = buf[infos[0].start:infos[0].end].tobytes()
         info = acms.SignerInfo.load(info_raw)
         info_view = memoryview(info_raw)
-        info_fields = _children(info_view, _read(info_view, 0, len(info_view)))
-        if len(info_fields) < 6 or info_fields[3].tag != _CTX0:
+        info_fields = children(info_view, read(info_view, 0, len(info_view)))
+        if len(info_fields) < 6 or info_fields[3].tag != CTX0:
             raise SignatureInvalid("signed attributes are required")
         attrs_raw = info_view[info_fields[3].start:info_fields[3].end].tobytes()
         if info["digest_algorithm"]["algorithm"].native != "sha256":
@@ -720,7 +637,7 @@ def verify(
             raise SignatureInvalid("the signer's certificate is not included")
         alg = info["signature_algorithm"]
         signature = bytes(info["signature"].native)
-    except _Malformed as exc:
+    except Malformed as exc:
         raise SignatureInvalid(f"the signed content is not a DER CMS SignedData ({exc})") \
             from None
     except GatewayError:

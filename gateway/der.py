@@ -1,0 +1,141 @@
+"""A minimal DER codec for the CMS layers: writing headers and small values, and reading
+tag-length-value items over a ``memoryview`` without copying contents.
+
+asn1crypto copies the contents of every level it parses or dumps; for a 100 MB message
+that means one copy per nesting level. Here the outer CMS layers are written as small
+prefixes/suffixes around the content and read as offsets into one buffer. Only definite
+lengths (DER) are read; a constructed OCTET STRING (BER style) is accepted one level deep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from asn1crypto import core
+
+__all__ = [
+    "CTX0",
+    "CTX0_PRIM",
+    "CTX1",
+    "INT",
+    "OCTETS",
+    "OID",
+    "SEQ",
+    "SET",
+    "Malformed",
+    "Tlv",
+    "children",
+    "head",
+    "integer",
+    "octets",
+    "oid",
+    "oid_at",
+    "read",
+    "tlv",
+    "top",
+]
+
+SEQ, SET, INT, OCTETS, OID = 0x30, 0x31, 0x02, 0x04, 0x06
+CTX0, CTX1, CTX0_PRIM = 0xA0, 0xA1, 0x80
+
+
+# --- writing -----------------------------------------------------------------
+
+
+def _length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def head(tag: int, n: int) -> bytes:
+    return bytes([tag]) + _length(n)
+
+
+def tlv(tag: int, *parts: bytes) -> bytes:
+    body = b"".join(parts)
+    return head(tag, len(body)) + body
+
+
+@cache
+def oid(dotted: str) -> bytes:
+    return bytes(core.ObjectIdentifier(dotted).dump())
+
+
+def integer(value: int) -> bytes:
+    return bytes(core.Integer(value).dump())
+
+
+# --- reading over memoryview --------------------------------------------------
+
+
+class Malformed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Tlv:
+    tag: int
+    start: int
+    body: int
+    end: int
+
+
+def read(buf: memoryview, pos: int, limit: int) -> Tlv:
+    if pos + 2 > limit:
+        raise Malformed("truncated")
+    tag = buf[pos]
+    if tag & 0x1F == 0x1F:
+        raise Malformed("multi-byte tags are not used in CMS")
+    first = buf[pos + 1]
+    if first < 0x80:
+        size, body = first, pos + 2
+    elif first == 0x80:
+        raise Malformed("indefinite length (BER) where DER is required")
+    else:
+        count = first & 0x7F
+        if count > 8 or pos + 2 + count > limit:
+            raise Malformed("bad length")
+        size = int.from_bytes(buf[pos + 2:pos + 2 + count], "big")
+        body = pos + 2 + count
+    if body + size > limit:
+        raise Malformed("truncated")
+    return Tlv(tag, pos, body, body + size)
+
+
+def children(buf: memoryview, parent: Tlv) -> list[Tlv]:
+    out: list[Tlv] = []
+    pos = parent.body
+    while pos < parent.end:
+        item = read(buf, pos, parent.end)
+        out.append(item)
+        pos = item.end
+    return out
+
+
+def top(buf: memoryview) -> Tlv:
+    item = read(buf, 0, len(buf))
+    if item.tag != SEQ or item.end != len(buf):
+        raise Malformed("not one DER SEQUENCE")
+    return item
+
+
+def oid_at(buf: memoryview, item: Tlv) -> str:
+    if item.tag != OID:
+        raise Malformed("expected an OBJECT IDENTIFIER")
+    return str(core.ObjectIdentifier.load(buf[item.start:item.end].tobytes()).dotted)
+
+
+def octets(buf: memoryview, item: Tlv, primitive: int) -> memoryview | bytes:
+    """Contents of an OCTET STRING (or an implicitly tagged one): a view when primitive,
+    the joined segments when constructed (BER style, still accepted)."""
+    if item.tag == primitive:
+        return buf[item.body:item.end]
+    if item.tag == primitive | 0x20:
+        segments = children(buf, item)
+        if any(c.tag != OCTETS for c in segments):  # one level only: no deep nesting
+            raise Malformed("constructed OCTET STRING with non-primitive segments")
+        return b"".join(bytes(buf[c.body:c.end]) for c in segments)
+    raise Malformed("expected an OCTET STRING")
