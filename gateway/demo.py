@@ -325,6 +325,30 @@ def audit_node(node: DemoNode) -> dict[str, Any]:
     return result
 
 
+def _exchange(net: DemoNetwork, tracked: list[Tracked], watcher: _Watcher, *,
+              progress: Progress, timeout: float, problems: list[str]) -> None:
+    """Drop each file when its turn comes; follow every message until done or timeout."""
+    progress("dropping sample transactions into the outboxes (synthetic data only)")
+    by_key = {t.planned.key: t for t in tracked}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for t in tracked:
+            p = t.planned
+            if t.dropped_at is None and (p.after is None or by_key[p.after].arrived):
+                _drop(net.nodes[p.sender], p.file, p.data)
+                t.dropped_at = time.monotonic()
+                progress(f"  {p.file}: dropped in {p.sender}/outbox/ ({p.what}, "
+                         f"{p.sender} -> {p.recipient})")
+        for t in tracked:
+            if t.dropped_at is not None and not t.done:
+                watcher.update(t, progress)
+        if all(t.done for t in tracked):
+            return
+        time.sleep(0.1)
+    problems += [f"{t.planned.file}: not finished after {timeout:.0f} s (state {t.state})"
+                 for t in tracked if not t.done]
+
+
 def run_demo(directory: Path, *, progress: Progress, timeout: float = 45.0,
              use_sshd: bool = True,
              hold: Callable[[DemoNetwork], None] | None = None) -> DemoResult:
@@ -347,27 +371,13 @@ def run_demo(directory: Path, *, progress: Progress, timeout: float = 45.0,
     exits: dict[str, int | None] = {}
     try:
         net.build()
-        net.start()
-        progress("dropping sample transactions into the outboxes (synthetic data only)")
-        by_key = {t.planned.key: t for t in tracked}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t in tracked:
-                p = t.planned
-                if t.dropped_at is None and (p.after is None or by_key[p.after].arrived):
-                    _drop(net.nodes[p.sender], p.file, p.data)
-                    t.dropped_at = time.monotonic()
-                    progress(f"  {p.file}: dropped in {p.sender}/outbox/ ({p.what}, "
-                             f"{p.sender} -> {p.recipient})")
-            for t in tracked:
-                if t.dropped_at is not None and not t.done:
-                    watcher.update(t, progress)
-            if all(t.done for t in tracked):
-                break
-            time.sleep(0.1)
-        else:
-            problems += [f"{t.planned.file}: not finished after {timeout:.0f} s "
-                         f"(state {t.state})" for t in tracked if not t.done]
+        try:
+            net.start()
+            _exchange(net, tracked, watcher, progress=progress, timeout=timeout,
+                      problems=problems)
+        except GatewayError as exc:  # a node did not start: report it like any problem
+            problems.append(f"{exc.code}: {exc}")
+            progress(f"FAILED: {exc.code}: {exc}")
         for t in tracked:
             if t.planned.valid and t.state == "delivered":
                 t.receipt = check_receipt(net, t)

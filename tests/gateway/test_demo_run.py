@@ -193,3 +193,20 @@ def test_demo_privacy_scan_no_personal_data_outside_inboxes(
     leaks |= {("demo output", v) for v in values
               if v in progress or v in json.dumps(result)}
     assert not leaks, sorted(leaks)[:20]
+
+
+def test_demo_exits_1_with_json_problems_when_receipts_do_not_arrive_in_time(
+        tmp_path: Path) -> None:
+    """The exit status is earned: with no time to wait for receipts the demo says which
+    messages did not finish, exits 1, and still stops every node cleanly."""
+    directory = tmp_path / "net"
+    proc = subprocess.run([sys.executable, "-m", "gateway", "demo", "--json", "--no-sshd",
+                           "--timeout", "0.01", "--dir", str(directory)], capture_output=True,
+                          text=True, timeout=180, cwd=REPO, check=False)
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 1
+    assert result["ok"] is False
+    assert any("not finished after" in p for p in result["problems"])
+    assert "file://" in result["fallback"]
+    assert [n["exit_code"] for n in result["nodes"]] == [0, 0, 0, 0]
+    assert all(n["audit"]["ok"] for n in result["nodes"])
