@@ -121,7 +121,8 @@ class Tracked:
     def done(self) -> bool:
         if not self.planned.valid:
             return bool(self.rejection)
-        return self.state in ("delivered", "failed", "cancelled") and self.arrived
+        return self.state in ("failed", "cancelled") or (self.state == "delivered"
+                                                          and self.arrived)
 
     def row(self) -> dict[str, Any]:
         p = self.planned
@@ -240,11 +241,11 @@ class _Watcher:
             if m.state is State.DELIVERED:
                 t.delivered_at = time.monotonic()
         if not t.arrived and m.message_id:
-            inbox = recipient.inbox / f"{m.action}-{m.message_id}.xml"
-            if inbox.exists() and inbox.read_bytes() == p.data:
-                t.arrived = True
-                progress(f"  {p.file}: in {recipient.name}/inbox/{inbox.name}, "
-                         "byte-identical to what was dropped")
+            for inbox in recipient.inbox.glob(f"*{m.message_id}*"):
+                if inbox.read_bytes() == p.data:
+                    t.arrived = True
+                    progress(f"  {p.file}: in {recipient.name}/inbox/{inbox.name}, "
+                             "byte-identical to what was dropped")
 
 
 def _scheme(url: str | None) -> str:
