@@ -103,7 +103,9 @@ def read_fully(cert: x509.Certificate) -> x509.Certificate:
         cert.public_key()
         list(cert.extensions)
         _ = (cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc)
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except Exception as exc:  # cryptography raises a dozen unrelated types
+        # (ValueError, TypeError, UnsupportedAlgorithm, DuplicateExtension,
+        # UnsupportedGeneralNameType, ...) for malformed certificates; all mean the same.
         raise ValueError(f"unreadable certificate ({type(exc).__name__})") from None
     return cert
 
