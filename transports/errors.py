@@ -17,6 +17,7 @@ module that calls the library and chained as ``__cause__``.
     ├── HttpStatus              HttpStatus        5xx, 408, 429: yes; other statuses: no
     ├── HostKeyRejected         HostKeyRejected   no   (unknown or changed SSH host key)
     ├── AuthRejected            AuthRejected      no   (SSH authentication refused)
+    ├── Incompatible            Incompatible      no   (no common SSH algorithm with the peer)
     ├── TlsRejected             TlsRejected       no   (certificate untrusted/expired/missing)
     ├── PermissionDenied        PermissionDenied  no
     ├── AlreadyExists           AlreadyExists     no   (a different blob has that name)
@@ -40,6 +41,7 @@ __all__ = [
     "HostKeyRejected",
     "HttpStatus",
     "HttpTooLarge",
+    "Incompatible",
     "InvalidName",
     "NotFound",
     "NotSupported",
@@ -152,6 +154,10 @@ class HostKeyRejected(TransportError):
 
 class AuthRejected(TransportError):
     code = "AuthRejected"
+
+
+class Incompatible(TransportError):
+    code = "Incompatible"
 
 
 class TlsRejected(TransportError):

@@ -38,6 +38,7 @@ from typing import NoReturn, TypeVar
 
 import paramiko
 from paramiko import sftp as sftp_const
+from paramiko.ssh_exception import IncompatiblePeer
 
 from transports.base import check_name, visible_names
 from transports.errors import (
@@ -47,6 +48,7 @@ from transports.errors import (
     ConnectionLost,
     EndpointInvalid,
     HostKeyRejected,
+    Incompatible,
     NotFound,
     PermissionDenied,
     RemoteFailed,
@@ -71,6 +73,19 @@ _CHUNK = 32768
 # ~30% slower for large files).
 _WRITE = _CHUNK - 256
 _MAX_PENDING = 64  # writes in flight before waiting for the oldest reply
+
+
+# Refused unless ``allow_legacy_algorithms=True``: CBC ciphers, 3DES, SHA-1 and MD5 MACs,
+# SHA-1 key exchange and SHA-1 RSA signatures (RSA keys still work with rsa-sha2-256/512),
+# as OpenSSH itself does by default since 8.8.
+LEGACY_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "ciphers": ("aes128-cbc", "aes192-cbc", "aes256-cbc", "3des-cbc"),
+    "macs": ("hmac-sha1", "hmac-sha1-96", "hmac-md5", "hmac-md5-96"),
+    "kex": ("diffie-hellman-group1-sha1", "diffie-hellman-group14-sha1",
+            "diffie-hellman-group-exchange-sha1"),
+    "keys": ("ssh-rsa", "ssh-dss"),
+    "pubkeys": ("ssh-rsa", "ssh-dss"),
+}
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -138,6 +153,7 @@ class SftpTransport:
         move_to_done: bool = False,
         window_size: int = 8 * 1024 * 1024,
         max_fetch: int = 256 * 1024 * 1024,
+        allow_legacy_algorithms: bool = False,
     ) -> None:
         self.host = host
         self.port = int(port)
@@ -153,6 +169,12 @@ class SftpTransport:
         self.move_to_done = move_to_done
         self.window_size = window_size
         self.max_fetch = int(max_fetch)
+        self.disabled_algorithms: dict[str, list[str]] = {} if allow_legacy_algorithms else {
+            kind: list(names) for kind, names in LEGACY_ALGORITHMS.items()
+        }
+        if allow_legacy_algorithms:
+            log.warning("%s: legacy SSH algorithms (CBC, SHA-1) allowed by configuration",
+                        self.endpoint)
         if self.timeout <= 0 or self.connect_timeout <= 0:
             raise EndpointInvalid("timeouts must be positive", endpoint=self.endpoint)
         self._pkey = self._load_key(Path(key_file), key_passphrase)
@@ -224,6 +246,7 @@ class SftpTransport:
                 channel_timeout=self.connect_timeout,
                 look_for_keys=False,
                 allow_agent=False,
+                disabled_algorithms=self.disabled_algorithms,
             )
             transport = client.get_transport()
             if transport is None:
@@ -254,6 +277,13 @@ class SftpTransport:
             client.close()
             raise AuthRejected(
                 f"{where} refused key authentication for user {self.user}",
+                endpoint=self.endpoint,
+            ) from exc
+        except IncompatiblePeer as exc:
+            client.close()
+            raise Incompatible(
+                f"{where} and this client share no acceptable SSH algorithm "
+                f"({str(exc)[:120]})",
                 endpoint=self.endpoint,
             ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:

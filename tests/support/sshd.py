@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -102,7 +103,12 @@ class SshServer:
 
     host = HOST
 
-    def __init__(self, root_dir: Path | str, workdir: Path | str) -> None:
+    def __init__(
+        self, root_dir: Path | str, workdir: Path | str, *, extra_config: Sequence[str] = ()
+    ) -> None:
+        """``extra_config``: more sshd_config lines (e.g. ``"Ciphers aes128-cbc"``),
+        placed before the fixed ones so they take precedence."""
+        self.extra_config = list(extra_config)
         self.root_dir = Path(root_dir).resolve()
         self.workdir = Path(workdir).resolve()
         self.user = pwd.getpwuid(os.getuid()).pw_name
@@ -149,6 +155,7 @@ class SshServer:
 
     def _write_config(self, sshd: Path) -> None:
         lines = [
+            *self.extra_config,
             f"Port {self.port}",
             f"ListenAddress {HOST}",
             f"HostKey {self.host_key}",

@@ -26,6 +26,7 @@ from transports.errors import (
     ConnectionLost,
     EndpointInvalid,
     HostKeyRejected,
+    Incompatible,
     NotFound,
     RemoteFailed,
     RemoteFull,
@@ -493,3 +494,22 @@ def test_generic_write_failure_is_classified_by_free_space(
     assert type(info.value) is expected
     assert info.value.retryable is True
     assert os.listdir(inbox) == []
+
+
+def test_legacy_only_server_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """A server offering only CBC ciphers and SHA-1 MACs: refused by default with a
+    permanent error, accepted with the explicit opt-in."""
+    server = SshServer(tmp_path / "root", tmp_path / "work", extra_config=[
+        "Ciphers aes128-cbc", "MACs hmac-sha1",
+    ]).start()
+    try:
+        t = sftp(server.url(), **server.client_options())
+        with pytest.raises(Incompatible) as info:
+            t.list()
+        assert info.value.retryable is False
+        assert f"127.0.0.1:{server.port}" in str(info.value)
+        legacy = sftp(server.url(), allow_legacy_algorithms=True, **server.client_options())
+        legacy.send("m", b"x")
+        assert (server.root_dir / "m").read_bytes() == b"x"
+    finally:
+        server.stop()
