@@ -28,7 +28,8 @@ PACKAGE = Path(transports.__file__).parent
 
 RETRYABLE = {te.ConnectFailed, te.Timeout, te.ConnectionLost, te.RemoteFull, te.RemoteFailed}
 PERMANENT = {
-    te.HostKeyRejected, te.AuthRejected, te.TlsRejected, te.PermissionDenied, te.AlreadyExists,
+    te.HostKeyRejected, te.AuthRejected, te.Incompatible, te.TlsRejected,
+    te.PermissionDenied, te.AlreadyExists,
     te.NotFound, te.TooLarge, te.InvalidName, te.EndpointInvalid, te.NotSupported,
     te.TransportClosed,
 }
