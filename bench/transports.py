@@ -17,6 +17,7 @@ Target (issue 4): our small-file rate at least 70% of OpenSSH's.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -38,24 +39,44 @@ def _run(command: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def _ours_small(server: SshServer, folder: Path, data: bytes, count: int) -> float:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run_cpu(command: list[str]) -> tuple[float, float]:
+    """Wall time and the CPU time of the command and its children (sftp + its ssh)."""
+    cpu = _children_cpu()
+    wall = _run(command)
+    return wall, _children_cpu() - cpu
+
+
+def _ours_small(
+    server: SshServer, folder: Path, data: bytes, count: int
+) -> tuple[float, float]:
+    """Files/s and client CPU ms per file (our process: caller and paramiko's thread)."""
     folder.mkdir()
     t = open_transport(server.url(folder), **server.client_options())
     try:
         t.send("warm-up", data)  # connect outside the timing, as for sftp -b below
+        cpu = time.process_time()
         started = time.perf_counter()
         for i in range(count):
             t.send(f"f{i:06d}.xml", data)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
     finally:
         t.close()
     if len(os.listdir(folder)) != count + 1:
         raise RuntimeError(f"expected {count + 1} files in {folder}")
     shutil.rmtree(folder)
-    return count / elapsed
+    return count / elapsed, cpu / count * 1000
 
 
-def _openssh_small(server: SshServer, work: Path, folder: Path, data: bytes, count: int) -> float:
+def _openssh_small(
+    server: SshServer, work: Path, folder: Path, data: bytes, count: int
+) -> tuple[float, float]:
+    """Files/s and client CPU ms per file (sftp and the ssh it runs)."""
     folder.mkdir()
     source = work / "source.bin"
     source.write_bytes(data)
@@ -66,12 +87,12 @@ def _openssh_small(server: SshServer, work: Path, folder: Path, data: bytes, cou
         f.write(f"cd {folder}\n")
         for i in range(count):
             f.write(f"put {source} .f{i:06d}.xml.part\nrename .f{i:06d}.xml.part f{i:06d}.xml\n")
-    setup = _run(server.sftp_command(empty))
-    total = _run(server.sftp_command(batch))
+    setup, setup_cpu = _run_cpu(server.sftp_command(empty))
+    total, total_cpu = _run_cpu(server.sftp_command(batch))
     if len(os.listdir(folder)) != count:
         raise RuntimeError(f"sftp -b left {len(os.listdir(folder))} files, not {count}")
     shutil.rmtree(folder)
-    return count / max(total - setup, 1e-9)
+    return count / max(total - setup, 1e-9), max(total_cpu - setup_cpu, 0.0) / count * 1000
 
 
 def _ours_large(server: SshServer, folder: Path, data: bytes) -> float:
@@ -118,16 +139,23 @@ def _sftp_rows(work: Path, quick: bool) -> list[Row]:
         for size in (1024, 10 * 1024):
             data = os.urandom(size)
             ours = theirs = 0.0
+            ours_cpu = theirs_cpu = float("inf")
             for r in range(rounds):
-                ours = max(ours, _ours_small(server, server.root_dir / f"ours-{size}-{r}",
-                                             data, count))
-                theirs = max(theirs, _openssh_small(
-                    server, work, server.root_dir / f"openssh-{size}-{r}", data, count))
+                rate, cpu = _ours_small(server, server.root_dir / f"ours-{size}-{r}", data,
+                                        count)
+                ours, ours_cpu = max(ours, rate), min(ours_cpu, cpu)
+                rate, cpu = _openssh_small(server, work, server.root_dir / f"openssh-{size}-{r}",
+                                           data, count)
+                theirs, theirs_cpu = max(theirs, rate), min(theirs_cpu, cpu)
             label = f"{size // 1024} KB"
             rows.append(Row(BENCH, f"sftp upload+rename {label}: transports (paramiko)", ours,
                             "files/s", f"{ours / theirs:.0%} of OpenSSH sftp -b (target >= 70%)"))
             rows.append(Row(BENCH, f"sftp upload+rename {label}: OpenSSH sftp -b", theirs,
                             "files/s", f"{count} files, best of {rounds}"))
+            rows.append(Row(BENCH, f"sftp client CPU per {label} file: transports", ours_cpu,
+                            "ms", "process CPU, both threads"))
+            rows.append(Row(BENCH, f"sftp client CPU per {label} file: OpenSSH sftp+ssh",
+                            theirs_cpu, "ms", "child CPU"))
         data = os.urandom(large)
         ours = theirs = 0.0
         for r in range(2 if quick else 3):
