@@ -591,3 +591,63 @@ def test_raw_http_client_sees_keep_alive(server: HttpsServer, client_tls: TlsFil
         assert response.read() == b"ok\n"
         assert not response.will_close
     conn.close()
+
+
+def test_server_certificate_for_another_name_is_refused(
+    pki: TestPki, recorder: Recorder, client_tls: TlsFiles
+) -> None:
+    wrong = pki.ca.issue("elsewhere", server=True, ips=("10.9.9.9",), dns=("elsewhere.example",))
+    srv = make_server(pki, wrong, recorder)
+    try:
+        t = client(srv.url, client_tls, pki.ca.cert)
+        with pytest.raises(TlsRejected) as info:
+            t.send("m", b"x")
+        assert "127.0.0.1" in str(info.value)
+        assert info.value.retryable is False
+    finally:
+        srv.stop()
+    assert recorder.calls == []
+
+
+def test_client_certificates_from_several_configured_cas(
+    pki: TestPki, server_tls: TlsFiles, recorder: Recorder
+) -> None:
+    second = pki.other_ca()
+    from_second = second.issue("node-c", server=False)
+    srv = HttpsServer("127.0.0.1", 0, cert=server_tls.cert, key=server_tls.key,
+                      client_ca=[pki.ca.cert, second.cert], handler=recorder,
+                      max_body=1024).start()
+    try:
+        t = client(srv.url, from_second, pki.ca.cert)
+        assert t.send("m", b"x") == recorder.answer
+        assert recorder.calls[0][1].subject == from_second.subject
+        third = pki.other_ca().issue("node-d", server=False)
+        with pytest.raises(TlsRejected):
+            client(srv.url, third, pki.ca.cert).send("m", b"y")
+    finally:
+        srv.stop()
+
+
+def test_one_client_shared_by_threads_uses_a_pool(
+    server: HttpsServer, recorder: Recorder, client_tls: TlsFiles, pki: TestPki
+) -> None:
+    recorder.delay = 0.05  # keep requests overlapping
+    t = client(server.url, client_tls, pki.ca.cert, pool_size=4)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(10):
+                assert t.send(f"t{n}-{i}", b"%d-%d" % (n, i)) == recorder.answer
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors
+    assert len(recorder.calls) == 40
+    connections = {peer.address for _, peer in recorder.calls}
+    assert 2 <= len(connections) <= 4  # parallel, and reused within the pool size

@@ -513,3 +513,24 @@ def test_legacy_only_server_is_refused_unless_allowed(tmp_path: Path) -> None:
         assert (server.root_dir / "m").read_bytes() == b"x"
     finally:
         server.stop()
+
+
+def test_one_transport_shared_by_threads(sshd: SshServer, inbox: Path) -> None:
+    t = sftp(sshd.url(inbox), **sshd.client_options())
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(15):
+                t.send(f"t{n}-{i}", os.urandom(3000))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors
+    assert len(visible(inbox)) == 60
+    assert [p for p in os.listdir(inbox) if p.startswith(".")] == []
