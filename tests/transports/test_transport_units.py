@@ -229,6 +229,7 @@ def test_transports_source_never_imports_gateway() -> None:
     assert len(list(PACKAGE.glob("*.py"))) >= 8
 
 
+@pytest.mark.integration  # runs a subprocess
 def test_importing_every_transport_loads_no_gateway_module() -> None:
     code = (
         "import sys, transports, transports.sftp, transports.https_client, "
