@@ -651,3 +651,37 @@ def test_one_client_shared_by_threads_uses_a_pool(
     assert len(recorder.calls) == 40
     connections = {peer.address for _, peer in recorder.calls}
     assert 2 <= len(connections) <= 4  # parallel, and reused within the pool size
+
+
+def test_request_that_could_not_be_written_on_a_reused_connection_is_resent_once(
+    server: HttpsServer, recorder: Recorder, client_tls: TlsFiles, pki: TestPki,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    t = client(server.url, client_tls, pki.ca.cert)
+    t.send("a", b"1")
+    pooled = t._idle[-1].conn
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(pooled, "request", broken)
+    assert t.send("b", b"2") == recorder.answer  # resent on a fresh connection
+    assert [b for b, _ in recorder.calls] == [b"1", b"2"]
+
+
+def test_lost_answer_on_a_reused_connection_is_not_resent(
+    server: HttpsServer, recorder: Recorder, client_tls: TlsFiles, pki: TestPki,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    t = client(server.url, client_tls, pki.ca.cert)
+    t.send("a", b"1")
+    pooled = t._idle[-1].conn
+
+    def no_answer(*args: object, **kwargs: object) -> None:
+        raise http.client.RemoteDisconnected("Remote end closed connection without response")
+
+    monkeypatch.setattr(pooled, "getresponse", no_answer)
+    with pytest.raises(ConnectionLost) as info:
+        t.send("b", b"2")  # it may have been processed: the caller decides to retry
+    assert info.value.retryable is True
+    assert t.send("c", b"3") == recorder.answer
