@@ -334,6 +334,8 @@ class Keystore:
         leaves = [c for c in given if not certs.is_ca(c)]
         if not leaves:
             raise UsageError("no partner (non-CA) certificate given to register")
+        for ca in cas:
+            certs.check_validity(ca, now, what="CA certificate")
         anchors = [*self.trust(), *cas]
         plan: list[tuple[str, x509.Certificate, Path]] = []
         for leaf in leaves:
