@@ -388,11 +388,13 @@ def _key_usage(*, sign: bool = False, encrypt: bool = False, ca: bool = False) -
 
 
 def _leaf(party: Party, role: str, key: SigningKey, *, ca_key: SigningKey,
-          ca_cert: x509.Certificate, now: datetime, days: int) -> x509.Certificate:
+          ca_cert: x509.Certificate | None, now: datetime, days: int) -> x509.Certificate:
+    """A signing or encryption certificate issued by ``ca_cert`` (self-signed if None)."""
+    subject = _name(f"{party} {role}")
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(f"{party} {role}"))
-        .issuer_name(ca_cert.subject)
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject if ca_cert is not None else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
@@ -432,10 +434,15 @@ def generate_node(
     rsa_bits: int = 3072,
     passphrase: bytes | None = None,
     csr: bool = False,
+    self_signed: bool = False,
 ) -> list[Path]:
     """Create a node key directory at ``out``: signing and encryption keys, and either a
-    node CA with the two certificates it issued, or (``csr``) two CSRs for a real CA.
-    Never overwrites. Returns the files written."""
+    node CA with the two certificates it issued (the default: partners trust one CA and
+    leaf rollover needs no trust change), or two self-signed certificates, each its own
+    trust anchor (``self_signed``), or two CSRs for a real CA (``csr``). Never overwrites.
+    Returns the files written."""
+    if csr and self_signed:
+        raise UsageError("--csr and --self-signed exclude each other")
     if rsa_bits < 2048:
         raise UsageError("RSA keys must be at least 2048 bits")
     out.mkdir(parents=True, exist_ok=True)
@@ -459,6 +466,13 @@ def generate_node(
     if csr:
         for role, key in (("sign", sign_key), ("encrypt", enc_key)):
             put(f"{role}.csr", _csr(party, role, key).public_bytes(serialization.Encoding.PEM))
+        return written
+    if self_signed:
+        for role, key in (("sign", sign_key), ("encrypt", enc_key)):
+            cert = certs.pem(_leaf(party, role, key, ca_key=key, ca_cert=None, now=now,
+                                   days=days))
+            put(f"{role}.crt", cert)
+            put(f"trust/self-{role}.pem", cert)  # its own anchor (loopback, own receipts)
         return written
     ca_key = _new_key(sign_algorithm, rsa_bits)
     ca_cert = (

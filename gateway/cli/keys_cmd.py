@@ -2,7 +2,8 @@
 
 ::
 
-    gateway keys generate --party P --out DIR [--csr] [--sign-algorithm rsa|ecdsa-p256]
+    gateway keys generate --party P --out DIR [--csr | --self-signed]
+                          [--sign-algorithm rsa|ecdsa-p256]
     gateway keys import-partner --party P CERT... [--keys DIR]
     gateway keys list [--keys DIR] [--format text|json]
     gateway keys check [--keys DIR] [--warn-days 30]
@@ -53,8 +54,12 @@ def register(subparsers: Any) -> None:
                                    "certificates issued by a new node CA, or CSRs with --csr.")
     g.add_argument("--party", required=True, metavar="PARTY", help="e.g. fips:0600000")
     g.add_argument("--out", required=True, type=Path, metavar="DIR")
-    g.add_argument("--csr", action="store_true",
-                   help="write certificate signing requests for a real CA instead")
+    kind = g.add_mutually_exclusive_group()
+    kind.add_argument("--csr", action="store_true",
+                      help="write certificate signing requests for a real CA instead")
+    kind.add_argument("--self-signed", action="store_true",
+                      help="self-signed certificates (each its own trust anchor) instead of "
+                           "a node CA")
     g.add_argument("--sign-algorithm", choices=("rsa", "ecdsa-p256"), default="rsa")
     g.add_argument("--rsa-bits", type=int, default=3072, choices=(2048, 3072, 4096))
     g.add_argument("--days", type=int, default=730, help="certificate lifetime (default 730)")
@@ -104,7 +109,8 @@ def run_generate(args: argparse.Namespace) -> int:
     passphrase = read_passphrase(args.passphrase_file, args.passphrase_env)
     written = generate_node(args.out, _party(args.party), now=datetime.now(UTC),
                             days=args.days, sign_algorithm=args.sign_algorithm,
-                            rsa_bits=args.rsa_bits, passphrase=passphrase, csr=args.csr)
+                            rsa_bits=args.rsa_bits, passphrase=passphrase, csr=args.csr,
+                            self_signed=args.self_signed)
     for path in written:
         line = str(path)
         if path.suffix == ".crt":
@@ -113,6 +119,8 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.csr:
         err("send sign.csr and encrypt.csr to your CA; save what it issues as sign.crt and "
             "encrypt.crt, and its CA certificate under trust/")
+    elif args.self_signed:
+        err("give partners sign.crt and encrypt.crt (each is its own trust anchor)")
     else:
         err("give partners ca.crt, sign.crt and encrypt.crt; move ca.key offline")
     return 0

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway.cli import main as gateway_main
 from gateway.envelope import Header, SealedContent, build_envelope, parse_envelope, parse_sealed
 from gateway.errors import AlgorithmNotAllowed
-from gateway.keystore import NodeIdentity, StaticDirectory, load_private_key
+from gateway.keystore import Keystore, NodeIdentity, StaticDirectory, load_private_key
 from gateway.party import Party
 from gateway.receipts import build_receipt
 from gateway.seal import OpenPolicy, open_envelope, seal
@@ -221,3 +221,25 @@ def test_ecdsa_signer_opens_with_openssl(tmp_path: Path) -> None:
                             sign_key=a.path / "sign.key", recip=b.path / "encrypt.crt")
     assert open_envelope(back, node=b.identity, trust=b.store.trust(), directory=b.store,
                          now=now()).document == DOC
+
+
+def test_self_signed_nodes_both_ways(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``gateway keys generate --self-signed``: each certificate is its own trust anchor,
+    registered (and trusted) by the partner with ``import-partner``."""
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    for party, out in ((A, a_dir), (B, b_dir)):
+        assert gateway_main(["keys", "generate", "--party", str(party), "--out", str(out),
+                             "--self-signed", "--rsa-bits", "2048"]) == 0
+    assert not (a_dir / "ca.crt").exists()
+    assert gateway_main(["keys", "import-partner", "--keys", str(b_dir), "--party", str(A),
+                         str(a_dir / "sign.crt"), str(a_dir / "encrypt.crt")]) == 0
+    capsys.readouterr()
+    a, b = Keystore(a_dir), Keystore(b_dir)
+    h = Header.new(from_party=A, to_party=B, service="interstate", action="Note",
+                   created=now())
+    data = seal(DOC, h, sender=a.identity(), recipient_cert=b.identity().encryption_cert)
+    opened = open_envelope(data, node=b.identity(), trust=b.trust(), directory=b, now=now())
+    assert opened.document == DOC
+    _, document = check_with_openssl(tmp_path, data, b_dir / "encrypt.crt",
+                                     b_dir / "encrypt.key", a_dir / "sign.crt")
+    assert document == DOC
