@@ -403,3 +403,33 @@ def test_legacy_and_odd_algorithms_are_refused(nodes: tuple[Node, Node]) -> None
     assert der.count(gcm256) == 1
     rejects(b, rewrap(data, der.replace(gcm256, bytes.fromhex("0609608648016503040106"))),
             AlgorithmNotAllowed)
+
+
+def test_errors_and_logs_never_carry_document_content(
+    nodes: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every rejection above, once more: neither the message, the details nor any log
+    record may quote the document (synthetic name and SSN here)."""
+    a, b = nodes
+    caplog.set_level("DEBUG")
+    data = sealed(a, b)
+    der = parse_envelope(data).payload_der
+    variants = [
+        data.replace(b"<Action>InterstateTransaction<", b"<Action>Other<"),
+        rewrap(data, flip(der, len(der) - 1)),
+        rewrap(data, flip(der, len(der) - 200)),
+        data.replace(b"<To>iso3166:NL</To>", b"<To>iso3166:DE</To>"),
+        data[:-40],
+    ]
+    errors = []
+    for variant in variants:
+        with pytest.raises(GatewayError) as info:
+            open_at(b, variant)
+        errors.append(info.value)
+    for err in errors:
+        text = f"{err} {err.details} {err.to_dict()}"
+        assert "TESTPERSON" not in text
+        assert "987654321" not in text
+    for record in caplog.records:
+        assert "TESTPERSON" not in record.getMessage()
+        assert "987654321" not in record.getMessage()
