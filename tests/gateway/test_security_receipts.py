@@ -149,3 +149,12 @@ def test_a_message_is_not_a_receipt(nodes: tuple[Node, Node]) -> None:
     _, envelope = sent(b, a)
     with pytest.raises(ReceiptInvalid, match="not a receipt"):
         verify_at(a, envelope, "0" * 64, b.party)
+
+
+def test_ecdsa_signed_receipt(tmp_path: Path) -> None:
+    b, a = pair(tmp_path, "iso3166:NL", "fips:0600000", sign_algorithm="ecdsa-p256")
+    h, envelope = sent(a, b)
+    digest = hashlib.sha256(envelope).hexdigest()
+    receipt = build_receipt(for_header=h, envelope_digest=digest, status="Delivered",
+                            errors=[], received=NOW, node=b.identity, now=NOW)
+    assert verify_at(a, receipt, digest, b.party).status == "Delivered"  # type: ignore[attr-defined]
