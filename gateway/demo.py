@@ -114,6 +114,7 @@ class Tracked:
     transport: str = ""
     delivered_at: float | None = None
     arrived: bool = False  # the document is in the recipient's inbox, byte for byte
+    relay_state: str = ""
     receipt: dict[str, Any] = field(default_factory=dict)
     rejection: dict[str, Any] = field(default_factory=dict)
 
@@ -231,6 +232,11 @@ class _Watcher:
             hops.append(hop.name)
             relay = self.relayed(hop, m.message_id or "")
             transports.append(_scheme(relay.transport) if relay is not None else "?")
+            if relay is not None and str(relay.state) != t.relay_state:
+                t.relay_state = str(relay.state)
+                if relay.state is State.RELAYED:
+                    progress(f"  {p.file}: {hop.name} relayed it unopened over "
+                             f"{_scheme(relay.transport)}")
         hops.append(p.recipient)
         t.route = " -> ".join(hops)
         t.transport = " -> ".join(transports)

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -210,3 +212,26 @@ def test_demo_exits_1_with_json_problems_when_receipts_do_not_arrive_in_time(
     assert "file://" in result["fallback"]
     assert [n["exit_code"] for n in result["nodes"]] == [0, 0, 0, 0]
     assert all(n["audit"]["ok"] for n in result["nodes"])
+
+
+def test_ctrl_c_stops_every_node_and_sshd(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    log = tmp_path / "demo.out"
+    with log.open("w") as out:
+        demo = subprocess.Popen([sys.executable, "-m", "gateway", "demo", "--dir",
+                                 str(directory)], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=REPO)
+    try:
+        for _ in range(600):
+            if "started nl" in log.read_text() or demo.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert "started nl" in log.read_text(), log.read_text()
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(60)
+    assert code == 130
+    assert "interrupted" in log.read_text()
+    leftover = subprocess.run(["pgrep", "-f", str(directory)], capture_output=True,
+                              text=True, check=False)
+    assert leftover.stdout.strip() == "", "demo processes still running after Ctrl-C"
