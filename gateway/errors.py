@@ -23,6 +23,7 @@ translated into these at the module that calls the library; they never leak upwa
     │   ├── SchemaInvalid             SchemaInvalid     (carries every issue found)
     │   ├── UnknownDocumentType       UnknownDocumentType
     │   ├── EnvelopeInvalid           EnvelopeInvalid
+    │   ├── PartyInvalid              PartyInvalid      (text that is not scheme:value)
     │   └── FileUnreadable            FileUnreadable
     ├── SecurityError                                   1
     │   ├── DecryptionFailed          DecryptionFailed
@@ -75,6 +76,7 @@ __all__ = [
     "KeyFileInsecure",
     "KeyMaterialError",
     "MessageNotFound",
+    "PartyInvalid",
     "ReceiptInvalid",
     "ReplayWindow",
     "RoutingError",
@@ -212,6 +214,12 @@ class UnknownDocumentType(InputError):
 
 class EnvelopeInvalid(InputError):
     code = "EnvelopeInvalid"
+
+
+class PartyInvalid(InputError):
+    """Text that is not a party (``fips:SSCCCLL`` or ``iso3166:CC[-ID]``)."""
+
+    code = "PartyInvalid"
 
 
 class FileUnreadable(InputError):

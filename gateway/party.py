@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gateway.errors import InputError
+from gateway.errors import PartyInvalid
 
 __all__ = ["PARTY_PATTERN", "Party", "PartyInvalid"]
 
@@ -19,10 +19,6 @@ _FIPS = re.compile(r"[0-9]{7}")
 _ISO = re.compile(r"[A-Z]{2}(-[A-Z0-9]{1,8})?")
 #: The same rule as the XSD ``PartyType`` pattern (kept in step with xsd/envelope).
 PARTY_PATTERN = r"fips:[0-9]{7}|iso3166:[A-Z]{2}(-[A-Z0-9]{1,8})?"
-
-
-class PartyInvalid(InputError):
-    """Text that is not a party. (An :class:`InputError`; code ``InputInvalid``.)"""
 
 
 @dataclass(frozen=True, order=True)
