@@ -109,7 +109,7 @@ class Tracked:
     planned: Planned
     dropped_at: float | None = None
     message_id: str | None = None
-    state: str = "waiting"
+    state: str = "waiting"  # not dropped yet
     route: str = ""
     transport: str = ""
     delivered_at: float | None = None
@@ -242,6 +242,10 @@ class _Watcher:
         t.transport = " -> ".join(transports)
         if str(m.state) != t.state:
             extra = f" (error {m.error_code})" if m.error_code else ""
+            if m.state is State.SENT and len(hops) > 2:
+                extra += f" (first hop: {hops[1]} over {transports[0]})"
+            elif m.state is State.DELIVERED:
+                extra += f" (signed receipt from {p.recipient} verified)"
             progress(f"  {p.file}: {t.state} -> {m.state}{extra}")
             t.state = str(m.state)
             if m.state is State.DELIVERED:
@@ -343,7 +347,7 @@ def _exchange(net: DemoNetwork, tracked: list[Tracked], watcher: _Watcher, *,
             p = t.planned
             if t.dropped_at is None and (p.after is None or by_key[p.after].arrived):
                 _drop(net.nodes[p.sender], p.file, p.data)
-                t.dropped_at = time.monotonic()
+                t.dropped_at, t.state = time.monotonic(), "dropped"
                 progress(f"  {p.file}: dropped in {p.sender}/outbox/ ({p.what}, "
                          f"{p.sender} -> {p.recipient})")
         for t in tracked:
