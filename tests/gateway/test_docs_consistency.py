@@ -357,6 +357,21 @@ def test_the_key_checks_can_fail(tmp_path: Path) -> None:
     assert {"spool.database", "listeners.https.port", "partners.pull.url"} <= set(missing)
 
 
+def test_every_configuration_example_elsewhere_in_the_docs_is_accepted(tmp_path: Path) -> None:
+    sections = {k.split(".")[0] for k in loader_keys()}
+    checked = 0
+    for doc in DOCS:
+        if doc == CONFIG_DOC:
+            continue
+        for info, body, line in code_blocks(doc.read_text(encoding="utf-8")):
+            if info != "toml" or not set(tomllib.loads(body)) <= sections:
+                continue
+            checked += 1
+            block = f"```toml\n{body}```\n"
+            assert unknown_keys(block, tmp_path) == [], f"{doc.relative_to(REPO)}:{line}"
+    assert checked >= 1  # the README shows a node's configuration
+
+
 def test_every_key_in_the_configuration_doc_is_accepted(tmp_path: Path) -> None:
     text = config_doc()
     assert doc_toml_blocks(text), "docs/configuration.md has no ```toml example"
