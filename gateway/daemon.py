@@ -50,6 +50,8 @@ class Gateway:
     """One node. Thread-safe; create, :meth:`recover`, then :meth:`start` (or drive by
     hand), finally :meth:`stop`."""
 
+    SCAN_CHUNK = 25
+
     def __init__(self, config: Config, *, clock: Callable[[], datetime] = utcnow,
                  keys: NodeKeys | None = None,
                  transport_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
@@ -97,10 +99,14 @@ class Gateway:
         """Scan every outbox once; returns how many files were recorded."""
         count = 0
         for scanner in self.scanners:
-            result = scanner.scan(self.clock())
-            count += len(result.accepted) + len(result.rejected)
-        if count:
-            self.dispatch()
+            while True:  # in chunks, so sending starts while a big batch is taken in
+                result = scanner.scan(self.clock(), limit=self.SCAN_CHUNK)
+                taken = len(result.accepted) + len(result.rejected)
+                count += taken
+                if result.accepted:
+                    self.dispatch()
+                if taken < self.SCAN_CHUNK or self._stopped.is_set():
+                    break
         return count
 
     def dispatch(self) -> int:

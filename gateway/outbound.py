@@ -233,16 +233,20 @@ class Sender:
         self._lock = threading.Lock()
         self._inflight: set[int] = set()
         self._lanes: dict[str, int] = {}
+        self._executor: Executor | None = None
 
     # --- scheduling -----------------------------------------------------------------
 
     def dispatch(self, executor: Executor, *, limit: int = 500) -> int:
         """Submit every due message whose partner has a free lane; returns how many."""
         now = self.clock()
+        self._executor = executor
         blocked = set(self.breakers.blocked(now.timestamp()))
         lane_size = self.config.limits.send_workers
+        with self._lock:
+            full = {p for p, n in self._lanes.items() if n >= lane_size}
         submitted = 0
-        for message in self.spool.due(now, limit=limit):
+        for message in self.spool.due(now, limit=limit, exclude_partners=sorted(blocked | full)):
             partner = message.partner or ""
             with self._lock:
                 if (message.id in self._inflight or partner in blocked
@@ -270,6 +274,12 @@ class Sender:
             log.exception("unexpected error sending spool message %d", row_id)
         finally:
             self._release(row_id, partner)
+        executor = self._executor
+        if executor is not None:  # a lane is free again: refill it at once
+            try:
+                self.dispatch(executor, limit=self.config.limits.send_workers)
+            except GatewayError as exc:
+                log.warning("refill after a send failed: %s", exc.code)
 
     def idle(self) -> bool:
         with self._lock:

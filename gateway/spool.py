@@ -338,6 +338,7 @@ class SqliteSpool:
         self.timeout = timeout
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._conns: list[sqlite3.Connection] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -385,19 +386,23 @@ class SqliteSpool:
         """A write transaction (``BEGIN IMMEDIATE``): commits on success, rolls back on any
         exception (which propagates; sqlite errors become :class:`SpoolError`)."""
         conn = self._conn()
-        with self._translate():
-            conn.execute("BEGIN IMMEDIATE")
-        try:
-            if self._local.audit is None:
-                self._local.audit = _AuditSink(conn)
-            yield Txn(conn, self._local.audit, now)
-        except BaseException:
+        # Writers in this process queue on a lock (woken at once) rather than in SQLite's
+        # busy handler, which sleeps in growing steps up to 100 ms and turns contention
+        # between send threads into a convoy. Other processes still meet busy_timeout.
+        with self._write_lock:
             with self._translate():
-                conn.execute("ROLLBACK")
-            raise
-        else:
-            with self._translate():
-                conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._local.audit is None:
+                    self._local.audit = _AuditSink(conn)
+                yield Txn(conn, self._local.audit, now)
+            except BaseException:
+                with self._translate():
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                with self._translate():
+                    conn.execute("COMMIT")
 
     # --- reads ----------------------------------------------------------------------
 
@@ -471,16 +476,21 @@ class SqliteSpool:
 
     # --- claims ---------------------------------------------------------------------
 
-    def due(self, now: datetime, limit: int = 100) -> list[Message]:
+    def due(self, now: datetime, limit: int = 100,
+            exclude_partners: Sequence[str] = ()) -> list[Message]:
         """Messages ready to be (re)sent: sealed / received relays / retrying whose time
-        has come, oldest first. Read-only: claim each with :meth:`claim`."""
+        has come, oldest first, skipping ``exclude_partners``. Read-only: claim each with
+        :meth:`claim`."""
+        skip = ""
+        if exclude_partners:
+            skip = f" AND COALESCE(partner, '') NOT IN ({','.join('?' for _ in exclude_partners)})"
         with self._translate():
             rows = self._conn().execute(
-                "SELECT * FROM messages WHERE ((state = 'sealed' AND direction IN "
+                "SELECT * FROM messages WHERE ((state = 'sealed' AND direction IN "  # noqa: S608
                 "('out','receipt')) OR (state = 'received' AND direction = 'relay') OR "
-                "state = 'retrying') AND COALESCE(next_attempt_at, 0) <= ? "
+                f"state = 'retrying') AND COALESCE(next_attempt_at, 0) <= ?{skip} "
                 "ORDER BY COALESCE(next_attempt_at, 0), id LIMIT ?",
-                (to_epoch(now), limit)).fetchall()
+                (to_epoch(now), *exclude_partners, limit)).fetchall()
         return [Message.from_row(r) for r in rows]
 
     def claim(self, row_id: int, expect: State, now: datetime) -> Message | None:

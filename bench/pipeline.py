@@ -1,0 +1,207 @@
+"""End-to-end pipeline throughput and latency: two real ``gateway run`` daemons (node A and
+node B) on this machine, A's outbox to B's inbox, until every receipt is back at A.
+
+- burst: N (default 2,000) realistic ~10 KB interstate transactions dropped at once;
+  messages/s sustained (first drop to last receipt) and p50/p99 drop-to-receipt latency,
+  once over HTTPS (mutual TLS) and once over SFTP (OpenSSH sshd, receipts back by SFTP);
+- paced: 100 messages/s offered over HTTPS for a while: p50/p99 latency;
+- the limit: seal + open per second in one process with the same keys and documents.
+
+``python -m bench pipeline`` (``--quick`` for a smaller run). Uses the test helpers in
+``tests/support`` (key directories, TLS PKI, sshd), so run it from the repository root.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import Row
+
+N_FULL, N_QUICK = 2000, 300
+PACED_RATE = 100.0
+PACED_SECONDS_FULL, PACED_SECONDS_QUICK = 15.0, 5.0
+SETTINGS = """
+[retry]
+base = "500ms"
+max_delay = "5s"
+expiry = "1h"
+[limits]
+send_workers = 8
+[schedule]
+outbox_scan = "100ms"
+retry_scan = "200ms"
+sftp_pull = "100ms"
+"""
+
+
+def _document(i: int) -> bytes:
+    from gateway.samples import interstate_transaction
+
+    return interstate_transaction("0600000", "4800000", participants=8, orders=5,
+                                  collections=5, information_lines=5, seed=i)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _delivered(spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """source file name -> epoch time its receipt was stored (delivered)."""
+    from gateway.config import load_config
+    from gateway.spool import SqliteSpool
+    from gateway.states import Direction, State
+
+    spool = SqliteSpool(load_config(spec.config_path).spool.database)
+    try:
+        return {m.source or "": m.updated_at
+                for m in spool.select(states=[State.DELIVERED], direction=Direction.OUT,
+                                      limit=1_000_000)}
+    finally:
+        spool.close()
+
+
+def _nodes(root: Path, transport: str):  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.gwnodes import NodeSpec, PartnerSpec, free_port, write_config
+    from tests.support.pki import TestPki
+
+    a = NodeSpec("a", "fips:0600000", root / "a", extra=SETTINGS)
+    b = NodeSpec("b", "fips:4800000", root / "b", extra=SETTINGS)
+    server = None
+    if transport == "https":
+        pki = TestPki(root / "pki")
+        ports = {"a": free_port(), "b": free_port()}
+        for spec in (a, b):
+            tls = pki.server(f"{spec.name}-server")
+            spec.https = {"host": "127.0.0.1", "port": ports[spec.name], "cert": str(tls.cert),
+                          "key": str(tls.key), "client_ca": str(pki.ca.cert)}
+
+        def to(me: str, other: str) -> tuple[str, dict[str, str]]:
+            c = pki.client(f"{me}-client")
+            return (f"https://127.0.0.1:{ports[other]}/v1/messages",
+                    {"client_cert": str(c.cert), "client_key": str(c.key),
+                     "ca_file": str(pki.ca.cert)})
+
+        a.partners = [PartnerSpec(b.party, [to("a", "b")])]
+        b.partners = [PartnerSpec(a.party, [to("b", "a")])]
+    else:
+        from tests.support.sshd import SshServer
+
+        sroot = root / "sftp"
+        a_in, b_in = sroot / "a-in", sroot / "b-in"
+        for d in (a_in, b_in):
+            d.mkdir(parents=True)
+        server = SshServer(sroot, root / "sshd").start()
+        opts = {"key_file": str(server.client_key), "known_hosts": str(server.known_hosts)}
+        a.inbound_folders, b.inbound_folders = [a_in], [b_in]
+        a.partners = [PartnerSpec(b.party, [(server.url(b_in), opts)])]
+        b.partners = [PartnerSpec(a.party, [(server.url(a_in), opts)])]
+    for spec in (a, b):
+        write_config(spec, root / "keycache", [a, b])
+    return a, b, server
+
+
+def _run(transport: str, n: int, rate: float | None, seconds: float | None
+         ) -> tuple[float, list[float], int]:
+    """Returns (messages/s, latencies, delivered count)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.gwnodes import Daemon, wait_until
+
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        a, b, server = _nodes(Path(tmp), transport)
+        daemons = [Daemon(a).start(), Daemon(b).start()]
+        try:
+            a.outbox.mkdir(parents=True, exist_ok=True)
+            count = n if rate is None else int(rate * (seconds or 0))
+            docs = [_document(i % 50) for i in range(50)]
+            dropped: dict[str, float] = {}
+            start = time.time()
+            for i in range(count):
+                if rate is not None:
+                    delay = start + i / rate - time.time()
+                    if delay > 0:
+                        time.sleep(delay)
+                name = f"b{i:06}.xml"
+                (a.outbox / name).write_bytes(docs[i % len(docs)])
+                (a.outbox / f"{name}.ready").write_bytes(b"")
+                dropped[name] = time.time()
+            wait_until(lambda: len(_delivered(a)) >= count, 600, "every receipt", 0.5)
+            done = _delivered(a)
+        finally:
+            for d in daemons:
+                d.terminate()
+            if server is not None:
+                server.stop()
+    latencies = [done[name] - t for name, t in dropped.items() if name in done]
+    span = max(done.values()) - min(dropped.values())
+    return count / span, latencies, len(done)
+
+
+def _seal_open_rate(quick: bool) -> float:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from gateway.envelope import Header
+    from gateway.keystore import Keystore
+    from gateway.party import Party
+    from gateway.seal import open_envelope, seal
+    from tests.support.gwnodes import generate_keys, register
+
+    with tempfile.TemporaryDirectory(prefix="bench-seal-") as tmp:
+        a_keys = generate_keys(Path(tmp), "fips:0600000")
+        b_keys = generate_keys(Path(tmp), "fips:4800000")
+        register(a_keys, b_keys, "fips:4800000")
+        register(b_keys, a_keys, "fips:0600000")
+        a, b = Keystore(a_keys), Keystore(b_keys)
+        ida, idb = a.identity(), b.identity()
+        now = datetime.now(UTC)
+        cert = a.encryption_certificate_for(Party.parse("fips:4800000"), now)
+        trust, directory = b.trust(), b
+        doc = _document(1)
+        n = 100 if quick else 400
+        t0 = time.perf_counter()
+        for _ in range(n):
+            header = Header.new(from_party=ida.party, to_party=idb.party,
+                                service="interstate", action="InterstateTransaction",
+                                created=now)
+            env = seal(doc, header, sender=ida, recipient_cert=cert)
+            open_envelope(env, node=idb, trust=trust, directory=directory, now=now)
+        return n / (time.perf_counter() - t0)
+
+
+def main(quick: bool = False) -> list[Row]:
+    n = N_QUICK if quick else N_FULL
+    rows: list[Row] = []
+    for transport in ("https", "sftp"):
+        rate, lat, done = _run(transport, n, None, None)
+        rows += [
+            Row("pipeline", f"{transport} burst {n}: sustained", rate, "msg/s",
+                f"{done}/{n} receipts"),
+            Row("pipeline", f"{transport} burst {n}: p50 drop-to-receipt",
+                statistics.median(lat), "s"),
+            Row("pipeline", f"{transport} burst {n}: p99 drop-to-receipt",
+                _percentile(lat, 0.99), "s"),
+        ]
+    seconds = PACED_SECONDS_QUICK if quick else PACED_SECONDS_FULL
+    _, lat, done = _run("https", 0, PACED_RATE, seconds)
+    rows += [
+        Row("pipeline", f"https paced {PACED_RATE:.0f}/s: p50 drop-to-receipt",
+            statistics.median(lat), "s", f"{done} msgs"),
+        Row("pipeline", f"https paced {PACED_RATE:.0f}/s: p99 drop-to-receipt",
+            _percentile(lat, 0.99), "s", "target < 2 s"),
+        Row("pipeline", "seal+open (one process, the limit)", _seal_open_rate(quick), "msg/s"),
+    ]
+    return rows
+
+
+if __name__ == "__main__":
+    from bench import format_rows
+
+    print(format_rows(main(quick="--quick" in sys.argv)))
