@@ -361,13 +361,13 @@ def _exchange(net: DemoNetwork, tracked: list[Tracked], watcher: _Watcher, *,
 
 
 def run_demo(directory: Path, *, progress: Progress, timeout: float = 45.0,
-             use_sshd: bool = True,
+             use_sshd: bool = True, verbosity: int = 1,
              hold: Callable[[DemoNetwork], None] | None = None) -> DemoResult:
     """Build and run the network, send the messages, check everything, stop everything.
     ``hold`` (``gateway demo --keep-running``) is called with the network still running
     once the demo's own messages are done; the nodes stop when it returns."""
     started = time.monotonic()
-    net = DemoNetwork(directory, progress=progress, use_sshd=use_sshd)
+    net = DemoNetwork(directory, progress=progress, use_sshd=use_sshd, verbosity=verbosity)
     tracked = [Tracked(p) for p in plan()]
     problems: list[str] = []
     previous = signal.getsignal(signal.SIGTERM)

@@ -199,8 +199,9 @@ class DemoNetwork:
     """Build (:meth:`build`), start (:meth:`start`) and always :meth:`stop` the network."""
 
     def __init__(self, directory: Path, *, progress: Callable[[str], None] = lambda _: None,
-                 use_sshd: bool = True) -> None:
+                 use_sshd: bool = True, verbosity: int = 1) -> None:
         self.dir = directory.resolve()
+        self.verbosity = max(1, verbosity)  # INFO at least: start-up is seen in the log
         self.progress = progress
         self.use_sshd = use_sshd
         root = self.dir
@@ -346,9 +347,9 @@ class DemoNetwork:
         for node in self.nodes.values():
             with node.log_file.open("ab") as out:
                 node.process = subprocess.Popen(
-                    [sys.executable, "-m", "gateway", "--config", str(node.config_path), "-v",
-                     "run"], stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env,
-                    cwd=node.root, start_new_session=True)
+                    [sys.executable, "-m", "gateway", "--config", str(node.config_path),
+                     "-" + "v" * self.verbosity, "run"], stdout=out, stderr=out,
+                    stdin=subprocess.DEVNULL, env=env, cwd=node.root, start_new_session=True)
         deadline = time.monotonic() + timeout
         waiting = dict(self.nodes)
         while waiting:

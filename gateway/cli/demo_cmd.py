@@ -43,7 +43,7 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     directory = args.dir or default_directory()
     progress = err if args.json else out
     result = run_demo(directory, progress=progress, timeout=args.timeout,
-                      use_sshd=not args.no_sshd,
+                      use_sshd=not args.no_sshd, verbosity=args.verbose,
                       hold=partial(keep_running, progress) if args.keep_running else None)
     if args.json:
         out_json(result.to_dict())

@@ -45,7 +45,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path
     """Run the demo once for every test in this file (it takes about 10 s)."""
     directory = tmp_path_factory.mktemp("demo") / "net"
     env = {k: v for k, v in os.environ.items() if k != "GATEWAY_CONFIG"}
-    proc = subprocess.run([sys.executable, "-m", "gateway", "demo", "--json", "--dir",
+    # -vv: the daemons log at DEBUG, so the privacy scan covers every log line they have
+    proc = subprocess.run([sys.executable, "-m", "gateway", "-vv", "demo", "--json", "--dir",
                            str(directory)], capture_output=True, text=True, timeout=180,
                           cwd=REPO, env=env, check=False)
     try:
