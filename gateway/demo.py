@@ -143,6 +143,7 @@ class DemoResult:
     directory: Path
     wall_seconds: float
     fallback: str | None
+    links: list[dict[str, str]]
     nodes: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     rejected: list[dict[str, Any]]
@@ -151,8 +152,8 @@ class DemoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "dir": str(self.directory), "wall_seconds": self.wall_seconds,
-                "fallback": self.fallback, "nodes": self.nodes, "messages": self.messages,
-                "rejected": self.rejected, "problems": self.problems,
+                "fallback": self.fallback, "links": self.links, "nodes": self.nodes,
+                "messages": self.messages, "rejected": self.rejected, "problems": self.problems,
                 "try_next": self.try_next}
 
 
@@ -440,6 +441,8 @@ def run_demo(directory: Path, *, progress: Progress, timeout: float = 45.0,
     return DemoResult(ok=not problems, directory=net.dir,
                       wall_seconds=round(time.monotonic() - started, 1),
                       fallback=net.fallback, nodes=nodes,
+                      links=[{"from": net.node(k.src).name, "to": net.node(k.dst).name,
+                              "transport": k.kind, "url": k.url} for k in net.links],
                       messages=[t.row() for t in tracked if t.planned.valid],
                       rejected=rejected, problems=problems, try_next=try_next)
 

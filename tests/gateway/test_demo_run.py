@@ -65,6 +65,11 @@ def test_demo_delivers_everything_with_verified_receipts(
     assert result["fallback"] is None, (
         "the SFTP link fell back to local folders: OpenSSH sshd must be installed "
         "(scripts/os-deps.sh installs openssh-server)")
+    links = {(k["from"], k["to"]): k for k in result["links"]}
+    assert {pair: k["transport"] for pair, k in links.items()} == {
+        ("ca", "hub"): "https", ("hub", "ca"): "https", ("ca", "nl"): "https",
+        ("nl", "ca"): "https", ("hub", "tx"): "sftp", ("tx", "hub"): "sftp"}
+    assert links[("hub", "tx")]["url"].startswith("sftp://")
     by_file = {m["file"]: m for m in result["messages"]}
     assert set(by_file) == set(EXPECTED_ROUTES)
     documents = {p.file: p for p in plan()}
