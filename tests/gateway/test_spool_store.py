@@ -172,3 +172,18 @@ def test_due_honours_next_attempt(spool: SqliteSpool) -> None:
     counts = spool.counts()
     assert ("out", "retrying", "fips:4800000", 1) in counts
     assert spool.oldest([State.RETRYING]) == NOW.timestamp()
+
+
+def test_state_machine_doc_lists_every_transition(repo_root: Path) -> None:
+    text = (repo_root / "docs" / "state-machine.md").read_text(encoding="utf-8")
+    rows = set()
+    for line in text.splitlines():
+        cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0] in {d.value for d in Direction}:
+            rows.add((cells[0], cells[1], cells[2], cells[3]))
+    expected = {
+        (d.value, "(new)" if src is None else src.value, dst.value, code)
+        for d, table in TRANSITIONS.items() for src, targets in table.items()
+        for dst, code in targets.items()
+    }
+    assert rows == expected

@@ -32,7 +32,7 @@ _CACHE: dict[str, Path] = {}
 
 def generate_keys(cache_root: Path, party: str) -> Path:
     """A key directory for ``party`` (2048-bit RSA), generated once per process."""
-    if party not in _CACHE:
+    if party not in _CACHE or not _CACHE[party].exists():
         target = cache_root / f"keys-{party.replace(':', '_')}"
         generate_node(target, Party.parse(party), now=datetime.now(UTC), rsa_bits=2048)
         _CACHE[party] = target
