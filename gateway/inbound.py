@@ -107,8 +107,8 @@ class Inbound:
         if header.service == "receipt":
             return self._receipt(parsed, data, now)
         existing = self.spool.find(Direction.IN, header.message_id)
-        if existing is not None:
-            return self._duplicate(existing, now)
+        if existing is not None and existing.state is not State.REJECTED:
+            return self._duplicate(existing, now)  # a rejected copy is no reason to refuse
         try:
             with self.spool.transaction(now) as txn:
                 record = txn.insert(self._new(Direction.IN, parsed, channel), State.RECEIVED,
@@ -116,7 +116,7 @@ class Inbound:
                                     detail={"bytes": len(data), "channel": channel})
         except Duplicate:  # the same message is being processed right now
             existing = self.spool.find(Direction.IN, header.message_id)
-            if existing is not None and existing.state is not State.RECEIVED:
+            if existing is not None and existing.state is State.DELIVERED:
                 return self._duplicate(existing, now)
             return Answer(503)
         return self._process(record, parsed, channel)

@@ -180,6 +180,13 @@ def test_tampered_envelope_gets_rejected_receipt(tmp_path: Path, key_cache: Path
     assert not outcome.delivered
     assert outcome.errors[0][0] in {"DecryptionFailed", "SignatureInvalid"}
     assert not b.inbox.exists() or list(b.inbox.iterdir()) == []
+    # the genuine envelope with the same MessageId is still delivered, once
+    genuine = gw_a.spool.payload(out.id, "envelope") or b""
+    assert gw_b.handle_https(genuine, None)[0] == 200
+    assert gw_b.handle_https(genuine, None)[0] == 200  # duplicate: stored receipt
+    assert len(list(b.inbox.iterdir())) == 1
+    in_states = sorted(m.state for m in gw_b.spool.select(direction=Direction.IN))
+    assert in_states == [State.DELIVERED, State.REJECTED]
 
 
 def test_relay_hop_through_a_hub(tmp_path: Path, key_cache: Path, net: Net) -> None:
