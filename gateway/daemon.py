@@ -99,14 +99,12 @@ class Gateway:
         """Scan every outbox once; returns how many files were recorded."""
         count = 0
         for scanner in self.scanners:
-            while True:  # in chunks, so sending starts while a big batch is taken in
-                result = scanner.scan(self.clock(), limit=self.SCAN_CHUNK)
-                taken = len(result.accepted) + len(result.rejected)
-                count += taken
-                if result.accepted:
-                    self.dispatch()
-                if taken < self.SCAN_CHUNK or self._stopped.is_set():
-                    break
+            # sending starts after every chunk, while a big batch is still coming in
+            result = scanner.scan(self.clock(), chunk=self.SCAN_CHUNK, progress=self.dispatch,
+                                  stopping=self._stopped.is_set)
+            count += len(result.accepted) + len(result.rejected)
+        if count:
+            self.dispatch()
         return count
 
     def dispatch(self) -> int:

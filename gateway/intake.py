@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -186,8 +186,13 @@ class OutboxScanner:
         raw = f"{self.outbox.path}\0{seen.name}\0{seen.inode}\0{seen.size}\0{seen.mtime_ns}"
         return hashlib.sha256(raw.encode("utf-8", "surrogateescape")).hexdigest()
 
-    def scan(self, now: datetime, *, limit: int | None = None) -> ScanResult:
-        """One poll: take every ready file (up to ``limit``)."""
+    def scan(self, now: datetime, *, limit: int | None = None, chunk: int = 25,
+             progress: Callable[[], object] | None = None,
+             stopping: Callable[[], bool] | None = None) -> ScanResult:
+        """One poll: take every ready file (up to ``limit``). After each ``chunk`` files
+        the outbox directory is fsynced (removals made durable together), ``progress`` is
+        called (the daemon starts sending while a big batch comes in) and the scan ends
+        early if ``stopping()`` says so (the rest waits for the next start)."""
         current = self._listing()
         ready = ready_files(self._previous, current, mode=self.intake.ready,
                             now_ns=int(now.timestamp() * 1e9),
@@ -195,45 +200,55 @@ class OutboxScanner:
         self._drop_orphan_markers(current)
         self._previous = {f.name: f for f in current}
         result = ScanResult()
-        for seen in ready[:limit]:
+        pending_sync = False
+        for index, seen in enumerate(ready[:limit], start=1):
             try:
-                self._take(seen, now, result)
+                pending_sync |= self._take(seen, now, result)
             except GatewayError as exc:
                 log.error("intake of %s failed: %s (%s); will retry next scan", seen.name,
                           exc.code, exc.message)
+            if index % chunk == 0:
+                if pending_sync:
+                    fsync_dir(self.outbox.path)
+                    pending_sync = False
+                if progress is not None:
+                    progress()
+                if stopping is not None and stopping():
+                    break
+        if pending_sync:
+            fsync_dir(self.outbox.path)
         return result
 
-    def _take(self, seen: FileSeen, now: datetime, result: ScanResult) -> None:
+    def _take(self, seen: FileSeen, now: datetime, result: ScanResult) -> bool:
+        """Take one file; True when something was removed from the outbox (the caller
+        fsyncs the directory)."""
         path = self.outbox.path / seen.name
         key = self.intake_key(seen)
         existing = self.spool.find_intake(key)
         if existing is not None:
-            self._finish(existing, seen)
             result.finished += 1
-            return
+            return self._finish(existing, seen)
         try:
             data = read_file(path, max_bytes=self.max_bytes)
-        except FileNotFoundError:  # pragma: no cover - read_file translates OSError
-            return
         except GatewayError as exc:
             if not path.exists():
-                return  # another scanner took it
+                return False  # another scanner took it
             outcome: Prepared | Refused = Refused(exc.code, exc.message)
             data = b""
         else:
             if len(data) != seen.size:
-                return  # changed since listed: not complete after all; next poll decides
+                return False  # changed since listed: not complete; the next poll decides
             outcome = self.prepare(data, source=seen.name, service=self.outbox.service, now=now)
         try:
             message = self._record(outcome, data, seen, key, now)
         except Duplicate:
             existing = self.spool.find_intake(key)
-            if existing is not None:  # another scanner recorded it first
-                self._finish(existing, seen)
-                result.finished += 1
-            return
+            if existing is None:
+                return False
+            result.finished += 1  # another scanner recorded it first
+            return self._finish(existing, seen)
         (result.accepted if message.state is State.SEALED else result.rejected).append(message)
-        self._finish(message, seen)
+        return self._finish(message, seen)
 
     def _record(self, outcome: Prepared | Refused, data: bytes, seen: FileSeen, key: str,
                 now: datetime) -> Message:
@@ -259,9 +274,11 @@ class OutboxScanner:
                                   payloads={"error": report},
                                   detail={"issues": len(outcome.issues)})
 
-    def _finish(self, message: Message, seen: FileSeen) -> None:
+    def _finish(self, message: Message, seen: FileSeen) -> bool:
         """After the durable record: copy a rejected file out, then remove the original
-        and its marker. Safe to repeat (crash recovery, lost races)."""
+        and its marker. Safe to repeat (crash recovery, lost races). Returns whether
+        anything was removed; the caller fsyncs the directory (a removal lost in a crash
+        only means the file is seen again and recognised by its intake key)."""
         path = self.outbox.path / seen.name
         if message.state is State.REJECTED:
             self._write_rejected(message, seen.name, path)
@@ -270,8 +287,7 @@ class OutboxScanner:
             with contextlib.suppress(FileNotFoundError):
                 victim.unlink()
                 removed = True
-        if removed:
-            fsync_dir(self.outbox.path)
+        return removed
 
     def _rejected_target(self, message: Message, name: str) -> Path:
         """``rejected/NAME``, unless that name belongs to another rejected message (its
