@@ -254,3 +254,18 @@ def test_inbound_crash_before_delivery_is_recovered(tmp_path: Path, key_cache: P
     assert len(list(b.inbox.iterdir())) == 1
     [out] = gw_a.spool.select(direction=Direction.OUT)
     assert out.state is State.DELIVERED
+
+
+def test_certificate_expiry_check_logs_and_audits(tmp_path: Path, key_cache: Path,
+                                                  net: Net) -> None:
+    a = NodeSpec("a", A, tmp_path / "a", extra="[security]\ncert_warn_days = 100000\n")
+    b = NodeSpec("b", B, tmp_path / "b")
+    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
+    b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
+    gw = net.add(a, key_cache, [a, b])
+    found = gw.check_certificates()
+    assert {what for what, _ in found} == {"sign", "encrypt", f"partner:{B}"}
+    assert all(days > 300 for _, days in found)
+    rows = gw.spool._conn().execute(
+        "SELECT detail FROM audit_events WHERE code = 'key_expiring'").fetchall()
+    assert len(rows) == 3
