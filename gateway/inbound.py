@@ -47,7 +47,7 @@ from gateway.receipts import build_receipt
 from gateway.routing import decide
 from gateway.schemas import SchemaRegistry
 from gateway.seal import OpenPolicy, open_parsed
-from gateway.spool import Message, NewMessage, SqliteSpool, Txn
+from gateway.spool import Message, NewMessage, Spool, Txn
 from gateway.states import Direction, IllegalTransition, State
 from gateway.validate import validate_bytes
 from gateway.xmlsafe import parse_xml
@@ -76,7 +76,7 @@ def inbox_name(header: Header) -> str:
 
 
 class Inbound:
-    def __init__(self, config: Config, spool: SqliteSpool, keys: NodeKeys, *,
+    def __init__(self, config: Config, spool: Spool, keys: NodeKeys, *,
                  clock: Callable[[], datetime], registry: SchemaRegistry | None = None) -> None:
         self.config = config
         self.spool = spool

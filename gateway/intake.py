@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from gateway.config import IntakeConfig, OutboxConfig
 from gateway.errors import Duplicate, GatewayError, SpoolError
 from gateway.fsutil import durable_move, durable_write, fsync_dir, is_temporary_name, read_file
-from gateway.spool import Message, NewMessage, SqliteSpool
+from gateway.spool import Message, NewMessage, Spool
 from gateway.states import Direction, State
 
 __all__ = [
@@ -140,7 +140,7 @@ def error_report(name: str, refused: Refused, received: datetime, spool_id: int)
 class OutboxScanner:
     """Scans one outbox folder; keep one instance per folder (it remembers the last poll)."""
 
-    def __init__(self, outbox: OutboxConfig, intake: IntakeConfig, *, spool: SqliteSpool,
+    def __init__(self, outbox: OutboxConfig, intake: IntakeConfig, *, spool: Spool,
                  rejected_dir: Path, prepare: Preparer, max_bytes: int) -> None:
         self.outbox = outbox
         self.intake = intake

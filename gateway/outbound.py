@@ -50,7 +50,7 @@ from gateway.retry import BreakerBoard, after_failure
 from gateway.routing import decide
 from gateway.schemas import SchemaRegistry
 from gateway.seal import seal
-from gateway.spool import Message, NewMessage, SqliteSpool, Txn
+from gateway.spool import Message, NewMessage, Spool, Txn
 from gateway.states import Direction, IllegalTransition, State
 from gateway.validate import validate_bytes
 from gateway.xmlsafe import parse_xml
@@ -218,7 +218,7 @@ class TransportPool:
 class Sender:
     """Claims due messages and sends them; thread-safe."""
 
-    def __init__(self, config: Config, spool: SqliteSpool, pool: TransportPool,
+    def __init__(self, config: Config, spool: Spool, pool: TransportPool,
                  breakers: BreakerBoard, check_receipt: ReceiptCheck, *,
                  clock: Callable[[], datetime], rng: random.Random | None = None,
                  relay_answer: Callable[[bytes, datetime], None] | None = None) -> None:

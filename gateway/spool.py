@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -308,13 +308,17 @@ class Txn:
 
 
 class Spool(Protocol):
-    """What the pipelines need from a store (SQLite today, PostgreSQL later)."""
+    """What the pipelines need from a store (SQLite today; a PostgreSQL store for several
+    gateways sharing one queue implements the same methods). The pipelines, the intake
+    and the daemon are typed against this, not against :class:`SqliteSpool`."""
 
-    def transaction(self, now: datetime) -> Any: ...
+    def transaction(self, now: datetime) -> AbstractContextManager[Txn]: ...
 
     def get(self, row_id: int) -> Message: ...
 
     def find(self, direction: Direction, message_id: str) -> Message | None: ...
+
+    def find_any(self, message_id: str) -> list[Message]: ...
 
     def find_intake(self, intake_key: str) -> Message | None: ...
 
@@ -322,12 +326,17 @@ class Spool(Protocol):
 
     def claim(self, row_id: int, expect: State, now: datetime) -> Message | None: ...
 
-    def due(self, now: datetime, limit: int) -> list[Message]: ...
+    def due(self, now: datetime, limit: int = 100,
+            exclude_partners: Sequence[str] = ()) -> list[Message]: ...
 
     def select(self, *, states: Sequence[State] = (), direction: Direction | None = None,
-               limit: int = 100) -> list[Message]: ...
+               partner: str | None = None, limit: int = 100) -> list[Message]: ...
 
     def counts(self) -> list[tuple[str, str, str, int]]: ...
+
+    def oldest(self, states: Sequence[State]) -> float | None: ...
+
+    def close(self) -> None: ...
 
 
 class SqliteSpool:
