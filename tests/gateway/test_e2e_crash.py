@@ -5,6 +5,7 @@ with byte-identical copies on the receiving side and no duplicates."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
 import time
@@ -18,6 +19,7 @@ from gateway.spool import SqliteSpool
 from gateway.states import Direction, State
 from tests.support.gwnodes import Daemon, NodeSpec, PartnerSpec, free_port, wait_until, write_config
 from tests.support.pki import TestPki
+from tests.support.sshd import SshServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,21 +65,47 @@ def outbound(spec: NodeSpec) -> list[tuple[str, State]]:
         spool.close()
 
 
+@pytest.mark.parametrize("transport", ["https", "sftp"])
 def test_kill_9_at_many_points_loses_and_duplicates_nothing(
-        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+        transport: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     cache = tmp_path_factory.mktemp("crash-keys")
-    pki = TestPki(tmp_path / "pki")
-    a_port, b_port = free_port(), free_port()
-    a = node("a", A, tmp_path, pki, a_port)
-    b = node("b", B, tmp_path, pki, b_port)
-    a.partners = [PartnerSpec(B, [client(pki, "a", b_port)])]
-    b.partners = [PartnerSpec(A, [client(pki, "b", a_port)])]
+    with contextlib.ExitStack() as stack:
+        a, b = _network(transport, tmp_path, cache, stack)
+        _run(a, b, TOTAL if transport == "https" else TOTAL // 2)
+
+
+def _network(transport: str, tmp_path: Path, cache: Path,
+             stack: contextlib.ExitStack) -> tuple[NodeSpec, NodeSpec]:
+    if transport == "https":
+        pki = TestPki(tmp_path / "pki")
+        a_port, b_port = free_port(), free_port()
+        a = node("a", A, tmp_path, pki, a_port)
+        b = node("b", B, tmp_path, pki, b_port)
+        a.partners = [PartnerSpec(B, [client(pki, "a", b_port)])]
+        b.partners = [PartnerSpec(A, [client(pki, "b", a_port)])]
+    else:  # uploads into the other node's inbound folder; receipts come back the same way
+        root = tmp_path / "sftp-root"
+        a_in, b_in = root / "a-in", root / "b-in"
+        for d in (a_in, b_in):
+            d.mkdir(parents=True)
+        server = stack.enter_context(SshServer(root, tmp_path / "sshd"))
+        opts = {"key_file": str(server.client_key), "known_hosts": str(server.known_hosts)}
+        a = NodeSpec("a", A, tmp_path / "a", extra=SETTINGS + 'sftp_pull = "100ms"\n',
+                     inbound_folders=[a_in])
+        b = NodeSpec("b", B, tmp_path / "b", extra=SETTINGS + 'sftp_pull = "100ms"\n',
+                     inbound_folders=[b_in])
+        a.partners = [PartnerSpec(B, [(server.url(b_in), opts)])]
+        b.partners = [PartnerSpec(A, [(server.url(a_in), opts)])]
     for spec in (a, b):
         write_config(spec, cache, [a, b])
+    return a, b
+
+
+def _run(a: NodeSpec, b: NodeSpec, total: int) -> None:
     rng = random.Random(20260301)
     valid: dict[str, bytes] = {}
     invalid: dict[str, bytes] = {}
-    for i in range(TOTAL):
+    for i in range(total):
         name = f"m{i:04}.xml"
         if i % 25 == 7:
             invalid[name] = interstate_transaction("0600000", "4800000", seed=i).replace(
