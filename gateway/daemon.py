@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import Config, check_files
-from gateway.errors import GatewayError
+from gateway.errors import ConfigError, GatewayError
 from gateway.inbound import Inbound
 from gateway.intake import OutboxScanner
 from gateway.nodekeys import NodeKeys, load_node_keys
@@ -144,7 +144,12 @@ class Gateway:
         """Take what waits in our inbound folders and partners' SFTP outboxes."""
         taken = 0
         with self._pull_lock:
-            for transport in self._open_pullers():
+            try:
+                pullers = self._open_pullers()
+            except TransportError as exc:
+                log.error("cannot open an inbound folder or pull endpoint: %s", exc)
+                return 0
+            for transport in pullers:
                 try:
                     taken += self.inbound.pull(transport)
                 except (TransportError, GatewayError) as exc:
@@ -191,9 +196,13 @@ class Gateway:
             from transports.https_server import HttpsServer  # noqa: PLC0415
 
             h = self.config.https
-            self.server = HttpsServer(h.host, h.port, cert=h.cert, key=h.key,
-                                      client_ca=h.client_ca, handler=self.handle_https,
-                                      max_body=h.max_body).start()
+            try:
+                self.server = HttpsServer(h.host, h.port, cert=h.cert, key=h.key,
+                                          client_ca=h.client_ca, handler=self.handle_https,
+                                          max_body=h.max_body).start()
+            except TransportError as exc:
+                raise ConfigError(f"cannot start the HTTPS listener: {exc}",
+                                  where=f"{self.config.path}: listeners.https") from None
             log.info("listening on %s", self.server.url)
         if schedule:
             self._start_scheduler()

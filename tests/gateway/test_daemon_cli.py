@@ -108,3 +108,26 @@ def test_status_and_messages(node: NodeSpec, capsys: pytest.CaptureFixture[str])
     assert code == 1
     assert "MessageNotFound" in text
     spool.close()
+
+
+def test_run_refuses_a_listener_port_in_use(tmp_path: Path, key_cache: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    from tests.support.pki import TestPki
+
+    pki = TestPki(tmp_path / "pki")
+    server = pki.server("a-server")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        a = NodeSpec("a", A, tmp_path / "a", https={
+            "host": "127.0.0.1", "port": port, "cert": str(server.cert),
+            "key": str(server.key), "client_ca": str(pki.ca.cert)})
+        write_config(a, key_cache, [a])
+        code, text = cli(capsys, "--config", str(a.config_path), "run")
+    assert code == 2
+    assert "ConfigInvalid" in text
+    assert "listeners.https" in text
+    assert "cannot start the HTTPS listener" in text
