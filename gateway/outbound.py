@@ -320,11 +320,16 @@ class Sender:
                             partner.party, tc.scheme, exc.code,
                             "retryable" if exc.retryable else "permanent")
                 body = getattr(exc, "body", b"")
-                if body and message.direction is Direction.OUT and not exc.retryable:
+                if body and not exc.retryable and message.direction is Direction.OUT:
                     done = self._answered(message, body, tc.url, refused=exc)
                     if done is not None:
                         self.breakers.success(partner.party)
                         return done
+                elif body and not exc.retryable and message.direction is Direction.RELAY:
+                    # the next hop refused it with a (Rejected) receipt for the original
+                    # sender: the relay's work is done, the receipt goes back
+                    self.breakers.success(partner.party)
+                    return self._answered(message, body, tc.url) or self.spool.get(message.id)
                 continue
             self.breakers.success(partner.party)
             return self._answered(message, answer, tc.url) or self.spool.get(message.id)

@@ -252,3 +252,21 @@ def test_recover_after_crash_and_receipt_timeout(setup) -> None:  # type: ignore
     assert again.state is State.SENT
     assert again.attempts == 3
     assert len(net.blobs("ny")) == 1  # same name, same bytes: no second copy
+
+
+def test_relay_passes_back_a_refusal_body(setup) -> None:  # type: ignore[no-untyped-def]
+    _, spool, net, _, sender = setup
+    answers: list[bytes] = []
+    sender.relay_answer = lambda data, now: answers.append(data)
+
+    def refuse(name: str, data: bytes) -> bytes:
+        raise HttpStatus("bad request", status=400, body=b"REJECTED-RECEIPT-ENVELOPE")
+
+    net.serve("ny", refuse)
+    with spool.transaction(T0) as txn:
+        relay = txn.insert(NewMessage(Direction.RELAY, message_id="r-1", partner=NY,
+                                      to_party=NY, expires_at=T0.timestamp() + 3600),
+                           State.RECEIVED, payloads={"envelope": b"ENV"})
+    done = sender.send(relay.id, State.RECEIVED)
+    assert done.state is State.RELAYED
+    assert answers == [b"REJECTED-RECEIPT-ENVELOPE"]
