@@ -419,17 +419,32 @@ def tomllib_dump(doc: dict[str, Any]) -> str:
 # --- links -----------------------------------------------------------------------------------
 
 
-LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+LINK = re.compile(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)")
+
+
+def anchors(doc: Path) -> set[str]:
+    """GitHub's heading anchors of a Markdown file (code blocks left out)."""
+    text = FENCE.sub("", doc.read_text(encoding="utf-8"))
+    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            for m in re.finditer(r"^#{1,6}\s+(.+?)\s*$", text, re.M)}
 
 
 def test_relative_links_between_docs_resolve() -> None:
     broken = []
     for doc in DOCS:
         for match in LINK.finditer(doc.read_text(encoding="utf-8")):
-            target = match.group(1)
+            target, anchor = match.group(1), match.group(2)
             if "://" in target or target.startswith("mailto:"):
                 continue
-            if not (doc.parent / target).exists():
+            path = (doc.parent / target) if target else doc
+            if not path.exists():
                 broken.append(f"{doc.relative_to(REPO)} -> {target}")
+            elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+                broken.append(f"{doc.relative_to(REPO)} -> {target}#{anchor}")
     assert broken == []
 
+
+def test_anchor_check_can_fail() -> None:
+    assert "a-five-minute-tour" in anchors(REPO / "README.md")
+    assert "registering-a-schema-set-operators" in anchors(REPO / "docs" / "schemas.md")
+    assert "no-such-heading" not in anchors(REPO / "README.md")
