@@ -34,7 +34,7 @@ from gateway.resources import xsd_root
 from gateway.retry import BreakerBoard
 from gateway.schemas import SchemaRegistry
 from gateway.spool import SqliteSpool
-from gateway.states import State
+from gateway.states import PENDING
 from transports import Transport, TransportError, open_transport
 
 __all__ = ["Gateway", "run", "utcnow"]
@@ -250,8 +250,7 @@ class Gateway:
         return counts
 
     def pending(self) -> int:
-        return len(self.spool.select(states=[State.RECEIVED, State.SEALED, State.SENDING,
-                                             State.RETRYING], limit=100_000))
+        return len(self.spool.select(states=sorted(PENDING), limit=100_000))
 
 
 def _guarded(name: str, func: Callable[[], Any]) -> Callable[[], None]:

@@ -19,12 +19,14 @@ from pathlib import Path
 from gateway.errors import FileUnreadable, SpoolError, TooLarge
 
 __all__ = [
+    "commit_temp",
     "durable_move",
     "durable_write",
     "fsync_dir",
     "is_temporary_name",
     "read_file",
     "temp_name",
+    "write_temp",
 ]
 
 _TEMP_SUFFIXES = (".tmp", ".part")
@@ -82,6 +84,37 @@ def durable_write(target: Path, data: bytes, *, mode: int = 0o640, exclusive: bo
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise SpoolError(f"cannot write file ({exc.strerror})", where=str(target)) from None
+
+
+def write_temp(target: Path, data: bytes, *, mode: int = 0o640) -> Path:
+    """First half of a two-phase durable write: the data in a fsynced hidden temporary file
+    beside ``target``; returns its path. :func:`commit_temp` renames it into place."""
+    target = Path(target)
+    tmp = temp_name(target)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise SpoolError(f"cannot write file ({exc.strerror})", where=str(target)) from None
+    return tmp
+
+
+def commit_temp(tmp: Path, target: Path) -> None:
+    """Second half: rename ``tmp`` over ``target`` and fsync the directory."""
+    try:
+        os.replace(tmp, target)
+        fsync_dir(Path(target).parent)
+    except OSError as exc:
+        raise SpoolError(f"cannot rename file into place ({exc.strerror})",
+                         where=str(target)) from None
 
 
 def durable_move(source: Path, target: Path) -> None:

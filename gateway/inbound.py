@@ -40,7 +40,7 @@ from gateway.errors import (
     TooLarge,
     UnknownRecipient,
 )
-from gateway.fsutil import durable_write
+from gateway.fsutil import commit_temp, write_temp
 from gateway.nodekeys import NodeKeys
 from gateway.outbound import apply_receipt, safe_token
 from gateway.receipts import build_receipt
@@ -140,8 +140,17 @@ class Inbound:
         return taken
 
     def recover(self) -> int:
-        """Finish inbound and relay messages a crash left ``received``."""
+        """Finish inbound messages a crash left ``delivering`` or ``received``."""
         count = 0
+        for record in self.spool.select(states=[State.DELIVERING], direction=Direction.IN,
+                                        limit=100_000):
+            envelope = self.spool.payload(record.id, "envelope") or b""
+            receipt = self.spool.payload(record.id, "receipt") or b""
+            header = parse_envelope(envelope, max_bytes=self.policy.max_bytes).header
+            receipt_id = parse_envelope(receipt, source="receipt").header.message_id
+            self._finish_delivery(record, header, receipt, receipt_id,
+                                  record.transport or PULL)
+            count += 1
         for record in self.spool.select(states=[State.RECEIVED], direction=Direction.IN,
                                         limit=100_000):
             data = self.spool.payload(record.id, "envelope") or b""
@@ -228,7 +237,7 @@ class Inbound:
         return Answer(200)
 
     def _duplicate(self, existing: Message, now: datetime) -> Answer:
-        if existing.state is State.RECEIVED:
+        if existing.state in (State.RECEIVED, State.DELIVERING):
             return Answer(503)  # still being processed (or awaiting crash recovery)
         receipt = self.spool.payload(existing.id, "receipt") or b""
         with self.spool.transaction(now) as txn:
@@ -268,29 +277,46 @@ class Inbound:
         receipt_id = str(uuid.uuid4())
         receipt = self._receipt_for(header, parsed.digest, error, now, receipt_id)
         if error is None:
+            # Two-phase delivery: the fsynced temporary file is recorded (delivering)
+            # before it is renamed into the inbox, so recovery knows whether the rename
+            # happened and never writes a document the state system may have taken already.
             self.config.inbox.mkdir(parents=True, exist_ok=True)
-            durable_write(self.config.inbox / inbox_name(header), document)
-        with self.spool.transaction(now) as txn:
-            if error is None:
+            tmp = write_temp(self.config.inbox / inbox_name(header), document)
+            with self.spool.transaction(now) as txn:
                 txn.audit("opened", record)
-                txn.audit("validated", record)
-                txn.transition(record.id, State.DELIVERED, expect=State.RECEIVED,
-                               payloads={"receipt": receipt},
-                               changes={"case_id": case_id, "source": inbox_name(header)})
-            else:
-                log.warning("rejected %s from %s: %s", header.message_id, header.from_party,
-                            error.code)
-                txn.transition(record.id, State.REJECTED, expect=State.RECEIVED,
-                               error_code=error.code, payloads={"receipt": receipt},
-                               changes={"error_text": error.message[:500]})
+                record = txn.transition(record.id, State.DELIVERING, expect=State.RECEIVED,
+                                        payloads={"receipt": receipt},
+                                        changes={"case_id": case_id, "source": tmp.name})
+            return self._finish_delivery(record, header, receipt, receipt_id, channel)
+        log.warning("rejected %s from %s: %s", header.message_id, header.from_party,
+                    error.code)
+        with self.spool.transaction(now) as txn:
+            txn.transition(record.id, State.REJECTED, expect=State.RECEIVED,
+                           error_code=error.code, payloads={"receipt": receipt},
+                           changes={"error_text": error.message[:500]})
             txn.store_receipt(header.message_id, "sent", receipt)
-            txn.audit("receipt_sent", record,
-                      detail={"status": "Delivered" if error is None else "Rejected"})
+            txn.audit("receipt_sent", record, detail={"status": "Rejected"})
             if channel != HTTPS:
                 self._queue_receipt(txn, header, receipt, receipt_id)
-        if error is None:
-            return Answer(200, receipt)
         return Answer(413 if isinstance(error, TooLarge) else 400, receipt)
+
+    def _finish_delivery(self, record: Message, header: Header, receipt: bytes,
+                         receipt_id: str, channel: str) -> Answer:
+        """Rename the recorded temporary file into the inbox (unless a crash came after
+        the rename: then it is gone and the document is delivered already), then commit
+        ``delivered`` with the receipt."""
+        target = self.config.inbox / inbox_name(header)
+        tmp = self.config.inbox / (record.source or "")
+        if record.source and tmp.is_file():
+            commit_temp(tmp, target)
+        with self.spool.transaction(self.clock()) as txn:
+            txn.transition(record.id, State.DELIVERED, expect=State.DELIVERING,
+                           changes={"source": target.name})
+            txn.store_receipt(header.message_id, "sent", receipt)
+            txn.audit("receipt_sent", record, detail={"status": "Delivered"})
+            if channel != HTTPS:
+                self._queue_receipt(txn, header, receipt, receipt_id)
+        return Answer(200, receipt)
 
     def _queue_receipt(self, txn: Txn, header: Header, receipt: bytes, receipt_id: str) -> None:
         """Send the receipt back as its own message (pulled / folder deliveries)."""

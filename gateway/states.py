@@ -6,7 +6,9 @@ Four kinds of message share one table, each with its own machine:
 - ``out``: a business document dropped in an outbox, sealed and sent by this node;
   ``delivered`` only once a valid ``Delivered`` receipt for it is stored.
 - ``in``: an envelope addressed to this node: opened, verified, validated, delivered into
-  the inbox (or rejected), answered with a signed receipt.
+  the inbox (or rejected), answered with a signed receipt. Delivery is two-phase
+  (``delivering`` records the fsynced temporary file before it is renamed into the inbox)
+  so a crash can never make the inbox receive the same document twice.
 - ``relay``: an envelope addressed to another party that routes through this node:
   forwarded unchanged, never opened.
 - ``receipt``: a receipt this node sends back asynchronously (to a message that arrived by
@@ -35,6 +37,7 @@ __all__ = [
 
 class State(StrEnum):
     RECEIVED = "received"
+    DELIVERING = "delivering"
     REJECTED = "rejected"
     SEALED = "sealed"
     SENDING = "sending"
@@ -89,7 +92,8 @@ TRANSITIONS: dict[Direction, dict[State | None, dict[State, str]]] = {
     },
     Direction.IN: {
         None: {S.RECEIVED: "received"},
-        S.RECEIVED: {S.DELIVERED: "delivered", S.REJECTED: "rejected"},
+        S.RECEIVED: {S.DELIVERING: "validated", S.REJECTED: "rejected"},
+        S.DELIVERING: {S.DELIVERED: "delivered"},
     },
     Direction.RELAY: {
         None: {S.RECEIVED: "received"},
@@ -121,7 +125,8 @@ TERMINAL: dict[Direction, frozenset[State]] = {
     Direction.RECEIPT: frozenset({S.SENT, S.FAILED, S.CANCELLED}),
 }
 #: States in which some message is still being worked on (status and recovery).
-PENDING: frozenset[State] = frozenset({S.RECEIVED, S.SEALED, S.SENDING, S.SENT, S.RETRYING})
+PENDING: frozenset[State] = frozenset({S.RECEIVED, S.DELIVERING, S.SEALED, S.SENDING, S.SENT,
+                                       S.RETRYING})
 
 
 def is_pending(direction: Direction, state: State) -> bool:

@@ -12,7 +12,7 @@ from gateway.config import load_config
 from gateway.errors import GatewayError
 from gateway.nodekeys import load_node_keys
 from gateway.spool import SqliteSpool
-from gateway.states import State
+from gateway.states import PENDING
 
 
 def register(subparsers: Any) -> None:
@@ -28,8 +28,7 @@ def run_status(args: argparse.Namespace) -> int:
     spool = SqliteSpool(config.spool.database)
     try:
         counts = spool.counts()
-        oldest = spool.oldest([State.RECEIVED, State.SEALED, State.SENDING, State.SENT,
-                               State.RETRYING])
+        oldest = spool.oldest(sorted(PENDING))
     finally:
         spool.close()
     expiring: list[dict[str, Any]] = []

@@ -269,3 +269,39 @@ def test_certificate_expiry_check_logs_and_audits(tmp_path: Path, key_cache: Pat
     rows = gw.spool._conn().execute(
         "SELECT detail FROM audit_events WHERE code = 'key_expiring'").fetchall()
     assert len(rows) == 3
+
+
+def test_two_phase_delivery_never_writes_a_taken_document_again(
+        tmp_path: Path, key_cache: Path, net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = two_nodes(tmp_path, key_cache, net, pull=True)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    for i in range(2):
+        drop(a, f"tx{i}.xml", interstate_transaction("0600000", "4800000", seed=20 + i))
+    gw_a.scan()
+    gw_a.send_all()
+
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt("simulated crash before the rename")
+
+    import gateway.inbound
+
+    monkeypatch.setattr(gateway.inbound, "commit_temp", crash)
+    with pytest.raises(KeyboardInterrupt):
+        gw_b.pull()
+    with pytest.raises(KeyboardInterrupt):
+        gw_b.pull()
+    monkeypatch.undo()
+    first, second = gw_b.spool.select(direction=Direction.IN)
+    assert first.state is second.state is State.DELIVERING
+    visible = [p for p in b.inbox.iterdir() if not p.name.startswith(".")]
+    assert visible == []  # nothing handed to the state system yet
+    # the crash of the second came after its rename, and the state system took the file
+    gateway.inbound.commit_temp(b.inbox / (second.source or ""), b.inbox / "taken.xml")
+    (b.inbox / "taken.xml").unlink()
+    assert gw_b.recover()["inbound"] == 2
+    assert gw_b.spool.get(first.id).state is State.DELIVERED
+    assert gw_b.spool.get(second.id).state is State.DELIVERED
+    delivered_name = gw_b.spool.get(first.id).source
+    assert [p.name for p in b.inbox.iterdir()] == [delivered_name]  # not the taken one
+    net.settle()
+    assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.DELIVERED}
