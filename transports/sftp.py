@@ -334,7 +334,11 @@ class SftpTransport:
                         self._drop()
                     raise
                 except (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
-                    if isinstance(exc, TimeoutError) or not session.alive():
+                    # EOF and SSH-layer errors mean the connection is gone even when
+                    # paramiko has not marked the transport inactive yet; only an error
+                    # status (an IOError carrying errno) comes from a live server.
+                    lost = isinstance(exc, TimeoutError | EOFError | paramiko.SSHException)
+                    if lost or not session.alive():
                         # A timed-out channel may still deliver a late answer: never reuse.
                         self._drop()
                         error = self._connection_error(exc, doing)
