@@ -232,7 +232,11 @@ class DemoNetwork:
         if self.dir.exists() and any(self.dir.iterdir()):
             raise UsageError("the demo folder exists and is not empty: give a new --dir",
                              where=str(self.dir))
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the demo folder ({exc.strerror})",
+                             where=str(self.dir)) from None
         now = dt.datetime.now(dt.UTC)
         self.progress("generating node keys and certificates (3072-bit RSA, one node CA each)")
         with ThreadPoolExecutor(max_workers=4) as pool:
