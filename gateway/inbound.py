@@ -176,9 +176,12 @@ class Inbound:
             expires_at=self.clock().timestamp() + self.config.retry.expiry)
 
     def _record_unreadable(self, data: bytes, exc: GatewayError, now: datetime) -> None:
+        """Keep what arrived (for the operator; a pulled file is removed after this) unless
+        it is over the size limit, in which case only its digest and size are kept."""
+        keep = {} if isinstance(exc, TooLarge) else {"envelope": data}
         with self.spool.transaction(now) as txn:
             record = txn.insert(NewMessage(Direction.IN, envelope_digest=hashlib.sha256(data)
-                                           .hexdigest()), State.RECEIVED,
+                                           .hexdigest()), State.RECEIVED, payloads=keep,
                                 detail={"bytes": len(data)})
             txn.transition(record.id, State.REJECTED, error_code=exc.code,
                            changes={"error_text": exc.message[:500]})

@@ -305,3 +305,18 @@ def test_two_phase_delivery_never_writes_a_taken_document_again(
     assert [p.name for p in b.inbox.iterdir()] == [delivered_name]  # not the taken one
     net.settle()
     assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.DELIVERED}
+
+
+def test_unreadable_pulled_file_is_kept_in_the_spool(tmp_path: Path, key_cache: Path,
+                                                     net: Net) -> None:
+    from transports.memory import MemoryTransport
+
+    two_nodes(tmp_path, key_cache, net, pull=True)
+    gw_b = net.nodes["b"]
+    MemoryTransport(net.network, "b-drop").send("junk.xml", b"<not-an-envelope/>")
+    assert gw_b.pull() == 1
+    assert net.network.blobs("b-drop") == {}
+    [record] = gw_b.spool.select(direction=Direction.IN)
+    assert record.state is State.REJECTED
+    assert record.error_code == "EnvelopeInvalid"
+    assert gw_b.spool.payload(record.id, "envelope") == b"<not-an-envelope/>"
