@@ -105,8 +105,13 @@ def _nodes(root: Path, transport: str):  # type: ignore[no-untyped-def]
         a.inbound_folders, b.inbound_folders = [a_in], [b_in]
         a.partners = [PartnerSpec(b.party, [(server.url(b_in), opts)])]
         b.partners = [PartnerSpec(a.party, [(server.url(a_in), opts)])]
-    for spec in (a, b):
-        write_config(spec, root / "keycache", [a, b])
+    try:
+        for spec in (a, b):
+            write_config(spec, root / "keycache", [a, b])
+    except BaseException:
+        if server is not None:  # never leave an sshd behind
+            server.stop()
+        raise
     return a, b, server
 
 
@@ -118,8 +123,12 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         a, b, server = _nodes(Path(tmp), transport)
-        daemons = [Daemon(a).start(), Daemon(b).start()]
+        daemons: list[Daemon] = []
         try:
+            for spec in (a, b):
+                daemon = Daemon(spec)
+                daemons.append(daemon)
+                daemon.start()
             a.outbox.mkdir(parents=True, exist_ok=True)
             count = n if rate is None else int(rate * (seconds or 0))
             docs = [_document(i % 50) for i in range(50)]
