@@ -26,6 +26,7 @@ from gateway.errors import ConfigError
 from gateway.routing import RoutingTable, build_table, valid_party
 
 __all__ = [
+    "AuditConfig",
     "BreakerPolicy",
     "Config",
     "HttpsListener",
@@ -167,6 +168,14 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Signed checkpoints of the audit chain and how long events are kept."""
+
+    checkpoint_interval: float = 3600.0
+    keep_events: float = (7 * 365 + 2) * 86400.0  # seven years, leap days included
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
     outbox_scan: float = 2.0
     sftp_pull: float = 10.0
@@ -194,6 +203,7 @@ class Config:
     schema_sets: tuple[SchemaSet, ...]
     security: SecurityConfig
     schedule: ScheduleConfig
+    audit: AuditConfig = AuditConfig()
 
     def partner(self, party: str) -> PartnerConfig:
         for partner in self.partners:
@@ -414,7 +424,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule"}
+        "schedule", "audit"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -531,6 +541,14 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         retry_scan=r.duration(t, "retry_scan", "schedule.retry_scan", 5.0, positive=True),
         cert_check=r.duration(t, "cert_check", "schedule.cert_check", 3600.0, positive=True),
     )
+    t = r.table(doc, "audit", "audit")
+    r.known(t, "audit", {"checkpoint_interval", "keep_events"})
+    audit = AuditConfig(
+        checkpoint_interval=r.duration(t, "checkpoint_interval", "audit.checkpoint_interval",
+                                       AuditConfig.checkpoint_interval, positive=True),
+        keep_events=r.duration(t, "keep_events", "audit.keep_events",
+                               AuditConfig.keep_events, positive=True),
+    )
     if https is not None and https.max_body == 0:
         https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
                               limits.max_message_bytes * 2)
@@ -539,7 +557,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,
         partners=tuple(partners), routes=tuple(routes), routing=routing, retry=retry,
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
-        schedule=schedule,
+        schedule=schedule, audit=audit,
     )
 
 

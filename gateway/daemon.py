@@ -18,12 +18,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.audit import AuditLog, retention_cutoff
+from gateway.audit_chain import KeySigner
 from gateway.config import Config, check_files
 from gateway.errors import ConfigError, GatewayError
 from gateway.inbound import Inbound
@@ -84,6 +87,7 @@ class Gateway:
         self.server: Any = None
         self.scheduler: Any = None
         self._stopped = threading.Event()
+        self._signer = KeySigner(self.keys.identity.signing_key, self.keys.identity.signing_cert)
 
     # --- steps (each safe to call at any time, from any thread) -----------------------
 
@@ -179,6 +183,39 @@ class Gateway:
                                                             "days": int(days)})
         return found
 
+    def checkpoint(self, *, force: bool = False) -> bool:
+        """Sign an audit checkpoint when one is due (``audit.checkpoint_interval``), or
+        whenever events were written since the last one (``force``, at shutdown).
+        Returns whether a checkpoint was written."""
+        now = self.clock()
+        interval = timedelta(seconds=self.config.audit.checkpoint_interval)
+        with self.spool.transaction(now) as txn:
+            audit = AuditLog(txn.conn)
+            if not force:
+                return audit.checkpoint_if_due(self._signer, now, interval) is not None
+            last = audit.last_checkpoint()
+            if audit.tail()[0] <= (last.seq if last else 0):
+                return False
+            audit.checkpoint(self._signer, now)
+            return True
+
+    def retention(self) -> int:
+        """Drop audit events older than ``audit.keep_events`` (whole chain prefixes only,
+        after verifying the chain and signing a checkpoint); returns how many."""
+        now = self.clock()
+        keep = timedelta(seconds=self.config.audit.keep_events)
+        # Its own connection: prune verifies the whole chain before its short write
+        # transaction, and must not hold the spool's write lock meanwhile.
+        conn = sqlite3.connect(self.config.spool.database, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            removed = AuditLog(conn).prune(retention_cutoff(now, keep), self._signer, now)
+        finally:
+            conn.close()
+        if removed:
+            log.info("audit retention removed %d events older than %s", removed, keep)
+        return removed
+
     def _relay_answer(self, data: bytes, now: datetime) -> None:
         self.inbound.accept(data, channel="relay-answer")
         self.dispatch()
@@ -220,6 +257,9 @@ class Gateway:
             ("pull", self.pull, min(s.sftp_pull, self.config.inbound.poll_interval)),
             ("receipt-timeouts", self.expire, 60.0),
             ("certificates", self.check_certificates, s.cert_check),
+            ("audit-checkpoint", self.checkpoint,
+             min(300.0, self.config.audit.checkpoint_interval)),
+            ("audit-retention", self.retention, 86400.0),
         ]
         for name, func, seconds in jobs:
             scheduler.add_job(_guarded(name, func), "interval", seconds=seconds, id=name,
@@ -237,6 +277,10 @@ class Gateway:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.executor.shutdown(wait=True, cancel_futures=True)
+        try:
+            self.checkpoint(force=True)
+        except GatewayError as exc:
+            log.error("could not sign the audit checkpoint at shutdown: %s", exc)
         self.pool.close()
         for transport in self._pullers or []:
             with contextlib.suppress(Exception):
