@@ -24,6 +24,7 @@ translated into these at the module that calls the library; they never leak upwa
     │   ├── UnknownDocumentType       UnknownDocumentType
     │   ├── EnvelopeInvalid           EnvelopeInvalid
     │   ├── PartyInvalid              PartyInvalid      (text that is not scheme:value)
+    │   ├── SenderMismatch            SenderMismatch    (document's sender is not this node)
     │   └── FileUnreadable            FileUnreadable
     ├── SecurityError                                   1
     │   ├── DecryptionFailed          DecryptionFailed
@@ -43,6 +44,7 @@ translated into these at the module that calls the library; they never leak upwa
     ├── RoutingError                  NoRoute           1
     ├── MessageNotFound               MessageNotFound   1
     ├── SpoolError                    SpoolError        1
+    │   └── IllegalTransition         IllegalTransition (a bug, or a lost race)
     ├── TransportFailed               TransportFailed   1   yes (retryable transport error)
     │   └── TransportRefused          TransportRefused  1   no  (permanent transport error)
     ├── AuditError                    AuditError        1
@@ -71,6 +73,7 @@ __all__ = [
     "FileUnreadable",
     "GatewayError",
     "HeaderMismatch",
+    "IllegalTransition",
     "InputError",
     "InternalError",
     "KeyFileInsecure",
@@ -82,6 +85,7 @@ __all__ = [
     "RoutingError",
     "SchemaInvalid",
     "SecurityError",
+    "SenderMismatch",
     "SignatureInvalid",
     "SignerNotRegistered",
     "SpoolError",
@@ -222,6 +226,12 @@ class PartyInvalid(InputError):
     code = "PartyInvalid"
 
 
+class SenderMismatch(InputError):
+    """An outbox document whose sender party is not one this node speaks for."""
+
+    code = "SenderMismatch"
+
+
 class FileUnreadable(InputError):
     code = "FileUnreadable"
 
@@ -305,6 +315,12 @@ class MessageNotFound(GatewayError):
 
 class SpoolError(GatewayError):
     code = "SpoolError"
+
+
+class IllegalTransition(SpoolError):
+    """A state change the message state machine does not allow (a bug, or a lost race)."""
+
+    code = "IllegalTransition"
 
 
 class TransportFailed(GatewayError):

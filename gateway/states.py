@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from gateway.errors import SpoolError
+from gateway.errors import IllegalTransition
 
 __all__ = [
     "PENDING",
@@ -54,12 +54,6 @@ class Direction(StrEnum):
     IN = "in"
     RELAY = "relay"
     RECEIPT = "receipt"
-
-
-class IllegalTransition(SpoolError):
-    """A state change the machine does not allow (a bug, or a lost race)."""
-
-    code = "IllegalTransition"
 
 
 S = State
