@@ -43,6 +43,7 @@ from gateway.errors import (
     ReceiptInvalid,
     RoutingError,
     SecurityError,
+    SenderMismatch,
 )
 from gateway.intake import Prepared, Preparer, Refused
 from gateway.party import Party
@@ -52,8 +53,7 @@ from gateway.schemas import SchemaRegistry
 from gateway.seal import seal
 from gateway.spool import Message, NewMessage, Spool, Txn
 from gateway.states import Direction, IllegalTransition, State
-from gateway.validate import validate_bytes
-from gateway.xmlsafe import parse_xml
+from gateway.validate import validate_parsed
 from transports import Transport, TransportError, open_transport
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ __all__ = [
     "Sender",
     "TransportPool",
     "apply_receipt",
+    "check_sender",
     "make_preparer",
     "safe_token",
     "wire_name",
@@ -84,30 +85,53 @@ def safe_token(value: str | None) -> str | None:
     return value
 
 
+def check_sender(node: Party, sender: str | None) -> None:
+    """A node sends only documents it speaks for: the document's sender party (LocalFIPS,
+    or the Central Authority that writes it) must be the node's own party, or, for a
+    state-level node ``fips:SS00000``, any FIPS code of the same state (its counties and
+    local offices send through the state's gateway). Raises :class:`SenderMismatch`."""
+    if sender is None:
+        raise SenderMismatch("the document names no sender party")
+    try:
+        party = Party.parse(sender)
+    except InputError:
+        raise SenderMismatch("the document's sender is not a valid party") from None
+    if party == node:
+        return
+    if (node.is_fips and party.is_fips and node.value.endswith("00000")
+            and party.state == node.state):
+        return
+    raise SenderMismatch(f"the document is from {party}, which this node ({node}) does "
+                         "not speak for")
+
+
 def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | None = None,
                   new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> Preparer:
     """The outbox preparer: validate, describe (destination from the document, never the
-    file name), route, build the header, seal to the destination's encryption certificate.
+    file name), check the sender is this node (:func:`check_sender`), route, build the
+    header, seal to the destination's encryption certificate.
     Returns :class:`Prepared` or :class:`Refused` (never raises for a bad document)."""
     max_bytes = config.limits.max_message_bytes
 
     def prepare(data: bytes, *, source: str, service: str | None,
                 now: datetime) -> Prepared | Refused:
-        report = validate_bytes(data, source=source, registry=registry, max_bytes=max_bytes)
-        if not report.valid:
+        report, tree = validate_parsed(data, source=source, registry=registry,
+                                       max_bytes=max_bytes)
+        if not report.valid or tree is None:
             issues = tuple(i.to_dict() for i in report.issues)
             code = report.issues[0].code if report.issues else "SchemaInvalid"
             return Refused(code, f"{len(issues)} validation error(s)", issues)
         try:
-            info = describe(parse_xml(data, max_bytes=max_bytes, source=source,
-                                      huge_text=True))
+            info = describe(tree)  # the tree validation parsed: each document parsed once
         except InputError as exc:
             return Refused(exc.code, exc.message)
+        del tree
         case_id = safe_token(info.case_id)
         if info.destination is None:
             return Refused("NoDestination", "the document names no destination party",
                            case_id=case_id)
         try:
+            check_sender(keys.identity.party, info.sender)
             decision = decide(config.routing, info.destination)
             if decision.local:
                 raise RoutingError("the destination is this node itself")

@@ -14,6 +14,9 @@ import pytest
 
 from gateway.config import load_config
 from gateway.daemon import Gateway
+from gateway.errors import SenderMismatch
+from gateway.outbound import check_sender
+from gateway.party import Party
 from gateway.samples import interstate_transaction, maintenance_application
 from gateway.states import Direction, State
 from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
@@ -141,6 +144,52 @@ def test_rejected_file_and_rejected_receipt(tmp_path: Path, key_cache: Path,
     assert states == [State.REJECTED, State.REJECTED]
     assert list(a.outbox.iterdir()) == []
     assert not b.inbox.exists() or list(b.inbox.iterdir()) == []
+
+
+def test_node_sends_only_documents_it_speaks_for(tmp_path: Path, key_cache: Path,
+                                                net: Net) -> None:
+    a, b = two_nodes(tmp_path, key_cache, net)
+    gw_a = net.nodes["a"]
+    county = interstate_transaction("0603700", "4800000", seed=7)  # a county of state 06
+    drop(a, "county.xml", county)
+    drop(a, "german.xml", maintenance_application("DE", "4800000", outbound=False, seed=1))
+    drop(a, "newyork.xml", interstate_transaction("3600000", "4800000", seed=8))
+    gw_a.scan()
+    net.settle()
+    for name, sender in (("german.xml", "iso3166:DE"), ("newyork.xml", "fips:3600000")):
+        report = json.loads((a.rejected / f"{name}.error.json").read_text())
+        assert report["code"] == "SenderMismatch", name
+        assert sender in report["message"]
+    messages = {m.source: m for m in gw_a.spool.select(direction=Direction.OUT)}
+    assert messages["county.xml"].state is State.DELIVERED
+    assert messages["county.xml"].from_party == A
+    for name in ("german.xml", "newyork.xml"):
+        assert messages[name].state is State.REJECTED
+        assert messages[name].error_code == "SenderMismatch"
+        assert gw_a.spool.payload(messages[name].id, "envelope") is None  # never sealed
+    assert [p.read_bytes() for p in b.inbox.iterdir()] == [county]
+
+
+@pytest.mark.parametrize(("node", "sender", "ok"), [
+    ("fips:0600000", "fips:0600000", True),
+    ("fips:0600000", "fips:0603700", True),   # a state node speaks for its counties
+    ("fips:0600000", "fips:0603701", True),   # and their local offices
+    ("fips:0600000", "fips:3600000", False),  # not for another state
+    ("fips:0600000", "iso3166:DE", False),
+    ("fips:0603700", "fips:0600000", False),  # a county node only for itself
+    ("fips:0603700", "fips:0603701", False),
+    ("fips:0603700", "fips:0603700", True),
+    ("iso3166:NL", "iso3166:NL", True),
+    ("iso3166:NL", "iso3166:DE", False),
+    ("fips:0600000", None, False),
+    ("fips:0600000", "fips:06", False),       # not a party at all
+])
+def test_check_sender(node: str, sender: str | None, ok: bool) -> None:
+    if ok:
+        check_sender(Party.parse(node), sender)
+    else:
+        with pytest.raises(SenderMismatch):
+            check_sender(Party.parse(node), sender)
 
 
 def test_duplicate_message_id_is_not_delivered_twice(tmp_path: Path, key_cache: Path,
