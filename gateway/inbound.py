@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from lxml import etree
+
 from gateway.config import Config
 from gateway.documents import describe
 from gateway.envelope import Header, ParsedEnvelope, parse_envelope
@@ -49,8 +51,7 @@ from gateway.schemas import SchemaRegistry
 from gateway.seal import OpenPolicy, open_parsed
 from gateway.spool import Message, NewMessage, Spool, Txn
 from gateway.states import Direction, IllegalTransition, State
-from gateway.validate import validate_bytes
-from gateway.xmlsafe import parse_xml
+from gateway.validate import validate_parsed
 from transports import Transport, TransportError
 from transports.base import PeerInfo
 
@@ -269,14 +270,15 @@ class Inbound:
             error = exc
         case_id = None
         if error is None:
-            report = validate_bytes(document, source=header.message_id,
-                                    registry=self.registry,
-                                    max_bytes=self.config.limits.max_message_bytes)
-            if not report.valid:
+            report, tree = validate_parsed(document, source=header.message_id,
+                                           registry=self.registry,
+                                           max_bytes=self.config.limits.max_message_bytes)
+            if not report.valid or tree is None:
                 error = _schema_error(report.issues[0].code if report.issues else
                                       "SchemaInvalid", len(report.issues))
             else:
-                case_id = _case_id(document)
+                case_id = _case_id(tree)
+            del tree
         receipt_id = str(uuid.uuid4())
         receipt = self._receipt_for(header, parsed.digest, error, now, receipt_id)
         if error is None:
@@ -361,9 +363,9 @@ def _schema_error(code: str, count: int) -> GatewayError:
     return err
 
 
-def _case_id(document: bytes) -> str | None:
+def _case_id(tree: etree._ElementTree) -> str | None:
     try:
-        return safe_token(describe(parse_xml(document, huge_text=True)).case_id)
+        return safe_token(describe(tree).case_id)
     except GatewayError:
         return None
 

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lxml import etree
+
 from gateway.errors import FileUnreadable, TooLarge, UnknownDocumentType, XmlError
 from gateway.issues import Issue, element_position, readable_path
 from gateway.schemas import SchemaRegistry, default_registry, load_schema
 from gateway.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 
-__all__ = ["Report", "validate_bytes", "validate_file"]
+__all__ = ["Report", "validate_bytes", "validate_file", "validate_parsed"]
 
 
 @dataclass(frozen=True)
@@ -49,13 +51,29 @@ def validate_bytes(
     """Parse ``data`` with the hardened parser and validate it: against ``schema`` (an
     entry XSD, plus its sibling ``.sch`` if any) when given, else against the schema the
     registry (default: the shipped one) finds for the root element."""
+    return validate_parsed(data, source=source, registry=registry, schema=schema,
+                           max_bytes=max_bytes)[0]
+
+
+def validate_parsed(
+    data: bytes,
+    *,
+    source: str,
+    registry: SchemaRegistry | None = None,
+    schema: Path | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[Report, etree._ElementTree | None]:
+    """:func:`validate_bytes`, also handing back the parsed tree (None when the bytes did
+    not parse), so a caller that reads the document next (the daemon's ``describe``) does
+    not parse it a second time. Read the tree only when the report is valid."""
     compiled = load_schema(schema) if schema is not None else None  # ConfigError: exit 2
     try:
         # huge_text: an EDE document carries a multi-MB PDF in one text node; the byte
         # limit and the DOCTYPE refusal still apply.
         tree = parse_xml(data, max_bytes=max_bytes, source=source, huge_text=True)
     except XmlError as exc:
-        return _report(source, [Issue(exc.line, exc.column, exc.code, "", exc.message)], None)
+        return _report(source, [Issue(exc.line, exc.column, exc.code, "", exc.message)],
+                       None), None
     root_element = tree.getroot()
     root = str(root_element.tag)
     if compiled is None:
@@ -64,8 +82,8 @@ def validate_bytes(
         except UnknownDocumentType as exc:
             line, column = element_position(tree, data)(root_element)
             issue = Issue(line, column, exc.code, readable_path(root_element), exc.message)
-            return _report(source, [issue], root)
-    return _report(source, compiled.issues(tree, data=data), root)
+            return _report(source, [issue], root), tree
+    return _report(source, compiled.issues(tree, data=data), root), tree
 
 
 def validate_file(
