@@ -448,3 +448,39 @@ def test_anchor_check_can_fail() -> None:
     assert "a-five-minute-tour" in anchors(REPO / "README.md")
     assert "registering-a-schema-set-operators" in anchors(REPO / "docs" / "schemas.md")
     assert "no-such-heading" not in anchors(REPO / "README.md")
+
+
+def subcommands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+                ) -> list[tuple[str, ...]]:
+    found: list[tuple[str, ...]] = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((*prefix, name))
+                found += subcommands(sub, (*prefix, name))
+    return found
+
+
+def leading_words(argv: list[str]) -> list[str]:
+    """The command words of an argv: global options (``--config FILE``, ``-v``) skipped,
+    up to the first option or argument of the command."""
+    while argv and argv[0].startswith("-"):
+        argv = argv[2:] if argv[0] == "--config" else argv[1:]
+    words = []
+    for token in argv:
+        if token.startswith("-"):
+            break
+        words.append(token)
+    return words
+
+
+def test_every_command_is_shown_somewhere_in_the_docs() -> None:
+    """The other direction: no command exists that no page shows being used."""
+    shown = [leading_words(variants(cmd)[-1]) for _, cmd in ALL_COMMANDS + INLINE_COMMANDS]
+    commands = subcommands(build_parser())
+    assert ("audit", "prune") in commands
+    assert leading_words(["--config", "g.toml", "-v", "route", "explain", "f.xml"])[:2] == [
+        "route", "explain"]
+    missing = [" ".join(c) for c in commands
+               if not any(tuple(argv[:len(c)]) == c for argv in shown)]
+    assert missing == [], "commands no page of the docs shows"
