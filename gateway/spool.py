@@ -24,7 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -260,7 +260,10 @@ class Txn:
         assert row_id is not None  # noqa: S101 - sqlite always sets it after INSERT
         for kind, data in payloads.items():
             self.put_payload(row_id, kind, data)
-        message = self.get(row_id)
+        # the row as written (not read back: one statement less while holding the lock)
+        fixed = {k: v for k, v in values.items() if k not in ("direction", "state")}
+        message = Message(id=row_id, direction=new.direction, state=state, attempts=0,
+                          error_code=None, error_text=None, **fixed)
         self.audit(code, message, detail=dict(detail or {}))
         return message
 
@@ -291,7 +294,8 @@ class Txn:
                           (*values.values(), row_id, str(current.state)))
         for kind, data in payloads.items():
             self.put_payload(row_id, kind, data)
-        message = self.get(row_id)
+        # the row as written (not read back: one statement less while holding the lock)
+        message = replace(current, **{**values, "state": target})
         self.audit(code, message, error_code=error_code, detail=dict(detail or {}),
                    actor=actor)
         return message

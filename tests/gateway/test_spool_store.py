@@ -81,6 +81,30 @@ def test_insert_transition_payloads_and_audit(spool: SqliteSpool) -> None:
     assert events(spool) == [("intake", "m-1"), ("sealed", "m-1")]
 
 
+def test_returned_messages_are_the_rows_as_stored(spool: SqliteSpool) -> None:
+    """insert/transition build their result from what they wrote (no read-back): it must
+    be exactly what a fresh read returns, every column."""
+    with spool.transaction(NOW) as txn:
+        inserted = txn.insert(NewMessage(Direction.OUT, message_id="m-9", source="a.xml",
+                                         intake_key="k9", partner="fips:4800000",
+                                         from_party="fips:0600000", to_party="fips:4800000",
+                                         service="interstate", action="X", case_id="C1",
+                                         document_digest="cd" * 32, expires_at=1e9 + 0.5),
+                              State.RECEIVED)
+    assert inserted == spool.get(inserted.id)
+    steps = [(State.SEALED, {"envelope_digest": "ab" * 32}, None),
+             (State.SENDING, {"attempts": 1}, None),
+             (State.RETRYING, {"next_attempt_at": NOW.timestamp() + 7.25,
+                               "error_text": "timed out"}, "Timeout"),
+             (State.SENDING, {"attempts": 2, "transport": "https://x"}, None),
+             (State.FAILED, {"next_attempt_at": None}, "Rejected")]
+    for i, (state, changes, code) in enumerate(steps, start=1):
+        with spool.transaction(NOW + timedelta(seconds=i)) as txn:
+            moved = txn.transition(inserted.id, state, changes=changes, error_code=code)
+        assert moved == spool.get(inserted.id), state
+    assert (moved.state, moved.error_code, moved.attempts) == (State.FAILED, "Rejected", 2)
+
+
 def test_illegal_transition_rolls_back_everything(spool: SqliteSpool) -> None:
     row = out_message(spool)
 
