@@ -23,7 +23,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -122,23 +124,59 @@ class Inbound:
             return Answer(503)
         return self._process(record, parsed, channel)
 
+    #: How many pulled envelopes are opened, checked and delivered at once (their native
+    #: parts: RSA, fsync, SQLite commits, overlap); fetches and acknowledgements stay on
+    #: the calling thread, in order.
+    PULL_WORKERS = 4
+
     def pull(self, transport: Transport) -> int:
         """Take every complete blob waiting in ``transport`` (a partner's SFTP outbox, our
-        own inbound folder): accept it (stored durably), then acknowledge it."""
+        own inbound folder): accept it (stored durably), then acknowledge it. Up to
+        :attr:`PULL_WORKERS` blobs are accepted in parallel; each is acknowledged only
+        after its own accept returned."""
+        names = transport.list()
+        if len(names) <= 1 or self.PULL_WORKERS <= 1:
+            return sum(self._pull_one(transport, name) for name in names)
         taken = 0
-        for name in transport.list():
+        window: deque[tuple[str, Future[Answer]]] = deque()
+        with ThreadPoolExecutor(max_workers=self.PULL_WORKERS,
+                                thread_name_prefix="gateway-pull") as pool:
             try:
-                data = transport.fetch(name)
-            except TransportError as exc:
-                log.warning("could not fetch %s from %s: %s", name, transport.endpoint,
-                            exc.code)
-                continue
-            answer = self.accept(data, channel=PULL)
-            if answer.status == 503:
-                continue  # in progress elsewhere: look again next time
-            transport.acknowledge(name)
-            taken += 1
+                for name in names:
+                    if len(window) >= self.PULL_WORKERS:
+                        taken += self._acknowledge(transport, *window.popleft())
+                    try:
+                        data = transport.fetch(name)
+                    except TransportError as exc:
+                        log.warning("could not fetch %s from %s: %s", name,
+                                    transport.endpoint, exc.code)
+                        continue
+                    window.append((name, pool.submit(self.accept, data, channel=PULL)))
+                while window:
+                    taken += self._acknowledge(transport, *window.popleft())
+            finally:
+                for _, future in window:  # an error above: let the rest finish, unacked
+                    future.cancel()
         return taken
+
+    def _pull_one(self, transport: Transport, name: str) -> int:
+        try:
+            data = transport.fetch(name)
+        except TransportError as exc:
+            log.warning("could not fetch %s from %s: %s", name, transport.endpoint, exc.code)
+            return 0
+        answer = self.accept(data, channel=PULL)
+        if answer.status == 503:
+            return 0  # in progress elsewhere: look again next time
+        transport.acknowledge(name)
+        return 1
+
+    @staticmethod
+    def _acknowledge(transport: Transport, name: str, future: Future[Answer]) -> int:
+        if future.result().status == 503:
+            return 0  # in progress elsewhere: look again next time
+        transport.acknowledge(name)
+        return 1
 
     def recover(self) -> int:
         """Finish inbound messages a crash left ``delivering`` or ``received``."""

@@ -334,6 +334,9 @@ def test_two_phase_delivery_never_writes_a_taken_document_again(
 
     import gateway.inbound
 
+    # one envelope at a time, so the first pull's crash leaves the second untouched
+    # (parallel pulls crashing mid-way are covered by test_e2e_crash over SFTP)
+    monkeypatch.setattr(gateway.inbound.Inbound, "PULL_WORKERS", 1)
     monkeypatch.setattr(gateway.inbound, "commit_temp", crash)
     with pytest.raises(KeyboardInterrupt):
         gw_b.pull()
