@@ -8,7 +8,8 @@
   content key transported with RSAES-OAEP SHA-256 / MGF1-SHA-256 (parameters explicit).
 - :func:`decrypt` and :func:`verify` are the inverses, and also accept what stock OpenSSL
   writes (``rsaEncryption`` as signature algorithm, extra signed attributes, a subject key
-  identifier as recipient id).
+  identifier as recipient id). :func:`decrypt` takes the node's main key and any extra
+  (rollover) key pairs, and uses the one whose certificate a recipient info names.
 
 ``asn1crypto`` supplies the small ASN.1 structures (names, algorithm parameters,
 attributes); ``cryptography`` does every primitive. The outer layers are written and read
@@ -75,6 +76,7 @@ from gateway.errors import (
 __all__ = [
     "BytesContent",
     "Content",
+    "KeyPair",
     "SignedContent",
     "SigningKey",
     "VerifiedSignature",
@@ -87,6 +89,8 @@ __all__ = [
 log = logging.getLogger("gateway.cms")
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+#: A decryption key and the certificate that names it in recipient infos.
+KeyPair = tuple[rsa.RSAPrivateKey, x509.Certificate]
 
 OID_DATA = "1.2.840.113549.1.7.1"
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
@@ -393,19 +397,23 @@ def _unwrap_key(ktri: acms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey,
                                "encryption key") from None
 
 
-def _content_key(buf: memoryview, infos: Tlv, key: rsa.RSAPrivateKey,
-                 cert: x509.Certificate, allow_legacy: bool) -> bytes:
+def _content_key(buf: memoryview, infos: Tlv, keys: Sequence[KeyPair],
+                 allow_legacy: bool) -> bytes:
+    """Unwrap the content key with the first of ``keys`` (in order) whose certificate a
+    KeyTransRecipientInfo names; a key is never tried on an info that does not name it."""
     if infos.tag != SET:
         raise Malformed("recipientInfos is not a SET")
+    ktris = []
     for item in children(buf, infos):
         info = acms.RecipientInfo.load(buf[item.start:item.end].tobytes())
-        if info.name != "ktri":
-            continue
-        ktri = info.chosen
-        if _rid_matches(ktri["rid"], cert):
-            return _unwrap_key(ktri, key, allow_legacy)
-    raise DecryptionFailed("the message is not encrypted for this node's encryption "
-                           "certificate (no matching recipient)")
+        if info.name == "ktri":
+            ktris.append(info.chosen)
+    for key, cert in keys:
+        for ktri in ktris:
+            if _rid_matches(ktri["rid"], cert):
+                return _unwrap_key(ktri, key, allow_legacy)
+    raise DecryptionFailed("the message is not encrypted for this node: no recipient info "
+                           "matches any of this node's decryption keys")
 
 
 def _gcm_params(alg: algos.EncryptionAlgorithm) -> tuple[bytes, int]:
@@ -418,11 +426,15 @@ def decrypt(
     *,
     key: rsa.RSAPrivateKey,
     cert: x509.Certificate,
+    extra_keys: Sequence[KeyPair] = (),
     allow_legacy: bool = False,
 ) -> bytes:
-    """Decrypt a ``ContentInfo``/``AuthEnvelopedData`` addressed to ``cert``; return the
-    plaintext only after the GCM tag verified. ``allow_legacy`` also accepts AES-CBC
-    ``EnvelopedData`` and PKCS#1 v1.5 key transport (logged as a warning)."""
+    """Decrypt a ``ContentInfo``/``AuthEnvelopedData`` addressed to ``cert`` or to one of
+    the ``extra_keys`` certificates (the key used is the one whose certificate a recipient
+    info names, ``key`` first); return the plaintext only after the GCM tag verified.
+    ``allow_legacy`` also accepts AES-CBC ``EnvelopedData`` and PKCS#1 v1.5 key transport
+    (logged as a warning)."""
+    keys: list[KeyPair] = [(key, cert), *extra_keys]
     buf = memoryview(payload)
     try:
         kind, body = _content_info(buf)
@@ -430,7 +442,7 @@ def decrypt(
             if not allow_legacy:
                 raise AlgorithmNotAllowed("EnvelopedData (AES-CBC) is a legacy suite; "
                                           "AuthEnvelopedData with AES-256-GCM is required")
-            return _decrypt_legacy(buf, body, key, cert)
+            return _decrypt_legacy(buf, body, keys)
         if kind != OID_AUTH_ENVELOPED_DATA:
             raise EnvelopeInvalid("the payload is not AuthEnvelopedData", where="Payload")
         fields = children(buf, body)
@@ -459,7 +471,7 @@ def decrypt(
         if len(nonce) != 12 or icv_len != 16 or len(mac) != 16:
             raise AlgorithmNotAllowed("AES-GCM needs a 12-byte nonce and a 16-byte tag")
         ciphertext = octets(buf, eci_parts[2], CTX0_PRIM)
-        content_key = _content_key(buf, infos, key, cert, allow_legacy)
+        content_key = _content_key(buf, infos, keys, allow_legacy)
     except Malformed as exc:
         raise EnvelopeInvalid(f"the payload is not a DER CMS AuthEnvelopedData ({exc})",
                               where="Payload") from None
@@ -481,8 +493,7 @@ def decrypt(
     return plaintext
 
 
-def _decrypt_legacy(buf: memoryview, body: Tlv, key: rsa.RSAPrivateKey,
-                    cert: x509.Certificate) -> bytes:
+def _decrypt_legacy(buf: memoryview, body: Tlv, keys: Sequence[KeyPair]) -> bytes:
     fields = children(buf, body)
     index = 2 if fields[1].tag == CTX0 else 1
     infos, eci = fields[index], fields[index + 1]
@@ -494,7 +505,7 @@ def _decrypt_legacy(buf: memoryview, body: Tlv, key: rsa.RSAPrivateKey,
     log.warning("legacy AES-CBC EnvelopedData accepted by policy")
     iv = bytes(alg["parameters"].native)
     ciphertext = octets(buf, eci_parts[2], CTX0_PRIM)
-    content_key = _content_key(buf, infos, key, cert, True)
+    content_key = _content_key(buf, infos, keys, True)
     try:
         decryptor = Cipher(algorithms.AES(content_key), modes.CBC(iv)).decryptor()
         padded = decryptor.update(ciphertext) + decryptor.finalize()

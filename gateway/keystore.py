@@ -5,6 +5,9 @@
     KEYS/party                          this node's party, e.g. "fips:0600000"
     KEYS/sign.key, sign.crt             signing key (0600) and certificate
     KEYS/encrypt.key, encrypt.crt       encryption (key transport) key (0600) and certificate
+    KEYS/decrypt/NAME.key, NAME.crt     more encryption keys (0600) and their certificates,
+                                        decryption only: the next key during a rollover, or
+                                        earlier ones until messages sealed to them expire
     KEYS/ca.key, ca.crt                 the node CA that issued them (generate only; keep
                                         ca.key offline once the node is set up)
     KEYS/chain.pem                      optional intermediates sent along with signatures
@@ -14,8 +17,13 @@
 Registration is what makes a certificate speak for a party: the directory lists, per
 party, the certificates accepted as its signer (several at once, for rollover). Subject
 names are never parsed for that decision. Private keys must not be readable by group or
-others (:class:`KeyFileInsecure`); they may be encrypted with a passphrase, which is never
-taken from a command-line argument.
+others (:class:`KeyFileInsecure`); they may be encrypted with a passphrase (the same one for
+all), which is never taken from a command-line argument.
+
+Encryption-key rollover: put the new pair in ``decrypt/`` and give partners its certificate
+(they seal to the registered encryption certificate that lasts longest); later make it the
+main ``encrypt.key``/``encrypt.crt`` and move the old pair into ``decrypt/`` until nothing
+sealed to it can still arrive. Opening picks the key whose certificate the message names.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from cryptography.x509.oid import NameOID
 from gateway import certs
 from gateway.cms import SigningKey
 from gateway.errors import (
+    AlgorithmNotAllowed,
     CertificateExpired,
     CertificateUsageInvalid,
     FileUnreadable,
@@ -74,6 +83,10 @@ class NodeIdentity:
     encryption_key: rsa.RSAPrivateKey
     encryption_cert: x509.Certificate
     chain: tuple[x509.Certificate, ...] = ()
+    #: Extra (key, certificate) pairs this node also decrypts with (``KEYS/decrypt/``):
+    #: the next encryption key during a rollover, or earlier ones. The main encryption key
+    #: is not repeated here.
+    decryption: tuple[tuple[rsa.RSAPrivateKey, x509.Certificate], ...] = ()
 
 
 class PartyDirectory(Protocol):
@@ -164,6 +177,16 @@ def _same_public_key(key: SigningKey, cert: x509.Certificate) -> bool:
     return key.public_key().public_bytes(enc, fmt) == cert.public_key().public_bytes(enc, fmt)
 
 
+def _check_encryption_cert(cert: x509.Certificate, file: Path) -> None:
+    """keyUsage keyEncipherment and an acceptable RSA key, or :class:`KeyMaterialError`
+    naming ``file``."""
+    try:
+        certs.check_key_usage(cert, "encrypt")
+        certs.check_key(cert, "encrypt")
+    except (CertificateUsageInvalid, AlgorithmNotAllowed) as exc:
+        raise KeyMaterialError(exc.message, where=str(file)) from None
+
+
 # --- the directory ------------------------------------------------------------------------
 
 
@@ -171,7 +194,7 @@ def _same_public_key(key: SigningKey, cert: x509.Certificate) -> bool:
 class KeyEntry:
     """One certificate in the key directory, for ``gateway keys list/check``."""
 
-    role: str  # "node-ca", "sign", "encrypt", "trust", "partner"
+    role: str  # "node-ca", "sign", "encrypt", "decrypt:NAME", "trust", "partner"
     party: Party | None
     path: Path
     cert: x509.Certificate
@@ -233,9 +256,44 @@ class Keystore:
         if not isinstance(enc_key, rsa.RSAPrivateKey):
             raise KeyMaterialError("encrypt.key must be an RSA key (RSA-OAEP)",
                                    where=str(self.path))
+        _check_encryption_cert(enc_cert, self.path / "encrypt.crt")
         chain_file = self.path / "chain.pem"
         chain = tuple(certs.load_certificates_file(chain_file)) if chain_file.exists() else ()
-        return NodeIdentity(who, sign_key, sign_cert, enc_key, enc_cert, chain)
+        return NodeIdentity(who, sign_key, sign_cert, enc_key, enc_cert, chain,
+                            self._decryption_keys())
+
+    def _decryption_pairs(self) -> list[tuple[str, Path, Path]]:
+        """(name, key file, certificate file) for each pair in ``decrypt/``, by name; a key
+        without its certificate (or the reverse) is an error. Other files are ignored."""
+        folder = self.path / "decrypt"
+        if not folder.is_dir():
+            return []
+        keys = {f.stem: f for f in folder.glob("*.key")}
+        crts = {f.stem: f for f in folder.glob("*.crt")}
+        for name in sorted(keys.keys() ^ crts.keys()):
+            have, lack = (keys[name], f"{name}.crt") if name in keys \
+                else (crts[name], f"{name}.key")
+            raise KeyMaterialError(f"decrypt/{have.name} has no decrypt/{lack} beside it",
+                                   where=str(have))
+        return [(name, keys[name], crts[name]) for name in sorted(keys)]
+
+    def _decryption_keys(self) -> tuple[tuple[rsa.RSAPrivateKey, x509.Certificate], ...]:
+        """The extra decryption pairs, checked like ``encrypt.key``/``encrypt.crt``."""
+        out = []
+        for name, key_file, crt_file in self._decryption_pairs():
+            key = load_private_key(key_file, self._passphrase)
+            cert = certs.load_certificates_file(crt_file)[0]
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise KeyMaterialError(f"decrypt/{key_file.name} must be an RSA key "
+                                       "(RSA-OAEP)", where=str(key_file))
+            if not _same_public_key(key, cert):
+                raise KeyMaterialError(f"decrypt/{key_file.name} does not match "
+                                       f"decrypt/{crt_file.name}", where=str(key_file))
+            _check_encryption_cert(cert, crt_file)
+            log.debug("extra decryption key %s: certificate %s", name,
+                      certs.fingerprint(cert)[:16])
+            out.append((key, cert))
+        return tuple(out)
 
     # trust and partners
 
@@ -305,6 +363,9 @@ class Keystore:
                            ("encrypt.crt", "encrypt")):
             if (self.path / name).exists():
                 out.append(KeyEntry(role, own, self.path / name, self._cert(name)))
+        for name, _, crt_file in self._decryption_pairs():
+            out.append(KeyEntry(f"decrypt:{name}", own, crt_file,
+                                certs.load_certificates_file(crt_file)[0]))
         for file in self._pem_files(self.path / "trust"):
             out.extend(KeyEntry("trust", None, file, c)
                        for c in certs.load_certificates_file(file))
@@ -315,12 +376,11 @@ class Keystore:
         return out
 
     def insecure_key_files(self) -> list[Path]:
-        bad = []
-        for name in ("sign.key", "encrypt.key", "ca.key"):
-            file = self.path / name
-            if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o077:
-                bad.append(file)
-        return bad
+        folder = self.path / "decrypt"
+        extra = sorted(folder.glob("*.key")) if folder.is_dir() else []
+        return [file for file in [*(self.path / n for n in ("sign.key", "encrypt.key",
+                                                          "ca.key")), *extra]
+                if file.exists() and stat.S_IMODE(file.stat().st_mode) & 0o077]
 
     def import_partner(
         self, party: Party, new: Iterable[x509.Certificate], *, now: datetime

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -45,6 +45,7 @@ __all__ = [
     "OpenPolicy",
     "OpenedMessage",
     "RecipientKeys",
+    "RolloverKeys",
     "SenderKeys",
     "open_envelope",
     "open_parsed",
@@ -72,7 +73,9 @@ class SenderKeys(Protocol):
 
 
 class RecipientKeys(Protocol):
-    """What opening needs (a :class:`~gateway.keystore.NodeIdentity` has it)."""
+    """What opening needs (a :class:`~gateway.keystore.NodeIdentity` has it). When the
+    object also has ``decryption`` (:class:`RolloverKeys`, as a ``NodeIdentity`` does),
+    those extra pairs are used too, each only for a recipient info naming its certificate."""
 
     @property
     def party(self) -> Party: ...
@@ -80,6 +83,14 @@ class RecipientKeys(Protocol):
     def encryption_key(self) -> rsa.RSAPrivateKey: ...
     @property
     def encryption_cert(self) -> x509.Certificate: ...
+
+
+@runtime_checkable
+class RolloverKeys(Protocol):
+    """Extra (key, certificate) pairs a recipient decrypts with besides its main key."""
+
+    @property
+    def decryption(self) -> tuple[cms.KeyPair, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -180,8 +191,9 @@ def _open(
             f"Created {header.created:%Y-%m-%dT%H:%M:%SZ} is outside the accepted window "
             f"({policy.max_age} back, {policy.max_future} ahead)", where="Header/Created")
     payload = payload_box.pop()
+    extra = node.decryption if isinstance(node, RolloverKeys) else ()
     plaintext = cms.decrypt(payload, key=node.encryption_key, cert=node.encryption_cert,
-                            allow_legacy=policy.allow_legacy)
+                            extra_keys=extra, allow_legacy=policy.allow_legacy)
     del payload
     registered = list(directory.certificates_for(header.from_party)) if directory else []
     verified = cms.verify(plaintext, extra_certificates=registered)

@@ -8,6 +8,9 @@
     gateway keys list [--keys DIR] [--format text|json]
     gateway keys check [--keys DIR] [--warn-days 30]
 
+``list`` and ``check`` also cover the extra decryption certificates in ``decrypt/`` (role
+``decrypt:NAME``); an expired one is reported so that it gets removed.
+
 ``--keys`` defaults to the configuration's ``node.keys_dir`` when a configuration is given
 (``--config``, ``$GATEWAY_CONFIG`` or ``./gateway.toml``), else ``./keys``. Passphrases
 come from ``--passphrase-file`` or ``--passphrase-env``, never from an argument value.
@@ -175,7 +178,9 @@ def run_check(args: argparse.Namespace) -> int:
         where = f"{r['role']} {r['party']} {r['fingerprint'][:16]} ({r['path']})".replace(
             "  ", " ")
         if r["days_left"] < 0:
-            out(f"EXPIRED   {where}: expired {r['not_after']}")
+            hint = ("; remove the pair once no message sealed to it can still arrive"
+                    if r["role"].startswith("decrypt:") else "")
+            out(f"EXPIRED   {where}: expired {r['not_after']}{hint}")
             problems += 1
         elif r["days_left"] < args.warn_days:
             out(f"EXPIRING  {where}: {r['days_left']} day(s) left, until {r['not_after']}")
