@@ -179,20 +179,25 @@ class ReceiptCheck(Protocol):
     def __call__(self, data: bytes, *, message: Message, now: datetime) -> ReceiptOutcome: ...
 
 
-def apply_receipt(txn: Txn, message: Message, data: bytes, outcome: ReceiptOutcome) -> Message:
+def apply_receipt(txn: Txn, message: Message, data: bytes, outcome: ReceiptOutcome, *,
+                  transport: str | None = None) -> Message:
     """Record a verified receipt for an outbound ``message`` (inside ``txn``):
-    ``delivered`` or ``failed`` with the receipt's first error code."""
+    ``delivered`` or ``failed`` with the receipt's first error code. ``transport`` is the
+    endpoint the message went over when the receipt came back in the send's own answer
+    (HTTPS): the message never passed through ``sent``, which records it otherwise."""
     txn.store_receipt(message.message_id or "", "received", data)
     txn.audit("receipt_received", message,
               detail={"status": "Delivered" if outcome.delivered else "Rejected"})
+    changes: dict[str, object] = {"next_attempt_at": None}
+    if transport is not None:
+        changes["transport"] = transport[:200]
     if outcome.delivered:
         return txn.transition(message.id, State.DELIVERED, payloads={"receipt": data},
-                              changes={"next_attempt_at": None})
+                              changes=changes)
     code = outcome.errors[0][0] if outcome.errors else "Rejected"
     return txn.transition(message.id, State.FAILED, payloads={"receipt": data},
                           error_code=code[:60],
-                          changes={"error_text": "partner rejected the message",
-                                   "next_attempt_at": None},
+                          changes={**changes, "error_text": "partner rejected the message"},
                           detail={"errors": len(outcome.errors)})
 
 
@@ -383,7 +388,8 @@ class Sender:
             try:
                 with self.spool.transaction(now) as txn:
                     txn.audit("sent", message, transport=url[:200])
-                    return apply_receipt(txn, txn.get(message.id), answer, outcome)
+                    return apply_receipt(txn, txn.get(message.id), answer, outcome,
+                                         transport=url)
             except IllegalTransition:  # the receipt also came back by another way
                 return self.spool.get(message.id)
         if refused is not None:

@@ -98,6 +98,8 @@ def test_interstate_delivered_byte_identical_with_receipt(tmp_path: Path, key_ca
     [out] = gw_a.spool.select(direction=Direction.OUT)
     assert out.state is State.DELIVERED
     assert out.to_party == B
+    # the receipt came back in the HTTPS answer: the row still names the transport used
+    assert out.transport == "memory://b-https"
     [delivered] = list(b.inbox.iterdir())
     assert delivered.read_bytes() == doc
     assert delivered.name == f"InterstateTransaction-{out.message_id}.xml"
