@@ -18,22 +18,21 @@ gateways sharing one queue can implement the same methods later.
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.audit import AuditEvent, AuditLog
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
 from gateway.states import Direction, IllegalTransition, State, audit_code
 
 __all__ = [
-    "Event",
     "Message",
     "NewMessage",
     "Spool",
@@ -82,14 +81,6 @@ CREATE TABLE IF NOT EXISTS payloads (
     PRIMARY KEY (message, kind)
 );
 """
-
-# Fallback audit table, used only while gateway.audit is not available.
-_FALLBACK_AUDIT = """
-CREATE TABLE IF NOT EXISTS spool_events (
-    seq INTEGER PRIMARY KEY, code TEXT NOT NULL, at TEXT NOT NULL, message_id TEXT,
-    fields TEXT NOT NULL
-)"""
-
 
 def to_epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
@@ -163,57 +154,19 @@ class NewMessage:
     expires_at: float | None = None
 
 
-@dataclass(frozen=True)
-class Event:
-    """An audit event as the spool writes it (mapped onto ``gateway.audit.AuditEvent``).
-
-    Never holds personal data: codes, ids, parties, digests and counts only."""
-
-    code: str
-    at: datetime
-    message_id: str | None = None
-    case_id: str | None = None
-    from_party: str | None = None
-    to_party: str | None = None
-    partner: str | None = None
-    transport: str | None = None
-    digest: str | None = None
-    error_code: str | None = None
-    actor: str = "daemon"
-    detail: Mapping[str, str | int] = field(default_factory=dict)
-
-
 class _AuditSink:
-    """Writes audit events (and receipt bytes) into the connection's current transaction:
-    through ``gateway.audit.AuditLog`` when it is installed, else into a fallback table."""
+    """Writes audit events (and receipt bytes) into the connection's current transaction
+    through :class:`gateway.audit.AuditLog`, so each commits with its spool change."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        try:
-            from gateway.audit import AuditEvent, AuditLog  # noqa: PLC0415 - optional
-        except ImportError:  # pragma: no cover - the audit module ships with the gateway
-            conn.execute(_FALLBACK_AUDIT)
-            self._log: Any = None
-            self._event_cls: Any = None
-        else:
-            self._log = AuditLog(conn)
-            self._event_cls = AuditEvent
+        self._log = AuditLog(conn)
 
-    def append(self, event: Event) -> None:
-        if self._log is not None:
-            self._log.append(self._event_cls(**{f.name: getattr(event, f.name)
-                                                for f in fields(Event)}))
-            return
-        values = {k: v for k, v in event.__dict__.items() if k not in ("code", "at")}
-        values["detail"] = dict(event.detail)
-        self.conn.execute(
-            "INSERT INTO spool_events(code, at, message_id, fields) VALUES (?,?,?,?)",
-            (event.code, event.at.isoformat(), event.message_id,
-             json.dumps(values, sort_keys=True)))
+    def append(self, event: AuditEvent) -> None:
+        self._log.append(event)
 
     def store_receipt(self, message_id: str, direction: str, data: bytes, at: datetime) -> None:
-        if self._log is not None:
-            self._log.store_receipt(message_id, direction, data, at)
+        self._log.store_receipt(message_id, direction, data, at)
 
 
 class Txn:
@@ -234,7 +187,7 @@ class Txn:
                     "partner": message.partner, "transport": message.transport,
                     "digest": message.envelope_digest or message.document_digest}
         base.update(values)
-        self._audit.append(Event(code=code, at=self.now, **base))
+        self._audit.append(AuditEvent(code=code, at=self.now, **base))
 
     def store_receipt(self, message_id: str, direction: str, data: bytes) -> None:
         """Keep a receipt's exact bytes in the audit trail (``sent`` or ``received``)."""

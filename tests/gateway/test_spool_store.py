@@ -34,11 +34,7 @@ def spool(tmp_path: Path) -> SqliteSpool:
 def events(spool: SqliteSpool) -> list[tuple[str, str | None]]:
     conn = sqlite3.connect(spool.path)
     try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        if "spool_events" in tables:
-            rows = conn.execute("SELECT code, message_id FROM spool_events ORDER BY seq")
-        else:
-            rows = conn.execute("SELECT code, message_id FROM audit_events ORDER BY seq")
+        rows = conn.execute("SELECT code, message_id FROM audit_events ORDER BY seq")
         return [(r[0], r[1]) for r in rows]
     finally:
         conn.close()
