@@ -316,19 +316,27 @@ class AuditLog:
 
     # -- writing
 
-    def _write(self) -> bool:
-        """Start a write transaction when the caller has none; True when we own it."""
-        if self.conn.in_transaction:
-            return False
-        self.conn.execute("BEGIN IMMEDIATE")
-        return True
-
-    def _finish(self, own: bool, ok: bool) -> None:
-        if own:
-            if ok:
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Run the body in the caller's write transaction when one is open (never
+        committing it), else in our own ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on
+        any exception. SQLite errors become :class:`AuditError` ("cannot ``what``")."""
+        own = False
+        try:
+            if not self.conn.in_transaction:
+                self.conn.execute("BEGIN IMMEDIATE")
+                own = True
+            yield
+            if own:
                 self.conn.commit()
-            else:
+        except sqlite3.Error as exc:
+            if own and self.conn.in_transaction:
                 self.conn.rollback()
+            raise AuditError(f"cannot {what}: {exc}") from None
+        except BaseException:
+            if own and self.conn.in_transaction:
+                self.conn.rollback()
+            raise
 
     def tail(self) -> tuple[int, str]:
         """(seq, hash) of the last event, or of the anchor (0 and 64 zeros at genesis)."""
@@ -342,17 +350,8 @@ class AuditLog:
         """Add ``event`` at the end of the chain and return its ``seq``. Runs inside the
         caller's write transaction (never commits it)."""
         check_event(event)
-        own = False
-        try:
-            own = self._write()
+        with self._writing("append to the audit trail"):
             seq, _ = self._append_checked(event)
-        except sqlite3.Error as exc:
-            self._finish(own, ok=False)
-            raise AuditError(f"cannot append to the audit trail: {exc}") from None
-        except BaseException:
-            self._finish(own, ok=False)
-            raise
-        self._finish(own, ok=True)
         return seq
 
     def _append_checked(self, event: AuditEvent) -> tuple[int, str]:
@@ -377,21 +376,12 @@ class AuditLog:
         event = AuditEvent("receipt_stored", at, message_id=message_id, digest=digest,
                            actor=actor, detail={"direction": direction, "bytes": len(data)})
         check_event(event)
-        own = False
-        try:
-            own = self._write()
+        with self._writing("store the receipt"):
             seq, _ = self._append_checked(event)
             self.conn.execute(
                 "INSERT INTO audit_receipts (event_seq, message_id, direction, at, sha256, "
                 "data) VALUES (?, ?, ?, ?, ?, ?)",
                 (seq, message_id, direction, format_time(at), digest, data))
-        except sqlite3.Error as exc:
-            self._finish(own, ok=False)
-            raise AuditError(f"cannot store the receipt: {exc}") from None
-        except BaseException:
-            self._finish(own, ok=False)
-            raise
-        self._finish(own, ok=True)
         return seq
 
     def checkpoint(self, signer: CheckpointSigner, now: datetime, *,
@@ -400,9 +390,7 @@ class AuditLog:
         cert = signer.certificate
         fp = fingerprint(cert)
         algorithm = algorithm_for(cert.public_key())
-        own = False
-        try:
-            own = self._write()
+        with self._writing("write the checkpoint"):
             seq, h = self._append_checked(AuditEvent("checkpoint", now, digest=fp,
                                                      actor=actor))
             payload = checkpoint_payload(seq, h, seq, now, algorithm=algorithm, signer=fp)
@@ -417,13 +405,6 @@ class AuditLog:
                 "signature, certificate) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (cp.seq, cp.hash, cp.count, format_time(now), cp.algorithm, cp.signer,
                  cp.signature, cp.certificate))
-        except sqlite3.Error as exc:
-            self._finish(own, ok=False)
-            raise AuditError(f"cannot write the checkpoint: {exc}") from None
-        except BaseException:
-            self._finish(own, ok=False)
-            raise
-        self._finish(own, ok=True)
         log.info("audit checkpoint at seq %d signed by %s", seq, fp[:16])
         return cp
 
@@ -616,9 +597,7 @@ class AuditLog:
         if not report.ok:
             raise AuditTampered(f"refusing to prune a chain that does not verify "
                                 f"({report.problems[0]})")
-        own = False
-        try:
-            own = self._write()
+        with self._writing("prune the audit trail"):
             h = self.conn.execute("SELECT hash FROM audit_events WHERE seq = ?",
                                   (through,)).fetchone()[0]
             pruned_by, _ = self._append_checked(AuditEvent(
@@ -630,13 +609,6 @@ class AuditLog:
                                         (through,)).rowcount
             self.conn.execute("DELETE FROM audit_checkpoints WHERE seq <= ?", (through,))
             self.conn.execute("DELETE FROM audit_receipts WHERE event_seq <= ?", (through,))
-        except sqlite3.Error as exc:
-            self._finish(own, ok=False)
-            raise AuditError(f"cannot prune the audit trail: {exc}") from None
-        except BaseException:
-            self._finish(own, ok=False)
-            raise
-        self._finish(own, ok=True)
         log.info("audit trail pruned through seq %d (%d events)", through, removed)
         return int(removed)
 

@@ -108,6 +108,23 @@ def test_append_in_autocommit_commits_its_own_transaction(tmp_path: Path) -> Non
     assert b.execute("SELECT count(*) FROM audit_events").fetchone()[0] == 1
 
 
+def test_database_errors_become_audit_errors_and_write_nothing(tmp_path: Path) -> None:
+    a = connect(tmp_path / "db")
+    log = AuditLog(a)
+    log.append(event(1))
+    holder = connect(tmp_path / "db")
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    a.execute("PRAGMA busy_timeout=0")
+    with pytest.raises(AuditError, match="cannot append to the audit trail"):
+        log.append(event(2))
+    with pytest.raises(AuditError, match="cannot store the receipt"):
+        log.store_receipt("m-2", "sent", b"<Receipt/>", T0)
+    assert not a.in_transaction
+    holder.execute("ROLLBACK")
+    assert log.tail()[0] == 1
+    assert log.append(event(3)) == 2
+
+
 def test_default_isolation_level_connection(tmp_path: Path) -> None:
     """Python's legacy implicit-transaction mode: append still commits its own work."""
     conn = sqlite3.connect(tmp_path / "legacy.db")
