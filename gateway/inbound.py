@@ -267,7 +267,7 @@ class Inbound:
         if message.state not in (State.SENT, State.SENDING, State.RETRYING):
             return Answer(200)  # already settled: a repeated receipt
         try:
-            outcome = self.keys.check_receipt(data, message=message, now=now)
+            outcome = self.keys.check_receipt(data, message=message, now=now, parsed=parsed)
         except SecurityError as exc:
             log.warning("receipt for %s did not verify: %s", ref, exc.code)
             return Answer(400)

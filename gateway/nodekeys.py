@@ -19,6 +19,7 @@ from cryptography import x509
 
 from gateway import certs
 from gateway.config import Config
+from gateway.envelope import ParsedEnvelope
 from gateway.errors import CertificateExpired, CertificateUsageInvalid, KeyMaterialError
 from gateway.keystore import Keystore, NodeIdentity, StaticDirectory
 from gateway.outbound import ReceiptOutcome
@@ -51,12 +52,13 @@ class NodeKeys:
             raise KeyMaterialError(f"no valid encryption certificate is registered for {party}")
         return max(usable, key=lambda c: c.not_valid_after_utc)
 
-    def check_receipt(self, data: bytes, *, message: Message, now: datetime) -> ReceiptOutcome:
+    def check_receipt(self, data: bytes, *, message: Message, now: datetime,
+                      parsed: ParsedEnvelope | None = None) -> ReceiptOutcome:
         """:class:`~gateway.outbound.ReceiptCheck` over ``verify_receipt``."""
         verified = verify_receipt(
             data, expected_signer=Party.parse(message.to_party or ""),
             sent_envelope_digest=message.envelope_digest or "", trust=self.trust,
-            directory=self.directory, now=now, max_bytes=self.max_bytes)
+            directory=self.directory, now=now, max_bytes=self.max_bytes, parsed=parsed)
         return ReceiptOutcome(verified.status == "Delivered", verified.receipt_id,
                               verified.ref_to_message_id or "", tuple(verified.errors))
 

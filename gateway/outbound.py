@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.config import Config, TransportConfig
 from gateway.documents import describe
-from gateway.envelope import Header
+from gateway.envelope import Header, ParsedEnvelope
 from gateway.errors import (
     GatewayError,
     InputError,
@@ -176,7 +176,8 @@ class ReceiptCheck(Protocol):
     """Verify ``data`` as the receipt for ``message`` (signed by its ``to_party``, naming
     its envelope digest); raise a :class:`SecurityError` when it is not one."""
 
-    def __call__(self, data: bytes, *, message: Message, now: datetime) -> ReceiptOutcome: ...
+    def __call__(self, data: bytes, *, message: Message, now: datetime,
+                 parsed: ParsedEnvelope | None = None) -> ReceiptOutcome: ...
 
 
 def apply_receipt(txn: Txn, message: Message, data: bytes, outcome: ReceiptOutcome, *,

@@ -24,6 +24,7 @@ from gateway import certs, cms
 from gateway.envelope import (
     DEFAULT_MAX_ENVELOPE_BYTES,
     Header,
+    ParsedEnvelope,
     format_time,
     parse_envelope,
     parse_time,
@@ -177,16 +178,21 @@ def verify_receipt(
     directory: PartyDirectory | None,
     now: datetime,
     max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES,
+    parsed: ParsedEnvelope | None = None,
 ) -> VerifiedReceipt:
     """Check a receipt envelope: schema, signature, the signer's chain (at the signing time
     and now) and registration for ``expected_signer`` (the party the message was sent to),
     that every header field agrees with the signed receipt, and that ``EnvelopeDigest`` is
     the digest of what we sent. Every failure is :class:`ReceiptInvalid` (the underlying
-    code is in ``details["cause"]``)."""
+    code is in ``details["cause"]``). ``parsed``: what :func:`parse_envelope` already
+    made of ``data`` (the daemon parses an arriving envelope to route it), so it is not
+    parsed and schema-checked a second time."""
     try:
-        return _verify(data, expected_signer=expected_signer,
+        if parsed is None:
+            parsed = parse_envelope(data, max_bytes=max_bytes, source="receipt")
+        return _verify(parsed, data, expected_signer=expected_signer,
                        sent_envelope_digest=sent_envelope_digest, trust=trust,
-                       directory=directory, now=now, max_bytes=max_bytes)
+                       directory=directory, now=now)
     except ReceiptInvalid:
         raise
     except GatewayError as exc:
@@ -195,11 +201,10 @@ def verify_receipt(
 
 
 def _verify(
-    data: bytes, *, expected_signer: Party, sent_envelope_digest: str,
-    trust: Sequence[x509.Certificate], directory: PartyDirectory | None, now: datetime,
-    max_bytes: int,
+    parsed: ParsedEnvelope, data: bytes, *, expected_signer: Party,
+    sent_envelope_digest: str, trust: Sequence[x509.Certificate],
+    directory: PartyDirectory | None, now: datetime,
 ) -> VerifiedReceipt:
-    parsed = parse_envelope(data, max_bytes=max_bytes, source="receipt")
     header = parsed.header
     if header.service != "receipt":
         raise ReceiptInvalid("the envelope is not a receipt (Service is not receipt)")

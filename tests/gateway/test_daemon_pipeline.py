@@ -9,9 +9,11 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gateway import receipts as receipts_module
 from gateway.config import load_config
 from gateway.daemon import Gateway
 from gateway.errors import SenderMismatch
@@ -109,7 +111,17 @@ def test_interstate_delivered_byte_identical_with_receipt(tmp_path: Path, key_ca
     assert list(a.outbox.iterdir()) == []
 
 
-def test_pull_delivery_and_async_receipt(tmp_path: Path, key_cache: Path, net: Net) -> None:
+def test_pull_delivery_and_async_receipt(tmp_path: Path, key_cache: Path, net: Net,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Receipts arriving on their own are parsed once, on arrival, not again to verify.
+    reparsed: list[bytes] = []
+    original = receipts_module.parse_envelope
+
+    def counting(data: bytes, **kw: Any) -> Any:
+        reparsed.append(data)
+        return original(data, **kw)
+
+    monkeypatch.setattr(receipts_module, "parse_envelope", counting)
     a, b = two_nodes(tmp_path, key_cache, net, pull=True)
     gw_a = net.nodes["a"]
     docs = {f"t{i}.xml": interstate_transaction("0600000", "4800000", seed=i) for i in range(5)}
@@ -124,6 +136,7 @@ def test_pull_delivery_and_async_receipt(tmp_path: Path, key_cache: Path, net: N
     receipts = net.nodes["b"].spool.select(direction=Direction.RECEIPT)
     assert [r.state for r in receipts] == [State.SENT] * 5
     assert net.network.blobs("b-drop") == {}  # acknowledged after being stored
+    assert reparsed == []
 
 
 def test_rejected_file_and_rejected_receipt(tmp_path: Path, key_cache: Path,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.envelope import Header, build_envelope, parse_envelope
-from gateway.errors import ReceiptInvalid, UsageError
+from gateway.envelope import Header, ParsedEnvelope, build_envelope, parse_envelope
+from gateway.errors import GatewayError, ReceiptInvalid, UsageError
 from gateway.party import Party
 from gateway.receipts import build_receipt, verify_receipt
 from gateway.seal import seal
@@ -28,8 +28,30 @@ def sent(a: Node, b: Node) -> tuple[Header, bytes]:
 
 
 def verify_at(a: Node, data: bytes, digest: str, signer: Party) -> object:
-    return verify_receipt(data, expected_signer=signer, sent_envelope_digest=digest,
-                          trust=a.store.trust(), directory=a.store, now=NOW)
+    """Verify from the bytes and, when they parse, from the envelope the daemon has
+    already parsed: both paths must reach the same verdict."""
+    def run(parsed: ParsedEnvelope | None) -> tuple[object, ReceiptInvalid | None]:
+        try:
+            return verify_receipt(data, expected_signer=signer, sent_envelope_digest=digest,
+                                  trust=a.store.trust(), directory=a.store, now=NOW,
+                                  parsed=parsed), None
+        except ReceiptInvalid as exc:
+            return None, exc
+
+    result, error = run(None)
+    try:
+        parsed = parse_envelope(data, source="receipt")
+    except GatewayError:
+        pass  # unreadable: only the bytes path applies
+    else:
+        again, again_error = run(parsed)
+        assert again == result
+        assert (again_error is None) == (error is None)
+        if error is not None and again_error is not None:
+            assert (again_error.message, again_error.details) == (error.message, error.details)
+    if error is not None:
+        raise error
+    return result
 
 
 def test_delivered_receipt_round_trip(nodes: tuple[Node, Node]) -> None:
