@@ -71,7 +71,14 @@ def _delivered(spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
 
 def _nodes(root: Path, transport: str):  # type: ignore[no-untyped-def]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.support.gwnodes import NodeSpec, PartnerSpec, free_port, write_config
+    from tests.support.gwnodes import (
+        NodeSpec,
+        PartnerSpec,
+        free_port,
+        https_node,
+        https_to,
+        write_config,
+    )
     from tests.support.pki import TestPki
 
     a = NodeSpec("a", "fips:0600000", root / "a", extra=SETTINGS)
@@ -80,19 +87,10 @@ def _nodes(root: Path, transport: str):  # type: ignore[no-untyped-def]
     if transport == "https":
         pki = TestPki(root / "pki")
         ports = {"a": free_port(), "b": free_port()}
-        for spec in (a, b):
-            tls = pki.server(f"{spec.name}-server")
-            spec.https = {"host": "127.0.0.1", "port": ports[spec.name], "cert": str(tls.cert),
-                          "key": str(tls.key), "client_ca": str(pki.ca.cert)}
-
-        def to(me: str, other: str) -> tuple[str, dict[str, str]]:
-            c = pki.client(f"{me}-client")
-            return (f"https://127.0.0.1:{ports[other]}/v1/messages",
-                    {"client_cert": str(c.cert), "client_key": str(c.key),
-                     "ca_file": str(pki.ca.cert)})
-
-        a.partners = [PartnerSpec(b.party, [to("a", "b")])]
-        b.partners = [PartnerSpec(a.party, [to("b", "a")])]
+        a = https_node("a", a.party, root, pki, ports["a"], extra=SETTINGS)
+        b = https_node("b", b.party, root, pki, ports["b"], extra=SETTINGS)
+        a.partners = [PartnerSpec(b.party, [https_to(pki, "a", ports["b"])])]
+        b.partners = [PartnerSpec(a.party, [https_to(pki, "b", ports["a"])])]
     else:
         from tests.support.sshd import SshServer
 

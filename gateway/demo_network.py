@@ -48,7 +48,7 @@ from gateway.errors import DemoFailed, GatewayError, UsageError
 from gateway.keystore import Keystore, generate_node
 from gateway.party import Party
 
-__all__ = ["DemoNetwork", "DemoNode", "Link"]
+__all__ = ["DemoNetwork", "DemoNode", "Link", "NodeFolders"]
 
 log = logging.getLogger("gateway.demo")
 
@@ -83,16 +83,11 @@ class Link:
     url: str = ""
 
 
-@dataclass
-class DemoNode:
-    name: str
-    party: str
-    title: str
+class NodeFolders:
+    """The folder layout of one node under ``root`` (the demo's nodes and the tests'):
+    ``gateway.toml`` with ``keys/``, ``outbox/``, ``inbox/`` and ``rejected/`` beside it."""
+
     root: Path
-    https_port: int | None = None
-    inbound_folder: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
-    knows: tuple[str, ...] = ()  # parties whose certificates this node registers
 
     @property
     def config_path(self) -> Path:
@@ -113,6 +108,18 @@ class DemoNode:
     @property
     def rejected(self) -> Path:
         return self.root / "rejected"
+
+
+@dataclass
+class DemoNode(NodeFolders):
+    name: str
+    party: str
+    title: str
+    root: Path
+    https_port: int | None = None
+    inbound_folder: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+    knows: tuple[str, ...] = ()  # parties whose certificates this node registers
 
     @property
     def database(self) -> Path:

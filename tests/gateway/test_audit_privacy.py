@@ -27,6 +27,8 @@ from tests.support.gwnodes import (
     NodeSpec,
     PartnerSpec,
     free_port,
+    https_node,
+    https_to,
     wait_until,
     write_config,
 )
@@ -74,18 +76,6 @@ def sender_of(data: bytes) -> str | None:
         return None
 
 
-def node(name: str, party: str, root: Path, pki: TestPki, port: int) -> NodeSpec:
-    server = pki.server(f"{name}-server")
-    return NodeSpec(name, party, root / name, extra=FAST, https={
-        "host": "127.0.0.1", "port": port, "cert": str(server.cert), "key": str(server.key),
-        "client_ca": str(pki.ca.cert)})
-
-
-def to(pki: TestPki, me: str, port: int) -> tuple[str, dict[str, str]]:
-    client = pki.client(f"{me}-client-{port}")
-    return (f"https://127.0.0.1:{port}/v1/messages",
-            {"client_cert": str(client.cert), "client_key": str(client.key),
-             "ca_file": str(pki.ca.cert)})
 
 
 def settled(spec: NodeSpec) -> bool:
@@ -127,12 +117,12 @@ def test_corpus_run_leaves_no_personal_data(tmp_path: Path, repo_root: Path) -> 
 
     pki = TestPki(tmp_path / "pki")
     ports = {n: free_port() for n in ("a", "b", "nl")}
-    a, b, nl = (node(n, p, tmp_path, pki, ports[n]) for n, p in (("a", A), ("b", B),
-                                                                   ("nl", NL)))
-    a.partners = [PartnerSpec(B, [to(pki, "a", ports["b"])]),
-                  PartnerSpec(NL, [to(pki, "a", ports["nl"])])]
-    b.partners = [PartnerSpec(A, [to(pki, "b", ports["a"])])]
-    nl.partners = [PartnerSpec(A, [to(pki, "nl", ports["a"])])]
+    a, b, nl = (https_node(n, p, tmp_path, pki, ports[n], extra=FAST)
+                for n, p in (("a", A), ("b", B), ("nl", NL)))
+    a.partners = [PartnerSpec(B, [https_to(pki, "a", ports["b"])]),
+                  PartnerSpec(NL, [https_to(pki, "a", ports["nl"])])]
+    b.partners = [PartnerSpec(A, [https_to(pki, "b", ports["a"])])]
+    nl.partners = [PartnerSpec(A, [https_to(pki, "nl", ports["a"])])]
     specs = [a, b, nl]
     for spec in specs:
         write_config(spec, tmp_path / "keycache", specs)

@@ -17,7 +17,16 @@ from gateway.config import load_config
 from gateway.samples import interstate_transaction
 from gateway.spool import SqliteSpool
 from gateway.states import Direction, State
-from tests.support.gwnodes import Daemon, NodeSpec, PartnerSpec, free_port, wait_until, write_config
+from tests.support.gwnodes import (
+    Daemon,
+    NodeSpec,
+    PartnerSpec,
+    free_port,
+    https_node,
+    https_to,
+    wait_until,
+    write_config,
+)
 from tests.support.pki import TestPki
 from tests.support.sshd import SshServer
 
@@ -42,18 +51,6 @@ retry_scan = "100ms"
 """
 
 
-def node(name: str, party: str, root: Path, pki: TestPki, port: int) -> NodeSpec:
-    server = pki.server(f"{name}-server")
-    return NodeSpec(name, party, root / name, extra=SETTINGS, https={
-        "host": "127.0.0.1", "port": port, "cert": str(server.cert),
-        "key": str(server.key), "client_ca": str(pki.ca.cert)})
-
-
-def client(pki: TestPki, me: str, port: int) -> tuple[str, dict[str, str]]:
-    files = pki.client(f"{me}-client")
-    return (f"https://127.0.0.1:{port}/v1/messages",
-            {"client_cert": str(files.cert), "client_key": str(files.key),
-             "ca_file": str(pki.ca.cert)})
 
 
 def outbound(spec: NodeSpec) -> list[tuple[str, State]]:
@@ -79,10 +76,10 @@ def _network(transport: str, tmp_path: Path, cache: Path,
     if transport == "https":
         pki = TestPki(tmp_path / "pki")
         a_port, b_port = free_port(), free_port()
-        a = node("a", A, tmp_path, pki, a_port)
-        b = node("b", B, tmp_path, pki, b_port)
-        a.partners = [PartnerSpec(B, [client(pki, "a", b_port)])]
-        b.partners = [PartnerSpec(A, [client(pki, "b", a_port)])]
+        a = https_node("a", A, tmp_path, pki, a_port, extra=SETTINGS)
+        b = https_node("b", B, tmp_path, pki, b_port, extra=SETTINGS)
+        a.partners = [PartnerSpec(B, [https_to(pki, "a", b_port)])]
+        b.partners = [PartnerSpec(A, [https_to(pki, "b", a_port)])]
     else:  # uploads into the other node's inbound folder; receipts come back the same way
         root = tmp_path / "sftp-root"
         a_in, b_in = root / "a-in", root / "b-in"

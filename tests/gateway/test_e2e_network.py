@@ -17,6 +17,8 @@ from tests.support.gwnodes import (
     NodeSpec,
     PartnerSpec,
     free_port,
+    https_node,
+    https_to,
     wait_until,
     write_config,
 )
@@ -48,18 +50,6 @@ def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("keys")
 
 
-def https_node(name: str, party: str, root: Path, pki: TestPki, port: int) -> NodeSpec:
-    server = pki.server(f"{name}-server")
-    return NodeSpec(name, party, root / name, extra=FAST, https={
-        "host": "127.0.0.1", "port": port, "cert": str(server.cert), "key": str(server.key),
-        "client_ca": str(pki.ca.cert)})
-
-
-def https_to(pki: TestPki, me: str, port: int) -> tuple[str, dict[str, str]]:
-    client = pki.client(f"{me}-client-{port}")
-    return (f"https://127.0.0.1:{port}/v1/messages",
-            {"client_cert": str(client.cert), "client_key": str(client.key),
-             "ca_file": str(pki.ca.cert)})
 
 
 def drop(spec: NodeSpec, name: str, data: bytes) -> None:
@@ -85,8 +75,8 @@ def inbox(spec: NodeSpec) -> list[bytes]:
 def test_https_partner_down_then_back(tmp_path: Path, key_cache: Path) -> None:
     pki = TestPki(tmp_path / "pki")
     a_port, b_port = free_port(), free_port()
-    a = https_node("a", A, tmp_path, pki, a_port)
-    b = https_node("b", B, tmp_path, pki, b_port)
+    a = https_node("a", A, tmp_path, pki, a_port, extra=FAST)
+    b = https_node("b", B, tmp_path, pki, b_port, extra=FAST)
     a.partners = [PartnerSpec(B, [https_to(pki, "a", b_port)])]
     b.partners = [PartnerSpec(A, [https_to(pki, "b", a_port)])]
     for spec in (a, b):
@@ -119,9 +109,9 @@ def test_https_partner_down_then_back(tmp_path: Path, key_cache: Path) -> None:
 def test_https_relay_and_international(tmp_path: Path, key_cache: Path) -> None:
     pki = TestPki(tmp_path / "pki")
     ports = {n: free_port() for n in ("a", "hub", "nl")}
-    a = https_node("a", A, tmp_path, pki, ports["a"])
-    hub = https_node("hub", HUB, tmp_path, pki, ports["hub"])
-    nl = https_node("nl", NL, tmp_path, pki, ports["nl"])
+    a = https_node("a", A, tmp_path, pki, ports["a"], extra=FAST)
+    hub = https_node("hub", HUB, tmp_path, pki, ports["hub"], extra=FAST)
+    nl = https_node("nl", NL, tmp_path, pki, ports["nl"], extra=FAST)
     a.partners = [PartnerSpec(HUB, [https_to(pki, "a", ports["hub"])])]
     a.routes = [("default", HUB)]
     nl.partners = [PartnerSpec(HUB, [https_to(pki, "nl", ports["hub"])])]

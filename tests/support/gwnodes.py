@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.certs import load_certificates_file
+from gateway.demo_network import NodeFolders
 from gateway.keystore import Keystore, generate_node
 from gateway.party import Party
+from tests.support.pki import TestPki
 
-__all__ = ["Daemon", "NodeSpec", "PartnerSpec", "free_port", "generate_keys", "register",
-           "wait_until", "write_config"]
+__all__ = ["Daemon", "NodeSpec", "PartnerSpec", "free_port", "generate_keys", "https_node",
+           "https_to", "register", "wait_until", "write_config"]
 
 _CACHE: dict[str, Path] = {}
 
@@ -55,7 +57,7 @@ class PartnerSpec:
 
 
 @dataclass
-class NodeSpec:
+class NodeSpec(NodeFolders):
     name: str
     party: str
     root: Path
@@ -64,26 +66,6 @@ class NodeSpec:
     https: dict[str, object] | None = None
     inbound_folders: list[Path] = field(default_factory=list)
     extra: str = ""
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / "gateway.toml"
-
-    @property
-    def outbox(self) -> Path:
-        return self.root / "outbox"
-
-    @property
-    def inbox(self) -> Path:
-        return self.root / "inbox"
-
-    @property
-    def rejected(self) -> Path:
-        return self.root / "rejected"
-
-    @property
-    def keys(self) -> Path:
-        return self.root / "keys"
 
 
 def _toml_value(value: object) -> str:
@@ -131,6 +113,25 @@ def write_config(node: NodeSpec, cache_root: Path, all_nodes: list[NodeSpec]) ->
     lines.append(node.extra)
     node.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return node.config_path
+
+
+def https_node(name: str, party: str, root: Path, pki: TestPki, port: int, *,
+               extra: str = "") -> NodeSpec:
+    """A node under ``root/name`` with an HTTPS listener on ``port`` (mutual TLS, server
+    certificate and client CA from ``pki``)."""
+    server = pki.server(f"{name}-server")
+    return NodeSpec(name, party, root / name, extra=extra, https={
+        "host": "127.0.0.1", "port": port, "cert": str(server.cert), "key": str(server.key),
+        "client_ca": str(pki.ca.cert)})
+
+
+def https_to(pki: TestPki, me: str, port: int) -> tuple[str, dict[str, str]]:
+    """The transport (URL, options) by which node ``me`` posts to the listener on
+    ``port``: its own client certificate, the test CA pinned."""
+    client = pki.client(f"{me}-client-{port}")
+    return (f"https://127.0.0.1:{port}/v1/messages",
+            {"client_cert": str(client.cert), "client_key": str(client.key),
+             "ca_file": str(pki.ca.cert)})
 
 
 # --- real daemons (subprocesses) ------------------------------------------------------
