@@ -26,6 +26,7 @@ import hashlib
 import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -257,18 +258,13 @@ def _may_issue(issuer: x509.Certificate, below: int) -> bool:
     return ku is None or ku.key_cert_sign
 
 
-def validate_chain(
-    leaf: x509.Certificate,
-    *,
-    trust: Iterable[x509.Certificate],
-    intermediates: Iterable[x509.Certificate] = (),
-    at: Sequence[datetime],
-    usage: Usage,
-) -> list[x509.Certificate]:
-    """Check ``leaf`` for ``usage`` at every instant in ``at`` and return its path to a
-    trust anchor (leaf first). Raises :class:`CertificateUntrusted`,
-    :class:`CertificateExpired`, :class:`CertificateUsageInvalid` or
-    :class:`AlgorithmNotAllowed`."""
+@lru_cache(maxsize=256)
+def _path(leaf: x509.Certificate, trust: tuple[x509.Certificate, ...],
+          intermediates: tuple[x509.Certificate, ...]) -> tuple[x509.Certificate, ...]:
+    """The path from ``leaf`` to one of ``trust`` (leaf first). Depends on nothing but
+    the certificates, so it is built once per distinct set: a partner signs every
+    message with the same certificate, and building verifies a signature per link.
+    Only successes are memoised (an exception is not cached)."""
     anchors = {fingerprint(c): c for c in trust}
     candidates = [*anchors.values(), *intermediates]
     path = [leaf]
@@ -289,11 +285,27 @@ def validate_chain(
             )
         path.append(issuer)
         current = issuer
-    for cert in path:
+    return tuple(path)
+
+
+def validate_chain(
+    leaf: x509.Certificate,
+    *,
+    trust: Iterable[x509.Certificate],
+    intermediates: Iterable[x509.Certificate] = (),
+    at: Sequence[datetime],
+    usage: Usage,
+) -> list[x509.Certificate]:
+    """Check ``leaf`` for ``usage`` at every instant in ``at`` and return its path to a
+    trust anchor (leaf first). Raises :class:`CertificateUntrusted`,
+    :class:`CertificateExpired`, :class:`CertificateUsageInvalid` or
+    :class:`AlgorithmNotAllowed`."""
+    path = [leaf, *_path(leaf, tuple(trust), tuple(intermediates))[1:]]
+    for index, cert in enumerate(path):
         _check_critical(cert)
         for instant in at:
             check_validity(cert, instant,
-                           what="certificate" if cert is leaf else "issuer certificate")
+                           what="certificate" if index == 0 else "issuer certificate")
     check_key_usage(leaf, usage)
     check_key(leaf, usage)
     return path

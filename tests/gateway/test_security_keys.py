@@ -145,6 +145,28 @@ def test_chain_rules(tmp_path: Path) -> None:
         certs.validate_chain(a.identity.encryption_cert, trust=trust, at=[NOW], usage="sign")
 
 
+def test_a_memoised_path_still_checks_time_usage_and_trust(tmp_path: Path) -> None:
+    """validate_chain builds each path once; what depends on the call (the instants, the
+    usage, the trust store given) is checked on every call."""
+    a, b = pair(tmp_path)
+    signer = a.identity.signing_cert
+    path = certs.validate_chain(signer, trust=[a.ca_cert], at=[NOW], usage="sign")
+    assert path[0] is signer and path[-1] == a.ca_cert
+    again = certs.validate_chain(signer, trust=[a.ca_cert], at=[NOW], usage="sign")
+    assert again == path and again is not path  # a fresh list each time
+    with pytest.raises(CertificateExpired):
+        certs.validate_chain(signer, trust=[a.ca_cert], at=[NOW + timedelta(days=400)],
+                             usage="sign")
+    with pytest.raises(CertificateUsageInvalid):
+        certs.validate_chain(signer, trust=[a.ca_cert], at=[NOW], usage="encrypt")
+    with pytest.raises(CertificateUntrusted):
+        certs.validate_chain(signer, trust=[b.ca_cert], at=[NOW], usage="sign")
+    # the same leaf object reloaded from DER is the same certificate
+    reloaded = certs.parse_der(certs.der(signer))
+    assert certs.validate_chain(reloaded, trust=[a.ca_cert], at=[NOW],
+                                usage="sign")[0] is reloaded
+
+
 # --- the commands -------------------------------------------------------------------------
 
 
