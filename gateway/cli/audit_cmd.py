@@ -4,6 +4,12 @@ Every command opens the database read-only: ``--db PATH``, else the configuratio
 database (global ``--config``, ``$GATEWAY_CONFIG`` or ./gateway.toml). Times are ISO 8601
 in UTC (``2026-11-01`` or ``2026-11-01T09:30:00Z``); ``--since`` is inclusive, ``--until``
 exclusive.
+
+``verify`` pins the checkpoint signer: with a configuration, checkpoints must be signed by
+the node's own signing certificate (``KEYS/sign.crt``) or one given with ``--signer-cert``
+/ ``--signer-fingerprint``; ``--any-signer`` opts out (a copied database checked without
+the node's keys). A bundle checked without a configuration or pins stays unpinned, as the
+output says.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from gateway.audit import (
 )
 from gateway.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
 from gateway.audit_chain import VerifyReport, event_hash, event_record, fingerprint
+from gateway.certs import load_certificates_file
 from gateway.cli.output import err, out, out_json
 from gateway.errors import (
     AuditError,
@@ -79,10 +86,15 @@ def register(subparsers: Any) -> None:
     verify.add_argument("--bundle", type=Path, metavar="ZIP",
                         help="verify an exported evidence bundle instead of the database")
     verify.add_argument("--signer-cert", type=Path, action="append", default=[],
-                        metavar="PEM", help="a known node signing certificate (repeatable): "
-                        "checkpoints must be signed by one of them")
+                        metavar="PEM", help="another allowed checkpoint signing certificate "
+                        "(repeatable), added to the node's own KEYS/sign.crt, e.g. the one "
+                        "it signed with before a key rotation")
     verify.add_argument("--signer-fingerprint", action="append", default=[], metavar="SHA256",
                         help="the same, as the certificate's SHA-256 fingerprint (hex)")
+    verify.add_argument("--any-signer", action="store_true",
+                        help="do not pin the checkpoint signer: accept the certificate "
+                        "stored with each checkpoint (a copied database or bundle "
+                        "checked without the node's keys)")
     verify.add_argument("--against", type=Path, action="append", default=[], metavar="ZIP",
                         help="an earlier export kept elsewhere (repeatable): the database "
                         "must still hold its checkpoints (detects a rollback)")
@@ -194,8 +206,39 @@ def operator() -> str:
         return f"uid-{os.getuid()}"
 
 
-def pins(args: argparse.Namespace) -> set[str] | None:
-    found: set[str] = set()
+#: Certificates checkpoints must be signed by: fingerprint -> where it came from.
+Pins = dict[str, str]
+
+
+def pins(args: argparse.Namespace) -> Pins | None:
+    """The checkpoint signers to require, or None when ``--any-signer`` (or, for a bundle
+    checked where there is no node configuration and nothing else is given) leaves them
+    unpinned. With a configuration the node's own signing certificate (``KEYS/sign.crt``)
+    is always pinned; ``--signer-cert``/``--signer-fingerprint`` add more."""
+    explicit = explicit_pins(args)
+    if args.any_signer:
+        if explicit:
+            raise UsageError("--any-signer excludes --signer-cert and --signer-fingerprint")
+        return None
+    found, missing = node_pins(args)
+    for fp, source in explicit.items():
+        found.setdefault(fp, source)
+    if found:
+        return found
+    if missing is not None:
+        raise UsageError(f"{missing}: checkpoints cannot be pinned to the node's signing "
+                         "certificate (give --signer-cert PEM, or --any-signer to accept "
+                         "whichever certificate is stored with each checkpoint)")
+    if args.bundle is not None:
+        return None  # offline, no node configuration: as before, said in the output
+    raise UsageError("no node configuration, so the checkpoint signer cannot be pinned to "
+                     "the node's signing certificate: give --config FILE, --signer-cert "
+                     "PEM, or --any-signer to accept whichever certificate is stored with "
+                     "each checkpoint")
+
+
+def explicit_pins(args: argparse.Namespace) -> Pins:
+    found: Pins = {}
     for path in args.signer_cert:
         try:
             data = path.read_bytes()
@@ -207,13 +250,31 @@ def pins(args: argparse.Namespace) -> set[str] | None:
                 else x509.load_der_x509_certificate(data)
         except ValueError:
             raise UsageError("not a PEM or DER certificate", where=str(path)) from None
-        found.add(fingerprint(cert))
+        found.setdefault(fingerprint(cert), f"--signer-cert {path}")
     for fp in args.signer_fingerprint:
         cleaned = fp.replace(":", "").lower()
         if len(cleaned) != 64 or any(c not in "0123456789abcdef" for c in cleaned):
             raise UsageError("--signer-fingerprint: expected a SHA-256 fingerprint in hex")
-        found.add(cleaned)
-    return found or None
+        found.setdefault(cleaned, "--signer-fingerprint")
+    return found
+
+
+def node_pins(args: argparse.Namespace) -> tuple[Pins, str | None]:
+    """The node's own signing certificate from the configuration's key directory (only the
+    certificate: no private key or passphrase is needed), and why not when the
+    configuration names a key directory without one. ({}, None) without a configuration.
+
+    The keystore keeps one signing certificate (``KEYS/sign.crt``) and no earlier ones;
+    certificates of keys the node signed with before a rotation are given with
+    ``--signer-cert``."""
+    keys_dir = _keys_dir(args)
+    if keys_dir is None:
+        return {}, None
+    file = keys_dir / "sign.crt"
+    if not file.is_file():
+        return {}, f"the node's key directory has no signing certificate ({file})"
+    cert = load_certificates_file(file)[0]
+    return {fingerprint(cert): f"node signing certificate {file}"}, None
 
 
 # --- list -------------------------------------------------------------------------------
@@ -382,21 +443,23 @@ def _keys_dir(args: argparse.Namespace) -> Path | None:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    pinned = pins(args)
     if args.bundle is not None:
         if args.db is not None or args.against:
             raise UsageError("--bundle verifies a bundle alone: no --db or --against")
+        pinned = pins(args)
         report = verify_bundle(args.bundle, pinned=pinned)
         what = str(args.bundle)
     else:
-        known = [cp for bundle in args.against for cp in bundle_checkpoints(bundle)]
         log = open_log(args)
+        pinned = pins(args)
+        known = [cp for bundle in args.against for cp in bundle_checkpoints(bundle)]
         report = log.verify(pinned=pinned, known=known)
         what = "audit trail"
     if args.format == "json":
-        out_json(report.to_dict())
+        out_json({**report.to_dict(), "pinned_to": [
+            {"fingerprint": fp, "source": source} for fp, source in (pinned or {}).items()]})
         return 0 if report.ok else 1
-    print_report(what, report)
+    print_report(what, report, pinned)
     if report.ok:
         out("OK")
         return 0
@@ -405,18 +468,26 @@ def run_verify(args: argparse.Namespace) -> int:
                         where=what)
 
 
-def print_report(what: str, r: VerifyReport) -> None:
+def print_report(what: str, r: VerifyReport, pinned: Pins | None) -> None:
     span = f"seq {r.first_seq}..{r.last_seq}" if r.first_seq is not None else "empty"
     out(f"{what}: {r.events:,} event(s) ({span}), {r.checkpoints} checkpoint(s), "
         f"{r.receipts} receipt(s)")
+    if pinned is None:
+        out("checkpoint signer NOT pinned: each signature is checked against the "
+            "certificate stored with it (give --config or --signer-cert to require known "
+            "certificates)")
+    else:
+        for fp, source in pinned.items():
+            out(f"checkpoint signer pinned: {fp} ({source})")
     if r.last_checkpoint_seq is None:
         out("no signed checkpoint: the events are protected by the hash chain only")
     elif r.unsigned_tail:
         out(f"last checkpoint at seq {r.last_checkpoint_seq}; the {r.unsigned_tail} event(s) "
             "after it are protected by the hash chain only")
     for fp in r.signers:
-        out(f"checkpoint signer {fp}" + ("" if r.pinned else " (not pinned: pass "
-                                        "--signer-cert to require the node's certificate)"))
+        status = ("not pinned" if pinned is None else "pinned" if fp in pinned
+                  else "NOT one of the pinned certificates")
+        out(f"checkpoints signed by {fp}: {status}")
     for p in r.problems:
         err(str(p))
     if r.truncated_report:

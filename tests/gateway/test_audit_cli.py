@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import AuditEvent, AuditLog, KeySigner
+from gateway.audit_chain import fingerprint
 from gateway.cli import main
 from tests.support.audit_keys import make_signer, write_signer
 
@@ -44,6 +45,14 @@ def db(tmp_path: Path, signer: KeySigner) -> Path:
     log.checkpoint(signer, T0 + timedelta(days=2))
     log.conn.close()
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ./gateway.toml or $GATEWAY_CONFIG: a test has a configuration only when it says."""
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -129,14 +138,17 @@ def test_show_unknown_message(db: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 def test_verify_ok_and_pinned(db: Path, tmp_path: Path, signer: KeySigner,
                               capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "audit", "verify", "--db", str(db))
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--any-signer")
     assert code == 0
     assert out.rstrip().endswith("OK")
-    assert "not pinned" in out
+    assert "checkpoint signer NOT pinned" in out
+    assert f"checkpoints signed by {fingerprint(signer.certificate)}: not pinned" in out
     _, cert = write_signer(signer, tmp_path / "keys")
     code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--signer-cert", str(cert))
     assert code == 0
-    assert "not pinned" not in out
+    assert "NOT pinned" not in out
+    assert f"checkpoint signer pinned: {fingerprint(signer.certificate)} (--signer-cert " \
+        in out
     other = make_signer("ec")
     _, other_cert = write_signer(other, tmp_path / "other")
     code, _, err = run(capsys, "audit", "verify", "--db", str(db), "--signer-cert",
@@ -149,12 +161,13 @@ def test_verify_names_the_first_bad_event(db: Path, capsys: pytest.CaptureFixtur
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("DELETE FROM audit_events WHERE seq = 4")
     conn.close()
-    code, _, err = run(capsys, "audit", "verify", "--db", str(db))
+    code, _, err = run(capsys, "audit", "verify", "--db", str(db), "--any-signer")
     assert code == 1
     assert "event 4: removed" in err
     assert "error: AuditTampered" in err
     assert "first bad event is 4" in err
-    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--format", "json")
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--any-signer",
+                       "--format", "json")
     assert code == 1
     assert json.loads(out)["problems"][0]["seq"] == 4
 
@@ -234,7 +247,7 @@ def test_checkpoint_command_signs_with_the_node_key(
 
 
 def test_prune_command_is_a_dry_run_unless_told(
-        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        configured: Path, signer: KeySigner, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--config", str(configured), "audit", "prune", "--before",
                        "2026-11-02")
     assert code == 0
@@ -245,7 +258,14 @@ def test_prune_command_is_a_dry_run_unless_told(
                          "2026-11-02", "--yes")
     assert code == 0, err
     assert "removed 9 event(s)" in out
-    code, out, _ = run(capsys, "--config", str(configured), "audit", "verify")
+    # the fixture's checkpoint at seq 30 was signed by a test key, not the node's: it is
+    # accepted only once named, like a certificate the node signed with before a rotation
+    code, _, err = run(capsys, "--config", str(configured), "audit", "verify")
+    assert code == 1
+    assert "event 30: checkpoint" in err
+    _, earlier = write_signer(signer, configured.parent / "earlier")
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "verify",
+                       "--signer-cert", str(earlier))
     assert code == 0
     assert "seq 10..32" in out
     code, out, _ = run(capsys, "--config", str(configured), "audit", "prune")
@@ -256,14 +276,17 @@ def test_verify_against_an_earlier_export(db: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     kept = tmp_path / "kept.zip"
     assert run(capsys, "audit", "export", "--db", str(db), "--message", MID, str(kept))[0] == 0
-    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--against", str(kept))
+    code, out, _ = run(capsys, "audit", "verify", "--db", str(db), "--against", str(kept),
+                       "--any-signer")
     assert code == 0, out
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("DELETE FROM audit_events WHERE seq > 20")
     conn.execute("DELETE FROM audit_checkpoints")
     conn.close()
-    assert run(capsys, "audit", "verify", "--db", str(db))[0] == 0  # consistent on its own
-    code, _, err = run(capsys, "audit", "verify", "--db", str(db), "--against", str(kept))
+    # consistent on its own
+    assert run(capsys, "audit", "verify", "--db", str(db), "--any-signer")[0] == 0
+    code, _, err = run(capsys, "audit", "verify", "--db", str(db), "--against", str(kept),
+                       "--any-signer")
     assert code == 1
     assert "event 21: truncated" in err
 
@@ -275,3 +298,110 @@ def test_list_over_a_mangled_event_names_it(db: Path, capsys: pytest.CaptureFixt
     code, _, err = run(capsys, "audit", "list", "--db", str(db), "--message", MID)
     assert code == 1
     assert "AuditTampered: event 3" in err
+
+
+# --- pinning the checkpoint signer to the node's own signing certificate -------------------
+
+
+def node_fingerprint(configured: Path) -> str:
+    from gateway.certs import load_certificates_file
+
+    return fingerprint(load_certificates_file(configured.parent / "keys" / "sign.crt")[0])
+
+
+def test_verify_pins_the_node_signing_certificate_by_default(
+        configured: Path, signer: KeySigner, capsys: pytest.CaptureFixture[str]) -> None:
+    # The fixture's checkpoint has a valid signature, but by another key than the node's
+    # (what someone able to rewrite the database would produce): reported unless allowed.
+    node_fp = node_fingerprint(configured)
+    code, out, err = run(capsys, "--config", str(configured), "audit", "verify")
+    assert code == 1
+    assert "event 30: checkpoint: checkpoint signer certificate is not one of the pinned" in err
+    sign_crt = configured.parent / "keys" / "sign.crt"
+    assert f"checkpoint signer pinned: {node_fp} (node signing certificate {sign_crt})" in out
+    assert f"checkpoints signed by {fingerprint(signer.certificate)}: NOT one of the pinned " \
+        "certificates" in out
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "verify",
+                       "--format", "json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["pinned"] is True
+    assert report["pinned_to"] == [{"fingerprint": node_fp,
+                                    "source": f"node signing certificate {sign_crt}"}]
+    # the same with an explicit --db: the configuration still names the node's keys
+    db = configured.parent / "spool.db"
+    assert run(capsys, "--config", str(configured), "audit", "verify", "--db", str(db))[0] == 1
+    # the explicit opt-out
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "verify", "--any-signer")
+    assert code == 0
+    assert "checkpoint signer NOT pinned" in out
+
+
+def test_verify_accepts_checkpoints_signed_by_the_node_key(
+        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.keystore import Keystore
+
+    identity = Keystore(configured.parent / "keys").identity()
+    node_signer = KeySigner(identity.signing_key, identity.signing_cert)
+    fresh = configured.parent / "fresh.db"
+    log = AuditLog(sqlite3.connect(fresh, isolation_level=None))
+    for i in range(5):
+        log.append(AuditEvent("sent", T0 + timedelta(minutes=i), message_id=f"m-{i}"))
+        log.checkpoint(node_signer, T0 + timedelta(minutes=i, seconds=30))
+    log.conn.close()
+    code, out, err = run(capsys, "--config", str(configured), "audit", "verify", "--db",
+                         str(fresh))
+    assert code == 0, err
+    assert f"checkpoints signed by {node_fingerprint(configured)}: pinned" in out
+    assert out.rstrip().endswith("OK")
+
+
+def test_verify_without_configuration_needs_a_pin_or_any_signer(
+        db: Path, tmp_path: Path, signer: KeySigner,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "audit", "verify", "--db", str(db))
+    assert code == 2
+    assert "UsageError" in err
+    assert "--any-signer" in err
+    _, cert = write_signer(signer, tmp_path / "keys")
+    code, _, err = run(capsys, "audit", "verify", "--db", str(db), "--any-signer",
+                       "--signer-cert", str(cert))
+    assert code == 2
+    assert "--any-signer excludes" in err
+
+
+def test_key_directory_without_a_signing_certificate(
+        configured: Path, signer: KeySigner, capsys: pytest.CaptureFixture[str]) -> None:
+    sign_crt = configured.parent / "keys" / "sign.crt"
+    sign_crt.unlink()
+    code, _, err = run(capsys, "--config", str(configured), "audit", "verify")
+    assert code == 2
+    assert str(sign_crt) in err
+    _, cert = write_signer(signer, configured.parent / "earlier")
+    code, out, err = run(capsys, "--config", str(configured), "audit", "verify",
+                         "--signer-cert", str(cert))
+    assert code == 0, err
+    assert f"checkpoint signer pinned: {fingerprint(signer.certificate)} (--signer-cert" in out
+
+
+def test_verify_bundle_pins_the_node_certificate_when_configured(
+        configured: Path, signer: KeySigner, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = configured.parent / "spool.db"
+    bundle = tmp_path / "evidence.zip"
+    assert run(capsys, "audit", "export", "--db", str(db), "--since", "2026-11-01",
+               str(bundle))[0] == 0
+    # on the node: its own signing certificate is pinned, and the test key is not it
+    code, _, err = run(capsys, "--config", str(configured), "audit", "verify", "--bundle",
+                       str(bundle))
+    assert code == 1
+    assert "not one of the pinned certificates" in err
+    # offline, no configuration: unpinned as before, and the output says so
+    code, out, _ = run(capsys, "audit", "verify", "--bundle", str(bundle))
+    assert code == 0
+    assert "checkpoint signer NOT pinned" in out
+    _, cert = write_signer(signer, tmp_path / "earlier")
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "verify", "--bundle",
+                       str(bundle), "--signer-cert", str(cert))
+    assert code == 0
+    assert f"checkpoints signed by {fingerprint(signer.certificate)}: pinned" in out
