@@ -353,6 +353,15 @@ def encrypt(content: Content, *, recipient_cert: x509.Certificate) -> Content:
 # --- decryption ---------------------------------------------------------------------------
 
 
+def _id_matches(identifier: bytes, cert: x509.Certificate) -> bool:
+    """``identifier``: the DER of a RecipientIdentifier or SignerIdentifier (the same two
+    choices). The usual case, the issuer name and serial copied byte for byte, is a
+    comparison; anything else is decoded and goes by :func:`_rid_matches`."""
+    if identifier == _issuer_and_serial(cert):
+        return True
+    return _rid_matches(acms.RecipientIdentifier.load(identifier), cert)
+
+
 def _rid_matches(rid: acms.RecipientIdentifier, cert: x509.Certificate) -> bool:
     if rid.name == "issuer_and_serial_number":
         if rid.chosen.dump() == _issuer_and_serial(cert):
@@ -368,20 +377,28 @@ def _rid_matches(rid: acms.RecipientIdentifier, cert: x509.Certificate) -> bool:
     return bool(rid.chosen.native == ski)
 
 
-def _unwrap_key(ktri: acms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey,
+@lru_cache(maxsize=64)
+def _key_transport(data: bytes) -> tuple[str, bytes | None]:
+    """(name, OAEP label) of a key-encryption AlgorithmIdentifier, memoised by its bytes.
+    Raises :class:`AlgorithmNotAllowed` for OAEP with other hashes."""
+    alg = acms.KeyEncryptionAlgorithm.load(data)
+    name = str(alg["algorithm"].native)
+    if name != "rsaes_oaep":
+        return name, None
+    params = alg["parameters"]
+    hash_name = params["hash_algorithm"]["algorithm"].native
+    mgf = params["mask_gen_algorithm"]
+    if (hash_name != "sha256" or mgf["algorithm"].native != "mgf1"
+            or mgf["parameters"]["algorithm"].native != "sha256"):
+        raise AlgorithmNotAllowed("RSA-OAEP key transport must use SHA-256 and "
+                                  "MGF1-SHA-256")
+    return name, params["p_source_algorithm"]["parameters"].native or None
+
+
+def _unwrap_key(alg_der: bytes, encrypted: bytes, key: rsa.RSAPrivateKey,
                 allow_legacy: bool) -> bytes:
-    alg = ktri["key_encryption_algorithm"]
-    name = alg["algorithm"].native
-    encrypted = ktri["encrypted_key"].native
+    name, label = _key_transport(alg_der)
     if name == "rsaes_oaep":
-        params = alg["parameters"]
-        hash_name = params["hash_algorithm"]["algorithm"].native
-        mgf = params["mask_gen_algorithm"]
-        if (hash_name != "sha256" or mgf["algorithm"].native != "mgf1"
-                or mgf["parameters"]["algorithm"].native != "sha256"):
-            raise AlgorithmNotAllowed("RSA-OAEP key transport must use SHA-256 and "
-                                      "MGF1-SHA-256")
-        label = params["p_source_algorithm"]["parameters"].native or None
         pad: apad.AsymmetricPadding = apad.OAEP(
             mgf=apad.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=label
         )
@@ -401,25 +418,44 @@ def _unwrap_key(ktri: acms.KeyTransRecipientInfo, key: rsa.RSAPrivateKey,
 def _content_key(buf: memoryview, infos: Tlv, keys: Sequence[KeyPair],
                  allow_legacy: bool) -> bytes:
     """Unwrap the content key with the first of ``keys`` (in order) whose certificate a
-    KeyTransRecipientInfo names; a key is never tried on an info that does not name it."""
+    KeyTransRecipientInfo names; a key is never tried on an info that does not name it.
+    Other RecipientInfo kinds (tagged [1]..[4]) are skipped."""
     if infos.tag != SET:
         raise Malformed("recipientInfos is not a SET")
-    ktris = []
+    ktris: list[tuple[bytes, bytes, bytes]] = []  # (rid, algorithm, encrypted key)
     for item in children(buf, infos):
-        info = acms.RecipientInfo.load(buf[item.start:item.end].tobytes())
-        if info.name == "ktri":
-            ktris.append(info.chosen)
+        if item.tag != SEQ:
+            continue  # not a KeyTransRecipientInfo (the only untagged choice)
+        parts = children(buf, item)
+        if len(parts) != 4 or parts[0].tag != INT or parts[2].tag != SEQ \
+                or parts[3].tag != OCTETS:
+            raise Malformed("KeyTransRecipientInfo fields")
+        ktris.append((buf[parts[1].start:parts[1].end].tobytes(),
+                      buf[parts[2].start:parts[2].end].tobytes(),
+                      buf[parts[3].body:parts[3].end].tobytes()))
     for key, cert in keys:
-        for ktri in ktris:
-            if _rid_matches(ktri["rid"], cert):
-                return _unwrap_key(ktri, key, allow_legacy)
+        for rid, alg, encrypted in ktris:
+            if _id_matches(rid, cert):
+                return _unwrap_key(alg, encrypted, key, allow_legacy)
     raise DecryptionFailed("the message is not encrypted for this node: no recipient info "
                            "matches any of this node's decryption keys")
 
 
-def _gcm_params(alg: algos.EncryptionAlgorithm) -> tuple[bytes, int]:
-    params = GCMParameters.load(alg["parameters"].dump())
-    return bytes(params["aes_nonce"].native), int(params["aes_icvlen"].native)
+def _gcm_params(buf: memoryview, alg: Tlv) -> tuple[bytes, int]:
+    """(nonce, ICV length) of an AES-256-GCM AlgorithmIdentifier (RFC 5084)."""
+    parts = children(buf, alg) if alg.tag == SEQ else []
+    if not parts or buf[parts[0].start:parts[0].end] != oid(OID_AES256_GCM):
+        dotted = oid_at(buf, parts[0]) if parts else "?"
+        raise AlgorithmNotAllowed(f"content encryption {dotted} is not allowed "
+                                  "(AES-256-GCM is required)")
+    params = children(buf, parts[1]) if len(parts) == 2 and parts[1].tag == SEQ else []
+    if not params or params[0].tag != OCTETS or len(params) > 2 \
+            or (len(params) == 2 and params[1].tag != INT):
+        raise Malformed("GCMParameters")
+    icv_len = 12  # the DEFAULT
+    if len(params) == 2:
+        icv_len = int.from_bytes(buf[params[1].body:params[1].end], "big", signed=True)
+    return bytes(buf[params[0].body:params[0].end]), icv_len
 
 
 def decrypt(
@@ -462,13 +498,7 @@ def decrypt(
         eci_parts = children(buf, eci)
         if len(eci_parts) != 3 or oid_at(buf, eci_parts[0]) != OID_DATA:
             raise Malformed("authEncryptedContentInfo must hold id-data content")
-        alg = algos.EncryptionAlgorithm.load(
-            buf[eci_parts[1].start:eci_parts[1].end].tobytes())
-        if alg["algorithm"].dotted != OID_AES256_GCM:
-            raise AlgorithmNotAllowed(
-                f"content encryption {alg['algorithm'].dotted} is not allowed "
-                "(AES-256-GCM is required)")
-        nonce, icv_len = _gcm_params(alg)
+        nonce, icv_len = _gcm_params(buf, eci_parts[1])
         if len(nonce) != 12 or icv_len != 16 or len(mac) != 16:
             raise AlgorithmNotAllowed("AES-GCM needs a 12-byte nonce and a 16-byte tag")
         ciphertext = octets(buf, eci_parts[2], CTX0_PRIM)
@@ -642,14 +672,6 @@ def _check_signature(signer: x509.Certificate, spec: tuple[str, int | None],
         raise AlgorithmNotAllowed(f"signature algorithm {name} is not supported") from None
 
 
-def _sid_matches(sid: bytes, cert: x509.Certificate) -> bool:
-    """``sid``: the DER SignerIdentifier. The usual case (the issuer name and serial copied
-    byte for byte) is a comparison; anything else goes by the recipient-id rules."""
-    if sid == _issuer_and_serial(cert):
-        return True
-    return _rid_matches(acms.SignerIdentifier.load(sid), cert)  # same two choices
-
-
 def verify(
     signed: bytes | memoryview, *, extra_certificates: Sequence[x509.Certificate] = ()
 ) -> VerifiedSignature:
@@ -708,7 +730,7 @@ def verify(
         expected = bytes(octets(buf, digest_value, OCTETS))
         signing_time = _signing_time(
             buf, _one_value(buf, attrs, OID_ATTR_SIGNING_TIME, _ATTR_SIGNING_TIME))
-        signer = next((c for c in [*certs, *extra_certificates] if _sid_matches(sid, c)),
+        signer = next((c for c in [*certs, *extra_certificates] if _id_matches(sid, c)),
                       None)
         if signer is None:
             raise SignatureInvalid("the signer's certificate is not included")

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway import cms
 from gateway.certs import der
 from gateway.der import CTX0, CTX1, OCTETS, SEQ, SET, integer, oid, tlv
-from gateway.errors import AlgorithmNotAllowed, SignatureInvalid
+from gateway.errors import AlgorithmNotAllowed, DecryptionFailed, EnvelopeInvalid, SignatureInvalid
 from tests.support.security import issue, spare_rsa_key
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -222,3 +222,95 @@ def test_time_values_agree_with_asn1crypto() -> None:
                    else core.GeneralizedTime(value)).dump()
         buf = memoryview(encoded)
         assert _signing_time(buf, read(buf, 0, len(buf))) == value
+
+
+# --- AuthEnvelopedData, read the same way ---------------------------------------------------
+
+OAEP_SHA256 = cms._algorithm_der("rsaes_oaep")
+
+
+def auth_enveloped(recipient: x509.Certificate, *, nonce_params: bytes | None = None,
+                   content_oid: str = cms.OID_AES256_GCM, key_alg: bytes = OAEP_SHA256,
+                   other_infos: tuple[bytes, ...] = (), rid: bytes | None = None) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key, nonce = b"k" * 32, b"n" * 12
+    sealed = AESGCM(key).encrypt(nonce, CONTENT, None)
+    ciphertext, tag = sealed[:-16], sealed[-16:]
+    public = recipient.public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    wrapped = public.encrypt(key, apad.OAEP(apad.MGF1(hashes.SHA256()), hashes.SHA256(), None))
+    if rid is None:
+        rid = tlv(SEQ, recipient.issuer.public_bytes(), integer(recipient.serial_number))
+    ktri = tlv(SEQ, integer(0), rid, key_alg, tlv(OCTETS, wrapped))
+    params = tlv(SEQ, tlv(OCTETS, nonce), integer(16)) if nonce_params is None \
+        else nonce_params
+    eci = tlv(SEQ, oid(cms.OID_DATA), tlv(SEQ, oid(content_oid), params),
+              tlv(0x80, ciphertext))
+    aed = tlv(SEQ, integer(0), tlv(SET, *other_infos, ktri), eci, tlv(OCTETS, tag))
+    return tlv(SEQ, oid(cms.OID_AUTH_ENVELOPED_DATA), tlv(CTX0, aed))
+
+
+@pytest.fixture(scope="module")
+def recipient() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    key = spare_rsa_key()
+    cert = issue(issuer_key=key, issuer_cert=None, subject="Test Recipient", key=key,
+                 not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=30),
+                 usage="encrypt")
+    return key, cert
+
+
+def test_hand_built_auth_enveloped_data_decrypts(recipient) -> None:  # type: ignore[no-untyped-def]
+    key, cert = recipient
+    assert cms.decrypt(auth_enveloped(cert), key=key, cert=cert) == CONTENT
+
+
+def test_other_recipient_info_kinds_are_skipped(recipient) -> None:  # type: ignore[no-untyped-def]
+    key, cert = recipient
+    kekri = tlv(0xA2, integer(4), tlv(SEQ, tlv(OCTETS, b"kek-id")),
+                tlv(SEQ, oid("2.16.840.1.101.3.4.1.45")), tlv(OCTETS, b"x" * 40))
+    assert cms.decrypt(auth_enveloped(cert, other_infos=(kekri,)), key=key,
+                       cert=cert) == CONTENT
+
+
+def test_recipient_named_by_key_identifier(recipient) -> None:  # type: ignore[no-untyped-def]
+    key, cert = recipient
+    ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    assert cms.decrypt(auth_enveloped(cert, rid=tlv(0x80, ski)), key=key,
+                       cert=cert) == CONTENT
+
+
+def test_recipient_info_for_someone_else_is_not_tried(recipient) -> None:  # type: ignore[no-untyped-def]
+    key, cert = recipient
+    rid = tlv(SEQ, cert.issuer.public_bytes(), integer(cert.serial_number + 1))
+    with pytest.raises(DecryptionFailed, match="not encrypted for this node"):
+        cms.decrypt(auth_enveloped(cert, rid=rid), key=key, cert=cert)
+
+
+def test_gcm_without_icv_length_means_12_and_is_refused(recipient) -> None:  # type: ignore[no-untyped-def]
+    key, cert = recipient
+    with pytest.raises(AlgorithmNotAllowed, match="16-byte tag"):
+        cms.decrypt(auth_enveloped(cert, nonce_params=tlv(SEQ, tlv(OCTETS, b"n" * 12))),
+                    key=key, cert=cert)
+
+
+def test_other_content_encryption_is_refused(recipient) -> None:  # type: ignore[no-untyped-def]
+    key, cert = recipient
+    with pytest.raises(AlgorithmNotAllowed, match=r"2\.16\.840\.1\.101\.3\.4\.1\.6 "):
+        cms.decrypt(auth_enveloped(cert, content_oid="2.16.840.1.101.3.4.1.6"), key=key,
+                    cert=cert)
+
+
+@pytest.mark.parametrize("params", [b"\x05\x00", tlv(SEQ, integer(16)),
+                                    tlv(SEQ, tlv(OCTETS, b"n" * 12), integer(16), integer(1))])
+def test_malformed_gcm_parameters_are_refused(recipient, params: bytes) -> None:  # type: ignore[no-untyped-def]
+    key, cert = recipient
+    with pytest.raises(EnvelopeInvalid):
+        cms.decrypt(auth_enveloped(cert, nonce_params=params), key=key, cert=cert)
+
+
+def test_oaep_with_sha1_is_refused(recipient) -> None:  # type: ignore[no-untyped-def]
+    key, cert = recipient
+    sha1_oaep = tlv(SEQ, oid("1.2.840.113549.1.1.7"), tlv(SEQ))  # all defaults: SHA-1
+    with pytest.raises(AlgorithmNotAllowed, match="SHA-256"):
+        cms.decrypt(auth_enveloped(cert, key_alg=sha1_oaep), key=key, cert=cert)
