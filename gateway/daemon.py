@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway import certs
 from gateway.audit import AuditLog, retention_cutoff
 from gateway.audit_chain import KeySigner
 from gateway.config import Config, check_files
@@ -171,6 +172,9 @@ class Gateway:
         found: list[tuple[str, float]] = []
         seen: list[tuple[str, Any]] = [("sign", self.keys.identity.signing_cert),
                                        ("encrypt", self.keys.identity.encryption_cert)]
+        # the extra decryption keys (KEYS/decrypt/), by fingerprint as `keys list` shows it
+        seen += [(f"decrypt:{certs.fingerprint(c)[:16]}", c)
+                 for _, c in self.keys.identity.decryption]
         for party, certificates in self.keys.encryption.items():
             seen += [(f"partner:{party}", c) for c in certificates]
         for what, cert in seen:

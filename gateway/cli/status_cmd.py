@@ -7,6 +7,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.certs import fingerprint
 from gateway.cli.output import out, out_json, table
 from gateway.config import load_config
 from gateway.errors import GatewayError
@@ -37,6 +38,9 @@ def run_status(args: argparse.Namespace) -> int:
         keys = load_node_keys(config)
         found = [("sign", keys.identity.signing_cert),
                  ("encrypt", keys.identity.encryption_cert)]
+        # the extra decryption keys (KEYS/decrypt/), named by certificate fingerprint as
+        # `gateway keys list` shows them
+        found += [(f"decrypt:{fingerprint(c)[:16]}", c) for _, c in keys.identity.decryption]
         found += [(f"partner {p}", c) for p, cs in keys.encryption.items() for c in cs]
         for what, cert in found:
             days = (cert.not_valid_after_utc - now).total_seconds() / 86400
@@ -63,5 +67,7 @@ def run_status(args: argparse.Namespace) -> int:
     if key_error:
         out(f"keys: {key_error}")
     for item in expiring:
-        out(f"certificate {item['certificate']} expires in {item['days_left']} days")
+        days = item["days_left"]
+        out(f"certificate {item['certificate']} "
+            + (f"expires in {days} days" if days >= 0 else f"EXPIRED {-days} days ago"))
     return 0
