@@ -189,7 +189,8 @@ def check_event(event: AuditEvent) -> None:
                          where="code")
     if not isinstance(event.at, datetime):
         _bad("at", "a datetime")
-    format_time(event.at)
+    if event.at.utcoffset() is None:
+        raise AuditError("audit time must be timezone-aware (UTC)")
     for name in _STR_FIELDS:
         value = getattr(event, name)
         if value is None and name != "actor":
@@ -358,7 +359,9 @@ class AuditLog:
         last_seq, last_hash = self.tail()
         seq = last_seq + 1
         columns = event.columns()
-        h = event_hash(event_record(seq, last_hash, columns))
+        # the record hashed is built from the event's own detail (the stored column is
+        # its canonical JSON, so parsing that back would give the same object)
+        h = event_hash(event_record(seq, last_hash, {**columns, "detail": event.detail}))
         self.conn.execute(
             f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",  # noqa: S608
             (seq, *(columns[n] for n in FIELDS), last_hash, h))
