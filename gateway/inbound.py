@@ -8,14 +8,19 @@
 3. a ``receipt`` for this node -> verified against the outbound message it names and
    applied (``delivered`` / ``failed``);
 4. a business message: a duplicate ``MessageId`` gets the stored receipt back and is not
-   delivered again; otherwise the envelope is stored durably (``received``) *before*
-   anything else, then opened, verified, validated, the document written atomically into
-   the inbox (temp + fsync + rename, named by MessageId, so a replay after a crash rewrites
-   the same file), and the signed receipt stored with the ``delivered`` (or ``rejected``)
-   transition. Over HTTPS the receipt is the response; for pulled messages it is queued as
-   a ``receipt`` message back to the sender.
+   delivered again; otherwise it is opened, verified and validated, the document written
+   to a fsynced temporary file in the inbox, and then one transaction records the arrival
+   (``received``, the envelope kept) with its outcome (``delivering`` and the signed
+   receipt, or ``rejected``). Nothing is answered or acknowledged before that commit, so
+   a crash earlier loses nothing: the sender retries, or the pulled file is still there.
+   Then the temporary file is renamed into the inbox (named by MessageId, so a replay
+   after a crash rewrites the same file) and ``delivered`` is committed with the receipt.
+   Over HTTPS the receipt is the response; for pulled messages it is queued as a
+   ``receipt`` message back to the sender. Two copies arriving at once are both opened;
+   the first to commit wins, the other is answered as a duplicate (or 503, retry later).
 
-:meth:`Inbound.recover` finishes ``received`` messages left by a crash.
+:meth:`Inbound.recover` finishes ``delivering`` messages left by a crash (and
+``received`` ones, which only older versions left behind).
 """
 
 from __future__ import annotations
@@ -112,17 +117,22 @@ class Inbound:
         existing = self.spool.find(Direction.IN, header.message_id)
         if existing is not None and existing.state is not State.REJECTED:
             return self._duplicate(existing, now)  # a rejected copy is no reason to refuse
-        try:
-            with self.spool.transaction(now) as txn:
-                record = txn.insert(self._new(Direction.IN, parsed, channel), State.RECEIVED,
-                                    payloads={"envelope": data},
-                                    detail={"bytes": len(data), "channel": channel})
-        except Duplicate:  # the same message is being processed right now
-            existing = self.spool.find(Direction.IN, header.message_id)
-            if existing is not None and existing.state is State.DELIVERED:
-                return self._duplicate(existing, now)
-            return Answer(503)
-        return self._process(record, parsed, channel)
+        return self._process(None, parsed, channel, data)
+
+    def _arrived(self, txn: Txn, parsed: ParsedEnvelope, data: bytes,
+                 channel: str) -> Message:
+        """Record a new arrival (``received``, the envelope kept) inside ``txn``; raises
+        :class:`Duplicate` when another copy of the same message was recorded first."""
+        return txn.insert(self._new(Direction.IN, parsed, channel), State.RECEIVED,
+                          payloads={"envelope": data},
+                          detail={"bytes": len(data), "channel": channel})
+
+    def _raced(self, message_id: str, now: datetime) -> Answer:
+        """Another copy of the message was recorded while this one was being opened."""
+        existing = self.spool.find(Direction.IN, message_id)
+        if existing is not None and existing.state is State.DELIVERED:
+            return self._duplicate(existing, now)
+        return Answer(503)  # still being processed: the sender asks again later
 
     #: How many pulled envelopes are opened, checked and delivered at once (their native
     #: parts: RSA, fsync, SQLite commits, overlap); fetches and acknowledgements stay on
@@ -294,8 +304,14 @@ class Inbound:
                              errors=errors, received=now, node=self.keys.identity, now=now,
                              receipt_id=receipt_id)
 
-    def _process(self, record: Message, parsed: ParsedEnvelope, channel: str) -> Answer:
-        """Open, verify, validate, deliver, answer: the record is already ``received``."""
+    def _process(self, record: Message | None, parsed: ParsedEnvelope, channel: str,
+                 data: bytes = b"") -> Answer:
+        """Open, verify, validate, deliver, answer. A new arrival (``record`` None, its
+        bytes in ``data``) is recorded ``received`` in the same transaction as the outcome
+        (``delivering`` or ``rejected``): a crash before that commit leaves no trace, and
+        the message comes again (over HTTPS the sender got no receipt and retries; a
+        pulled file is acknowledged only after this returns). ``record`` is a message a
+        crash left ``received`` (recovery)."""
         now = self.clock()
         header = parsed.header
         error: GatewayError | None = None
@@ -325,22 +341,34 @@ class Inbound:
             # happened and never writes a document the state system may have taken already.
             self.config.inbox.mkdir(parents=True, exist_ok=True)
             tmp = write_temp(self.config.inbox / inbox_name(header), document)
-            with self.spool.transaction(now) as txn:
-                txn.audit("opened", record)
-                record = txn.transition(record.id, State.DELIVERING, expect=State.RECEIVED,
-                                        payloads={"receipt": receipt},
-                                        changes={"case_id": case_id, "source": tmp.name})
+            try:
+                with self.spool.transaction(now) as txn:
+                    if record is None:
+                        record = self._arrived(txn, parsed, data, channel)
+                    txn.audit("opened", record)
+                    record = txn.transition(record.id, State.DELIVERING,
+                                            expect=State.RECEIVED,
+                                            payloads={"receipt": receipt},
+                                            changes={"case_id": case_id, "source": tmp.name})
+            except Duplicate:
+                tmp.unlink(missing_ok=True)
+                return self._raced(header.message_id, now)
             return self._finish_delivery(record, header, receipt, receipt_id, channel)
         log.warning("rejected %s from %s: %s", header.message_id, header.from_party,
                     error.code)
-        with self.spool.transaction(now) as txn:
-            txn.transition(record.id, State.REJECTED, expect=State.RECEIVED,
-                           error_code=error.code, payloads={"receipt": receipt},
-                           changes={"error_text": error.message[:500]})
-            txn.store_receipt(header.message_id, "sent", receipt)
-            txn.audit("receipt_sent", record, detail={"status": "Rejected"})
-            if channel != HTTPS:
-                self._queue_receipt(txn, header, receipt, receipt_id)
+        try:
+            with self.spool.transaction(now) as txn:
+                if record is None:
+                    record = self._arrived(txn, parsed, data, channel)
+                txn.transition(record.id, State.REJECTED, expect=State.RECEIVED,
+                               error_code=error.code, payloads={"receipt": receipt},
+                               changes={"error_text": error.message[:500]})
+                txn.store_receipt(header.message_id, "sent", receipt)
+                txn.audit("receipt_sent", record, detail={"status": "Rejected"})
+                if channel != HTTPS:
+                    self._queue_receipt(txn, header, receipt, receipt_id)
+        except Duplicate:
+            return self._raced(header.message_id, now)
         return Answer(413 if isinstance(error, TooLarge) else 400, receipt)
 
     def _finish_delivery(self, record: Message, header: Header, receipt: bytes,

@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from gateway import receipts as receipts_module
 from gateway.config import load_config
 from gateway.daemon import Gateway
+from gateway.envelope import parse_envelope
 from gateway.errors import SenderMismatch
 from gateway.outbound import check_sender
 from gateway.party import Party
@@ -294,9 +296,11 @@ def test_international_document(tmp_path: Path, key_cache: Path, net: Net) -> No
     assert [p.read_bytes() for p in nl.inbox.iterdir()] == [doc]
 
 
-def test_inbound_crash_before_delivery_is_recovered(tmp_path: Path, key_cache: Path,
-                                                    net: Net,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inbound_crash_before_the_record_loses_nothing(tmp_path: Path, key_cache: Path,
+                                                       net: Net,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pulled envelope is recorded together with its outcome; a crash while it is being
+    opened leaves no record and no acknowledgement, so the next pull takes it again."""
     a, b = two_nodes(tmp_path, key_cache, net, pull=True)
     gw_a, gw_b = net.nodes["a"], net.nodes["b"]
     drop(a, "tx.xml", interstate_transaction("0600000", "4800000", seed=9))
@@ -304,20 +308,40 @@ def test_inbound_crash_before_delivery_is_recovered(tmp_path: Path, key_cache: P
     gw_a.send_all()
 
     def crash(*args: object, **kwargs: object) -> object:
-        raise KeyboardInterrupt("simulated crash after the envelope was stored")
+        raise KeyboardInterrupt("simulated crash while opening")
 
-    monkeypatch.setattr(gw_b.inbound, "_process", crash)
+    monkeypatch.setattr("gateway.inbound.open_parsed", crash)
     with pytest.raises(KeyboardInterrupt):
         gw_b.pull()
     monkeypatch.undo()
-    [inb] = gw_b.spool.select(direction=Direction.IN)
-    assert inb.state is State.RECEIVED
-    assert gw_b.recover()["inbound"] == 1
+    assert gw_b.spool.select(direction=Direction.IN) == []
+    assert gw_b.recover()["inbound"] == 0
     net.settle()
-    assert gw_b.spool.get(inb.id).state is State.DELIVERED
+    [inb] = gw_b.spool.select(direction=Direction.IN)
+    assert inb.state is State.DELIVERED
     assert len(list(b.inbox.iterdir())) == 1
     [out] = gw_a.spool.select(direction=Direction.OUT)
     assert out.state is State.DELIVERED
+
+
+def test_inbound_left_received_is_recovered(tmp_path: Path, key_cache: Path,
+                                            net: Net) -> None:
+    """Older versions recorded an arrival before opening it; a message a crash left
+    ``received`` that way is opened and delivered by recovery."""
+    a, b = two_nodes(tmp_path, key_cache, net, pull=True)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    drop(a, "tx.xml", interstate_transaction("0600000", "4800000", seed=9))
+    gw_a.scan()
+    gw_a.send_all()
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    envelope = gw_a.spool.payload(out.id, "envelope") or b""
+    parsed = parse_envelope(envelope)
+    with gw_b.spool.transaction(datetime.now(UTC)) as txn:
+        gw_b.inbound._arrived(txn, parsed, envelope, "pull")
+    assert gw_b.recover()["inbound"] == 1
+    [inb] = gw_b.spool.select(direction=Direction.IN)
+    assert inb.state is State.DELIVERED
+    assert len(list(b.inbox.iterdir())) == 1
 
 
 def test_certificate_expiry_check_logs_and_audits(tmp_path: Path, key_cache: Path,
