@@ -3,7 +3,13 @@ node B) on this machine, A's outbox to B's inbox, until every receipt is back at
 
 - burst: N (default 2,000) realistic ~10 KB interstate transactions dropped at once;
   messages/s sustained (first drop to last receipt) and p50/p99 drop-to-receipt latency,
-  once over HTTPS (mutual TLS) and once over SFTP (OpenSSH sshd, receipts back by SFTP);
+  over HTTPS (mutual TLS) and over SFTP (OpenSSH sshd, receipts back by SFTP);
+- CPU: each daemon's user + system CPU time per message (from /proc), and the ceiling it
+  implies on this machine (cores x 1 s / CPU per message of both nodes together): unlike
+  msg/s it hardly moves when other work shares the machine;
+- keys: the product default (``gateway keys generate``: RSA-3072 for both keys), and once
+  with ECDSA P-256 signing keys (``--sign-algorithm ecdsa-p256``), which the protocol
+  allows and which saves two RSA private-key operations per message;
 - paced: 100 messages/s offered over HTTPS for a while: p50/p99 latency;
 - the limit: seal + open per second in one process with the same keys and documents.
 
@@ -13,6 +19,7 @@ node B) on this machine, A's outbox to B's inbox, until every receipt is back at
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -69,7 +76,7 @@ def _delivered(spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
         spool.close()
 
 
-def _nodes(root: Path, transport: str):  # type: ignore[no-untyped-def]
+def _nodes(root: Path, transport: str, keys):  # type: ignore[no-untyped-def]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.support.gwnodes import (
         NodeSpec,
@@ -105,7 +112,7 @@ def _nodes(root: Path, transport: str):  # type: ignore[no-untyped-def]
         b.partners = [PartnerSpec(a.party, [(server.url(a_in), opts)])]
     try:
         for spec in (a, b):
-            write_config(spec, root / "keycache", [a, b])
+            write_config(spec, root / "keycache", [a, b], keys=keys)
     except BaseException:
         if server is not None:  # never leave an sshd behind
             server.stop()
@@ -113,14 +120,20 @@ def _nodes(root: Path, transport: str):  # type: ignore[no-untyped-def]
     return a, b, server
 
 
-def _run(transport: str, n: int, rate: float | None, seconds: float | None
-         ) -> tuple[float, list[float], int]:
-    """Returns (messages/s, latencies, delivered count)."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
+         ) -> tuple[float, list[float], int, tuple[float, float]]:  # type: ignore[no-untyped-def]
+    """Returns (messages/s, latencies, delivered count, (A, B) CPU ms per message)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.support.gwnodes import Daemon, wait_until
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        a, b, server = _nodes(Path(tmp), transport)
+        a, b, server = _nodes(Path(tmp), transport, keys)
         daemons: list[Daemon] = []
         try:
             for spec in (a, b):
@@ -131,6 +144,8 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None
             count = n if rate is None else int(rate * (seconds or 0))
             docs = [_document(i % 50) for i in range(50)]
             dropped: dict[str, float] = {}
+            pids = [d.process.pid for d in daemons if d.process is not None]
+            cpu_before = [_cpu_seconds(pid) for pid in pids]
             start = time.time()
             for i in range(count):
                 if rate is not None:
@@ -142,6 +157,8 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None
                 (a.outbox / f"{name}.ready").write_bytes(b"")
                 dropped[name] = time.time()
             wait_until(lambda: len(_delivered(a)) >= count, 600, "every receipt", 0.5)
+            cpu = [(_cpu_seconds(pid) - before) * 1000 / count
+                   for pid, before in zip(pids, cpu_before, strict=True)]
             done = _delivered(a)
         finally:
             for d in daemons:
@@ -150,10 +167,28 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None
                 server.stop()
     latencies = [done[name] - t for name, t in dropped.items() if name in done]
     span = max(done.values()) - min(dropped.values())
-    return count / span, latencies, len(done)
+    return count / span, latencies, len(done), (cpu[0], cpu[1])
 
 
-def _seal_open_rate(quick: bool) -> float:
+def _burst_rows(label: str, n: int, result: tuple[float, list[float], int,  # type: ignore[no-untyped-def]
+                                                  tuple[float, float]], keys) -> list[Row]:
+    rate, lat, done, (cpu_a, cpu_b) = result
+    cores = os.cpu_count() or 1
+    return [
+        Row("pipeline", f"{label} burst {n}: sustained", rate, "msg/s",
+            f"{done}/{n} receipts; {keys.label}"),
+        Row("pipeline", f"{label} burst {n}: p50 drop-to-receipt", statistics.median(lat), "s"),
+        Row("pipeline", f"{label} burst {n}: p99 drop-to-receipt", _percentile(lat, 0.99), "s"),
+        Row("pipeline", f"{label} burst {n}: CPU per message, node A", cpu_a, "ms",
+            "user + system"),
+        Row("pipeline", f"{label} burst {n}: CPU per message, node B", cpu_b, "ms",
+            "user + system"),
+        Row("pipeline", f"{label} burst {n}: CPU ceiling ({cores} cores)",
+            cores * 1000 / (cpu_a + cpu_b), "msg/s", "cores x 1 s / (A + B) CPU per message"),
+    ]
+
+
+def _seal_open_rate(quick: bool, keys) -> float:  # type: ignore[no-untyped-def]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from gateway.envelope import Header
     from gateway.keystore import Keystore
@@ -162,8 +197,8 @@ def _seal_open_rate(quick: bool) -> float:
     from tests.support.gwnodes import generate_keys, register
 
     with tempfile.TemporaryDirectory(prefix="bench-seal-") as tmp:
-        a_keys = generate_keys(Path(tmp), "fips:0600000")
-        b_keys = generate_keys(Path(tmp), "fips:4800000")
+        a_keys = generate_keys(Path(tmp), "fips:0600000", keys)
+        b_keys = generate_keys(Path(tmp), "fips:4800000", keys)
         register(a_keys, b_keys, "fips:4800000")
         register(b_keys, a_keys, "fips:0600000")
         a, b = Keystore(a_keys), Keystore(b_keys)
@@ -184,26 +219,26 @@ def _seal_open_rate(quick: bool) -> float:
 
 
 def main(quick: bool = False) -> list[Row]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.gwnodes import PRODUCT_KEYS, KeyProfile
+
+    ecdsa = KeyProfile(rsa_bits=PRODUCT_KEYS.rsa_bits, sign_algorithm="ecdsa-p256")
     n = N_QUICK if quick else N_FULL
     rows: list[Row] = []
-    for transport in ("https", "sftp"):
-        rate, lat, done = _run(transport, n, None, None)
-        rows += [
-            Row("pipeline", f"{transport} burst {n}: sustained", rate, "msg/s",
-                f"{done}/{n} receipts"),
-            Row("pipeline", f"{transport} burst {n}: p50 drop-to-receipt",
-                statistics.median(lat), "s"),
-            Row("pipeline", f"{transport} burst {n}: p99 drop-to-receipt",
-                _percentile(lat, 0.99), "s"),
-        ]
+    rows += _burst_rows("https", n, _run("https", n, None, None, PRODUCT_KEYS), PRODUCT_KEYS)
+    rows += _burst_rows("https ecdsa-sign", n, _run("https", n, None, None, ecdsa), ecdsa)
+    rows += _burst_rows("sftp", n, _run("sftp", n, None, None, PRODUCT_KEYS), PRODUCT_KEYS)
     seconds = PACED_SECONDS_QUICK if quick else PACED_SECONDS_FULL
-    _, lat, done = _run("https", 0, PACED_RATE, seconds)
+    _, lat, done, _ = _run("https", 0, PACED_RATE, seconds, PRODUCT_KEYS)
     rows += [
         Row("pipeline", f"https paced {PACED_RATE:.0f}/s: p50 drop-to-receipt",
             statistics.median(lat), "s", f"{done} msgs"),
         Row("pipeline", f"https paced {PACED_RATE:.0f}/s: p99 drop-to-receipt",
             _percentile(lat, 0.99), "s", "target < 2 s"),
-        Row("pipeline", "seal+open (one process, the limit)", _seal_open_rate(quick), "msg/s"),
+        Row("pipeline", "seal+open (one process, the limit)",
+            _seal_open_rate(quick, PRODUCT_KEYS), "msg/s", PRODUCT_KEYS.label),
+        Row("pipeline", "seal+open, ECDSA signing (one process)",
+            _seal_open_rate(quick, ecdsa), "msg/s", ecdsa.label),
     ]
     return rows
 

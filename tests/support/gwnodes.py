@@ -22,23 +22,44 @@ from pathlib import Path
 
 from gateway.certs import load_certificates_file
 from gateway.demo_network import NodeFolders
-from gateway.keystore import Keystore, generate_node
+from gateway.keystore import Keystore, SignAlgorithm, generate_node
 from gateway.party import Party
 from tests.support.pki import TestPki
 
-__all__ = ["Daemon", "NodeSpec", "PartnerSpec", "free_port", "generate_keys", "https_node",
-           "https_to", "register", "wait_until", "write_config"]
+__all__ = ["PRODUCT_KEYS", "TEST_KEYS", "Daemon", "KeyProfile", "NodeSpec", "PartnerSpec",
+           "free_port", "generate_keys", "https_node", "https_to", "register", "wait_until",
+           "write_config"]
 
-_CACHE: dict[str, Path] = {}
+@dataclass(frozen=True)
+class KeyProfile:
+    """Which keys a test node gets: RSA size (encryption, and signing when RSA) and the
+    signing algorithm. Tests use 2048-bit RSA for speed; the product default
+    (``gateway keys generate``) is RSA-3072."""
+
+    rsa_bits: int = 2048
+    sign_algorithm: SignAlgorithm = "rsa"
+
+    @property
+    def label(self) -> str:
+        sign = "RSA" if self.sign_algorithm == "rsa" else "ECDSA P-256"
+        return f"RSA-{self.rsa_bits} encryption, {sign} signatures"
 
 
-def generate_keys(cache_root: Path, party: str) -> Path:
-    """A key directory for ``party`` (2048-bit RSA), generated once per process."""
-    if party not in _CACHE or not _CACHE[party].exists():
-        target = cache_root / f"keys-{party.replace(':', '_')}"
-        generate_node(target, Party.parse(party), now=datetime.now(UTC), rsa_bits=2048)
-        _CACHE[party] = target
-    return _CACHE[party]
+TEST_KEYS = KeyProfile()
+PRODUCT_KEYS = KeyProfile(rsa_bits=3072)
+_CACHE: dict[tuple[str, KeyProfile], Path] = {}
+
+
+def generate_keys(cache_root: Path, party: str, profile: KeyProfile = TEST_KEYS) -> Path:
+    """A key directory for ``party`` (``profile``), generated once per process."""
+    cached = _CACHE.get((party, profile))
+    if cached is None or not cached.exists():
+        cached = cache_root / (f"keys-{party.replace(':', '_')}-{profile.rsa_bits}-"
+                               f"{profile.sign_algorithm}")
+        generate_node(cached, Party.parse(party), now=datetime.now(UTC),
+                      rsa_bits=profile.rsa_bits, sign_algorithm=profile.sign_algorithm)
+        _CACHE[(party, profile)] = cached
+    return cached
 
 
 def register(keys_dir: Path, other_keys: Path, other_party: str) -> None:
@@ -76,15 +97,17 @@ def _toml_value(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_config(node: NodeSpec, cache_root: Path, all_nodes: list[NodeSpec]) -> Path:
+def write_config(node: NodeSpec, cache_root: Path, all_nodes: list[NodeSpec], *,
+                 keys: KeyProfile = TEST_KEYS) -> Path:
     """Write ``node``'s key directory (copied from the cache) with every other node of
     ``all_nodes`` registered, and its config file; returns the config path."""
     node.root.mkdir(parents=True, exist_ok=True)
     if not node.keys.exists():
-        shutil.copytree(generate_keys(cache_root, node.party), node.keys)
+        shutil.copytree(generate_keys(cache_root, node.party, keys), node.keys)
         for other in all_nodes:
             if other.party != node.party:
-                register(node.keys, generate_keys(cache_root, other.party), other.party)
+                register(node.keys, generate_keys(cache_root, other.party, keys),
+                         other.party)
     lines = [
         "[node]", f"party = {_toml_value(node.party)}", 'keys_dir = "keys"', "",
         "[spool]", 'database = "spool/gateway.db"', "",
