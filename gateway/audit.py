@@ -103,6 +103,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "duplicate": "a message ID seen before arrived again",
     "relayed": "an envelope for another node was forwarded",
     "failed": "the message reached a permanent failure",
+    "failure_reported": "a failed message's document and error report were put in rejected/",
     "resent_by_operator": "an operator asked for a message to be sent again",
     "cancelled_by_operator": "an operator cancelled a message",
     "key_expiring": "a key or certificate nears its expiry",

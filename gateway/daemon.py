@@ -31,14 +31,14 @@ from gateway.audit_chain import KeySigner
 from gateway.config import Config, check_files
 from gateway.errors import ConfigError, GatewayError
 from gateway.inbound import Inbound
-from gateway.intake import OutboxScanner
+from gateway.intake import OutboxScanner, failure_report, write_rejected_copy
 from gateway.nodekeys import NodeKeys, load_node_keys
 from gateway.outbound import Sender, TransportPool, make_preparer
 from gateway.resources import xsd_root
 from gateway.retry import BreakerBoard
 from gateway.schemas import SchemaRegistry
 from gateway.spool import SqliteSpool
-from gateway.states import PENDING
+from gateway.states import PENDING, Direction, State
 from transports import Transport, TransportError, open_transport
 
 __all__ = ["Gateway", "run", "utcnow"]
@@ -166,6 +166,35 @@ class Gateway:
     def expire(self) -> int:
         return self.sender.expire()
 
+    def report_failures(self, limit: int = 200) -> int:
+        """Put each outbound message that failed for good (dead letter) back where the
+        state system looks for bad files: its document in the rejected folder under its
+        outbox name, with ``NAME.error.json`` (stage "delivery", code, reason). Marked done
+        in the spool (payload ``failure_report`` and a ``failure_reported`` audit event)
+        only after the files are durable, so a crash in between writes them again."""
+        count = 0
+        for message in self.spool.without_payload(State.FAILED, Direction.OUT,
+                                                  "failure_report", limit):
+            now = self.clock()
+            report = failure_report(message, now)
+            name = message.source or f"{message.message_id}.xml"
+            try:
+                with self.spool.transaction(now) as txn:
+                    txn.put_payload(message.id, "error", report)
+                target = write_rejected_copy(self.spool, self.config.rejected, message, name)
+                with self.spool.transaction(now) as txn:
+                    txn.put_payload(message.id, "failure_report", target.name.encode())
+                    txn.audit("failure_reported", message,
+                              error_code=(message.error_code or "Failed")[:60])
+            except GatewayError as exc:
+                log.error("could not report failed message %s: %s", message.message_id,
+                          exc.code)
+                continue
+            log.warning("failed %s (%s): document and reason put in %s", name,
+                        message.error_code, target)
+            count += 1
+        return count
+
     def check_certificates(self) -> list[tuple[str, float]]:
         """Certificates expiring within ``security.cert_warn_days``: logged and audited."""
         now = self.clock()
@@ -260,6 +289,7 @@ class Gateway:
             ("send", self.dispatch, min(1.0, s.retry_scan)),
             ("pull", self.pull, min(s.sftp_pull, self.config.inbound.poll_interval)),
             ("receipt-timeouts", self.expire, 60.0),
+            ("failure-reports", self.report_failures, max(1.0, s.retry_scan)),
             ("certificates", self.check_certificates, s.cert_check),
             ("audit-checkpoint", self.checkpoint,
              min(300.0, self.config.audit.checkpoint_interval)),

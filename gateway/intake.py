@@ -42,8 +42,11 @@ __all__ = [
     "Refused",
     "ScanResult",
     "error_report",
+    "failure_report",
     "ready_files",
     "redact",
+    "remove_rejected_copy",
+    "write_rejected_copy",
 ]
 
 log = logging.getLogger("gateway.intake")
@@ -289,29 +292,69 @@ class OutboxScanner:
                 removed = True
         return removed
 
-    def _rejected_target(self, message: Message, name: str) -> Path:
-        """``rejected/NAME``, unless that name belongs to another rejected message (its
-        error report names a different spool id): then ``rejected/ID-NAME``."""
-        target = self.rejected_dir / name
-        report = target.with_name(name + ERROR_SUFFIX)
-        if not report.exists() and not target.exists():
-            return target
-        with contextlib.suppress(OSError, ValueError):
-            if json.loads(report.read_bytes()).get("spool_id") == message.id:
-                return target
-        return self.rejected_dir / f"{message.id}-{name}"
-
     def _write_rejected(self, message: Message, name: str, original: Path) -> None:
-        """Error report first (it marks the name as ours), then the document."""
-        self.rejected_dir.mkdir(parents=True, exist_ok=True)
-        document = self.spool.payload(message.id, "document") or b""
-        report = self.spool.payload(message.id, "error") or b"{}"
-        target = self._rejected_target(message, name)
-        durable_write(target.with_name(target.name + ERROR_SUFFIX), report)
-        if not document:
-            if original.exists() and not target.exists():
-                # unreadable or too large to keep in the spool: move the original itself
-                durable_move(original, target)
-        elif not target.exists() or target.read_bytes() != document:
-            durable_write(target, document)
+        target = write_rejected_copy(self.spool, self.rejected_dir, message, name,
+                                     original=original)
         log.warning("rejected %s (%s): moved to %s", name, message.error_code, target)
+
+
+def _rejected_target(rejected_dir: Path, message: Message, name: str) -> Path:
+    """``rejected/NAME``, unless that name belongs to another message (its error report
+    names a different spool id): then ``rejected/ID-NAME``."""
+    target = rejected_dir / name
+    report = target.with_name(name + ERROR_SUFFIX)
+    if not report.exists() and not target.exists():
+        return target
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(report.read_bytes()).get("spool_id") == message.id:
+            return target
+    return rejected_dir / f"{message.id}-{name}"
+
+
+def write_rejected_copy(spool: Spool, rejected_dir: Path, message: Message, name: str, *,
+                        original: Path | None = None) -> Path:
+    """Put the document of ``message`` into ``rejected_dir`` under ``name`` with
+    ``NAME.error.json`` beside it: the ``error`` payload, written first (it marks the name
+    as this message's), then the ``document`` payload; both durably. Safe to repeat. A
+    document too large or unreadable to keep in the spool is moved from ``original``.
+    Returns the document's path."""
+    rejected_dir.mkdir(parents=True, exist_ok=True)
+    document = spool.payload(message.id, "document") or b""
+    report = spool.payload(message.id, "error") or b"{}"
+    target = _rejected_target(rejected_dir, message, name)
+    durable_write(target.with_name(target.name + ERROR_SUFFIX), report)
+    if not document:
+        if original is not None and original.exists() and not target.exists():
+            durable_move(original, target)
+    elif not target.exists() or target.read_bytes() != document:
+        durable_write(target, document)
+    return target
+
+
+def remove_rejected_copy(rejected_dir: Path, message: Message, name: str) -> bool:
+    """Remove the copy :func:`write_rejected_copy` made for ``message`` (only if its error
+    report names this message's spool id); returns whether anything was removed."""
+    target = _rejected_target(rejected_dir, message, name)
+    report = target.with_name(target.name + ERROR_SUFFIX)
+    try:
+        if json.loads(report.read_bytes()).get("spool_id") != message.id:
+            return False
+    except (OSError, ValueError):
+        return False
+    target.unlink(missing_ok=True)
+    report.unlink()
+    fsync_dir(rejected_dir)
+    return True
+
+
+def failure_report(message: Message, failed_at: datetime) -> bytes:
+    """``NAME.error.json`` for an outbound message that failed for good (dead letter):
+    the same shape as an intake refusal, ``stage`` "delivery", the spool's value-free
+    error code and text."""
+    report: dict[str, Any] = {
+        "file": message.source, "spool_id": message.id, "stage": "delivery",
+        "failed": failed_at.isoformat(), "code": message.error_code or "Failed",
+        "message": redact(message.error_text or "the message could not be delivered"),
+        "message_id": message.message_id, "partner": message.partner, "errors": [],
+        "hint": "the message stays in the spool: gateway messages show / resend"}
+    return (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8")

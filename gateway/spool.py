@@ -253,6 +253,9 @@ class Txn:
                    actor=actor)
         return message
 
+    def drop_payload(self, row_id: int, kind: str) -> None:
+        self.conn.execute("DELETE FROM payloads WHERE message = ? AND kind = ?", (row_id, kind))
+
     def put_payload(self, row_id: int, kind: str, data: bytes) -> None:
         self.conn.execute("INSERT OR REPLACE INTO payloads(message, kind, data) VALUES (?,?,?)",
                           (row_id, kind, bytes(data)))
@@ -288,6 +291,9 @@ class Spool(Protocol):
 
     def select(self, *, states: Sequence[State] = (), direction: Direction | None = None,
                partner: str | None = None, limit: int = 100) -> list[Message]: ...
+
+    def without_payload(self, state: State, direction: Direction, kind: str,
+                        limit: int = 100) -> list[Message]: ...
 
     def counts(self) -> list[tuple[str, str, str, int]]: ...
 
@@ -405,6 +411,17 @@ class SqliteSpool:
                 "SELECT data FROM payloads WHERE message = ? AND kind = ?", (row_id, kind)
             ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def without_payload(self, state: State, direction: Direction, kind: str,
+                        limit: int = 100) -> list[Message]:
+        """Messages in ``state`` and ``direction`` that have no ``kind`` payload (work
+        still to do for them, e.g. a failed message not yet reported), oldest first."""
+        with self._translate():
+            rows = self._conn().execute(
+                "SELECT * FROM messages m WHERE state = ? AND direction = ? AND NOT EXISTS "
+                "(SELECT 1 FROM payloads p WHERE p.message = m.id AND p.kind = ?) "
+                "ORDER BY id LIMIT ?", (str(state), str(direction), kind, limit)).fetchall()
+        return [Message.from_row(r) for r in rows]
 
     def select(self, *, states: Sequence[State] = (), direction: Direction | None = None,
                partner: str | None = None, limit: int = 100) -> list[Message]:

@@ -1,8 +1,10 @@
 """``gateway messages list|show|resend|cancel``: the operator's view of the spool.
 
 ``resend`` puts a failed or cancelled message back in the queue (same MessageId and
-envelope, so the receiver still recognises a duplicate); ``cancel`` stops one that has not
-been delivered. Both are audited with actor ``operator``."""
+envelope, so the receiver still recognises a duplicate) and removes the copy of a failed
+one from the rejected folder (see :meth:`gateway.daemon.Gateway.report_failures`);
+``cancel`` stops one that has not been delivered. Both are audited with actor
+``operator``."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any
 from gateway.cli.output import out, out_json, table
 from gateway.config import load_config
 from gateway.errors import MessageNotFound, UsageError
+from gateway.intake import remove_rejected_copy
 from gateway.spool import Message, SqliteSpool, from_epoch
 from gateway.states import Direction, State
 
@@ -119,14 +122,24 @@ def _operate(args: argparse.Namespace, target_for: dict[Direction, dict[State, S
             raise UsageError(f"cannot {verb} a {message.direction} message that is "
                              f"{message.state}")
         changes: dict[str, Any] = {}
+        reported = None
+        rejected_dir = None
         if verb == "resend":
             config = load_config(args.config)
             changes = {"next_attempt_at": now.timestamp(), "error_code": None,
                        "error_text": None,
                        "expires_at": now.timestamp() + config.retry.expiry}
+            reported = spool.payload(message.id, "failure_report")
+            rejected_dir = config.rejected
         with spool.transaction(now) as txn:
             done = txn.transition(message.id, target, expect=message.state, changes=changes,
                                   actor="operator")
+            if reported is not None:  # it is not failed any more: so the report goes
+                txn.drop_payload(message.id, "failure_report")
+        if reported is not None and rejected_dir is not None and remove_rejected_copy(
+                rejected_dir, message, message.source or f"{message.message_id}.xml"):
+            out(f"removed its failure copy {reported.decode(errors='replace')} from "
+                f"{rejected_dir}")
     finally:
         spool.close()
     out(f"message {done.id} ({done.message_id}) is now {done.state}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from gateway import receipts as receipts_module
+from gateway.audit import AuditLog
 from gateway.config import load_config
 from gateway.daemon import Gateway
 from gateway.envelope import parse_envelope
@@ -411,3 +413,44 @@ def test_unreadable_pulled_file_is_kept_in_the_spool(tmp_path: Path, key_cache: 
     assert record.state is State.REJECTED
     assert record.error_code == "EnvelopeInvalid"
     assert gw_b.spool.payload(record.id, "envelope") == b"<not-an-envelope/>"
+
+
+def test_failed_message_is_put_back_in_rejected_with_its_reason(
+        tmp_path: Path, key_cache: Path, net: Net, capsys: pytest.CaptureFixture[str]) -> None:
+    """A message the partner refuses with a signed Rejected receipt is failed for good;
+    its document goes back to the rejected folder, under its outbox name, with the reason
+    beside it, once; resending it removes that copy."""
+    a = NodeSpec("a", A, tmp_path / "a")
+    b = NodeSpec("b", B, tmp_path / "b")
+    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
+    b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
+    gw_a = net.add(a, key_cache, [a, b])
+    net.add(b, key_cache, [b])  # B has not registered A: it refuses A's signature
+    doc = interstate_transaction("0600000", "4800000", seed=11)
+    drop(a, "case-77.xml", doc)
+    gw_a.scan()
+    net.settle()
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    assert out.state is State.FAILED
+    assert out.error_code == "CertificateUntrusted"
+    assert not (a.rejected / "case-77.xml").exists()  # not before the report runs
+    assert gw_a.report_failures() == 1
+    assert (a.rejected / "case-77.xml").read_bytes() == doc
+    report = json.loads((a.rejected / "case-77.xml.error.json").read_text())
+    assert report["stage"] == "delivery"
+    assert report["code"] == "CertificateUntrusted"
+    assert report["message_id"] == out.message_id
+    assert report["spool_id"] == out.id
+    assert gw_a.report_failures() == 0  # once
+    codes = [e.event.code for e in AuditLog(sqlite3.connect(a.root / "spool/gateway.db"))
+             .query(message_id=out.message_id)]
+    assert codes.count("failure_reported") == 1
+    # the operator resends it: the copy goes, the message is queued again
+    from gateway.cli import main
+
+    assert main(["--config", str(a.config_path), "messages", "resend", str(out.id)]) == 0
+    assert "removed its failure copy" in capsys.readouterr().out
+    assert not (a.rejected / "case-77.xml").exists()
+    assert not (a.rejected / "case-77.xml.error.json").exists()
+    assert gw_a.spool.get(out.id).state is State.SEALED
+    assert gw_a.spool.payload(out.id, "failure_report") is None
