@@ -108,6 +108,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "cancelled_by_operator": "an operator cancelled a message",
     "key_expiring": "a key or certificate nears its expiry",
     "config_loaded": "the daemon loaded its configuration",
+    "keys_reloaded": "the daemon read its key directory again (SIGHUP)",
     "checkpoint": "a signed checkpoint of the chain (digest = signer fingerprint)",
     "audit_pruned": "events up to a sequence number were removed by retention",
 })

@@ -5,7 +5,8 @@ SIGTERM/SIGINT.
 Periodic work (APScheduler 3.11 ``BackgroundScheduler``, every job ``coalesce=True,
 max_instances=1``): outbox scans, sending due messages, pulls (partners' SFTP outboxes and
 our own inbound folders), receipt timeouts, certificate expiry checks. On start, work a
-crash left half-done is finished first (:meth:`Gateway.recover`). On stop the listener
+crash left half-done is finished first (:meth:`Gateway.recover`). SIGHUP reloads the key
+directory (partner registrations, trust, rollovers) without a restart. On stop the listener
 closes, the scheduler stops, in-flight sends finish and queued ones are left in the spool
 to resume (they were never claimed).
 
@@ -165,6 +166,33 @@ class Gateway:
 
     def expire(self) -> int:
         return self.sender.expire()
+
+    def reload_keys(self) -> bool:
+        """Read the key directory again (``gateway run`` does this on SIGHUP): partner
+        registrations, the trust store, this node's own keys and extra decryption keys.
+        Work in progress finishes with the snapshot it started with; everything after
+        uses the new one. A key directory that does not load is logged and the old keys
+        stay in use. Returns whether the new keys were taken."""
+        try:
+            keys = load_node_keys(self.config)
+        except GatewayError as exc:
+            log.error("key reload refused, the old keys stay in use: %s (%s)", exc.code,
+                      exc.message)
+            return False
+        prepare = make_preparer(self.config, keys, registry=self.registry)
+        self.keys = keys
+        self.inbound.keys = keys
+        self.sender.check_receipt = keys.check_receipt
+        for scanner in self.scanners:
+            scanner.prepare = prepare
+        self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
+        with self.spool.transaction(self.clock()) as txn:
+            txn.audit("keys_reloaded", None,
+                      detail={"partners": len(keys.directory.entries),
+                              "trust": len(keys.trust)})
+        log.info("key directory reloaded: %d partner parties, %d trust anchors",
+                 len(keys.directory.entries), len(keys.trust))
+        return True
 
     def report_failures(self, limit: int = 200) -> int:
         """Put each outbound message that failed for good (dead letter) back where the
@@ -343,7 +371,8 @@ def _guarded(name: str, func: Callable[[], Any]) -> Callable[[], None]:
 
 
 def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> int:
-    """``gateway run``: check, recover, listen, schedule, wait for SIGTERM/SIGINT."""
+    """``gateway run``: check, recover, listen, schedule, wait for SIGTERM/SIGINT (stop)
+    or SIGHUP (reload the key directory, :meth:`Gateway.reload_keys`)."""
     check_files(config)
     gateway = Gateway(config)
     stop = threading.Event()
@@ -352,7 +381,13 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
         log.info("signal %d: stopping", signum)
         stop.set()
 
+    reload = threading.Event()
+
+    def on_hangup(signum: int, frame: Any) -> None:
+        reload.set()  # done by the main loop, not inside the signal handler
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         with gateway.spool.transaction(gateway.clock()) as txn:
             txn.audit("config_loaded", None, detail={"partners": len(config.partners)})
@@ -362,7 +397,10 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
         if ready is not None:
             ready(gateway)
         while not stop.wait(0.5):
-            pass
+            if reload.is_set():
+                reload.clear()
+                log.info("SIGHUP: reloading the key directory")
+                gateway.reload_keys()
     finally:
         gateway.stop()
         for sig, handler in previous.items():

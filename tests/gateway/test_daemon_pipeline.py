@@ -25,7 +25,7 @@ from gateway.outbound import check_sender
 from gateway.party import Party
 from gateway.samples import interstate_transaction, maintenance_application
 from gateway.states import Direction, State
-from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
+from tests.support.gwnodes import NodeSpec, PartnerSpec, generate_keys, register, write_config
 from transports.memory import MemoryNetwork, http_responder
 
 A, B, HUB, C = "fips:0600000", "fips:4800000", "fips:1100000", "fips:3600000"
@@ -454,3 +454,43 @@ def test_failed_message_is_put_back_in_rejected_with_its_reason(
     assert not (a.rejected / "case-77.xml.error.json").exists()
     assert gw_a.spool.get(out.id).state is State.SEALED
     assert gw_a.spool.payload(out.id, "failure_report") is None
+
+
+def test_reload_keys_takes_a_new_registration_without_a_restart(
+        tmp_path: Path, key_cache: Path, net: Net) -> None:
+    """B has not registered A and refuses its messages; after A's certificates are
+    imported into B's key directory, reload_keys (SIGHUP) makes B accept the next one."""
+    a = NodeSpec("a", A, tmp_path / "a")
+    b = NodeSpec("b", B, tmp_path / "b")
+    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
+    b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
+    gw_a = net.add(a, key_cache, [a, b])
+    gw_b = net.add(b, key_cache, [b])
+    drop(a, "first.xml", interstate_transaction("0600000", "4800000", seed=12))
+    gw_a.scan()
+    net.settle()
+    [first] = gw_a.spool.select(direction=Direction.OUT)
+    assert first.state is State.FAILED
+    register(b.keys, generate_keys(key_cache, A), A)
+    old_keys = gw_b.keys
+    assert gw_b.reload_keys() is True
+    assert gw_b.keys is not old_keys
+    assert gw_b.inbound.keys is gw_b.keys
+    drop(a, "second.xml", interstate_transaction("0600000", "4800000", seed=13))
+    gw_a.scan()
+    net.settle()
+    second = next(m for m in gw_a.spool.select(direction=Direction.OUT) if m.id != first.id)
+    assert second.state is State.DELIVERED
+    codes = [e.event.code for e in AuditLog(sqlite3.connect(b.root / "spool/gateway.db"))
+             .query(code="keys_reloaded")]
+    assert codes == ["keys_reloaded"]
+
+
+def test_reload_keys_keeps_the_old_keys_when_the_directory_is_broken(
+        tmp_path: Path, key_cache: Path, net: Net) -> None:
+    a, _ = two_nodes(tmp_path, key_cache, net)
+    gw_a = net.nodes["a"]
+    before = gw_a.keys
+    (a.keys / "sign.key").write_bytes(b"not a key")
+    assert gw_a.reload_keys() is False
+    assert gw_a.keys is before

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ from tests.support.gwnodes import (
     NodeSpec,
     PartnerSpec,
     free_port,
+    generate_keys,
     https_node,
     https_to,
+    register,
     wait_until,
     write_config,
 )
@@ -164,4 +167,42 @@ def test_sftp_two_nodes(tmp_path: Path, key_cache: Path) -> None:
             assert states(b, Direction.RECEIPT) == [State.SENT] * 10
         finally:
             codes = [d.terminate() for d in daemons]
+    assert codes == [0, 0]
+
+
+def test_refused_message_comes_back_and_sighup_reloads_keys(tmp_path: Path,
+                                                            key_cache: Path) -> None:
+    """Real daemons over HTTPS. B has not registered A: A's first message is refused with
+    a signed Rejected receipt, fails for good and comes back into A's rejected folder
+    with its reason. A's certificates are then registered at B and B gets SIGHUP (no
+    restart): the next message is delivered."""
+    pki = TestPki(tmp_path / "pki")
+    ports = {n: free_port() for n in ("a", "b")}
+    a = https_node("a", A, tmp_path, pki, ports["a"], extra=FAST)
+    b = https_node("b", B, tmp_path, pki, ports["b"], extra=FAST)
+    a.partners = [PartnerSpec(B, [https_to(pki, "a", ports["b"])])]
+    b.partners = [PartnerSpec(A, [https_to(pki, "b", ports["a"])])]
+    write_config(a, key_cache, [a, b])
+    write_config(b, key_cache, [b])
+    daemons = [Daemon(s).start() for s in (a, b)]
+    try:
+        first = interstate_transaction("0600000", "4800000", seed=21)
+        drop(a, "first.xml", first)
+        wait_until((a.rejected / "first.xml.error.json").exists, 30,
+                   "the failed message back in A's rejected folder")
+        report = json.loads((a.rejected / "first.xml.error.json").read_text())
+        assert (report["stage"], report["code"]) == ("delivery", "CertificateUntrusted")
+        assert (a.rejected / "first.xml").read_bytes() == first
+        register(b.keys, generate_keys(key_cache, A), A)
+        assert daemons[1].process is not None
+        daemons[1].process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "key directory reloaded" in daemons[1].log.read_text(), 15,
+                   "B to reload its keys")
+        second = interstate_transaction("0600000", "4800000", seed=22)
+        drop(a, "second.xml", second)
+        wait_until(lambda: states(a).count(State.DELIVERED) == 1, 30, "the second receipt")
+        assert inbox(b) == [second]
+        assert daemons[1].alive()
+    finally:
+        codes = [d.terminate() for d in daemons]
     assert codes == [0, 0]

@@ -151,9 +151,11 @@ def test_a_memoised_path_still_checks_time_usage_and_trust(tmp_path: Path) -> No
     a, b = pair(tmp_path)
     signer = a.identity.signing_cert
     path = certs.validate_chain(signer, trust=[a.ca_cert], at=[NOW], usage="sign")
-    assert path[0] is signer and path[-1] == a.ca_cert
+    assert path[0] is signer
+    assert path[-1] == a.ca_cert
     again = certs.validate_chain(signer, trust=[a.ca_cert], at=[NOW], usage="sign")
-    assert again == path and again is not path  # a fresh list each time
+    assert again == path
+    assert again is not path  # a fresh list each time
     with pytest.raises(CertificateExpired):
         certs.validate_chain(signer, trust=[a.ca_cert], at=[NOW + timedelta(days=400)],
                              usage="sign")
