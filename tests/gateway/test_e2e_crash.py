@@ -24,6 +24,8 @@ from tests.support.gwnodes import (
     free_port,
     https_node,
     https_to,
+    source_stamp,
+    sources_changed,
     wait_until,
     write_config,
 )
@@ -98,6 +100,38 @@ def _network(transport: str, tmp_path: Path, cache: Path,
     return a, b
 
 
+def _diagnosis(a: NodeSpec, b: NodeSpec, daemons: dict[str, Daemon],
+               sources: dict[str, int]) -> str:
+    """What a failure message needs: the messages not final on A and their state on B,
+    each daemon's errors and last lines, and whether the code changed during the run."""
+    lines = []
+    changed = sources_changed(sources)
+    if changed:
+        lines.append("NOTE: these modules changed during the run, so a daemon restarted "
+                     f"meanwhile ran other code: {', '.join(changed[:10])}")
+    spool_a = SqliteSpool(load_config(a.config_path).spool.database)
+    spool_b = SqliteSpool(load_config(b.config_path).spool.database)
+    try:
+        pending = [m for m in spool_a.select(direction=Direction.OUT, limit=100_000)
+                   if m.state not in (State.DELIVERED, State.REJECTED, State.FAILED)]
+        lines.append(f"{len(pending)} message(s) not final on a:")
+        for m in pending[:10]:
+            on_b = [x.state.value for x in spool_b.select(direction=Direction.IN, limit=100_000)
+                    if x.message_id == m.message_id]
+            lines.append(f"  {m.source} {m.message_id}: {m.state.value} on a (attempts "
+                         f"{m.attempts}, error {m.error_code}); on b: {on_b or 'none'}")
+    finally:
+        spool_a.close()
+        spool_b.close()
+    for name, daemon in daemons.items():
+        lines.append(f"--- {name}: started {daemon.starts}x, errors:")
+        lines += daemon.errors() or ["  none"]
+        last = [x for x in daemon.tail(400).splitlines() if "apscheduler" not in x]
+        lines.append(f"--- {name}: last lines (scheduler lines left out):")
+        lines += last[-12:]
+    return "\n".join(lines)
+
+
 def _run(a: NodeSpec, b: NodeSpec, total: int) -> None:
     rng = random.Random(20260301)
     valid: dict[str, bytes] = {}
@@ -111,6 +145,7 @@ def _run(a: NodeSpec, b: NodeSpec, total: int) -> None:
             valid[name] = interstate_transaction("0600000", "4800000", seed=i)
     everything = {**valid, **invalid}
     names = list(everything)
+    sources = source_stamp()
     daemons = {"a": Daemon(a).start(), "b": Daemon(b).start()}
     a.outbox.mkdir(parents=True, exist_ok=True)
     kills: collections.Counter[str] = collections.Counter()
@@ -132,10 +167,13 @@ def _run(a: NodeSpec, b: NodeSpec, total: int) -> None:
             return len(done) == len(everything) and all(
                 s in (State.DELIVERED, State.REJECTED, State.FAILED) for _, s in done)
 
-        wait_until(settled, 180, "every message to reach a final state", interval=0.5)
+        try:
+            wait_until(settled, 180, "every message to reach a final state", interval=0.5)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_diagnosis(a, b, daemons, sources)}") from None
     finally:
         codes = {n: d.terminate() for n, d in daemons.items()}
-    assert codes == {"a": 0, "b": 0}, daemons["a"].tail() + daemons["b"].tail()
+    assert codes == {"a": 0, "b": 0}, _diagnosis(a, b, daemons, sources)
     assert kills["a"] + kills["b"] >= len(names) // BATCH
 
     records = outbound(a)

@@ -8,6 +8,7 @@ process and copied), partner registrations both ways, and a config file per node
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import gateway
+import transports
 from gateway.certs import load_certificates_file
 from gateway.demo_network import NodeFolders
 from gateway.keystore import Keystore, SignAlgorithm, generate_node
@@ -220,3 +223,42 @@ class Daemon:
         if not self.log.exists():
             return ""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def errors(self, limit: int = 10) -> list[str]:
+        """The log's ERROR/CRITICAL lines and the exception line ending each traceback
+        (the first ``limit``), for a failure message."""
+        if not self.log.exists():
+            return []
+        found: list[str] = []
+        in_traceback = False
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("Traceback"):
+                in_traceback = True
+            elif in_traceback and line and not line[0].isspace():
+                in_traceback = False
+                found.append(f"  {line}")
+            elif " ERROR " in line or " CRITICAL " in line:
+                found.append(line)
+            if len(found) >= limit:
+                break
+        return found
+
+
+def source_stamp() -> dict[str, int]:
+    """mtime of every module the daemons import from this tree (gateway/, transports/):
+    a daemon restarted during a test imports the tree as it is then, so an edit made
+    meanwhile (several people share one working tree) changes the code under test."""
+    stamp: dict[str, int] = {}
+    for package in (gateway, transports):
+        root = Path(package.__file__ or "").parent
+        for file in root.rglob("*.py"):
+            with contextlib.suppress(OSError):
+                stamp[str(file.relative_to(root.parent))] = file.stat().st_mtime_ns
+    return stamp
+
+
+def sources_changed(since: dict[str, int]) -> list[str]:
+    """The modules added, removed or modified after :func:`source_stamp` returned
+    ``since``."""
+    now = source_stamp()
+    return sorted(name for name in since.keys() | now.keys() if since.get(name) != now.get(name))
