@@ -65,7 +65,9 @@ def format_time(at: datetime) -> str:
     """UTC, microseconds, ``Z``: fixed width, so text order is time order."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise AuditError("audit time must be timezone-aware (UTC)")
-    return at.astimezone(UTC).strftime(_TIME_FORMAT)
+    # isoformat is the same text as strftime(_TIME_FORMAT) (fixed width, ``+00:00``
+    # replaced by ``Z``) at less than half the cost; about 15 events are written per message
+    return at.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_time(text: str) -> datetime:

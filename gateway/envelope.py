@@ -67,12 +67,8 @@ _BLOCK = _LINE * 1152  # ~64 KB of input per base64 step
 def format_time(value: datetime) -> str:
     """UTC ``xs:dateTime`` with ``Z`` and microseconds only when non-zero."""
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.year < 1000:
-        text = f"{value.year:04d}" + text[text.index("-"):]
-    if value.microsecond:
-        text += f".{value.microsecond:06d}"
-    return text + "Z"
+    return value.isoformat(timespec="microseconds" if value.microsecond else "seconds")[:-6] \
+        + "Z"
 
 
 def parse_time(text: str, *, where: str = "Created") -> datetime:
