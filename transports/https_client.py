@@ -268,6 +268,14 @@ class HttpsTransport:
             raise TooLarge(
                 f"the answer exceeds {self.max_response} bytes", endpoint=self.endpoint
             )
+        if length is not None and length.isdigit() and len(body) < int(length):
+            # read(amt) returns what arrived before the peer closed, without raising: a
+            # partner killed between its headers and its body must not look like an
+            # (empty) answer, which would mean "accepted, receipt later"
+            conn.close()
+            raise ConnectionLost(
+                f"the answer from {self.host}:{self.port} was cut short ({len(body)} of "
+                f"{length} bytes)", endpoint=self.endpoint)
         if response.will_close or not response.isclosed():
             conn.close()
         else:

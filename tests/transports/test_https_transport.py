@@ -512,6 +512,45 @@ def test_connection_reset_is_retryable(
     thread.join(5)
 
 
+@pytest.mark.parametrize("sent", [0, 10], ids=["headers-only", "part-of-body"])
+def test_answer_cut_short_is_a_lost_connection(
+    pki: TestPki, server_tls: TlsFiles, client_tls: TlsFiles, sent: int
+) -> None:
+    """A server that dies after its response headers (before all of the body it
+    announced): the answer is lost, not an empty or partial one. Read as an empty 200, it
+    looked like 'accepted, receipt later' and the message waited for the receipt
+    timeout (found by the kill -9 crash test)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_tls.cert, server_tls.key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(pki.ca.cert)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with context.wrap_socket(raw, server_side=True) as tls:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += tls.recv(65536)
+            head, _, body = request.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(body) < length:
+                body += tls.recv(65536)
+            tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+                        b"Content-Length: 100\r\n\r\n" + b"<" * sent)
+        listener.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    t = client(f"https://127.0.0.1:{port}/v1/messages", client_tls, pki.ca.cert, timeout=5)
+    with pytest.raises(ConnectionLost, match="cut short") as info:
+        t.send("m", b"x" * 1000)
+    assert info.value.retryable is True
+    thread.join(5)
+
+
 def test_slow_client_is_closed(pki: TestPki, server_tls: TlsFiles, client_tls: TlsFiles,
                                recorder: Recorder) -> None:
     srv = make_server(pki, server_tls, recorder, read_timeout=0.6, request_timeout=1.0)
