@@ -302,6 +302,7 @@ class Sender:
             self.send(row_id, expect)
         except Exception:
             log.exception("unexpected error sending spool message %d", row_id)
+            self._unstick(row_id)
         finally:
             self._release(row_id, partner)
         executor = self._executor
@@ -310,6 +311,24 @@ class Sender:
                 self.dispatch(executor, limit=self.config.limits.send_workers)
             except GatewayError as exc:
                 log.warning("refill after a send failed: %s", exc.code)
+
+    def _unstick(self, row_id: int) -> None:
+        """After an unexpected error (a bug, not a transport failure) a claimed message
+        would stay ``sending`` until the next restart: put it back to ``retrying`` at the
+        retry base delay, so it is tried again and the failure shows in its error."""
+        now = self.clock()
+        try:
+            with self.spool.transaction(now) as txn:
+                if txn.get(row_id).state is not State.SENDING:
+                    return
+                txn.transition(row_id, State.RETRYING, expect=State.SENDING,
+                               error_code="InternalError",
+                               changes={"next_attempt_at": now.timestamp()
+                                        + self.config.retry.base,
+                                        "error_text": "unexpected error while sending "
+                                                      "(see the daemon log)"})
+        except Exception:
+            log.exception("could not put spool message %d back to retrying", row_id)
 
     def idle(self) -> bool:
         with self._lock:

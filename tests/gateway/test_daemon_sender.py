@@ -270,3 +270,23 @@ def test_relay_passes_back_a_refusal_body(setup) -> None:  # type: ignore[no-unt
     done = sender.send(relay.id, State.RECEIVED)
     assert done.state is State.RELAYED
     assert answers == [b"REJECTED-RECEIPT-ENVELOPE"]
+
+
+def test_unexpected_error_does_not_leave_a_message_sending(setup) -> None:  # type: ignore[no-untyped-def]
+    """A bug (not a transport failure) while sending: the message goes back to retrying
+    at the retry base delay instead of staying 'sending' until the next restart."""
+    _, spool, net, clock, sender = setup
+
+    def broken(name: str, data: bytes) -> bytes:
+        raise RuntimeError("a bug, not a TransportError")
+
+    net.serve("tx-primary", broken)
+    msg = sealed(spool, TX)
+    sender._inflight.add(msg.id)
+    sender._lanes[TX] = 1
+    sender._run(msg.id, State.SEALED, TX)
+    after = spool.get(msg.id)
+    assert after.state is State.RETRYING
+    assert after.error_code == "InternalError"
+    assert after.next_attempt_at == clock().timestamp() + 10
+    assert sender.idle()
