@@ -632,6 +632,25 @@ def test_raw_http_client_sees_keep_alive(server: HttpsServer, client_tls: TlsFil
     conn.close()
 
 
+def test_answer_headers_and_body_arrive_in_one_record(server: HttpsServer,
+                                                     recorder: Recorder,
+                                                     client_tls: TlsFiles, pki: TestPki) -> None:
+    """The server writes the status line, headers and a small body at once: the first
+    TLS record the client reads holds all of it (a receipt is never split from its
+    headers by a crash between two writes)."""
+    recorder.answer = b"<Receipt>" + b"r" * 4000 + b"</Receipt>"
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    context.load_cert_chain(client_tls.cert, client_tls.key)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        body = b"<Envelope/>"
+        tls.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                    + str(len(body)).encode() + b"\r\n\r\n" + body)
+        first = tls.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200")
+    assert first.endswith(recorder.answer)
+
+
 def test_server_certificate_for_another_name_is_refused(
     pki: TestPki, recorder: Recorder, client_tls: TlsFiles
 ) -> None:
