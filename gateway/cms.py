@@ -377,6 +377,15 @@ def _rid_matches(rid: acms.RecipientIdentifier, cert: x509.Certificate) -> bool:
     return bool(rid.chosen.native == ski)
 
 
+def _require_sha256_mgf1(params: core.Sequence, what: str) -> None:
+    """OAEP and PSS parameters: SHA-256 and MGF1 with SHA-256, nothing else."""
+    mgf = params["mask_gen_algorithm"]
+    if (params["hash_algorithm"]["algorithm"].native != "sha256"
+            or mgf["algorithm"].native != "mgf1"
+            or mgf["parameters"]["algorithm"].native != "sha256"):
+        raise AlgorithmNotAllowed(f"{what} must use SHA-256 and MGF1-SHA-256")
+
+
 @lru_cache(maxsize=64)
 def _key_transport(data: bytes) -> tuple[str, bytes | None]:
     """(name, OAEP label) of a key-encryption AlgorithmIdentifier, memoised by its bytes.
@@ -386,12 +395,7 @@ def _key_transport(data: bytes) -> tuple[str, bytes | None]:
     if name != "rsaes_oaep":
         return name, None
     params = alg["parameters"]
-    hash_name = params["hash_algorithm"]["algorithm"].native
-    mgf = params["mask_gen_algorithm"]
-    if (hash_name != "sha256" or mgf["algorithm"].native != "mgf1"
-            or mgf["parameters"]["algorithm"].native != "sha256"):
-        raise AlgorithmNotAllowed("RSA-OAEP key transport must use SHA-256 and "
-                                  "MGF1-SHA-256")
+    _require_sha256_mgf1(params, "RSA-OAEP key transport")
     return name, params["p_source_algorithm"]["parameters"].native or None
 
 
@@ -588,10 +592,7 @@ def _signature_spec(data: bytes) -> tuple[str, int | None]:
     if name != "rsassa_pss":
         return name, None
     params = alg["parameters"]
-    mgf = params["mask_gen_algorithm"]
-    if (params["hash_algorithm"]["algorithm"].native != "sha256"
-            or mgf["parameters"]["algorithm"].native != "sha256"):
-        raise AlgorithmNotAllowed("RSA-PSS must use SHA-256 and MGF1-SHA-256")
+    _require_sha256_mgf1(params, "RSA-PSS")
     return name, int(params["salt_length"].native)
 
 

@@ -483,15 +483,21 @@ def test_handler_slower_than_the_client_timeout_is_retryable(
         srv.stop()
 
 
+def raw_tls_server_context(pki: TestPki, server_tls: TlsFiles) -> ssl.SSLContext:
+    """A bare TLS server context (mutual TLS) for tests that misbehave on purpose."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_tls.cert, server_tls.key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(pki.ca.cert)
+    return context
+
+
 @pytest.mark.parametrize("body_size", [100, 5 * 1024 * 1024], ids=["before-answer", "mid-upload"])
 def test_connection_reset_is_retryable(
     pki: TestPki, server_tls: TlsFiles, client_tls: TlsFiles, body_size: int
 ) -> None:
     """A TLS server that reads (part of) the request and then resets the connection."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(server_tls.cert, server_tls.key)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(pki.ca.cert)
+    context = raw_tls_server_context(pki, server_tls)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
@@ -520,10 +526,7 @@ def test_answer_cut_short_is_a_lost_connection(
     announced): the answer is lost, not an empty or partial one. Read as an empty 200, it
     looked like 'accepted, receipt later' and the message waited for the receipt
     timeout (found by the kill -9 crash test)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(server_tls.cert, server_tls.key)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(pki.ca.cert)
+    context = raw_tls_server_context(pki, server_tls)
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
