@@ -102,6 +102,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "delivered": "the document was delivered to the inbox folder",
     "duplicate": "a message ID seen before arrived again",
     "relayed": "an envelope for another node was forwarded",
+    "relay_requeued": "a relay that had failed was queued again when its sender repeated it",
     "failed": "the message reached a permanent failure",
     "failure_reported": "a failed message's document and error report were put in rejected/",
     "resent_by_operator": "an operator asked for a message to be sent again",

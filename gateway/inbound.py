@@ -250,8 +250,26 @@ class Inbound:
                            State.RECEIVED, payloads={"envelope": data},
                            detail={"bytes": len(data)})
         except Duplicate:
-            pass  # already relaying this one: accepted again, still forwarded once
+            # already relaying this one: accepted again, still forwarded once; but if
+            # forwarding it had failed for good, the sender's repeat queues it again
+            self._requeue_failed_relay(parsed.header.message_id, now)
         return Answer(202)
+
+    def _requeue_failed_relay(self, message_id: str, now: datetime) -> None:
+        existing = self.spool.find(Direction.RELAY, message_id)
+        if existing is None or existing.state is not State.FAILED:
+            return
+        try:
+            with self.spool.transaction(now) as txn:
+                txn.transition(existing.id, State.RECEIVED, expect=State.FAILED,
+                               code="relay_requeued", error_code=None,
+                               changes={"next_attempt_at": now.timestamp(),
+                                        "error_code": None, "error_text": None,
+                                        "expires_at": now.timestamp()
+                                        + self.config.retry.expiry})
+        except IllegalTransition:
+            return  # queued again by another copy meanwhile
+        log.info("relay of %s had failed; queued again on the sender's repeat", message_id)
 
     def _reject_unrouted(self, parsed: ParsedEnvelope, data: bytes, exc: GatewayError,
                          now: datetime) -> Answer:

@@ -224,9 +224,12 @@ class Txn:
                    = None, changes: Mapping[str, Any] | None = None,
                    payloads: Mapping[str, bytes] = {}, error_code: str | None = None,
                    detail: Mapping[str, str | int] | None = None,
-                   actor: str = "daemon") -> Message:
+                   actor: str = "daemon", code: str | None = None) -> Message:
         """Move message ``row_id`` to ``target``, apply ``changes`` (columns), store
-        ``payloads``, write the audit event. ``expect`` guards against lost races."""
+        ``payloads``, write the audit event (``code`` names it when the transition is
+        legal but happens for another reason than the one the state table names, e.g. a
+        relay queued again by the sender's repeat rather than by an operator).
+        ``expect`` guards against lost races."""
         current = self.get(row_id)
         if expect is not None:
             allowed = (expect,) if isinstance(expect, State) else tuple(expect)
@@ -234,7 +237,8 @@ class Txn:
                 raise IllegalTransition(
                     f"message is {current.state}, expected {'/'.join(allowed)}",
                     details={"id": row_id, "state": str(current.state)})
-        code = audit_code(current.direction, current.state, target)
+        legal = audit_code(current.direction, current.state, target)  # raises if not
+        code = code or legal
         values: dict[str, Any] = dict(changes or {})
         unknown = set(values) - _MUTABLE
         if unknown:

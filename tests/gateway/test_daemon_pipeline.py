@@ -24,8 +24,10 @@ from gateway.errors import SenderMismatch
 from gateway.outbound import check_sender
 from gateway.party import Party
 from gateway.samples import interstate_transaction, maintenance_application
+from gateway.spool import NewMessage
 from gateway.states import Direction, State
 from tests.support.gwnodes import NodeSpec, PartnerSpec, generate_keys, register, write_config
+from transports.errors import TlsRejected
 from transports.memory import MemoryNetwork, http_responder
 
 A, B, HUB, C = "fips:0600000", "fips:4800000", "fips:1100000", "fips:3600000"
@@ -494,3 +496,48 @@ def test_reload_keys_keeps_the_old_keys_when_the_directory_is_broken(
     (a.keys / "sign.key").write_bytes(b"not a key")
     assert gw_a.reload_keys() is False
     assert gw_a.keys is before
+
+
+def test_failed_relay_is_queued_again_when_the_sender_repeats(tmp_path: Path,
+                                                             key_cache: Path,
+                                                             net: Net) -> None:
+    """The hub's forwarding failed for good (C unreachable past the hub's expiry); when
+    A sends the same envelope again, the hub queues its relay again instead of
+    answering 202 and never forwarding it."""
+    a = NodeSpec("a", A, tmp_path / "a", routes=[("default", HUB)])
+    hub = NodeSpec("hub", HUB, tmp_path / "hub")
+    c = NodeSpec("c", C, tmp_path / "c", routes=[("default", HUB)])
+    a.partners = [PartnerSpec(HUB, [("memory://hub-https", {})])]
+    c.partners = [PartnerSpec(HUB, [("memory://hub-https", {})])]
+    hub.partners = [PartnerSpec(A, [("memory://a-https", {})]),
+                    PartnerSpec(C, [("memory://c-https", {})])]
+    specs = [a, hub, c]
+    for spec in specs:
+        net.add(spec, key_cache, specs)
+    gw_a, gw_hub = net.nodes["a"], net.nodes["hub"]
+    doc = interstate_transaction("0600000", "3600000", seed=14)
+    drop(a, "to-ny.xml", doc)
+    gw_a.scan()
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    envelope = gw_a.spool.payload(out.id, "envelope") or b""
+    net.network.fail_next("c-https", 1, error=TlsRejected("injected: refused",
+                                                          endpoint="c-https"))
+    assert gw_hub.handle_https(envelope, None)[0] == 202
+    gw_hub.send_all()
+    [relay] = gw_hub.spool.select(direction=Direction.RELAY)
+    assert relay.state is State.FAILED  # a permanent failure: no retries
+    assert gw_hub.handle_https(envelope, None)[0] == 202  # A repeats it
+    net.settle()
+    assert gw_hub.spool.get(relay.id).state is State.RELAYED
+    assert [p.read_bytes() for p in c.inbox.iterdir()] == [doc]
+    assert gw_a.spool.get(out.id).state is State.DELIVERED
+    codes = [e.event.code for e in AuditLog(sqlite3.connect(hub.root / "spool/gateway.db"))
+             .query(message_id=out.message_id)]
+    assert codes.count("relay_requeued") == 1
+    # a relay an operator cancelled stays cancelled when the sender repeats
+    with gw_hub.spool.transaction(gw_hub.clock()) as txn:
+        other = txn.insert(NewMessage(Direction.RELAY, message_id="00000000-0000-4000-8000-"
+                                      "000000000099", partner=C), State.RECEIVED)
+        txn.transition(other.id, State.CANCELLED, expect=State.RECEIVED)
+    gw_hub.inbound._requeue_failed_relay(other.message_id or "", gw_hub.clock())
+    assert gw_hub.spool.get(other.id).state is State.CANCELLED
