@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -541,3 +542,39 @@ def test_failed_relay_is_queued_again_when_the_sender_repeats(tmp_path: Path,
         txn.transition(other.id, State.CANCELLED, expect=State.RECEIVED)
     gw_hub.inbound._requeue_failed_relay(other.message_id or "", gw_hub.clock())
     assert gw_hub.spool.get(other.id).state is State.CANCELLED
+
+
+def test_two_gateways_on_one_spool_send_each_message_once(tmp_path: Path, key_cache: Path,
+                                                           net: Net) -> None:
+    """Two Gateway instances with the same configuration (one spool database, one
+    outbox), as two daemons sharing a queue would be: they scan and send at the same
+    time, and every file is recorded once, sent once and delivered once."""
+    a, b = two_nodes(tmp_path, key_cache, net)
+    first = net.nodes["a"]
+    second = Gateway(load_config(a.config_path),
+                     transport_options={"memory": {"network": net.network}})
+    try:
+        docs = {f"m{i:02}.xml": interstate_transaction("0600000", "4800000", seed=100 + i)
+                for i in range(30)}
+        for name, data in docs.items():
+            drop(a, name, data)
+        threads = [threading.Thread(target=gw.scan) for gw in (first, second, first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        senders = [threading.Thread(target=gw.send_all) for gw in (first, second)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+        net.settle()
+        out = first.spool.select(direction=Direction.OUT, limit=1000)
+        assert sorted(m.source or "" for m in out) == sorted(docs)
+        assert {m.state for m in out} == {State.DELIVERED}
+        assert all(m.attempts == 1 for m in out)  # claimed and sent exactly once
+        assert sorted(p.read_bytes() for p in b.inbox.iterdir()) == sorted(docs.values())
+        assert net.network.delivered("b-https") == 30  # no second copy on the wire
+        assert AuditLog(sqlite3.connect(a.root / "spool/gateway.db")).verify().ok
+    finally:
+        second.stop()
