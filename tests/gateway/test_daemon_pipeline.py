@@ -260,7 +260,8 @@ def test_tampered_envelope_gets_rejected_receipt(tmp_path: Path, key_cache: Path
     assert in_states == [State.DELIVERED, State.REJECTED]
 
 
-def test_relay_hop_through_a_hub(tmp_path: Path, key_cache: Path, net: Net) -> None:
+def hub_nodes(tmp_path: Path, cache: Path, net: Net) -> tuple[NodeSpec, NodeSpec, NodeSpec]:
+    """A and C (New York) reach each other only through the hub, which relays."""
     a = NodeSpec("a", A, tmp_path / "a", routes=[("default", HUB)])
     hub = NodeSpec("hub", HUB, tmp_path / "hub")
     c = NodeSpec("c", C, tmp_path / "c", routes=[("default", HUB)])
@@ -270,7 +271,12 @@ def test_relay_hop_through_a_hub(tmp_path: Path, key_cache: Path, net: Net) -> N
                     PartnerSpec(C, [("memory://c-https", {})])]
     specs = [a, hub, c]
     for spec in specs:
-        net.add(spec, key_cache, specs)
+        net.add(spec, cache, specs)
+    return a, hub, c
+
+
+def test_relay_hop_through_a_hub(tmp_path: Path, key_cache: Path, net: Net) -> None:
+    a, hub, c = hub_nodes(tmp_path, key_cache, net)
     doc = interstate_transaction("0600000", "3600000", seed=8)
     drop(a, "to-ny.xml", doc)
     net.nodes["a"].scan()
@@ -505,16 +511,7 @@ def test_failed_relay_is_queued_again_when_the_sender_repeats(tmp_path: Path,
     """The hub's forwarding failed for good (C unreachable past the hub's expiry); when
     A sends the same envelope again, the hub queues its relay again instead of
     answering 202 and never forwarding it."""
-    a = NodeSpec("a", A, tmp_path / "a", routes=[("default", HUB)])
-    hub = NodeSpec("hub", HUB, tmp_path / "hub")
-    c = NodeSpec("c", C, tmp_path / "c", routes=[("default", HUB)])
-    a.partners = [PartnerSpec(HUB, [("memory://hub-https", {})])]
-    c.partners = [PartnerSpec(HUB, [("memory://hub-https", {})])]
-    hub.partners = [PartnerSpec(A, [("memory://a-https", {})]),
-                    PartnerSpec(C, [("memory://c-https", {})])]
-    specs = [a, hub, c]
-    for spec in specs:
-        net.add(spec, key_cache, specs)
+    a, hub, c = hub_nodes(tmp_path, key_cache, net)
     gw_a, gw_hub = net.nodes["a"], net.nodes["hub"]
     doc = interstate_transaction("0600000", "3600000", seed=14)
     drop(a, "to-ny.xml", doc)
