@@ -59,17 +59,8 @@ def durable_write(target: Path, data: bytes, *, mode: int = 0o640, exclusive: bo
     name cannot both succeed. Raises :class:`SpoolError` on any OS error, naming the path.
     """
     target = Path(target)
-    tmp = temp_name(target)
+    tmp = write_temp(target, data, mode=mode)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         if exclusive:
             os.link(tmp, target)
             os.unlink(tmp)
