@@ -294,6 +294,38 @@ def retention_cutoff(now: datetime, keep: timedelta = DEFAULT_KEEP) -> datetime:
 # --- the log ----------------------------------------------------------------------------
 
 
+def _event_filter(*, message_id: str | None = None, case_id: str | None = None,
+                  partner: str | None = None, code: str | Collection[str] | None = None,
+                  since: datetime | None = None, until: datetime | None = None,
+                  after_seq: int | None = None, from_seq: int | None = None,
+                  to_seq: int | None = None) -> tuple[list[str], list[Any]]:
+    """WHERE clauses and parameters selecting audit events (see :meth:`AuditLog.query`)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, text in (("message_id", message_id), ("case_id", case_id)):
+        if text is not None:
+            where.append(f"{column} = ?")
+            params.append(text)
+    if partner is not None:
+        where.append("(partner = ? OR from_party = ? OR to_party = ?)")
+        params += [partner, partner, partner]
+    if code is not None:
+        codes = [code] if isinstance(code, str) else list(code)
+        where.append(f"code IN ({', '.join('?' * len(codes))})")
+        params += codes
+    if since is not None:
+        where.append("at >= ?")
+        params.append(format_time(since))
+    if until is not None:
+        where.append("at < ?")
+        params.append(format_time(until))
+    for op, value in ((">", after_seq), (">=", from_seq), ("<=", to_seq)):
+        if value is not None:
+            where.append(f"seq {op} ?")
+            params.append(value)
+    return where, params
+
+
 class AuditLog:
     """The audit trail in a caller-owned SQLite connection (the spool's database)."""
 
@@ -460,29 +492,9 @@ class AuditLog:
               descending: bool = False) -> Iterator[StoredEvent]:
         """Events matching every given filter, in seq order. ``since`` is inclusive,
         ``until`` exclusive; ``partner`` matches partner, from_party or to_party."""
-        where: list[str] = []
-        params: list[Any] = []
-        for column, text in (("message_id", message_id), ("case_id", case_id)):
-            if text is not None:
-                where.append(f"{column} = ?")
-                params.append(text)
-        if partner is not None:
-            where.append("(partner = ? OR from_party = ? OR to_party = ?)")
-            params += [partner, partner, partner]
-        if code is not None:
-            codes = [code] if isinstance(code, str) else list(code)
-            where.append(f"code IN ({', '.join('?' * len(codes))})")
-            params += codes
-        if since is not None:
-            where.append("at >= ?")
-            params.append(format_time(since))
-        if until is not None:
-            where.append("at < ?")
-            params.append(format_time(until))
-        for op, value in ((">", after_seq), (">=", from_seq), ("<=", to_seq)):
-            if value is not None:
-                where.append(f"seq {op} ?")
-                params.append(value)
+        where, params = _event_filter(message_id=message_id, case_id=case_id,
+                                      partner=partner, code=code, since=since, until=until,
+                                      after_seq=after_seq, from_seq=from_seq, to_seq=to_seq)
         sql = f"SELECT {_COLUMNS} FROM audit_events"  # noqa: S608 (fixed column names)
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -495,6 +507,20 @@ class AuditLog:
                 yield _row_event(row)
         except sqlite3.Error as exc:
             raise AuditError(f"cannot read the audit trail: {exc}") from None
+
+    def seq_range(self, *, message_id: str | None = None, since: datetime | None = None,
+                  until: datetime | None = None) -> tuple[int, int] | None:
+        """(first, last) seq of the events matching the filters (as :meth:`query`), or
+        None when none match."""
+        where, params = _event_filter(message_id=message_id, since=since, until=until)
+        sql = "SELECT min(seq), max(seq) FROM audit_events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        try:
+            first, last = self.conn.execute(sql, params).fetchone()
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot read the audit trail: {exc}") from None
+        return None if first is None else (int(first), int(last))
 
     def receipts(self, message_id: str | None = None, *, from_seq: int = 0,
                  to_seq: int | None = None) -> list[StoredReceipt]:

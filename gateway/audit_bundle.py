@@ -77,22 +77,10 @@ class ExportSummary:
 
 def _segment(log: AuditLog, *, since: datetime | None, until: datetime | None,
              message_id: str | None) -> tuple[int, int]:
-    where, params = [], []
-    if message_id is not None:
-        where.append("message_id = ?")
-        params.append(message_id)
-    if since is not None:
-        where.append("at >= ?")
-        params.append(format_time(since))
-    if until is not None:
-        where.append("at < ?")
-        params.append(format_time(until))
-    sql = "SELECT min(seq), max(seq) FROM audit_events"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    first, last = log.conn.execute(sql, params).fetchone()
-    if first is None:
+    found = log.seq_range(message_id=message_id, since=since, until=until)
+    if found is None:
         raise AuditError("no audit events match the selection")
+    first, last = found
     row = log.conn.execute("SELECT min(seq) FROM audit_checkpoints WHERE seq >= ?",
                            (last,)).fetchone()
     if row is not None and row[0] is not None:
