@@ -53,6 +53,7 @@ __all__ = [
     "TooLarge",
     "TransportClosed",
     "TransportError",
+    "connect_error",
     "http_error",
 ]
 
@@ -219,3 +220,12 @@ def http_error(status: int, body: bytes, *, endpoint: str | None = None) -> Http
         body=body,
         endpoint=endpoint,
     )
+
+
+def connect_error(exc: OSError, where: str, *, endpoint: str | None = None) -> TransportError:
+    """The error for a TCP connection to ``where`` (host:port) that could not be made: a
+    timeout is ``Timeout``, anything else ``ConnectFailed`` (both retryable)."""
+    if isinstance(exc, TimeoutError):
+        return Timeout(f"connecting to {where} timed out", endpoint=endpoint)
+    return ConnectFailed(f"cannot connect to {where}: {exc.strerror or type(exc).__name__}",
+                         endpoint=endpoint)

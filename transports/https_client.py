@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 
 from transports.base import check_name
 from transports.errors import (
-    ConnectFailed,
     ConnectionLost,
     EndpointInvalid,
     NotSupported,
@@ -38,6 +37,7 @@ from transports.errors import (
     TooLarge,
     TransportClosed,
     TransportError,
+    connect_error,
     http_error,
 )
 
@@ -187,15 +187,9 @@ class HttpsTransport:
                 raise TlsRejected(f"{where}: {_tls_reason(exc)}", endpoint=self.endpoint) from exc
             raise ConnectionLost(f"TLS handshake with {where} failed: {exc.reason}",
                                  endpoint=self.endpoint) from exc
-        except TimeoutError as exc:
-            conn.close()
-            raise Timeout(f"connecting to {where} timed out", endpoint=self.endpoint) from exc
         except OSError as exc:
             conn.close()
-            raise ConnectFailed(
-                f"cannot connect to {where}: {exc.strerror or type(exc).__name__}",
-                endpoint=self.endpoint,
-            ) from exc
+            raise connect_error(exc, where, endpoint=self.endpoint) from exc
         assert conn.sock is not None  # noqa: S101 - set by a successful connect()
         conn.sock.settimeout(self.timeout)
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

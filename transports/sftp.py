@@ -57,6 +57,7 @@ from transports.errors import (
     TooLarge,
     TransportClosed,
     TransportError,
+    connect_error,
 )
 
 __all__ = ["SftpTransport", "fingerprint"]
@@ -218,15 +219,9 @@ class SftpTransport:
         started = time.monotonic()
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
-        except TimeoutError as exc:
-            client.close()
-            raise Timeout(f"connecting to {where} timed out", endpoint=self.endpoint) from exc
         except OSError as exc:
             client.close()
-            raise ConnectFailed(
-                f"cannot connect to {where}: {exc.strerror or type(exc).__name__}",
-                endpoint=self.endpoint,
-            ) from exc
+            raise connect_error(exc, where, endpoint=self.endpoint) from exc
         # Small SFTP requests go out back to back (writes, then close); without this,
         # Nagle's algorithm holds the later ones for the earlier ones' ACKs.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
