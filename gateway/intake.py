@@ -317,8 +317,12 @@ def write_rejected_copy(spool: Spool, rejected_dir: Path, message: Message, name
     ``NAME.error.json`` beside it: the ``error`` payload, written first (it marks the name
     as this message's), then the ``document`` payload; both durably. Safe to repeat. A
     document too large or unreadable to keep in the spool is moved from ``original``.
-    Returns the document's path."""
-    rejected_dir.mkdir(parents=True, exist_ok=True)
+    Returns the document's path; :class:`SpoolError` if the folder cannot be written."""
+    try:
+        rejected_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpoolError(f"cannot create the rejected folder ({exc.strerror})",
+                         where=str(rejected_dir)) from None
     document = spool.payload(message.id, "document") or b""
     report = spool.payload(message.id, "error") or b"{}"
     target = _rejected_target(rejected_dir, message, name)

@@ -575,3 +575,30 @@ def test_two_gateways_on_one_spool_send_each_message_once(tmp_path: Path, key_ca
         assert AuditLog(sqlite3.connect(a.root / "spool/gateway.db")).verify().ok
     finally:
         second.stop()
+
+
+def test_failure_report_waits_while_the_rejected_folder_cannot_be_written(
+        tmp_path: Path, key_cache: Path, net: Net) -> None:
+    """The rejected folder is unusable (a plain file is in its place): the report is
+    logged and left to do, nothing is marked done, and it is written once the folder
+    can be made."""
+    a = NodeSpec("a", A, tmp_path / "a")
+    b = NodeSpec("b", B, tmp_path / "b")
+    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
+    b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
+    gw_a = net.add(a, key_cache, [a, b])
+    net.add(b, key_cache, [b])  # B refuses A's signature: the message fails for good
+    doc = interstate_transaction("0600000", "4800000", seed=15)
+    drop(a, "blocked.xml", doc)
+    gw_a.scan()
+    net.settle()
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    assert out.state is State.FAILED
+    a.rejected.parent.mkdir(parents=True, exist_ok=True)
+    a.rejected.write_bytes(b"not a folder")
+    assert gw_a.report_failures() == 0
+    assert gw_a.spool.payload(out.id, "failure_report") is None
+    a.rejected.unlink()
+    assert gw_a.report_failures() == 1
+    assert (a.rejected / "blocked.xml").read_bytes() == doc
+
