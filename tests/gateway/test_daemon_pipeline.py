@@ -602,3 +602,23 @@ def test_failure_report_waits_while_the_rejected_folder_cannot_be_written(
     assert gw_a.report_failures() == 1
     assert (a.rejected / "blocked.xml").read_bytes() == doc
 
+
+
+def test_copy_that_loses_the_race_leaves_no_file_and_gets_the_receipt(
+        tmp_path: Path, key_cache: Path, net: Net) -> None:
+    """Two copies of one envelope opened at once: the one that commits second (it passed
+    the duplicate check before the first was recorded) removes its temporary file and
+    is answered with the first one's stored receipt; the inbox holds one document."""
+    a, b = two_nodes(tmp_path, key_cache, net)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    drop(a, "tx.xml", interstate_transaction("0600000", "4800000", seed=16))
+    gw_a.scan()
+    net.settle()
+    [out] = gw_a.spool.select(direction=Direction.OUT)
+    envelope = gw_a.spool.payload(out.id, "envelope") or b""
+    parsed = parse_envelope(envelope)
+    answer = gw_b.inbound._process(None, parsed, "https", envelope)  # the late copy
+    assert answer.status == 200
+    assert answer.body == gw_a.spool.payload(out.id, "receipt")
+    assert [p.name for p in b.inbox.iterdir()] == [f"InterstateTransaction-{out.message_id}.xml"]
+    assert len(gw_b.spool.select(direction=Direction.IN)) == 1
