@@ -9,7 +9,6 @@ paths all run. A positive control checks the scanner finds the values where they
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from tests.support.gwnodes import (
     write_config,
 )
 from tests.support.pki import TestPki
+from tests.support.privacy import values_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,14 +58,7 @@ def personal_values(samples: Path) -> set[str]:
                 resolve_entities=False, no_network=True, load_dtd=False))
         except etree.XMLSyntaxError:
             continue
-        for el in tree.iter():
-            if not isinstance(el.tag, str) or etree.QName(el).localname not in PERSONAL:
-                continue
-            text = (el.text or "").strip()
-            if len(text) >= 4:
-                found.add(text)
-                if re.fullmatch(r"[0-9]{9}", text):
-                    found.add(f"{text[:3]}-{text[3:5]}-{text[5:]}")
+        found |= values_in(tree, PERSONAL)
     return found
 
 

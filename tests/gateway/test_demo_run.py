@@ -27,6 +27,7 @@ import pytest
 from lxml import etree
 
 from gateway.demo import plan
+from tests.support.privacy import values_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -152,14 +153,7 @@ def personal_values(*, valid_only: bool = False) -> set[str]:
             continue
         tree = etree.fromstring(planned.data, etree.XMLParser(resolve_entities=False,
                                                               no_network=True))
-        for el in tree.iter():
-            if not isinstance(el.tag, str) or etree.QName(el).localname not in PERSONAL:
-                continue
-            text = (el.text or "").strip()
-            if len(text) >= 4:
-                found.add(text)
-                if re.fullmatch(r"[0-9]{9}", text):
-                    found.add(f"{text[:3]}-{text[3:5]}-{text[5:]}")
+        found |= values_in(tree, PERSONAL)
     return found
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.gwnodes import free_port
 from tests.support.pki import TestPki, TlsFiles
 from transports import PeerInfo, open_transport
 from transports.errors import (
@@ -441,9 +442,7 @@ def test_server_requires_tls_1_2_and_client_certificates(server: HttpsServer) ->
 
 
 def test_partner_down_is_retryable(client_tls: TlsFiles, pki: TestPki) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     t = client(f"https://127.0.0.1:{port}/v1/messages", client_tls, pki.ca.cert)
     with pytest.raises(ConnectFailed) as info:
         t.send("m", b"x")

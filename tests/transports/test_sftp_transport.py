@@ -17,6 +17,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from tests.support.gwnodes import free_port
 from tests.support.sshd import SshServer, make_ssh_key, write_known_hosts
 from transports import open_transport
 from transports.errors import (
@@ -352,9 +353,7 @@ def test_bad_key_file_and_options_are_endpoint_errors(sshd: SshServer, tmp_path:
 
 
 def test_partner_down_is_retryable(sshd: SshServer, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nothing listens there
     known = write_known_hosts(tmp_path / "kh", port, sshd.host_public)
     t = sftp(f"sftp://{sshd.user}@127.0.0.1:{port}/tmp", key_file=str(sshd.client_key),
              known_hosts=str(known))

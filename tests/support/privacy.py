@@ -1,0 +1,24 @@
+"""What the privacy scans look for: the personal values in synthetic documents."""
+
+from __future__ import annotations
+
+import re
+
+from lxml import etree
+
+__all__ = ["values_in"]
+
+
+def values_in(tree: etree._Element, tags: set[str]) -> set[str]:
+    """The text (4 characters or more) of every element of ``tree`` whose local name is in
+    ``tags``; a 9-digit value also in its NNN-NN-NNNN form (an SSN as people write it)."""
+    found: set[str] = set()
+    for el in tree.iter():
+        if not isinstance(el.tag, str) or etree.QName(el).localname not in tags:
+            continue
+        text = (el.text or "").strip()
+        if len(text) >= 4:
+            found.add(text)
+            if re.fullmatch(r"[0-9]{9}", text):
+                found.add(f"{text[:3]}-{text[3:5]}-{text[5:]}")
+    return found
