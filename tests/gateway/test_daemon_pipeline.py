@@ -424,17 +424,23 @@ def test_unreadable_pulled_file_is_kept_in_the_spool(tmp_path: Path, key_cache: 
     assert gw_b.spool.payload(record.id, "envelope") == b"<not-an-envelope/>"
 
 
+def refusing_pair(tmp_path: Path, cache: Path, net: Net
+                  ) -> tuple[NodeSpec, NodeSpec, Gateway, Gateway]:
+    """A and B over HTTPS where B has not registered A: B refuses A's signature with a
+    signed Rejected receipt, so A's messages fail for good."""
+    a = NodeSpec("a", A, tmp_path / "a")
+    b = NodeSpec("b", B, tmp_path / "b")
+    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
+    b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
+    return a, b, net.add(a, cache, [a, b]), net.add(b, cache, [b])
+
+
 def test_failed_message_is_put_back_in_rejected_with_its_reason(
         tmp_path: Path, key_cache: Path, net: Net, capsys: pytest.CaptureFixture[str]) -> None:
     """A message the partner refuses with a signed Rejected receipt is failed for good;
     its document goes back to the rejected folder, under its outbox name, with the reason
     beside it, once; resending it removes that copy."""
-    a = NodeSpec("a", A, tmp_path / "a")
-    b = NodeSpec("b", B, tmp_path / "b")
-    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
-    b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
-    gw_a = net.add(a, key_cache, [a, b])
-    net.add(b, key_cache, [b])  # B has not registered A: it refuses A's signature
+    a, _, gw_a, _ = refusing_pair(tmp_path, key_cache, net)
     doc = interstate_transaction("0600000", "4800000", seed=11)
     drop(a, "case-77.xml", doc)
     gw_a.scan()
@@ -469,12 +475,7 @@ def test_reload_keys_takes_a_new_registration_without_a_restart(
         tmp_path: Path, key_cache: Path, net: Net) -> None:
     """B has not registered A and refuses its messages; after A's certificates are
     imported into B's key directory, reload_keys (SIGHUP) makes B accept the next one."""
-    a = NodeSpec("a", A, tmp_path / "a")
-    b = NodeSpec("b", B, tmp_path / "b")
-    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
-    b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
-    gw_a = net.add(a, key_cache, [a, b])
-    gw_b = net.add(b, key_cache, [b])
+    a, b, gw_a, gw_b = refusing_pair(tmp_path, key_cache, net)
     drop(a, "first.xml", interstate_transaction("0600000", "4800000", seed=12))
     gw_a.scan()
     net.settle()
@@ -582,12 +583,7 @@ def test_failure_report_waits_while_the_rejected_folder_cannot_be_written(
     """The rejected folder is unusable (a plain file is in its place): the report is
     logged and left to do, nothing is marked done, and it is written once the folder
     can be made."""
-    a = NodeSpec("a", A, tmp_path / "a")
-    b = NodeSpec("b", B, tmp_path / "b")
-    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
-    b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
-    gw_a = net.add(a, key_cache, [a, b])
-    net.add(b, key_cache, [b])  # B refuses A's signature: the message fails for good
+    a, _, gw_a, _ = refusing_pair(tmp_path, key_cache, net)
     doc = interstate_transaction("0600000", "4800000", seed=15)
     drop(a, "blocked.xml", doc)
     gw_a.scan()
@@ -601,7 +597,6 @@ def test_failure_report_waits_while_the_rejected_folder_cannot_be_written(
     a.rejected.unlink()
     assert gw_a.report_failures() == 1
     assert (a.rejected / "blocked.xml").read_bytes() == doc
-
 
 
 def test_copy_that_loses_the_race_leaves_no_file_and_gets_the_receipt(
