@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench import Row
-from gateway.audit import AuditEvent, AuditLog
-from gateway.audit_bundle import export_bundle, verify_bundle
+from gateway.store.audit import AuditEvent, AuditLog
+from gateway.store.audit_bundle import export_bundle, verify_bundle
 
 NAME = "audit"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

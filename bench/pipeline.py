@@ -47,7 +47,7 @@ sftp_pull = "100ms"
 
 
 def _document(i: int) -> bytes:
-    from gateway.samples import interstate_transaction
+    from gateway.demo.samples import interstate_transaction
 
     return interstate_transaction("0600000", "4800000", participants=8, orders=5,
                                   collections=5, information_lines=5, seed=i)
@@ -63,9 +63,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _delivered(spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """source file name -> epoch time its receipt was stored (delivered)."""
-    from gateway.config import load_config
-    from gateway.spool import SqliteSpool
-    from gateway.states import Direction, State
+    from gateway.node.config import load_config
+    from gateway.store.spool import SqliteSpool
+    from gateway.store.states import Direction, State
 
     spool = SqliteSpool(load_config(spec.config_path).spool.database)
     try:
@@ -190,10 +190,10 @@ def _burst_rows(label: str, n: int, result: tuple[float, list[float], int,  # ty
 
 def _seal_open_rate(quick: bool, keys) -> float:  # type: ignore[no-untyped-def]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from gateway.envelope import Header
-    from gateway.keystore import Keystore
-    from gateway.party import Party
-    from gateway.seal import open_envelope, seal
+    from gateway.node.keystore import Keystore
+    from gateway.protocol.envelope import Header
+    from gateway.protocol.party import Party
+    from gateway.protocol.seal import open_envelope, seal
     from tests.support.gwnodes import generate_keys, register
 
     with tempfile.TemporaryDirectory(prefix="bench-seal-") as tmp:

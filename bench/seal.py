@@ -34,10 +34,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bench import Row
-from gateway.envelope import Header
-from gateway.keystore import Keystore, NodeIdentity, generate_node
-from gateway.party import Party
-from gateway.seal import open_envelope, seal
+from gateway.node.keystore import Keystore, generate_node
+from gateway.protocol.envelope import Header
+from gateway.protocol.identity import NodeIdentity
+from gateway.protocol.party import Party
+from gateway.protocol.seal import open_envelope, seal
 
 A, B = Party.parse("fips:0600000"), Party.parse("iso3166:NL")
 MB = 1024 * 1024

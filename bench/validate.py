@@ -20,10 +20,10 @@ from collections.abc import Callable
 from lxml import etree
 
 from bench import Row, format_rows
-from gateway import samples
-from gateway.schemas import default_registry
-from gateway.validate import validate_bytes
-from gateway.xmlsafe import parse_xml
+from gateway.demo import samples
+from gateway.documents.schemas import default_registry
+from gateway.documents.validate import validate_bytes
+from gateway.documents.xmlsafe import parse_xml
 
 BENCH = "validate"
 

@@ -29,18 +29,6 @@ from typing import Any
 
 from cryptography import x509
 
-from gateway.audit import (
-    DEFAULT_KEEP,
-    EVENT_CODES,
-    AuditLog,
-    KeySigner,
-    StoredEvent,
-    StoredReceipt,
-    retention_cutoff,
-)
-from gateway.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
-from gateway.audit_chain import VerifyReport, event_hash, event_record, fingerprint
-from gateway.certs import load_certificates_file
 from gateway.cli.output import err, out, out_json
 from gateway.errors import (
     AuditError,
@@ -49,6 +37,18 @@ from gateway.errors import (
     MessageNotFound,
     UsageError,
 )
+from gateway.protocol.certs import load_certificates_file
+from gateway.store.audit import (
+    DEFAULT_KEEP,
+    EVENT_CODES,
+    AuditLog,
+    KeySigner,
+    StoredEvent,
+    StoredReceipt,
+    retention_cutoff,
+)
+from gateway.store.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
+from gateway.store.audit_chain import VerifyReport, event_hash, event_record, fingerprint
 
 _CSV_COLUMNS = ("seq", "at", "code", "message_id", "case_id", "from_party", "to_party",
                 "partner", "transport", "digest", "error_code", "actor", "detail",
@@ -159,7 +159,7 @@ def positive(text: str) -> int:
 def database_path(args: argparse.Namespace) -> Path:
     if args.db is not None:
         return Path(args.db)
-    from gateway.config import config_path, load_config  # noqa: PLC0415 - only when needed
+    from gateway.node.config import config_path, load_config  # noqa: PLC0415 - only when needed
 
     if args.config is None and not config_path(None).exists():
         raise UsageError("no --db PATH given and no configuration file found "
@@ -191,8 +191,8 @@ def open_log_for_writing(args: argparse.Namespace) -> AuditLog:
 
 def node_signer(args: argparse.Namespace) -> KeySigner:
     """The node's signing key and certificate, from the configuration's key directory."""
-    from gateway.config import load_config  # noqa: PLC0415 - only when needed
-    from gateway.nodekeys import load_node_keys  # noqa: PLC0415
+    from gateway.node.config import load_config  # noqa: PLC0415 - only when needed
+    from gateway.node.nodekeys import load_node_keys  # noqa: PLC0415
 
     identity = load_node_keys(load_config(args.config)).identity
     return KeySigner(identity.signing_key, identity.signing_cert)
@@ -385,13 +385,13 @@ def receipt_status(args: argparse.Namespace, log: AuditLog, r: StoredReceipt,
 
 def signature_status(args: argparse.Namespace, r: StoredReceipt,
                      events: list[StoredEvent]) -> dict[str, str]:
-    """Verify the receipt's signature with :func:`gateway.receipts.verify_receipt` against
+    """Verify the receipt's signature with :func:`gateway.protocol.receipts.verify_receipt` against
     the node's key directory (trust store and registered partner certificates), as of the
     time the receipt was stored; say why when that is not possible (never pretend)."""
     try:
-        from gateway.keystore import Keystore  # noqa: PLC0415 - optional until configured
-        from gateway.party import Party  # noqa: PLC0415
-        from gateway.receipts import verify_receipt  # noqa: PLC0415
+        from gateway.node.keystore import Keystore  # noqa: PLC0415 - optional until configured
+        from gateway.protocol.party import Party  # noqa: PLC0415
+        from gateway.protocol.receipts import verify_receipt  # noqa: PLC0415
     except ImportError:
         return {"status": "unavailable", "reason": "the receipt verifier is not installed"}
     keys_dir = _keys_dir(args)
@@ -432,7 +432,7 @@ def signature_status(args: argparse.Namespace, r: StoredReceipt,
 
 
 def _keys_dir(args: argparse.Namespace) -> Path | None:
-    from gateway.config import config_path, load_config  # noqa: PLC0415
+    from gateway.node.config import config_path, load_config  # noqa: PLC0415
 
     if args.config is None and not config_path(None).exists():
         return None

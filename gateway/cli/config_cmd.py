@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from gateway.cli.output import out, out_json
-from gateway.config import check_files, load_config
 from gateway.errors import ConfigError
+from gateway.node.config import check_files, load_config
 
 
 def register(subparsers: Any) -> None:

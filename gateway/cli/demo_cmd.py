@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.output import err, out, out_json, table
-from gateway.demo import DemoResult, command_name, default_directory, run_demo
-from gateway.demo_network import DemoNetwork
+from gateway.demo.network import DemoNetwork
+from gateway.demo.tour import DemoResult, command_name, default_directory, run_demo
 
 
 def register(subparsers: Any) -> None:

@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway import certs
 from gateway.cli.output import err, out, out_json, table
-from gateway.config import load_config
 from gateway.errors import UsageError
-from gateway.keystore import Keystore, generate_node, read_passphrase
-from gateway.party import Party, PartyInvalid
+from gateway.node.config import load_config
+from gateway.node.keystore import Keystore, generate_node, read_passphrase
+from gateway.protocol import certs
+from gateway.protocol.party import Party, PartyInvalid
 
 __all__ = ["register"]
 

@@ -2,7 +2,7 @@
 
 ``resend`` puts a failed or cancelled message back in the queue (same MessageId and
 envelope, so the receiver still recognises a duplicate) and removes the copy of a failed
-one from the rejected folder (see :meth:`gateway.daemon.Gateway.report_failures`);
+one from the rejected folder (see :meth:`gateway.node.daemon.Gateway.report_failures`);
 ``cancel`` stops one that has not been delivered. Both are audited with actor
 ``operator``."""
 
@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.cli.output import out, out_json, table
-from gateway.config import load_config
 from gateway.errors import MessageNotFound, UsageError
-from gateway.intake import remove_rejected_copy
-from gateway.spool import Message, SqliteSpool, from_epoch
-from gateway.states import Direction, State
+from gateway.node.config import load_config
+from gateway.node.intake import remove_rejected_copy
+from gateway.store.spool import Message, SqliteSpool, from_epoch
+from gateway.store.states import Direction, State
 
 
 def register(subparsers: Any) -> None:

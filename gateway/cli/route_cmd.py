@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.output import out, out_json
-from gateway.config import load_config
-from gateway.documents import describe
+from gateway.documents.describe import describe
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import RoutingError
-from gateway.fsutil import read_file
-from gateway.routing import decide
-from gateway.xmlsafe import parse_xml
+from gateway.node.config import load_config
+from gateway.node.routing import decide
+from gateway.store.fsutil import read_file
 
 
 def register(subparsers: Any) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gateway.config import load_config
-from gateway.daemon import run
+from gateway.node.config import load_config
+from gateway.node.daemon import run
 
 
 def register(subparsers: Any) -> None:

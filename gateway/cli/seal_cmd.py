@@ -26,11 +26,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway import certs
 from gateway.cli.output import err
-from gateway.cms import SigningKey
-from gateway.documents import describe
-from gateway.envelope import Header
+from gateway.documents.describe import describe
+from gateway.documents.validate import validate_bytes
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import (
     FileUnreadable,
     GatewayError,
@@ -40,11 +39,12 @@ from gateway.errors import (
     UsageError,
     XmlError,
 )
-from gateway.keystore import load_private_key, read_passphrase
-from gateway.party import Party, PartyInvalid
-from gateway.seal import OpenPolicy, open_envelope, seal
-from gateway.validate import validate_bytes
-from gateway.xmlsafe import parse_xml
+from gateway.node.keystore import load_private_key, read_passphrase
+from gateway.protocol import certs
+from gateway.protocol.cms import SigningKey
+from gateway.protocol.envelope import Header
+from gateway.protocol.party import Party, PartyInvalid
+from gateway.protocol.seal import OpenPolicy, open_envelope, seal
 
 __all__ = ["register"]
 

@@ -7,13 +7,13 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.certs import fingerprint
 from gateway.cli.output import out, out_json, table
-from gateway.config import load_config
 from gateway.errors import GatewayError
-from gateway.nodekeys import load_node_keys
-from gateway.spool import SqliteSpool
-from gateway.states import PENDING
+from gateway.node.config import load_config
+from gateway.node.nodekeys import load_node_keys
+from gateway.protocol.certs import fingerprint
+from gateway.store.spool import SqliteSpool
+from gateway.store.states import PENDING
 
 
 def register(subparsers: Any) -> None:

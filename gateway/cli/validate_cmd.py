@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.output import out, out_json
-from gateway.config import load_config
+from gateway.documents.schemas import SchemaRegistry, default_registry, registry_with_sets
+from gateway.documents.validate import Report, validate_file
+from gateway.documents.xmlsafe import DEFAULT_MAX_BYTES
 from gateway.errors import UsageError
-from gateway.schemas import SchemaRegistry, default_registry, registry_with_sets
-from gateway.validate import Report, validate_file
-from gateway.xmlsafe import DEFAULT_MAX_BYTES
+from gateway.node.config import load_config
 
 
 def register(subparsers: Any) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditEvent, AuditLog, KeySigner
-from gateway.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
-from gateway.audit_chain import fingerprint
 from gateway.errors import AuditError, AuditTampered, UsageError
+from gateway.store.audit import AuditEvent, AuditLog, KeySigner
+from gateway.store.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
+from gateway.store.audit_chain import fingerprint
 from tests.support.audit_keys import make_signer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)

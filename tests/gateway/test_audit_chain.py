@@ -14,9 +14,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from gateway.audit import AuditEvent, AuditLog, check_event
-from gateway.audit_chain import GENESIS_HASH, event_hash, event_record
 from gateway.errors import AuditError
+from gateway.store.audit import AuditEvent, AuditLog, check_event
+from gateway.store.audit_chain import GENESIS_HASH, event_hash, event_record
 from tests.support.audit_keys import make_signer
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from gateway.audit import (
+from gateway.errors import AuditError, AuditTampered
+from gateway.store.audit import (
     AuditEvent,
     AuditLog,
     KeySigner,
     checkpoint_due,
     retention_cutoff,
 )
-from gateway.audit_chain import GENESIS_HASH, fingerprint, verify_checkpoint_signature
-from gateway.errors import AuditError, AuditTampered
+from gateway.store.audit_chain import GENESIS_HASH, fingerprint, verify_checkpoint_signature
 from tests.support.audit_keys import make_signer, write_signer
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditEvent, AuditLog, KeySigner
-from gateway.audit_chain import fingerprint
 from gateway.cli import main
+from gateway.store.audit import AuditEvent, AuditLog, KeySigner
+from gateway.store.audit_chain import fingerprint
 from tests.support.audit_keys import make_signer, write_signer
 
 T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -216,8 +216,8 @@ def test_no_database_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.fixture
 def configured(db: Path, tmp_path: Path) -> Path:
-    from gateway.keystore import generate_node
-    from gateway.party import Party
+    from gateway.node.keystore import generate_node
+    from gateway.protocol.party import Party
 
     keys = tmp_path / "keys"
     generate_node(keys, Party.parse("fips:0600000"), now=datetime.now(UTC) - timedelta(hours=1),
@@ -304,7 +304,7 @@ def test_list_over_a_mangled_event_names_it(db: Path, capsys: pytest.CaptureFixt
 
 
 def node_fingerprint(configured: Path) -> str:
-    from gateway.certs import load_certificates_file
+    from gateway.protocol.certs import load_certificates_file
 
     return fingerprint(load_certificates_file(configured.parent / "keys" / "sign.crt")[0])
 
@@ -339,7 +339,7 @@ def test_verify_pins_the_node_signing_certificate_by_default(
 
 def test_verify_accepts_checkpoints_signed_by_the_node_key(
         configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from gateway.keystore import Keystore
+    from gateway.node.keystore import Keystore
 
     identity = Keystore(configured.parent / "keys").identity()
     node_signer = KeySigner(identity.signing_key, identity.signing_cert)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditLog
-from gateway.config import AuditConfig, load_config
-from gateway.daemon import Gateway
+from gateway.demo.samples import interstate_transaction
 from gateway.errors import ConfigError
-from gateway.samples import interstate_transaction
+from gateway.node.config import AuditConfig, load_config
+from gateway.node.daemon import Gateway
+from gateway.store.audit import AuditLog
 from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
 from transports.memory import MemoryNetwork, http_responder
 

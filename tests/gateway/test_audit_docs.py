@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from gateway.audit import EVENT_CODES, AuditEvent, AuditLog
-from gateway.audit_bundle import export_bundle
+from gateway.store.audit import EVENT_CODES, AuditEvent, AuditLog
+from gateway.store.audit_bundle import export_bundle
 from tests.support.audit_keys import make_signer
 
 T0 = datetime(2026, 2, 1, tzinfo=UTC)

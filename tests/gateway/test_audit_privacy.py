@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway.config import load_config
-from gateway.documents import describe
+from gateway.documents.describe import describe
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import GatewayError
-from gateway.spool import SqliteSpool
-from gateway.states import TERMINAL
-from gateway.xmlsafe import parse_xml
+from gateway.node.config import load_config
+from gateway.store.spool import SqliteSpool
+from gateway.store.states import TERMINAL
 from tests.support.gwnodes import (
     Daemon,
     NodeSpec,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditEvent, AuditLog
 from gateway.cli import main
-from gateway.envelope import Header
-from gateway.keystore import Keystore, generate_node
-from gateway.party import Party
-from gateway.receipts import build_receipt
+from gateway.node.keystore import Keystore, generate_node
+from gateway.protocol.envelope import Header
+from gateway.protocol.party import Party
+from gateway.protocol.receipts import build_receipt
+from gateway.store.audit import AuditEvent, AuditLog
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 A, B = Party.parse("fips:0600000"), Party.parse("fips:4800000")

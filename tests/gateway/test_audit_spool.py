@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditLog, KeySigner
-from gateway.audit_chain import fingerprint
-from gateway.spool import NewMessage, SqliteSpool
-from gateway.states import Direction, State
+from gateway.store.audit import AuditLog, KeySigner
+from gateway.store.audit_chain import fingerprint
+from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.states import Direction, State
 from tests.support.audit_keys import make_signer
 
 NOW = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)

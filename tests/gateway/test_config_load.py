@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import check_files, load_config, parse_duration
 from gateway.errors import ConfigError
-from gateway.routing import RouteKind
+from gateway.node.config import check_files, load_config, parse_duration
+from gateway.node.routing import RouteKind
 
 GOOD = """
 [node]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import load_config
-from gateway.daemon import Gateway
-from gateway.samples import interstate_transaction
-from gateway.spool import SqliteSpool
-from gateway.states import Direction, State
+from gateway.demo.samples import interstate_transaction
+from gateway.node.config import load_config
+from gateway.node.daemon import Gateway
+from gateway.store.spool import SqliteSpool
+from gateway.store.states import Direction, State
 from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
 from transports.memory import MemoryNetwork
 

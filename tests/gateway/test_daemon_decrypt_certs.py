@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.certs import fingerprint, load_certificates_file
 from gateway.cli import main
-from gateway.config import load_config
-from gateway.daemon import Gateway
-from gateway.keystore import generate_node
-from gateway.party import Party
+from gateway.node.config import load_config
+from gateway.node.daemon import Gateway
+from gateway.node.keystore import generate_node
+from gateway.protocol.certs import fingerprint, load_certificates_file
+from gateway.protocol.party import Party
 from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
 from transports.memory import MemoryNetwork
 

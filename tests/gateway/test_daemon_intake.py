@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import IntakeConfig, OutboxConfig
 from gateway.errors import SpoolError
-from gateway.intake import FileSeen, OutboxScanner, Prepared, Refused, ready_files, redact
-from gateway.spool import NewMessage, SqliteSpool
-from gateway.states import Direction, State
+from gateway.node.config import IntakeConfig, OutboxConfig
+from gateway.node.intake import FileSeen, OutboxScanner, Prepared, Refused, ready_files, redact
+from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.states import Direction, State
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from gateway import receipts as receipts_module
-from gateway.audit import AuditLog
-from gateway.config import load_config
-from gateway.daemon import Gateway
-from gateway.envelope import parse_envelope
+from gateway.demo.samples import interstate_transaction, maintenance_application
 from gateway.errors import SenderMismatch
-from gateway.outbound import check_sender
-from gateway.party import Party
-from gateway.samples import interstate_transaction, maintenance_application
-from gateway.spool import NewMessage
-from gateway.states import Direction, State
+from gateway.node.config import load_config
+from gateway.node.daemon import Gateway
+from gateway.node.outbound import check_sender
+from gateway.protocol import receipts as receipts_module
+from gateway.protocol.envelope import parse_envelope
+from gateway.protocol.party import Party
+from gateway.store.audit import AuditLog
+from gateway.store.spool import NewMessage
+from gateway.store.states import Direction, State
 from tests.support.gwnodes import NodeSpec, PartnerSpec, generate_keys, register, write_config
 from transports.errors import TlsRejected
 from transports.memory import MemoryNetwork, http_responder
@@ -321,7 +321,7 @@ def test_inbound_crash_before_the_record_loses_nothing(tmp_path: Path, key_cache
     def crash(*args: object, **kwargs: object) -> object:
         raise KeyboardInterrupt("simulated crash while opening")
 
-    monkeypatch.setattr("gateway.inbound.open_parsed", crash)
+    monkeypatch.setattr("gateway.node.inbound.open_parsed", crash)
     with pytest.raises(KeyboardInterrupt):
         gw_b.pull()
     monkeypatch.undo()
@@ -382,12 +382,12 @@ def test_two_phase_delivery_never_writes_a_taken_document_again(
     def crash(*args: object) -> None:
         raise KeyboardInterrupt("simulated crash before the rename")
 
-    import gateway.inbound
+    import gateway.node.inbound
 
     # one envelope at a time, so the first pull's crash leaves the second untouched
     # (parallel pulls crashing mid-way are covered by test_e2e_crash over SFTP)
-    monkeypatch.setattr(gateway.inbound.Inbound, "PULL_WORKERS", 1)
-    monkeypatch.setattr(gateway.inbound, "commit_temp", crash)
+    monkeypatch.setattr(gateway.node.inbound.Inbound, "PULL_WORKERS", 1)
+    monkeypatch.setattr(gateway.node.inbound, "commit_temp", crash)
     with pytest.raises(KeyboardInterrupt):
         gw_b.pull()
     with pytest.raises(KeyboardInterrupt):
@@ -398,7 +398,7 @@ def test_two_phase_delivery_never_writes_a_taken_document_again(
     visible = [p for p in b.inbox.iterdir() if not p.name.startswith(".")]
     assert visible == []  # nothing handed to the state system yet
     # the crash of the second came after its rename, and the state system took the file
-    gateway.inbound.commit_temp(b.inbox / (second.source or ""), b.inbox / "taken.xml")
+    gateway.node.inbound.commit_temp(b.inbox / (second.source or ""), b.inbox / "taken.xml")
     (b.inbox / "taken.xml").unlink()
     assert gw_b.recover()["inbound"] == 2
     assert gw_b.spool.get(first.id).state is State.DELIVERED

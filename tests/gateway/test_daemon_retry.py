@@ -7,8 +7,8 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.config import BreakerPolicy, RetryPolicy
-from gateway.retry import (
+from gateway.node.config import BreakerPolicy, RetryPolicy
+from gateway.node.retry import (
     Breaker,
     BreakerBoard,
     BreakerMode,

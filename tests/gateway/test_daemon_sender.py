@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import Config, load_config
 from gateway.errors import ReceiptInvalid
-from gateway.outbound import ReceiptOutcome, Sender, TransportPool, apply_receipt
-from gateway.retry import BreakerBoard
-from gateway.spool import Message, NewMessage, SqliteSpool
-from gateway.states import Direction, State
+from gateway.node.config import Config, load_config
+from gateway.node.nodekeys import ReceiptOutcome
+from gateway.node.outbound import Sender, TransportPool, apply_receipt
+from gateway.node.retry import BreakerBoard
+from gateway.store.spool import Message, NewMessage, SqliteSpool
+from gateway.store.states import Direction, State
 from transports.errors import HttpStatus
 from transports.memory import MemoryNetwork
 

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import check_files, load_config
-from gateway.demo import default_directory, plan
-from gateway.demo_network import CA, HUB, NL, TX, DemoNetwork
-from gateway.documents import describe
+from gateway.demo.network import CA, HUB, NL, TX, DemoNetwork
+from gateway.demo.tour import default_directory, plan
+from gateway.documents.describe import describe
+from gateway.documents.validate import validate_bytes
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import UsageError
-from gateway.keystore import Keystore
-from gateway.party import Party
-from gateway.routing import decide
-from gateway.validate import validate_bytes
-from gateway.xmlsafe import parse_xml
+from gateway.node.config import check_files, load_config
+from gateway.node.keystore import Keystore
+from gateway.node.routing import decide
+from gateway.protocol.party import Party
 
 PARTIES = {"ca": CA, "hub": HUB, "tx": TX, "nl": NL}
 

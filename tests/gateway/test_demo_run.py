@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from gateway.demo import plan
+from gateway.demo.tour import plan
 from tests.support.privacy import values_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

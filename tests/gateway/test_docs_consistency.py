@@ -5,7 +5,7 @@
   ``[--flag VALUE]`` must parse both left out and given. Commands named inline
   (```gateway audit verify``` in prose) must name real commands and options.
 - Every configuration key in docs/configuration.md (its TOML examples and the dotted
-  names it mentions) is accepted by the loader (``gateway.config.load_config`` reports
+  names it mentions) is accepted by the loader (``gateway.node.config.load_config`` reports
   unknown keys), and every key the loader accepts is documented there.
 - Every relative link between the docs points at a file that exists.
 """
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from gateway.cli import build_parser
-from gateway.config import load_config
 from gateway.errors import ConfigError
+from gateway.node.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -211,10 +211,10 @@ def _where(node: ast.expr, assigned: dict[str, list[str]]) -> list[str] | None:
 
 
 def loader_keys() -> set[str]:
-    """Dotted keys the loader accepts, read from gateway/config.py: each
+    """Dotted keys the loader accepts, read from gateway/node/config.py: each
     ``r.known(table, where, {keys})`` call, ``where`` resolved from its literal or the
     latest assignment before the call; ``_transport`` serves both transport tables."""
-    source = (REPO / "gateway" / "config.py").read_text(encoding="utf-8")
+    source = (REPO / "gateway" / "node" / "config.py").read_text(encoding="utf-8")
     tree = ast.parse(source)
     sets: dict[str, set[str]] = {}
     for node in tree.body:

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from gateway import samples
-from gateway.documents import DocumentInfo, describe
+from gateway.demo import samples
+from gateway.documents.describe import DocumentInfo, describe
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import UnknownDocumentType
-from gateway.xmlsafe import parse_xml
 
 IS = "urn:cse-gateway:interstate:1"
 HG = "urn:cse-gateway:international:1"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
-from gateway.samples import interstate_transaction, maintenance_application
-from gateway.spool import SqliteSpool
-from gateway.states import Direction, State
+from gateway.demo.samples import interstate_transaction, maintenance_application
+from gateway.node.config import load_config
+from gateway.store.spool import SqliteSpool
+from gateway.store.states import Direction, State
 from tests.support.gwnodes import (
     Daemon,
     NodeSpec,

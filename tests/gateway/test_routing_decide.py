@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import RoutingError
-from gateway.routing import RouteKind, RoutingTable, build_table, decide, parse_pattern
+from gateway.node.routing import RouteKind, RoutingTable, build_table, decide, parse_pattern
 
 LOCAL = "fips:0600000"
 PARTNERS = ["fips:4800000", "fips:1100000", "fips:4820100", "iso3166:NL", "fips:3600000"]

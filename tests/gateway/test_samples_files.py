@@ -10,9 +10,9 @@ from types import ModuleType
 
 import pytest
 
-from gateway.documents import describe, document_types
-from gateway.validate import validate_file
-from gateway.xmlsafe import parse_xml
+from gateway.documents.describe import describe, document_types
+from gateway.documents.validate import validate_file
+from gateway.documents.xmlsafe import parse_xml
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 EXPECTED: dict[str, list[list[str]]] = json.loads(

@@ -1,4 +1,4 @@
-"""gateway.samples: deterministic, obviously synthetic, always valid."""
+"""gateway.demo.samples: deterministic, obviously synthetic, always valid."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import samples
-from gateway.documents import describe
-from gateway.validate import validate_bytes
-from gateway.xmlsafe import parse_xml
+from gateway.demo import samples
+from gateway.documents.describe import describe
+from gateway.documents.validate import validate_bytes
+from gateway.documents.xmlsafe import parse_xml
 
 
 @pytest.mark.parametrize("name", sorted(samples.all_samples()))

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway import samples
+from gateway.demo import samples
+from gateway.documents.schemas import (
+    SchemaRegistry,
+    default_registry,
+    load_schema,
+    registry_with_sets,
+)
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import ConfigError, SchemaInvalid, UnknownDocumentType
 from gateway.resources import xsd_root
-from gateway.schemas import SchemaRegistry, default_registry, load_schema, registry_with_sets
-from gateway.xmlsafe import parse_xml
 from tests.support.listener import recording_listener
 
 INTERSTATE = "urn:cse-gateway:interstate:1"
@@ -77,7 +82,7 @@ def test_operator_set_etsi(shared_dir: Path) -> None:
 
 
 class _ConfigSet:
-    """Shaped like gateway.config.SchemaSet (directory + absolute entry)."""
+    """Shaped like gateway.node.config.SchemaSet (directory + absolute entry)."""
 
     def __init__(self, directory: Path, entry: Path | None) -> None:
         self.directory = directory

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from gateway import samples
+from gateway.demo import samples
+from gateway.documents.schemas import default_registry, load_schema
+from gateway.documents.xmlsafe import parse_xml
 from gateway.resources import xsd_root
-from gateway.schemas import default_registry, load_schema
-from gateway.xmlsafe import parse_xml
 
 NS = {"i": "urn:cse-gateway:interstate:1", "h": "urn:cse-gateway:international:1"}
 Mutation = Callable[[etree._Element], None]

@@ -1,7 +1,7 @@
 """cms.verify reads SignerInfo with the DER codec: each encoding variant another CMS
 writer may use is accepted with the same meaning, and each malformation is refused with
 SignatureInvalid. The SignedData here is assembled by hand (and really signed), so one
-field at a time can differ from what :func:`gateway.cms.sign` writes."""
+field at a time can differ from what :func:`gateway.protocol.cms.sign` writes."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding as apad
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway import cms
-from gateway.certs import der
-from gateway.der import CTX0, CTX1, OCTETS, SEQ, SET, integer, oid, tlv
 from gateway.errors import AlgorithmNotAllowed, DecryptionFailed, EnvelopeInvalid, SignatureInvalid
+from gateway.protocol import cms
+from gateway.protocol.certs import der
+from gateway.protocol.der import CTX0, CTX1, OCTETS, SEQ, SET, integer, oid, tlv
 from tests.support.security import issue, spare_rsa_key
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -212,8 +212,8 @@ def test_malformed_signer_info_is_refused(signer, cut: str) -> None:  # type: ig
 
 def test_time_values_agree_with_asn1crypto() -> None:
     """The direct DER time reading gives what asn1crypto gives, on both forms."""
-    from gateway.cms import _signing_time
-    from gateway.der import read
+    from gateway.protocol.cms import _signing_time
+    from gateway.protocol.der import read
 
     for value in (datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), NOW,
                   datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),

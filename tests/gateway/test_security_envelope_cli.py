@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.cli import main
-from gateway.envelope import (
+from gateway.errors import EnvelopeInvalid, TooLarge
+from gateway.protocol.envelope import (
     Header,
     SealedContent,
     b64_lines,
@@ -22,8 +23,7 @@ from gateway.envelope import (
     parse_sealed,
     parse_time,
 )
-from gateway.errors import EnvelopeInvalid, TooLarge
-from gateway.party import Party, PartyInvalid
+from gateway.protocol.party import Party, PartyInvalid
 from tests.support.security import Node, pair
 
 # --- parties ------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import cms
-from gateway.envelope import Header, SealedContent, build_envelope, parse_envelope
 from gateway.errors import GatewayError
-from gateway.receipts import verify_receipt
-from gateway.seal import open_envelope, seal
+from gateway.protocol import cms
+from gateway.protocol.envelope import Header, SealedContent, build_envelope, parse_envelope
+from gateway.protocol.receipts import verify_receipt
+from gateway.protocol.seal import open_envelope, seal
 from tests.support.security import NOW, Node, make_node, register
 
 EDITS = st.lists(

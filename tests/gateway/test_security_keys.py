@@ -12,7 +12,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from gateway import certs
 from gateway.cli import main
 from gateway.errors import (
     CertificateExpired,
@@ -22,8 +21,9 @@ from gateway.errors import (
     KeyMaterialError,
     UsageError,
 )
-from gateway.keystore import Keystore, generate_node, load_private_key
-from gateway.party import Party
+from gateway.node.keystore import Keystore, generate_node, load_private_key
+from gateway.protocol import certs
+from gateway.protocol.party import Party
 from tests.support.security import NOW, issue, make_node, pair, spare_ec_key, spare_rsa_key
 
 P = Party.parse("fips:0600000")

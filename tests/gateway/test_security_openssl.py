@@ -14,12 +14,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.cli import main as gateway_main
-from gateway.envelope import Header, SealedContent, build_envelope, parse_envelope, parse_sealed
 from gateway.errors import AlgorithmNotAllowed
-from gateway.keystore import Keystore, NodeIdentity, StaticDirectory, load_private_key
-from gateway.party import Party
-from gateway.receipts import build_receipt
-from gateway.seal import OpenPolicy, open_envelope, seal
+from gateway.node.keystore import Keystore, load_private_key
+from gateway.protocol.envelope import (
+    Header,
+    SealedContent,
+    build_envelope,
+    parse_envelope,
+    parse_sealed,
+)
+from gateway.protocol.identity import NodeIdentity, StaticDirectory
+from gateway.protocol.party import Party
+from gateway.protocol.receipts import build_receipt
+from gateway.protocol.seal import OpenPolicy, open_envelope, seal
 from tests.support import openssl
 from tests.support.security import pair
 

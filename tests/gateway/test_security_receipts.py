@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.envelope import Header, ParsedEnvelope, build_envelope, parse_envelope
 from gateway.errors import GatewayError, ReceiptInvalid, UsageError
-from gateway.party import Party
-from gateway.receipts import build_receipt, verify_receipt
-from gateway.seal import seal
+from gateway.protocol.envelope import Header, ParsedEnvelope, build_envelope, parse_envelope
+from gateway.protocol.party import Party
+from gateway.protocol.receipts import build_receipt, verify_receipt
+from gateway.protocol.seal import seal
 from tests.support.security import NOW, Node, make_node, pair, register
 
 

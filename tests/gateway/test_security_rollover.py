@@ -15,24 +15,24 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway import certs
 from gateway.cli import main
-from gateway.envelope import Header, SealedContent, build_envelope
 from gateway.errors import (
     CertificateUntrusted,
     DecryptionFailed,
     KeyFileInsecure,
     KeyMaterialError,
 )
-from gateway.keystore import (
+from gateway.node.keystore import (
     Keystore,
-    NodeIdentity,
     generate_node,
     load_private_key,
     private_key_bytes,
 )
-from gateway.party import Party
-from gateway.seal import open_envelope, seal
+from gateway.protocol import certs
+from gateway.protocol.envelope import Header, SealedContent, build_envelope
+from gateway.protocol.identity import NodeIdentity
+from gateway.protocol.party import Party
+from gateway.protocol.seal import open_envelope, seal
 from tests.support import openssl
 from tests.support.security import NOW, Node, issue, pair, spare_ec_key
 

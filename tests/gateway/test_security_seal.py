@@ -12,9 +12,6 @@ from asn1crypto import cms as acms
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import cms
-from gateway.certs import pem
-from gateway.envelope import Header, SealedContent, build_envelope, parse_envelope
 from gateway.errors import (
     AlgorithmNotAllowed,
     CertificateExpired,
@@ -30,9 +27,12 @@ from gateway.errors import (
     UnknownRecipient,
     UsageError,
 )
-from gateway.keystore import NodeIdentity, StaticDirectory
-from gateway.party import Party
-from gateway.seal import OpenPolicy, open_envelope, seal
+from gateway.protocol import cms
+from gateway.protocol.certs import pem
+from gateway.protocol.envelope import Header, SealedContent, build_envelope, parse_envelope
+from gateway.protocol.identity import NodeIdentity, StaticDirectory
+from gateway.protocol.party import Party
+from gateway.protocol.seal import OpenPolicy, open_envelope, seal
 from tests.support.security import (
     NOW,
     Node,

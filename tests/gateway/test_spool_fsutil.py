@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import FileUnreadable, SpoolError, TooLarge
-from gateway.fsutil import durable_move, durable_write, is_temporary_name, read_file, temp_name
+from gateway.store.fsutil import (
+    durable_move,
+    durable_write,
+    is_temporary_name,
+    read_file,
+    temp_name,
+)
 
 
 def test_durable_write_replaces_atomically(tmp_path: Path) -> None:

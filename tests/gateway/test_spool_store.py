@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import Duplicate, MessageNotFound
-from gateway.spool import NewMessage, SqliteSpool
-from gateway.states import (
+from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.states import (
     PENDING,
     TERMINAL,
     TRANSITIONS,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import samples
 from gateway.cli import main
+from gateway.demo import samples
 
 LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<code>[\w.]+): "
                   r"(?P<path>\S+): (?P<message>.+)$")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.validate import validate_file
+from gateway.documents.validate import validate_file
 
 ROOT = "/SubmissionAcceptanceRejection"
 POSTAL = f"{ROOT}/EvidenceIssuerDetails/NamesPostalAddresses/NamePostalAddress/PostalAddress"

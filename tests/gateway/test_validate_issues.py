@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from gateway import samples
-from gateway.issues import readable_path
-from gateway.validate import validate_bytes
-from gateway.xmlsafe import parse_xml
+from gateway.demo import samples
+from gateway.documents.issues import readable_path
+from gateway.documents.validate import validate_bytes
+from gateway.documents.xmlsafe import parse_xml
 
 
 def where(data: bytes, needle: bytes, occurrence: int = 1) -> tuple[int, int]:
@@ -196,7 +196,7 @@ ENUMERATED = ("Sex", "Relationship", "Status", "Source", "Method", "OrderType", 
        choice=st.integers(0, 10**6), one_line=st.booleans())
 def test_position_and_path_of_any_bad_code(seed: int, participants: int, choice: int,
                                            one_line: bool) -> None:
-    """Oracles independent of gateway.issues: lxml's getelementpath for the path, the
+    """Oracles independent of gateway.documents.issues: lxml's getelementpath for the path, the
     bytes themselves for the line and the column."""
     root = etree.fromstring(samples.interstate_transaction(participants=participants,
                                                            seed=seed))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.documents.xmlsafe import parse_xml, tostring
 from gateway.errors import TooLarge, XmlEmpty, XmlEncodingError, XmlError, XmlForbidden
-from gateway.xmlsafe import parse_xml, tostring
 from tests.support.listener import recording_listener
 
 XXE = b"""<?xml version="1.0"?>
@@ -162,7 +162,7 @@ def test_size_limit_is_inclusive() -> None:
 
 
 def test_default_limit_is_50_mb() -> None:
-    from gateway.xmlsafe import DEFAULT_MAX_BYTES
+    from gateway.documents.xmlsafe import DEFAULT_MAX_BYTES
 
     assert DEFAULT_MAX_BYTES == 50 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Regenerate tests/samples/ from gateway.samples (run from the repository root):
+"""Regenerate tests/samples/ from gateway.demo.samples (run from the repository root):
 
     .venv/bin/python tests/samples/regenerate.py
 
@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import samples
+from gateway.demo import samples
 
 HERE = Path(__file__).resolve().parent
 

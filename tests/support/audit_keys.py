@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway.audit import KeySigner
+from gateway.store.audit import KeySigner
 
 
 def make_signer(kind: str = "rsa", party: str = "fips:0600000") -> KeySigner:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import gateway
 import transports
-from gateway.certs import load_certificates_file
-from gateway.demo_network import NodeFolders
-from gateway.keystore import Keystore, SignAlgorithm, generate_node
-from gateway.party import Party
+from gateway.demo.network import NodeFolders
+from gateway.node.keystore import Keystore, SignAlgorithm, generate_node
+from gateway.protocol.certs import load_certificates_file
+from gateway.protocol.party import Party
 from tests.support.pki import TestPki
 
 __all__ = ["PRODUCT_KEYS", "TEST_KEYS", "Daemon", "KeyProfile", "NodeSpec", "PartnerSpec",

@@ -1,4 +1,4 @@
-"""Test nodes for the security tests: key directories made by ``gateway.keystore`` (once per
+"""Test nodes for the security tests: key directories made by ``gateway.node.keystore`` (once per
 process, then copied), partners registered both ways, and hand-made certificates for the
 expired / not-yet-valid / untrusted / wrong-usage cases. Plain functions, usable outside
 pytest (benchmarks, the demo)."""
@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway.cms import SigningKey
-from gateway.keystore import Keystore, NodeIdentity, generate_node, load_private_key
-from gateway.party import Party
+from gateway.node.keystore import Keystore, generate_node, load_private_key
+from gateway.protocol.cms import SigningKey
+from gateway.protocol.identity import NodeIdentity
+from gateway.protocol.party import Party
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

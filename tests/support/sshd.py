@@ -1,6 +1,6 @@
 """A real OpenSSH ``sshd`` on a free 127.0.0.1 port, for tests and benchmarks.
 
-The launcher itself ships with the gateway (``gateway.demo_sshd.LoopbackSshd``, also used
+The launcher itself ships with the gateway (``gateway.demo.sshd.LoopbackSshd``, also used
 by ``gateway demo``); this adds what tests need: installing openssh-server when it is
 missing, one client key with its options for ``open_transport``, the host key fingerprint,
 and OpenSSH's own ``sftp -b`` command line. Plain class, usable outside pytest::
@@ -20,8 +20,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import demo_sshd
-from gateway.demo_sshd import HOST, LoopbackSshd, make_ssh_key, write_known_hosts
+from gateway.demo import sshd as demo_sshd
+from gateway.demo.sshd import HOST, LoopbackSshd, make_ssh_key, write_known_hosts
 
 __all__ = ["SshServer", "SshdUnavailable", "find_sshd", "make_ssh_key", "write_known_hosts"]
 

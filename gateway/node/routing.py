@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from gateway.errors import RoutingError
-from gateway.party import PARTY_PATTERN
+from gateway.protocol.party import PARTY_PATTERN
 
 __all__ = [
     "PARTY_RE",

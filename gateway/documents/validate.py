@@ -13,10 +13,10 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.documents.issues import Issue, element_position, readable_path
+from gateway.documents.schemas import SchemaRegistry, default_registry, load_schema
+from gateway.documents.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 from gateway.errors import FileUnreadable, TooLarge, UnknownDocumentType, XmlError
-from gateway.issues import Issue, element_position, readable_path
-from gateway.schemas import SchemaRegistry, default_registry, load_schema
-from gateway.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 
 __all__ = ["Report", "validate_bytes", "validate_file", "validate_parsed"]
 

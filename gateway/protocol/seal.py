@@ -20,16 +20,6 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway import certs, cms
-from gateway.envelope import (
-    DEFAULT_MAX_ENVELOPE_BYTES,
-    Header,
-    ParsedEnvelope,
-    SealedContent,
-    parse_envelope,
-    take_sealed,
-    write_envelope,
-)
 from gateway.errors import (
     EnvelopeInvalid,
     HeaderMismatch,
@@ -38,8 +28,18 @@ from gateway.errors import (
     UnknownRecipient,
     UsageError,
 )
-from gateway.keystore import PartyDirectory
-from gateway.party import Party
+from gateway.protocol import certs, cms
+from gateway.protocol.envelope import (
+    DEFAULT_MAX_ENVELOPE_BYTES,
+    Header,
+    ParsedEnvelope,
+    SealedContent,
+    parse_envelope,
+    take_sealed,
+    write_envelope,
+)
+from gateway.protocol.identity import PartyDirectory
+from gateway.protocol.party import Party
 
 __all__ = [
     "OpenPolicy",
@@ -52,7 +52,7 @@ __all__ = [
     "seal",
 ]
 
-log = logging.getLogger("gateway.seal")
+log = logging.getLogger("gateway.protocol.seal")
 
 #: Sealed content up to this size is built once in memory; larger content is streamed
 #: twice (digest, then encrypt) so that memory stays near the envelope's own size.
@@ -60,7 +60,7 @@ _MATERIALIZE_LIMIT = 16 * 1024 * 1024
 
 
 class SenderKeys(Protocol):
-    """What sealing needs (a :class:`~gateway.keystore.NodeIdentity` has it)."""
+    """What sealing needs (a :class:`~gateway.node.keystore.NodeIdentity` has it)."""
 
     @property
     def party(self) -> Party: ...
@@ -73,7 +73,7 @@ class SenderKeys(Protocol):
 
 
 class RecipientKeys(Protocol):
-    """What opening needs (a :class:`~gateway.keystore.NodeIdentity` has it). When the
+    """What opening needs (a :class:`~gateway.node.keystore.NodeIdentity` has it). When the
     object also has ``decryption`` (:class:`RolloverKeys`, as a ``NodeIdentity`` does),
     those extra pairs are used too, each only for a recipient info naming its certificate."""
 
@@ -128,7 +128,7 @@ def seal(
     if header.from_party != sender.party:
         raise UsageError(f"header From is {header.from_party} but this node is {sender.party}")
     if header.service == "receipt":
-        raise UsageError("receipts are built with gateway.receipts.build_receipt")
+        raise UsageError("receipts are built with gateway.protocol.receipts.build_receipt")
     certs.check_key_usage(recipient_cert, "encrypt")
     certs.check_key(recipient_cert, "encrypt")
     certs.check_validity(recipient_cert, header.created, what="recipient certificate")

@@ -32,19 +32,17 @@ import contextlib
 import logging
 import os
 import stat
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from gateway import certs
-from gateway.cms import SigningKey
 from gateway.errors import (
     AlgorithmNotAllowed,
     CertificateExpired,
@@ -54,14 +52,14 @@ from gateway.errors import (
     KeyMaterialError,
     UsageError,
 )
-from gateway.party import Party, PartyInvalid
+from gateway.protocol import certs
+from gateway.protocol.cms import SigningKey
+from gateway.protocol.identity import NodeIdentity
+from gateway.protocol.party import Party, PartyInvalid
 
 __all__ = [
     "KeyEntry",
     "Keystore",
-    "NodeIdentity",
-    "PartyDirectory",
-    "StaticDirectory",
     "generate_node",
     "load_private_key",
     "private_key_bytes",
@@ -71,38 +69,6 @@ __all__ = [
 log = logging.getLogger("gateway.keys")
 
 SignAlgorithm = Literal["rsa", "ecdsa-p256"]
-
-
-@dataclass(frozen=True)
-class NodeIdentity:
-    """What this node signs and decrypts with."""
-
-    party: Party
-    signing_key: SigningKey
-    signing_cert: x509.Certificate
-    encryption_key: rsa.RSAPrivateKey
-    encryption_cert: x509.Certificate
-    chain: tuple[x509.Certificate, ...] = ()
-    #: Extra (key, certificate) pairs this node also decrypts with (``KEYS/decrypt/``):
-    #: the next encryption key during a rollover, or earlier ones. The main encryption key
-    #: is not repeated here.
-    decryption: tuple[tuple[rsa.RSAPrivateKey, x509.Certificate], ...] = ()
-
-
-class PartyDirectory(Protocol):
-    """Which certificates are registered to speak for a party."""
-
-    def certificates_for(self, party: Party) -> Sequence[x509.Certificate]: ...
-
-
-@dataclass(frozen=True)
-class StaticDirectory:
-    """A :class:`PartyDirectory` held in memory (tests, the ``open`` command)."""
-
-    entries: Mapping[Party, Sequence[x509.Certificate]] = field(default_factory=dict)
-
-    def certificates_for(self, party: Party) -> Sequence[x509.Certificate]:
-        return tuple(self.entries.get(party, ()))
 
 
 # --- private keys -------------------------------------------------------------------------

@@ -1,16 +1,16 @@
 """``gateway demo``: a small real gateway network on 127.0.0.1, a few realistic (synthetic)
 transactions through it, and a summary of what happened.
 
-:func:`run_demo` builds the network (:mod:`gateway.demo_network`: four ``gateway run``
+:func:`run_demo` builds the network (:mod:`gateway.demo.network`: four ``gateway run``
 processes, mutual-TLS HTTPS, SFTP through OpenSSH), drops the sample files into the
 outboxes the way a case system would (write to a temporary name, rename into place), waits
 for every receipt, verifies each stored receipt's signature again with
-:func:`gateway.receipts.verify_receipt`, checks the delivered bytes, stops the nodes, signs
+:func:`gateway.protocol.receipts.verify_receipt`, checks the delivered bytes, stops the nodes, signs
 an audit checkpoint and runs ``gateway audit verify`` on every node, and returns a
 :class:`DemoResult` (``ok`` only when every valid message was delivered with a verified
 receipt, the invalid one was rejected and every audit trail verifies).
 
-The messages (all synthetic, from :mod:`gateway.samples`):
+The messages (all synthetic, from :mod:`gateway.demo.samples`):
 
 1. California -> Texas: an interstate request (CSI/R/FRINF), relayed by the federal hub.
 2. Texas -> California: the answer (CSI/P/FSINF), dropped once the request has arrived.
@@ -41,16 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway import samples
-from gateway.audit import AuditLog
-from gateway.config import load_config
-from gateway.demo_network import DemoNetwork, DemoNode
+from gateway.demo import samples
+from gateway.demo.network import DemoNetwork, DemoNode
 from gateway.errors import GatewayError
-from gateway.nodekeys import load_node_keys
-from gateway.party import Party
-from gateway.receipts import verify_receipt
-from gateway.spool import Message, SqliteSpool
-from gateway.states import Direction, State
+from gateway.node.config import load_config
+from gateway.node.nodekeys import load_node_keys
+from gateway.protocol.party import Party
+from gateway.protocol.receipts import verify_receipt
+from gateway.store.audit import AuditLog
+from gateway.store.spool import Message, SqliteSpool
+from gateway.store.states import Direction, State
 
 __all__ = ["DemoResult", "Planned", "plan", "run_demo"]
 

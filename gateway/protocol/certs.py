@@ -17,7 +17,7 @@ registered self-signed certificates directly. The check is short and complete:
 - keys: RSA >= 2048 bits, or (signing only) ECDSA P-256.
 
 Which party a certificate speaks for is *not* decided here: that is registration
-(:mod:`gateway.keystore`), never subject names.
+(:mod:`gateway.node.keystore`), never subject names.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from gateway.errors import (
     CertificateUsageInvalid,
     FileUnreadable,
 )
-from gateway.party import Party, PartyInvalid
+from gateway.protocol.party import Party, PartyInvalid
 
 __all__ = [
     "MAX_DEPTH",

@@ -31,12 +31,12 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import ConfigError, XmlError
-from gateway.xmlsafe import parse_xml
 
 __all__ = ["GW_NS", "PYTHON_RULES", "RuleFailure", "RuleSet", "load_rules"]
 
-log = logging.getLogger("gateway.schemas")
+log = logging.getLogger("gateway.documents.schemas")
 
 # lxml ships ISO Schematron (the skeleton XSLTs) but lxml-stubs does not describe it.
 isoschematron: Any = importlib.import_module("lxml.isoschematron")

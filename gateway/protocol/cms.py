@@ -13,14 +13,15 @@
 
 ``asn1crypto`` supplies the small ASN.1 structures (names, algorithm parameters,
 attributes); ``cryptography`` does every primitive. The outer layers are written and read
-here with the minimal DER codec in :mod:`gateway.der`, so a 100 MB content is never copied per
-nesting level (asn1crypto copies the contents of every level it parses or dumps).
+here with the minimal DER codec in :mod:`gateway.protocol.der`, so a 100 MB content is
+never copied per nesting level (asn1crypto copies the contents of every level it parses or dumps).
 Content is passed as :class:`Content`: a length and a re-iterable stream of chunks.
 
 Errors: structure problems before decryption raise :class:`EnvelopeInvalid`; decryption
 problems :class:`DecryptionFailed`; anything wrong with the signed layer
 :class:`SignatureInvalid`; refused algorithms :class:`AlgorithmNotAllowed`. Certificate
-chain and registration checks are the caller's (:mod:`gateway.certs`, :mod:`gateway.seal`).
+chain and registration checks are the caller's (:mod:`gateway.protocol.certs`,
+:mod:`gateway.protocol.seal`).
 """
 
 from __future__ import annotations
@@ -44,8 +45,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as apad
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from gateway.certs import parse_der
-from gateway.der import (
+from gateway.errors import (
+    AlgorithmNotAllowed,
+    DecryptionFailed,
+    EnvelopeInvalid,
+    GatewayError,
+    SignatureInvalid,
+)
+from gateway.protocol.certs import parse_der
+from gateway.protocol.der import (
     CTX0,
     CTX0_PRIM,
     CTX1,
@@ -65,13 +73,6 @@ from gateway.der import (
     tlv,
     top,
 )
-from gateway.errors import (
-    AlgorithmNotAllowed,
-    DecryptionFailed,
-    EnvelopeInvalid,
-    GatewayError,
-    SignatureInvalid,
-)
 
 __all__ = [
     "BytesContent",
@@ -86,7 +87,7 @@ __all__ = [
     "verify",
 ]
 
-log = logging.getLogger("gateway.cms")
+log = logging.getLogger("gateway.protocol.cms")
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 #: A decryption key and the certificate that names it in recipient infos.
@@ -679,7 +680,7 @@ def verify(
     """Verify a ``ContentInfo``/``SignedData`` with one signer and attached ``id-data``
     content: message digest, signature, required signed attributes. The signer
     certificate comes from the structure (or ``extra_certificates``). Does not decide
-    whether the signer is trusted: see :func:`gateway.certs.validate_chain`."""
+    whether the signer is trusted: see :func:`gateway.protocol.certs.validate_chain`."""
     buf = memoryview(signed)
     try:
         kind, body = _content_info(buf)

@@ -11,7 +11,7 @@ preference, and records the outcome in one transaction with its audit events:
 - a ``Rejected`` receipt (HTTPS 4xx body or answer) -> ``failed`` with its error codes;
 - accepted without a receipt (SFTP upload, a relay's 202) -> ``sent``; the receipt arrives
   later through the inbound pipeline and :func:`apply_receipt` finishes the message;
-- a retryable failure -> ``retrying`` at a backoff time (:mod:`gateway.retry`), and the
+- a retryable failure -> ``retrying`` at a backoff time (:mod:`gateway.node.retry`), and the
   partner's breaker counts it; past the expiry or permanent -> ``failed``.
 
 A relay forwards the envelope unchanged (direction ``relay``) and any receipt the next hop
@@ -29,13 +29,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from gateway.config import Config, TransportConfig
-from gateway.documents import describe
-from gateway.envelope import Header, ParsedEnvelope
+from gateway.documents.describe import describe
+from gateway.documents.schemas import SchemaRegistry
+from gateway.documents.validate import validate_parsed
 from gateway.errors import (
     GatewayError,
     InputError,
@@ -45,23 +44,19 @@ from gateway.errors import (
     SecurityError,
     SenderMismatch,
 )
-from gateway.intake import Prepared, Preparer, Refused
-from gateway.party import Party
-from gateway.retry import BreakerBoard, after_failure
-from gateway.routing import decide
-from gateway.schemas import SchemaRegistry
-from gateway.seal import seal
-from gateway.spool import Message, NewMessage, Spool, Txn
-from gateway.states import Direction, IllegalTransition, State
-from gateway.validate import validate_parsed
+from gateway.node.config import Config, TransportConfig
+from gateway.node.intake import Prepared, Preparer, Refused
+from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
+from gateway.node.retry import BreakerBoard, after_failure
+from gateway.node.routing import decide
+from gateway.protocol.envelope import Header
+from gateway.protocol.party import Party
+from gateway.protocol.seal import seal
+from gateway.store.spool import Message, NewMessage, Spool, Txn
+from gateway.store.states import Direction, IllegalTransition, State
 from transports import Transport, TransportError, open_transport
 
-if TYPE_CHECKING:
-    from gateway.nodekeys import NodeKeys
-
 __all__ = [
-    "ReceiptCheck",
-    "ReceiptOutcome",
     "Sender",
     "TransportPool",
     "apply_receipt",
@@ -71,7 +66,7 @@ __all__ = [
     "wire_name",
 ]
 
-log = logging.getLogger("gateway.outbound")
+log = logging.getLogger("gateway.node.outbound")
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -160,24 +155,6 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
 def wire_name(message: Message) -> str:
     """The blob name on the wire: the envelope's MessageId (unique, safe characters)."""
     return f"{message.message_id}.xml"
-
-
-@dataclass(frozen=True)
-class ReceiptOutcome:
-    """A verified receipt, reduced to what the spool needs."""
-
-    delivered: bool
-    receipt_id: str
-    ref_to_message_id: str
-    errors: tuple[tuple[str, str], ...] = ()
-
-
-class ReceiptCheck(Protocol):
-    """Verify ``data`` as the receipt for ``message`` (signed by its ``to_party``, naming
-    its envelope digest); raise a :class:`SecurityError` when it is not one."""
-
-    def __call__(self, data: bytes, *, message: Message, now: datetime,
-                 parsed: ParsedEnvelope | None = None) -> ReceiptOutcome: ...
 
 
 def apply_receipt(txn: Txn, message: Message, data: bytes, outcome: ReceiptOutcome, *,

@@ -28,7 +28,7 @@ from lxml import etree
 
 __all__ = ["Issue", "complete_issues", "element_position", "lxml_issues", "readable_path"]
 
-log = logging.getLogger("gateway.schemas")
+log = logging.getLogger("gateway.documents.schemas")
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,9 @@
 The keystore reads files on every call; the pipelines need the same answers hundreds of
 times a second, so :class:`NodeKeys` takes a snapshot: this node's identity, the trust
 store, every registered partner certificate (as a
-:class:`~gateway.keystore.StaticDirectory`) and, per party, the encryption certificate to
+:class:`~gateway.protocol.identity.StaticDirectory`) and, per party, the encryption certificate to
 seal to. It also implements the outbound pipeline's receipt check with
-:func:`gateway.receipts.verify_receipt`.
+:func:`gateway.protocol.receipts.verify_receipt`.
 """
 
 from __future__ import annotations
@@ -14,20 +14,40 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from cryptography import x509
 
-from gateway import certs
-from gateway.config import Config
-from gateway.envelope import ParsedEnvelope
 from gateway.errors import CertificateExpired, CertificateUsageInvalid, KeyMaterialError
-from gateway.keystore import Keystore, NodeIdentity, StaticDirectory
-from gateway.outbound import ReceiptOutcome
-from gateway.party import Party
-from gateway.receipts import verify_receipt
-from gateway.spool import Message
+from gateway.node.config import Config
+from gateway.node.keystore import Keystore
+from gateway.protocol import certs
+from gateway.protocol.envelope import ParsedEnvelope
+from gateway.protocol.identity import NodeIdentity, StaticDirectory
+from gateway.protocol.party import Party
+from gateway.protocol.receipts import verify_receipt
+from gateway.store.spool import Message
 
-__all__ = ["NodeKeys", "load_node_keys"]
+__all__ = ["NodeKeys", "ReceiptCheck", "ReceiptOutcome", "load_node_keys"]
+
+
+@dataclass(frozen=True)
+class ReceiptOutcome:
+    """A verified receipt, reduced to what the spool needs."""
+
+    delivered: bool
+    receipt_id: str
+    ref_to_message_id: str
+    errors: tuple[tuple[str, str], ...] = ()
+
+
+class ReceiptCheck(Protocol):
+    """Verify ``data`` as the receipt for ``message`` (signed by its ``to_party``, naming
+    its envelope digest); raise a :class:`SecurityError` when it is not one."""
+
+    def __call__(self, data: bytes, *, message: Message, now: datetime,
+                 parsed: ParsedEnvelope | None = None) -> ReceiptOutcome: ...
+
 
 
 @dataclass(frozen=True)
@@ -54,7 +74,7 @@ class NodeKeys:
 
     def check_receipt(self, data: bytes, *, message: Message, now: datetime,
                       parsed: ParsedEnvelope | None = None) -> ReceiptOutcome:
-        """:class:`~gateway.outbound.ReceiptCheck` over ``verify_receipt``."""
+        """:class:`ReceiptCheck` over ``verify_receipt``."""
         verified = verify_receipt(
             data, expected_signer=Party.parse(message.to_party or ""),
             sent_envelope_digest=message.envelope_digest or "", trust=self.trust,

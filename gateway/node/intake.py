@@ -6,7 +6,7 @@ ignored, and either its size, mtime and inode are unchanged across two polls
 :func:`ready_files` is that decision, pure.
 
 For each ready file the scanner reads it, asks the *preparer* (validate, route, seal: see
-:mod:`gateway.outbound`) what to do, and records the outcome in one spool transaction
+:mod:`gateway.node.outbound`) what to do, and records the outcome in one spool transaction
 keyed by an *intake key* (outbox, name, inode, size, mtime): the key is unique, so when
 several scanners race for the same file exactly one records it, and a rescan after a crash
 recognises a file that was already recorded. Only after that commit is the file removed
@@ -28,11 +28,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.config import IntakeConfig, OutboxConfig
 from gateway.errors import Duplicate, GatewayError, SpoolError
-from gateway.fsutil import durable_move, durable_write, fsync_dir, is_temporary_name, read_file
-from gateway.spool import Message, NewMessage, Spool
-from gateway.states import Direction, State
+from gateway.node.config import IntakeConfig, OutboxConfig
+from gateway.store.fsutil import (
+    durable_move,
+    durable_write,
+    fsync_dir,
+    is_temporary_name,
+    read_file,
+)
+from gateway.store.spool import Message, NewMessage, Spool
+from gateway.store.states import Direction, State
 
 __all__ = [
     "FileSeen",
@@ -49,7 +55,7 @@ __all__ = [
     "write_rejected_copy",
 ]
 
-log = logging.getLogger("gateway.intake")
+log = logging.getLogger("gateway.node.intake")
 
 MARKER = ".ready"
 ERROR_SUFFIX = ".error.json"

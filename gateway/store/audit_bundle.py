@@ -35,8 +35,9 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from gateway.audit import AuditLog
-from gateway.audit_chain import (
+from gateway.errors import AuditError, AuditTampered, UsageError
+from gateway.store.audit import AuditLog
+from gateway.store.audit_chain import (
     FIELDS,
     ChainWalker,
     Checkpoint,
@@ -46,8 +47,7 @@ from gateway.audit_chain import (
     format_time,
     parse_time,
 )
-from gateway.errors import AuditError, AuditTampered, UsageError
-from gateway.fsutil import fsync_dir, temp_name
+from gateway.store.fsutil import fsync_dir, temp_name
 
 __all__ = ["BUNDLE_FORMAT", "ExportSummary", "bundle_checkpoints", "export_bundle",
            "verify_bundle"]

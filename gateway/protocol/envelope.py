@@ -25,10 +25,10 @@ from typing import BinaryIO
 
 from lxml import etree
 
+from gateway.documents.schemas import default_registry
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import EnvelopeInvalid, SchemaInvalid, TooLarge, XmlError
-from gateway.party import Party, PartyInvalid
-from gateway.schemas import default_registry
-from gateway.xmlsafe import parse_xml
+from gateway.protocol.party import Party, PartyInvalid
 
 __all__ = [
     "DEFAULT_MAX_ENVELOPE_BYTES",

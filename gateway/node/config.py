@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
-from gateway.routing import RoutingTable, build_table, valid_party
+from gateway.node.routing import RoutingTable, build_table, valid_party
 
 __all__ = [
     "AuditConfig",

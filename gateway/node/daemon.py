@@ -26,25 +26,25 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway import certs
-from gateway.audit import AuditLog, retention_cutoff
-from gateway.audit_chain import KeySigner
-from gateway.config import Config, check_files
+from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import ConfigError, GatewayError
-from gateway.inbound import Inbound
-from gateway.intake import OutboxScanner, failure_report, write_rejected_copy
-from gateway.nodekeys import NodeKeys, load_node_keys
-from gateway.outbound import Sender, TransportPool, make_preparer
+from gateway.node.config import Config, check_files
+from gateway.node.inbound import Inbound
+from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
+from gateway.node.nodekeys import NodeKeys, load_node_keys
+from gateway.node.outbound import Sender, TransportPool, make_preparer
+from gateway.node.retry import BreakerBoard
+from gateway.protocol import certs
 from gateway.resources import xsd_root
-from gateway.retry import BreakerBoard
-from gateway.schemas import SchemaRegistry
-from gateway.spool import SqliteSpool
-from gateway.states import PENDING, Direction, State
+from gateway.store.audit import AuditLog, retention_cutoff
+from gateway.store.audit_chain import KeySigner
+from gateway.store.spool import SqliteSpool
+from gateway.store.states import PENDING, Direction, State
 from transports import Transport, TransportError, open_transport
 
 __all__ = ["Gateway", "run", "utcnow"]
 
-log = logging.getLogger("gateway.daemon")
+log = logging.getLogger("gateway.node.daemon")
 
 
 def utcnow() -> datetime:

@@ -7,7 +7,7 @@ the sealed or received envelope, receipts, error reports) are BLOBs in the same 
 so storing a payload and changing a state commit together.
 
 Every state change goes through :meth:`Txn.transition` (or :meth:`Txn.insert`), which
-checks the change against :mod:`gateway.states` (an illegal one raises) and appends the
+checks the change against :mod:`gateway.store.states` (an illegal one raises) and appends the
 matching audit event in the same transaction (:func:`_audit_sink`). Claims are
 ``UPDATE ... WHERE id=? AND state=?`` inside a write transaction, so two workers can never
 both win.
@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.audit import AuditEvent, AuditLog
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
-from gateway.states import Direction, IllegalTransition, State, audit_code
+from gateway.store.audit import AuditEvent, AuditLog
+from gateway.store.states import Direction, IllegalTransition, State, audit_code
 
 __all__ = [
     "Message",
@@ -42,7 +42,7 @@ __all__ = [
     "to_epoch",
 ]
 
-log = logging.getLogger("gateway.spool")
+log = logging.getLogger("gateway.store.spool")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -156,7 +156,7 @@ class NewMessage:
 
 class _AuditSink:
     """Writes audit events (and receipt bytes) into the connection's current transaction
-    through :class:`gateway.audit.AuditLog`, so each commits with its spool change."""
+    through :class:`gateway.store.audit.AuditLog`, so each commits with its spool change."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn

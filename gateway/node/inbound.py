@@ -36,9 +36,9 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
-from gateway.config import Config
-from gateway.documents import describe
-from gateway.envelope import Header, ParsedEnvelope, parse_envelope
+from gateway.documents.describe import describe
+from gateway.documents.schemas import SchemaRegistry
+from gateway.documents.validate import validate_parsed
 from gateway.errors import (
     Duplicate,
     GatewayError,
@@ -49,22 +49,22 @@ from gateway.errors import (
     TooLarge,
     UnknownRecipient,
 )
-from gateway.fsutil import commit_temp, write_temp
-from gateway.nodekeys import NodeKeys
-from gateway.outbound import apply_receipt, safe_token
-from gateway.receipts import build_receipt
-from gateway.routing import decide
-from gateway.schemas import SchemaRegistry
-from gateway.seal import OpenPolicy, open_parsed
-from gateway.spool import Message, NewMessage, Spool, Txn
-from gateway.states import Direction, IllegalTransition, State
-from gateway.validate import validate_parsed
+from gateway.node.config import Config
+from gateway.node.nodekeys import NodeKeys
+from gateway.node.outbound import apply_receipt, safe_token
+from gateway.node.routing import decide
+from gateway.protocol.envelope import Header, ParsedEnvelope, parse_envelope
+from gateway.protocol.receipts import build_receipt
+from gateway.protocol.seal import OpenPolicy, open_parsed
+from gateway.store.fsutil import commit_temp, write_temp
+from gateway.store.spool import Message, NewMessage, Spool, Txn
+from gateway.store.states import Direction, IllegalTransition, State
 from transports import Transport, TransportError
 from transports.base import PeerInfo
 
 __all__ = ["Answer", "Inbound", "inbox_name"]
 
-log = logging.getLogger("gateway.inbound")
+log = logging.getLogger("gateway.node.inbound")
 
 HTTPS, PULL = "https", "pull"
 

@@ -12,7 +12,7 @@ codes start at 01), so it can never collide with a real agency, and the protocol
 pattern (``fips:[0-9]{7}``) admits it. It only ever appears in envelopes, certificates and
 configuration: the hub authors no business document (whose FIPS type excludes ``00``).
 
-Each node gets a real key directory from :func:`gateway.keystore.generate_node` (3072-bit
+Each node gets a real key directory from :func:`gateway.node.keystore.generate_node` (3072-bit
 RSA signing and encryption keys under a node CA) and registers the certificates of the
 parties it exchanges messages with, as an operator would with ``gateway keys
 import-partner``. The HTTPS links use mutual TLS with certificates from one demo TLS CA.
@@ -42,11 +42,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.certs import load_certificates_file
-from gateway.demo_sshd import DemoSshd, find_sshd
+from gateway.demo.sshd import DemoSshd, find_sshd
 from gateway.errors import DemoFailed, GatewayError, UsageError
-from gateway.keystore import Keystore, generate_node
-from gateway.party import Party
+from gateway.node.keystore import Keystore, generate_node
+from gateway.protocol.certs import load_certificates_file
+from gateway.protocol.party import Party
 
 __all__ = ["DemoNetwork", "DemoNode", "Link", "NodeFolders"]
 

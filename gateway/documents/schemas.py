@@ -2,15 +2,15 @@
 
 Every ``*.xsd`` under the registry's roots is indexed by its target namespace and global
 element names; a document is validated by the schema file that declares its root, then by
-the Schematron rules next to it (``foo.sch``, see :mod:`gateway.schematron`). Operators add
-schema sets (a directory and its entry XSD) with :meth:`SchemaRegistry.add_set`.
+the Schematron rules next to it (``foo.sch``, see :mod:`gateway.documents.schematron`).
+Operators add schema sets (a directory and its entry XSD) with :meth:`SchemaRegistry.add_set`.
 
 Schemas are compiled once and cached. Schema files (and everything they import or include)
 are read through the hardened parser; imports resolve from local files only: a network
 ``schemaLocation`` is refused with a :class:`~gateway.errors.ConfigError`.
 
 Issues are value-free: libxml2's messages quote the offending value, so every message is
-rewritten (:mod:`gateway.issues`); paths are readable (``/InterstateTransaction/
+rewritten (:mod:`gateway.documents.issues`); paths are readable (``/InterstateTransaction/
 Participant[2]/SSN``) and columns point at the element's start tag when the source bytes
 are known.
 """
@@ -28,17 +28,17 @@ from urllib.parse import unquote, urlparse
 
 from lxml import etree
 
-from gateway.errors import ConfigError, SchemaInvalid, UnknownDocumentType, XmlError
-from gateway.issues import (
+from gateway.documents.issues import (
     Issue,
     complete_issues,
     element_position,
     lxml_issues,
     readable_path,
 )
+from gateway.documents.schematron import PYTHON_RULES, RuleFailure, RuleSet, load_rules
+from gateway.documents.xmlsafe import parse_xml
+from gateway.errors import ConfigError, SchemaInvalid, UnknownDocumentType, XmlError
 from gateway.resources import xsd_root
-from gateway.schematron import PYTHON_RULES, RuleFailure, RuleSet, load_rules
-from gateway.xmlsafe import parse_xml
 
 __all__ = [
     "CompiledSchema",
@@ -51,7 +51,7 @@ __all__ = [
     "registry_with_sets",
 ]
 
-log = logging.getLogger("gateway.schemas")
+log = logging.getLogger("gateway.documents.schemas")
 
 XS = "http://www.w3.org/2001/XMLSchema"
 SCHEMA_MAX_BYTES = 10 * 1024 * 1024
@@ -204,7 +204,7 @@ class SchemaRegistry:
                  *, extra_sets: Iterable[Any] = ()) -> None:
         """``roots``: directories whose ``*.xsd`` are indexed. ``extra_sets``: operator
         schema sets, each a :class:`SchemaSet`, a ``(directory, entry)`` pair or any object
-        with ``directory`` and ``entry`` attributes (``gateway.config.SchemaSet``)."""
+        with ``directory`` and ``entry`` attributes (``gateway.node.config.SchemaSet``)."""
         self._index: dict[tuple[str, str], Path] = {}
         self._compiled: dict[tuple[str, str], CompiledSchema] = {}
         for root in roots:

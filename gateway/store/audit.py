@@ -37,7 +37,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from gateway.audit_chain import (
+from gateway.errors import AuditError, AuditTampered
+from gateway.store.audit_chain import (
     FIELDS,
     GENESIS_HASH,
     ChainWalker,
@@ -56,7 +57,6 @@ from gateway.audit_chain import (
     parse_time,
     verify_checkpoint_signature,
 )
-from gateway.errors import AuditError, AuditTampered
 
 __all__ = [
     "DEFAULT_CHECKPOINT_INTERVAL",
@@ -77,7 +77,7 @@ __all__ = [
     "retention_cutoff",
 ]
 
-log = logging.getLogger("gateway.audit")
+log = logging.getLogger("gateway.store.audit")
 
 DEFAULT_KEEP = timedelta(days=7 * 365 + 2)  # seven years, leap days included
 DEFAULT_CHECKPOINT_INTERVAL = timedelta(hours=1)

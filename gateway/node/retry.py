@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from gateway.config import BreakerPolicy, RetryPolicy
+from gateway.node.config import BreakerPolicy, RetryPolicy
 
 __all__ = [
     "Breaker",

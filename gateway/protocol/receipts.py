@@ -20,16 +20,8 @@ from typing import Literal
 from cryptography import x509
 from lxml import etree
 
-from gateway import certs, cms
-from gateway.envelope import (
-    DEFAULT_MAX_ENVELOPE_BYTES,
-    Header,
-    ParsedEnvelope,
-    format_time,
-    parse_envelope,
-    parse_time,
-    write_envelope,
-)
+from gateway.documents.schemas import default_registry
+from gateway.documents.xmlsafe import parse_xml, tostring
 from gateway.errors import (
     EnvelopeInvalid,
     GatewayError,
@@ -38,10 +30,18 @@ from gateway.errors import (
     UsageError,
     XmlError,
 )
-from gateway.keystore import NodeIdentity, PartyDirectory
-from gateway.party import Party, PartyInvalid
-from gateway.schemas import default_registry
-from gateway.xmlsafe import parse_xml, tostring
+from gateway.protocol import certs, cms
+from gateway.protocol.envelope import (
+    DEFAULT_MAX_ENVELOPE_BYTES,
+    Header,
+    ParsedEnvelope,
+    format_time,
+    parse_envelope,
+    parse_time,
+    write_envelope,
+)
+from gateway.protocol.identity import NodeIdentity, PartyDirectory
+from gateway.protocol.party import Party, PartyInvalid
 
 __all__ = ["NS", "VerifiedReceipt", "build_receipt", "verify_receipt"]
 
