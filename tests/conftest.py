@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
+FIXTURES = REPO / "tests" / "fixtures"
 
 # Machines here are small and shared: correctness, not speed, is what tests check.
 settings.register_profile(
@@ -27,7 +27,6 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"shared/ not found beside the repository at {SHARED}")
-    return SHARED
+def fixtures_dir() -> Path:
+    """Third-party test material, each folder with its provenance and licence."""
+    return FIXTURES

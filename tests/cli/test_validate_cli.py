@@ -68,8 +68,8 @@ def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert result[2]["errors"][0]["code"] == "FileUnreadable"
 
 
-def test_explicit_schema(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    etsi = shared_dir / "fixtures" / "etsi-rem"
+def test_explicit_schema(fixtures_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    etsi = fixtures_dir / "etsi-rem"
     documents = sorted(str(p) for p in (etsi / "documents").glob("*.xml"))
     assert main(["validate", "--schema", str(etsi / "schema" / "TS102640_v2.xsd"),
                  *documents]) == 1
@@ -78,10 +78,10 @@ def test_explicit_schema(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -
     assert {m["file"] for m in map(LINE.match, lines) if m} == set(documents)
 
 
-def test_explicit_schema_not_matching_root(tmp_path: Path, shared_dir: Path,
+def test_explicit_schema_not_matching_root(tmp_path: Path, fixtures_dir: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     doc = write(tmp_path, "t.xml", samples.status_report())
-    xsd = shared_dir / "fixtures" / "etsi-rem" / "schema" / "TS102640_v2.xsd"
+    xsd = fixtures_dir / "etsi-rem" / "schema" / "TS102640_v2.xsd"
     assert main(["validate", "--schema", str(xsd), doc]) == 1
     assert "SchemaUnknownRoot" in capsys.readouterr().out
 
@@ -150,9 +150,9 @@ def test_console_script(repo_root: Path, tmp_path: Path) -> None:
     assert "666" not in proc.stdout.split(": SchemaPattern: ")[1]
 
 
-def test_operator_schema_set_from_configuration(tmp_path: Path, shared_dir: Path,
+def test_operator_schema_set_from_configuration(tmp_path: Path, fixtures_dir: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    etsi = shared_dir / "fixtures" / "etsi-rem"
+    etsi = fixtures_dir / "etsi-rem"
     config = tmp_path / "gw.toml"
     config.write_text(
         '[node]\nparty = "fips:0600000"\n\n[[schema_sets]]\n'

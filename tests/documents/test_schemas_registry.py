@@ -68,12 +68,12 @@ def test_compiled_once() -> None:
     assert load_schema(path) is load_schema(path.parent / ".." / "interstate" / path.name)
 
 
-def test_operator_set_etsi(shared_dir: Path) -> None:
-    etsi = shared_dir / "fixtures" / "etsi-rem" / "schema"
+def test_operator_set_etsi(fixtures_dir: Path) -> None:
+    etsi = fixtures_dir / "etsi-rem" / "schema"
     registry = SchemaRegistry([xsd_root()], extra_sets=[(etsi, Path("TS102640_v2.xsd"))])
     assert registry.schema_path(ETSI_NS, "SubmissionAcceptanceRejection") == \
         etsi / "TS102640_v2.xsd"
-    document = shared_dir / "fixtures" / "etsi-rem" / "documents" / "submission-acceptance-3.xml"
+    document = fixtures_dir / "etsi-rem" / "documents" / "submission-acceptance-3.xml"
     data = document.read_bytes()
     issues = registry.issues(parse_xml(data), data=data)
     assert [i.line for i in issues] == [35, 45, 54]
@@ -89,15 +89,15 @@ class _ConfigSet:
         self.entry = entry
 
 
-def test_sets_from_config_objects(shared_dir: Path) -> None:
-    etsi = shared_dir / "fixtures" / "etsi-rem" / "schema"
+def test_sets_from_config_objects(fixtures_dir: Path) -> None:
+    etsi = fixtures_dir / "etsi-rem" / "schema"
     registry = registry_with_sets([_ConfigSet(etsi, etsi / "TS102640_v2.xsd")])
     assert registry.schema_path(ETSI_NS, "SubmissionAcceptanceRejection").name == \
         "TS102640_v2.xsd"
 
 
-def test_set_without_entry_indexes_directory(tmp_path: Path, shared_dir: Path) -> None:
-    etsi = shared_dir / "fixtures" / "etsi-rem" / "schema"
+def test_set_without_entry_indexes_directory(tmp_path: Path, fixtures_dir: Path) -> None:
+    etsi = fixtures_dir / "etsi-rem" / "schema"
     copy = tmp_path / "etsi"
     shutil.copytree(etsi, copy)
     registry = SchemaRegistry([])

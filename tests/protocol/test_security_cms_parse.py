@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.errors import AlgorithmNotAllowed, DecryptionFailed, EnvelopeInvalid, SignatureInvalid
 from gateway.protocol import cms
+from gateway.protocol.cms import common as cms_common
 from gateway.protocol.certs import der
 from gateway.protocol.der import CTX0, CTX1, OCTETS, SEQ, SET, integer, oid, tlv
 from tests.support.security import issue, spare_rsa_key
@@ -212,7 +213,7 @@ def test_malformed_signer_info_is_refused(signer, cut: str) -> None:  # type: ig
 
 def test_time_values_agree_with_asn1crypto() -> None:
     """The direct DER time reading gives what asn1crypto gives, on both forms."""
-    from gateway.protocol.cms import _signing_time
+    from gateway.protocol.cms.signed import _signing_time
     from gateway.protocol.der import read
 
     for value in (datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), NOW,
@@ -226,7 +227,7 @@ def test_time_values_agree_with_asn1crypto() -> None:
 
 # --- AuthEnvelopedData, read the same way ---------------------------------------------------
 
-OAEP_SHA256 = cms._algorithm_der("rsaes_oaep")
+OAEP_SHA256 = cms_common._algorithm_der("rsaes_oaep")
 
 
 def auth_enveloped(recipient: x509.Certificate, *, nonce_params: bytes | None = None,

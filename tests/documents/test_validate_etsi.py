@@ -49,8 +49,8 @@ EXPECTED: dict[str, list[tuple[int, int, str, str]]] = {
 
 
 @pytest.fixture(scope="module")
-def etsi(shared_dir: Path) -> Path:
-    return shared_dir / "fixtures" / "etsi-rem"
+def etsi(fixtures_dir: Path) -> Path:
+    return fixtures_dir / "etsi-rem"
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
