@@ -16,6 +16,7 @@ from gateway.documents.csenet import Record, Transaction, check, decode, encode_
 from gateway.documents.csenet.layout import record_spec
 from gateway.documents.csenet.records import format_field, read_field
 from gateway.documents.csenet.table import rows
+from gateway.documents.csenet.xmlform import from_xml, to_xml
 
 TODAY = dt.date(2026, 12, 4)
 FREE = re.compile(r"Line-2|City$|Middle|Suffix|Marks|Occupation|Insurance|Licenses|"
@@ -85,3 +86,12 @@ def test_typed_values_round_trip(day: dt.date, moment: dt.time, cents: int) -> N
     text = format_field(money, amount)
     assert len(text) == 12
     assert read_field(money, text) == amount
+
+
+@given(transactions())
+def test_csenet_xml_csenet_is_byte_identical(txn: Transaction) -> None:
+    data = txn.to_bytes()
+    xml = to_xml(decode(data))
+    back = from_xml(xml)
+    assert back.to_bytes() == data
+    assert to_xml(back) == xml

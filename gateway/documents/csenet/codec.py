@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
@@ -39,6 +40,7 @@ __all__ = [
     "NEWLINES",
     "Checked",
     "Framing",
+    "HeaderKind",
     "Line",
     "check_file",
     "decode",
@@ -84,8 +86,14 @@ def _issue(position: int, rule: str, message: str, *, block: str = "file", field
     return CsenetIssue(position, block, field, columns, rule, message)
 
 
+_NOT_PRINTABLE = re.compile(rb"[^\x20-\x7e]")
+
+
 def _printable_issue(data: bytes, position: int) -> CsenetIssue | None:
-    for index, byte in enumerate(data):
+    found = _NOT_PRINTABLE.search(data)
+    if found is None:
+        return None
+    for index, byte in enumerate(data[found.start():], found.start()):
         if byte < 0x20 or byte > 0x7E:
             what = "a carriage return inside the line" if byte == 0x0D else \
                 "a control character" if byte < 0x20 or byte == 0x7F else "a non-ASCII byte"

@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from decimal import Decimal
+from functools import cache
 
 from gateway.documents.csenet.issues import CsenetIssue
-from gateway.documents.csenet.layout import BLOCK_RECORDS, FieldSpec
+from gateway.documents.csenet.layout import BLOCK_RECORDS, FieldSpec, record_spec
 from gateway.documents.csenet.records import (
     HeaderToServer,
     Record,
@@ -49,7 +50,6 @@ RESERVED: dict[str, frozenset[str]] = {
 # Values the IGD adds in brackets to a field's comment (a later release) beside its list.
 EXTRA_VALUES: dict[tuple[str, str], frozenset[str]] = {
     ("participant", "Dependent-Paternity-Status"): frozenset("123456"),
-    ("header-to-server", "Overdue-Ind"): frozenset(),
 }
 NEGATIVE_ALLOWED = frozenset({("order", "Order-Arrears-Total-Amount")})
 
@@ -137,27 +137,46 @@ def _blank(spec: FieldSpec, text: str) -> bool:
     return not text.strip() or (spec.kind == "date" and set(text) <= {"0"})
 
 
+@cache
+def _plan(name: str) -> tuple[tuple[FieldSpec, str], ...]:
+    """The fields of a record that any field rule concerns, each with what to check:
+    ``reserved``, ``required`` or ``type`` (free text with no list is never looked at)."""
+    spec = record_spec(name)
+    required = UNCONDITIONAL.get(name, frozenset())
+    reserved = RESERVED.get(name, frozenset())
+    plan = []
+    for fspec in spec.fields:
+        if fspec.key == "Overdue-Ind":
+            continue  # checked on its own: "must be 0"
+        if fspec.key in reserved:
+            plan.append((fspec, "reserved"))
+        elif fspec.key in required:
+            plan.append((fspec, "required"))
+        elif fspec.numeric or fspec.values:
+            plan.append((fspec, "type"))
+    return tuple(plan)
+
+
 def check_fields(record: Record) -> Iterable[tuple[str, str, str]]:
     """(field key, rule, message) for each field of a record that breaks its type, list,
     unconditional "required" mark or reserved rule."""
-    name = record.RECORD
-    required = UNCONDITIONAL.get(name, frozenset())
-    reserved = RESERVED.get(name, frozenset())
-    for spec, text in record.items():
-        if spec.key in reserved:
+    text_all = record.text
+    for spec, what in _plan(record.RECORD):
+        text = text_all[spec.offset:spec.offset + spec.length]
+        if what == "reserved":
             if text.strip() and not (spec.numeric and set(text) <= {"0"}):
                 yield spec.key, "field.reserved", "reserved: must be blank"
             continue
-        if spec.key in required and _blank(spec, text):
+        if what == "required" and _blank(spec, text):
             yield spec.key, "field.required", "required"
             continue
         problem = _field_issue(spec, text)
         if problem is not None:
             yield spec.key, *problem
-    if name == "header-to-server" and record.raw("Overdue-Ind") not in ("0", " "):
+    if record.RECORD == "header-to-server" and record.raw("Overdue-Ind") not in ("0", " "):
         yield "Overdue-Ind", "field.reserved", "must be 0"
     for column in record.spec().gaps:
-        if record.text[column - 1] != " ":
+        if text_all[column - 1] != " ":
             yield "-", "field.gap", f"column {column} separates two fields and must be blank"
 
 

@@ -85,6 +85,8 @@ _RULES = (
     ("information.new-case-id", "GB24", "New-Case-ID is required here"),
     ("information.text", "GB25", "the information text this transaction needs is blank"),
     ("information.gstai", "GB26", "MSC P GSTAI's interest figures are not as the IGD says"),
+    # the XML form
+    ("xml.form", "GX01", "the XML does not map onto the CSENet layout"),
 )
 
 RULES: dict[str, Rule] = {rid: Rule(rid, code, summary) for rid, code, summary in _RULES}

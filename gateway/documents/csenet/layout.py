@@ -70,11 +70,10 @@ class FieldSpec:
     values: tuple[str, ...]
     kind: str          # date, time, money, count, digits, text
     rule: str = field(repr=False, compare=False, default="")
+    offset: int = field(init=False, repr=False, compare=False)   # 0-based, within the record
 
-    @property
-    def offset(self) -> int:
-        """0-based offset within the record."""
-        return self.start - 1
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "offset", self.start - 1)
 
     @property
     def end(self) -> int:
@@ -96,10 +95,18 @@ class RecordSpec:
     gaps: tuple[int, ...]
 
     def field(self, key: str) -> FieldSpec:
-        for spec in self.fields:
-            if spec.key == key:
-                return spec
-        raise KeyError(f"{self.name} has no field {key}")
+        try:
+            return self._by_key[key]
+        except KeyError:
+            raise KeyError(f"{self.name} has no field {key}") from None
+
+    @property
+    def _by_key(self) -> dict[str, FieldSpec]:
+        index: dict[str, FieldSpec] | None = self.__dict__.get("_index")
+        if index is None:
+            index = {spec.key: spec for spec in self.fields}
+            object.__setattr__(self, "_index", index)
+        return index
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -175,6 +175,11 @@ class Record:
         return f"<{type(self).__name__} {len(self.text)} bytes>"
 
 
+def _party(fips: str) -> str:
+    sub = fips[5:7] if fips[5:7].isdigit() else "00"
+    return f"fips:{fips[:5]}{sub}"
+
+
 class Header(Record):
     """What both headers share (columns 1-96): routing, the transaction's key and the
     block indicators."""
@@ -188,6 +193,17 @@ class Header(Record):
     @property
     def other_fips(self) -> str:
         return self.text[7:14]
+
+    @property
+    def sender(self) -> str:
+        """The sending agency as a party (``fips:SSCCCLL``; a sub-code that is not two
+        digits counts as ``00``)."""
+        return _party(self.text[0:7])
+
+    @property
+    def destination(self) -> str:
+        """The agency the transaction is for (Other-FIPS) as a party, as :attr:`sender`."""
+        return _party(self.text[7:14])
 
     @property
     def version(self) -> str:
