@@ -659,3 +659,26 @@ def test_copy_that_loses_the_race_leaves_no_file_and_gets_the_receipt(
     assert answer.body == gw_a.spool.payload(out.id, "receipt")
     assert [p.name for p in b.inbox.iterdir()] == [f"InterstateTransaction-{out.message_id}.xml"]
     assert len(gw_b.spool.select(direction=Direction.IN)) == 1
+
+
+UNREADABLE = {
+    "empty": b"",
+    "garbage": b"\x00\x01 not xml at all",
+    "doctype": b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY e "x">]>\n<Envelope>&e;</Envelope>',
+    "not an envelope": b'<?xml version="1.0"?>\n<Note xmlns="urn:x">hello</Note>',
+}
+
+
+@pytest.mark.parametrize("body", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_unreadable_input_gets_a_bare_400_and_is_recorded(
+        tmp_path: Path, key_cache: Path, net: Net, body: bytes) -> None:
+    """As docs/protocol.md says: no receipt for what is not a readable envelope (no
+    MessageId to refer to, no verified sender to sign for), but a rejected record."""
+    two_nodes(tmp_path, key_cache, net)
+    gw_b = net.nodes["b"]
+    answer = gw_b.inbound.accept(body, channel="https")
+    assert (answer.status, answer.body) == (400, b"")
+    [record] = gw_b.spool.select(direction=Direction.IN)
+    assert record.state is State.REJECTED
+    assert record.error_code in {"EnvelopeInvalid", "XmlForbidden", "XmlMalformed",
+                                 "SchemaInvalid", "EncodingInvalid"}
