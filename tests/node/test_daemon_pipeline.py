@@ -365,7 +365,8 @@ def test_copy_written_before_its_record_is_removed_at_restart(
         gw_b.pull()
     monkeypatch.undo()
     left = [p.name for p in b.inbox.iterdir()]
-    assert len(left) == 1 and left[0].endswith(".tmp")
+    assert len(left) == 1
+    assert left[0].endswith(".tmp")
     assert gw_b.recover()["temporary_files"] == 1
     assert list(b.inbox.iterdir()) == []
     [event] = [e.event for e in AuditLog(sqlite3.connect(b.root / "spool/gateway.db"))

@@ -104,6 +104,9 @@ def test_orphaned_temps_are_those_of_dead_writers_no_record_names(tmp_path: Path
         sorted([orphan.name, legacy.name])
     assert sorted(remove_orphaned_temps(tmp_path, keep={named.name})) == \
         sorted([orphan.name, legacy.name])
-    assert not orphan.exists() and not legacy.exists()
-    assert named.exists() and mine.exists() and state_system.exists()
+    assert not orphan.exists()
+    assert not legacy.exists()
+    assert named.exists()
+    assert mine.exists()
+    assert state_system.exists()
     assert orphaned_temps(tmp_path / "missing") == []
