@@ -9,6 +9,7 @@ each filled so every conditional edit is met. Every value is synthetic and obvio
 from __future__ import annotations
 
 import datetime as dt
+import random
 from decimal import Decimal
 
 from gateway.documents.csenet.records import (
@@ -24,7 +25,7 @@ from gateway.documents.csenet.records import (
 )
 from gateway.documents.csenet.table import TableRow, lookup
 
-__all__ = ["blocks_needed", "case_block", "transaction", "transaction_for"]
+__all__ = ["blocks_needed", "case_block", "transaction", "transaction_for", "varied"]
 
 DAY = dt.timedelta(days=1)
 
@@ -182,6 +183,44 @@ def transaction_for(row: TableRow, *, today: dt.date, serial: int = 1,
         _information(row, today, serial) if counts["information"] else None,
     )
     return txn.with_counts()
+
+
+def varied(function: str, action: str, reason: str = "", *, on: dt.date, seed: int,
+           local_fips: str, other_fips: str, counts: dict[str, int],
+           case_id: str | None = None, serial: int | None = None,
+           information_lines: int = 1, given: tuple[str, ...] = ("ALPHA",)) -> Transaction:
+    """A transaction dated ``on`` with exactly ``counts`` blocks (any the table and header
+    rules need are added), synthetic values varied by ``seed`` (names, SSNs in the
+    advertising range, case IDs, amounts); ``function/action/reason`` need not be a row of
+    the table (invalid samples start from one)."""
+    rng = random.Random(seed)  # noqa: S311 (synthetic data: reproducible, not secret)
+    row = lookup(function, action, reason) or TableRow(function, action, reason, "", ())
+    need = blocks_needed(row)
+    extra = {name: max(0, counts.get(name, need[name]) - need[name]) for name in need}
+    number = serial if serial is not None else rng.randrange(1, 10**12)
+    txn = transaction_for(row, today=on + DAY, serial=number, local_fips=local_fips,
+                          other_fips=other_fips, extra=extra)
+    header = txn.header.replace({
+        "Case-ID": case_id or f"TST{rng.randrange(10**12):012d}",
+        "Other-Case-ID": f"OTH{rng.randrange(10**12):012d}"})
+    ncp = txn.ncp_identification
+    if ncp is not None:
+        ncp = ncp.replace({"Name-Last": "TESTPERSON", "Name-First": rng.choice(given),
+                           "SSN": f"98765432{rng.randrange(10)}"})
+    parts = tuple(p.replace({"Name-Last": "TESTCHILD" if i else "TESTPERSON",
+                             "Name-First": rng.choice(given),
+                             "SSN": f"98765432{rng.randrange(10)}"})
+                  for i, p in enumerate(txn.participants))
+    orders = tuple(o.replace({"Order-Freq-Amount": Decimal(rng.randrange(20000, 90000)) / 100})
+                   for o in txn.orders)
+    info = txn.information
+    if info is not None and row.reason not in ("REJCT", "GSTAI"):
+        lines = max(1, min(information_lines, 5))
+        info = info.replace({f"Information-Text-Line-{n}":
+                             f"SYNTHETIC TEST NOTE {n}: PLEASE PROCESS" for n in
+                             range(1, lines + 1)})
+    return Transaction(header, txn.case, ncp, txn.ncp_locate, parts, orders,
+                       txn.collections, info)
 
 
 def transaction(function: str, action: str, reason: str = "", *, today: dt.date,

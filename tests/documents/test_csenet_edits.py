@@ -66,6 +66,7 @@ B = " "
 # (rule, function, action, reason, change, field the issue names)
 CASES: list[tuple[str, str, str, str, Callable[[Transaction], Transaction], str]] = [
     ("field.numeric", "ENF", "R", "ERARR", block("ncp_identification", SSN="98765432X"), "SSN"),
+    ("field.ssn", "ENF", "R", "ERARR", block("participants", 2, SSN="666123456"), "SSN"),
     ("field.date", "LO1", "R", "", header(Transaction_Date="20261332"), "Transaction-Date"),
     ("field.time", "LO1", "R", "", header(Sent_Time="256000"), "Sent-Time"),
     ("field.enumeration", "LO1", "R", "", block("case", Case_Status="X"), "Case-Status"),

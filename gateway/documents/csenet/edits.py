@@ -54,6 +54,20 @@ EXTRA_VALUES: dict[tuple[str, str], frozenset[str]] = {
 NEGATIVE_ALLOWED = frozenset({("order", "Order-Arrears-Total-Amount")})
 
 
+SSN_FIELDS = {("ncp-identification", "SSN"), ("ncp-identification", "Alias-SSN-1"),
+              ("ncp-identification", "Alias-SSN-2"), ("participant", "SSN")}
+
+
+def ssn_never_issued(digits: str) -> bool:
+    """Whether nine digits are an SSN the SSA never issues (area 000, 666 or 900-999, group
+    00, serial 0000). The advertising range 987-65-4320..4329, the only SSNs synthetic data
+    may use, is let through on purpose: those are never issued to a person either."""
+    if digits.startswith("98765432"):
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000"
+
+
 def case_id_problem(text: str) -> str | None:
     """Why a (non-blank) case ID breaks the IGD's case ID rules, or ``None``."""
     if text.startswith(" "):
@@ -173,6 +187,9 @@ def check_fields(record: Record) -> Iterable[tuple[str, str, str]]:
         problem = _field_issue(spec, text)
         if problem is not None:
             yield spec.key, *problem
+        elif (spec.record, spec.key) in SSN_FIELDS and text.isdigit() and \
+                ssn_never_issued(text):
+            yield spec.key, "field.ssn", "not an SSN the SSA issues"
     if record.RECORD == "header-to-server" and record.raw("Overdue-Ind") not in ("0", " "):
         yield "Overdue-Ind", "field.reserved", "must be 0"
     for column in record.spec().gaps:

@@ -37,6 +37,8 @@ _RULES = (
     ("field.required", "GT05", "a required field is blank"),
     ("field.reserved", "GT06", "a reserved field is not blank (or zero)"),
     ("field.gap", "GT07", "a separator column of the error record is not blank"),
+    ("field.ssn", "GT08", "an SSN the SSA never issues (area 000, 666, 900-999; group 00; "
+                          "serial 0000)"),
     # header
     ("header.version", "GH01", "CSENet-Version-Number is not 003"),
     ("header.serial", "GH02", "Transaction-Serial-Number is not 1 or greater"),

@@ -36,8 +36,8 @@ from gateway.documents.csenet.records import (
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import CsenetInvalid
 
-__all__ = ["BLOCK_ELEMENTS", "INTERSTATE_NS", "element_name", "from_xml", "to_xml",
-           "to_xml_tree"]
+__all__ = ["BLOCK_ELEMENTS", "INTERSTATE_NS", "element_name", "from_xml", "salvage",
+           "to_xml", "to_xml_tree"]
 
 INTERSTATE_NS = "urn:cse-gateway:interstate:2"
 _NS = f"{{{INTERSTATE_NS}}}"
@@ -145,11 +145,23 @@ def from_xml(document: bytes | etree._Element | etree._ElementTree, *,
     root = document.getroot() if isinstance(document, etree._ElementTree) else document
     if root.tag != _NS + "InterstateTransaction":
         raise CsenetInvalid("not an InterstateTransaction of " + INTERSTATE_NS, where=source)
+    txn, issues = salvage(root)
+    if issues or txn is None:
+        raise CsenetInvalid("the XML does not map onto a CSENet transaction", where=source,
+                            issues=issues)
+    return txn
+
+
+def salvage(root: etree._Element, *, check_counts: bool = True,
+            ) -> tuple[Transaction | None, list[CsenetIssue]]:
+    """The transaction an ``InterstateTransaction`` element renders, as far as it maps onto
+    the layout, and every way it does not (a field that does not fit is left blank). With
+    ``check_counts=False`` the header's indicators stay as written even when they do not
+    match the blocks (the Schematron rules report that). ``None`` without a Header."""
     issues: list[CsenetIssue] = []
     children = [c for c in root if isinstance(c.tag, str)]
     if not children or children[0].tag != _NS + "Header":
-        raise CsenetInvalid("the transaction has no Header first", where=source,
-                            issues=[_issue("header", "-", "Header comes first")])
+        return None, [_issue("header", "-", "Header comes first")]
     head = children[0]
     form = head.get("form", "to-server")
     header_cls: type[Header] = HeaderFromServer if form == "from-server" else HeaderToServer
@@ -178,14 +190,11 @@ def from_xml(document: bytes | etree._Element | etree._ElementTree, *,
     except ValueError:
         counts = None
         issues.append(_issue("header", "-", "every block indicator is one digit"))
-    if counts is not None:
+    if counts is not None and check_counts:
         for (name, indicator, _), count in zip(BLOCK_RECORDS, counts, strict=True):
             if count != len(found.get(name, ())):
                 issues.append(_issue("header", record_spec(header.RECORD).field(indicator).name,
                                      f"the indicator does not match the {name} blocks given"))
-    if issues:
-        raise CsenetInvalid("the XML does not map onto a CSENet transaction", where=source,
-                            issues=issues)
 
     def one(name: str) -> Record | None:
         got = found.get(name)
@@ -194,4 +203,4 @@ def from_xml(document: bytes | etree._Element | etree._ElementTree, *,
     return Transaction(
         header, one("case"), one("ncp-identification"), one("ncp-locate"),  # type: ignore[arg-type]
         tuple(found.get("participant", ())), tuple(found.get("order", ())),  # type: ignore[arg-type]
-        tuple(found.get("collection", ())), one("information"))  # type: ignore[arg-type]
+        tuple(found.get("collection", ())), one("information")), issues  # type: ignore[arg-type]
