@@ -4,7 +4,7 @@ choosing the certificate to seal to when a partner has both kinds registered."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -49,7 +49,7 @@ def test_cli_generate_curve_p256(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert sign.digital_signature
     assert not sign.key_agreement
     certs.validate_chain(identity.encryption_cert, trust=Keystore(out).trust(),
-                         intermediates=[], at=[NOW], usage="encrypt")
+                         intermediates=[], at=[datetime.now(UTC)], usage="encrypt")
     assert main(["keys", "check", "--keys", str(out)]) == 0
 
 
