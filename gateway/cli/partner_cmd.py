@@ -96,8 +96,8 @@ def run_import(args: argparse.Namespace) -> int:
         raise FileUnreadable(f"cannot read ({exc.strerror})", where=str(args.file)) from None
     bundle = parse_bundle(data, where=str(args.file))
     routes = [] if args.no_route else args.route
-    plan = plan_import(config, bundle, routes=routes, client_cert=args.client_cert,
-                       client_key=args.client_key)
+    plan = plan_import(config, bundle, now=datetime.now(UTC), routes=routes,
+                       client_cert=args.client_cert, client_key=args.client_key)
     _show(bundle)
     out(f"routes    {', '.join(plan.routes) or '(only the party itself)'}")
     for skipped in plan.skipped_routes:

@@ -253,9 +253,30 @@ def _client_pair(config: Config, cert: Path | None, key: Path | None) -> tuple[P
                      "and --client-key", where=str(config.path))
 
 
-def plan_import(config: Config, bundle: Bundle, *, routes: list[str] | None = None,
-                client_cert: Path | None = None, client_key: Path | None = None) -> ImportPlan:
+def _check_self_contained(bundle: Bundle, now: datetime) -> None:
+    """The bundle's signing and encryption certificates must chain to the CAs in the
+    bundle itself (or be self-signed): a bundle speaks only for its own PKI, never for a
+    certificate that merely chains to something this node already trusts (its own node
+    CA, another partner's)."""
+    cas = [c for role, c in bundle.message_certs if role in ("node_ca", "trust")]
+    for role, cert in bundle.message_certs:
+        usage: certs.Usage
+        if role == "sign":
+            usage = "sign"
+        elif role == "encrypt":
+            usage = "encrypt"
+        else:
+            continue
+        self_signed = cert.issuer == cert.subject and certs.issued_by(cert, cert)
+        certs.validate_chain(cert, trust=[*cas, *([cert] if self_signed else [])],
+                             intermediates=cas, at=[now], usage=usage)
+
+
+def plan_import(config: Config, bundle: Bundle, *, now: datetime,
+                routes: list[str] | None = None, client_cert: Path | None = None,
+                client_key: Path | None = None) -> ImportPlan:
     """Check that ``bundle`` can be imported into ``config`` and say how."""
+    _check_self_contained(bundle, now)
     party = str(bundle.party)
     if party == config.node.party:
         raise UsageError(f"this bundle is this node's own ({party}): import it at the partner")
