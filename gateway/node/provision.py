@@ -75,11 +75,13 @@ def render_config(party: Party, *, listen: tuple[str, int], agency_tls: bool,
     listener = [
         "# Partners POST sealed envelopes to https://NAME:PORT/v1/messages (mutual TLS).",
         "[listeners.https]",
-        f"host = {_toml(host)}                # address to listen on",
+        f"{'host = ' + _toml(host):<35} # address to listen on",
         f"port = {port}",
-        'cert = "tls/server.crt"            # our server certificate (names partners use)',
+        f"{'cert = ' + _toml('tls/server.crt'):<35} # our server certificate (names "
+        "partners use)",
         'key = "tls/server.key"',
-        'client_ca = "tls/client-ca.pem"    # accepted client CAs: ours + each partner\'s',
+        f"{'client_ca = ' + _toml('tls/client-ca.pem'):<35} # accepted client CAs: ours + "
+        "each partner's",
     ]
     if agency_tls:
         listener = [
