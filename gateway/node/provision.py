@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from gateway.errors import UsageError
+from gateway.errors import ConfigError, UsageError
+from gateway.node.config import load_config
 from gateway.node.keystore import generate_node
 from gateway.node.tlsca import TlsCa
 from gateway.protocol.party import Party
@@ -168,6 +170,18 @@ def _check_empty(root: Path) -> None:
                              "give a new or empty folder", where=str(root))
 
 
+def _check_text(text: str) -> None:
+    """Load the configuration about to be written (from a scratch folder), so a bad value
+    (a --store URL this version does not take) stops init before it writes anything."""
+    with tempfile.TemporaryDirectory(prefix="gateway-init-") as scratch:
+        file = Path(scratch) / "gateway.toml"
+        file.write_text(text, encoding="utf-8")
+        try:
+            load_config(file)
+        except ConfigError as exc:
+            raise UsageError(f"the configuration would not load: {exc.message}") from None
+
+
 def _private_dirs(root: Path) -> None:
     """0700 on the node folder and every folder under it (umask-independent)."""
     for directory in [root, *(p for p in root.rglob("*") if p.is_dir())]:
@@ -180,6 +194,8 @@ def init_node(root: Path, party: Party, *, now: datetime, listen: tuple[str, int
     """Lay out a new node under ``root`` (see the module docstring); refuses a folder
     that is not empty."""
     _check_empty(root)
+    text = render_config(party, listen=listen, agency_tls=agency_tls, store=store, now=now)
+    _check_text(text)
     try:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
@@ -204,8 +220,7 @@ def init_node(root: Path, party: Party, *, now: datetime, listen: tuple[str, int
         host = names[0]
         shown = f"[{host}]" if ":" in host else host
         result.endpoint = f"https://{shown}:{listen[1]}/v1/messages"
-    result.config.write_text(render_config(party, listen=listen, agency_tls=agency_tls,
-                                           store=store, now=now), encoding="utf-8")
+    result.config.write_text(text, encoding="utf-8")
     result.config.chmod(0o600)
     result.written.append(result.config)
     _private_dirs(root)

@@ -129,3 +129,12 @@ def test_export_writes_one_bundle_with_the_fingerprints(
                      "export", "-o", str(out))
     assert code == 2
     assert "refusing to overwrite" in text
+
+
+def test_init_checks_the_store_url_before_writing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = cli(capsys, "init", str(tmp_path / "n"), "--party", A, "--store",
+                     "mysql://db.example/cse", "--rsa-bits", "2048")
+    assert code == 2, text
+    assert "store" in text
+    assert not (tmp_path / "n").exists()
