@@ -90,6 +90,10 @@ def run_init(args: argparse.Namespace) -> int:
         f"Run: gateway --config {cfg} run   (under systemd: packaging/cse-gateway.service; "
         "docs/operations.md)",
     ]
+    if listen[1] < 1024 and not args.agency_tls:
+        steps.append(f"Port {listen[1]} is below 1024: under systemd give the service "
+                     "CAP_NET_BIND_SERVICE (CapabilityBoundingSet= and AmbientCapabilities= "
+                     "in packaging/cse-gateway.service), or listen on 8443 and forward.")
     out("")
     out("next steps:")
     for i, step in enumerate(steps, 1):
