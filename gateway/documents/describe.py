@@ -93,9 +93,9 @@ def describe(tree: etree._ElementTree | etree._Element) -> DocumentInfo:
     (state, county and sub-code elements of its header; case: CaseID). TransactionError,
     InterstateAcknowledgment and DocumentExchange go from LocalFIPS to OtherFIPS.
     TransmittalForm and MaintenanceApplication go from the requesting to the requested
-    Central Authority (case: RequestingReference); AcknowledgementForm and StatusOfApplicationReport are the requested
-    authority's answers and go the other way (case: RequestedReference, else
-    RequestingReference). A US authority is ``fips:<FIPS>``, a foreign one
+    Central Authority (case: RequestingReference); AcknowledgementForm and
+    StatusOfApplicationReport are the requested authority's answers and go the other way
+    (case: RequestedReference, else RequestingReference). A US authority is ``fips:<FIPS>``, a foreign one
     ``iso3166:<Country>``.
     """
     root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree

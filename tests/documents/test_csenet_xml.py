@@ -71,4 +71,4 @@ def test_refusals_name_block_and_field() -> None:
         b"<CaseStatus>O</CaseStatus>")
     assert _refusal(order) == [("case", "Case-Status", "xml.form")]
     with pytest.raises(CsenetInvalid, match="not an InterstateTransaction"):
-        from_xml(b"<InterstateTransaction xmlns='urn:cse-gateway:interstate:1'/>")
+        from_xml(b"<InterstateTransaction xmlns='urn:cse-gateway:interstate:1'/>")  # version 1: dropped
