@@ -95,8 +95,8 @@ def describe(tree: etree._ElementTree | etree._Element) -> DocumentInfo:
     TransmittalForm and MaintenanceApplication go from the requesting to the requested
     Central Authority (case: RequestingReference); AcknowledgementForm and
     StatusOfApplicationReport are the requested authority's answers and go the other way
-    (case: RequestedReference, else RequestingReference). A US authority is ``fips:<FIPS>``, a foreign one
-    ``iso3166:<Country>``.
+    (case: RequestedReference, else RequestingReference). A US authority is
+    ``fips:<FIPS>``, a foreign one ``iso3166:<Country>``.
     """
     root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
     qname = etree.QName(root)

@@ -70,5 +70,5 @@ def test_refusals_name_block_and_field() -> None:
         b"<CaseType>S</CaseType>", b"<CaseType>S</CaseType><CaseStatus>O</CaseStatus>"
         b"<CaseStatus>O</CaseStatus>")
     assert _refusal(order) == [("case", "Case-Status", "xml.form")]
-    with pytest.raises(CsenetInvalid, match="not an InterstateTransaction"):
-        from_xml(b"<InterstateTransaction xmlns='urn:cse-gateway:interstate:1'/>")  # version 1: dropped
+    with pytest.raises(CsenetInvalid, match="not an InterstateTransaction"):  # version 1
+        from_xml(b"<InterstateTransaction xmlns='urn:cse-gateway:interstate:1'/>")
