@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -34,11 +33,11 @@ from gateway.node.intake import OutboxScanner, failure_report, write_rejected_co
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
 from gateway.node.retry import BreakerBoard
+from gateway.node.storeopen import open_spool
 from gateway.protocol import certs
 from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
-from gateway.store.spool import SqliteSpool
 from gateway.store.states import PENDING, Direction, State
 from transports import Transport, TransportError, open_transport
 
@@ -63,7 +62,7 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.keys = keys or load_node_keys(config)
-        self.spool = SqliteSpool(config.spool.database)
+        self.spool = open_spool(config)
         self.registry = (SchemaRegistry([xsd_root(), *(s.directory for s in config.schema_sets)])
                          if config.schema_sets else None)
         self._extra = dict(transport_options or {})
@@ -250,6 +249,8 @@ class Gateway:
         Returns whether a checkpoint was written."""
         now = self.clock()
         interval = timedelta(seconds=self.config.audit.checkpoint_interval)
+        if not force and not self.spool.leader("audit-checkpoint", now):
+            return False  # another node of a shared store signs them now
         with self.spool.transaction(now) as txn:
             audit = AuditLog(txn.conn)
             if not force:
@@ -265,14 +266,12 @@ class Gateway:
         after verifying the chain and signing a checkpoint); returns how many."""
         now = self.clock()
         keep = timedelta(seconds=self.config.audit.keep_events)
+        if not self.spool.leader("audit-retention", now):
+            return 0  # another node of a shared store does it
         # Its own connection: prune verifies the whole chain before its short write
         # transaction, and must not hold the spool's write lock meanwhile.
-        conn = sqlite3.connect(self.config.spool.database, timeout=30.0, isolation_level=None)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")
-            removed = AuditLog(conn).prune(retention_cutoff(now, keep), self._signer, now)
-        finally:
-            conn.close()
+        with self.spool.audit_log() as audit:
+            removed = audit.prune(retention_cutoff(now, keep), self._signer, now)
         if removed:
             log.info("audit retention removed %d events older than %s", removed, keep)
         return removed
