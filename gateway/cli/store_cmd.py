@@ -1,4 +1,7 @@
-"""``gateway store migrate``: create or bring up to date the store's schema.
+"""``gateway store migrate|purge``: the store's schema, and payload retention.
+
+``purge`` removes the payloads of finished messages (see :mod:`gateway.store.retention`);
+``--dry-run`` only counts, ``--before TIME`` replaces the configured ages.
 
 SQLite creates its tables when the spool is first opened; a PostgreSQL store
 (``[store] url``) is migrated with numbered, recorded migrations (running it again does
@@ -7,6 +10,7 @@ nothing). ``--url`` names a PostgreSQL database without a configuration file."""
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gateway.cli.output import out
@@ -14,6 +18,7 @@ from gateway.errors import UsageError
 from gateway.node.config import load_config
 from gateway.node.storeopen import AnySpool, open_spool, store_where
 from gateway.store.postgres import PostgresSpool, redact_url
+from gateway.store.retention import purge_payloads
 
 
 def register(subparsers: Any) -> None:
@@ -23,6 +28,45 @@ def register(subparsers: Any) -> None:
     mig.add_argument("--url", metavar="URL",
                      help="a postgresql:// database (default: the configuration's store)")
     mig.set_defaults(func=run_migrate)
+    pur = sub.add_parser("purge", help="remove the payloads of finished messages "
+                         "(store.keep_payloads, store.keep_receipts)")
+    pur.add_argument("--dry-run", action="store_true", help="count, remove nothing")
+    pur.add_argument("--before", type=_moment, metavar="TIME",
+                     help="finished before this time (ISO 8601 date or time, UTC), "
+                          "instead of the configured ages")
+    pur.set_defaults(func=run_purge)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 date or time, got {text!r}") \
+            from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def run_purge(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    now = datetime.now(UTC)
+    if args.before is not None:
+        if args.before > now:
+            raise UsageError("--before is in the future")
+        bulk = receipts = args.before
+    else:
+        bulk = now - timedelta(seconds=config.store.keep_payloads)
+        receipts = now - timedelta(seconds=config.store.keep_receipts)
+    spool = open_spool(config, create=False)
+    try:
+        result = purge_payloads(spool, now, payloads_before=bulk, receipts_before=receipts,
+                                dry_run=args.dry_run, actor="operator")
+    finally:
+        spool.close()
+    verb = "would remove" if args.dry_run else "removed"
+    out(f"{verb} {result.payloads} payloads ({result.bytes} bytes) of {result.messages} "
+        f"finished messages (documents and envelopes finished before {bulk:%Y-%m-%d %H:%M}, "
+        f"receipts and error reports before {receipts:%Y-%m-%d %H:%M} UTC)")
+    return 0
 
 
 def run_migrate(args: argparse.Namespace) -> int:

@@ -38,6 +38,7 @@ from gateway.protocol import certs
 from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
+from gateway.store.retention import purge_payloads
 from gateway.store.states import PENDING, Direction, State
 from transports import Transport, TransportError, open_transport
 
@@ -276,6 +277,18 @@ class Gateway:
             log.info("audit retention removed %d events older than %s", removed, keep)
         return removed
 
+    def purge_payloads(self) -> int:
+        """Remove the payloads of finished messages past ``store.keep_payloads`` /
+        ``store.keep_receipts`` (one node of a shared store at a time); returns how many."""
+        now = self.clock()
+        if not self.spool.leader("payload-retention", now):
+            return 0
+        keep = self.config.store
+        result = purge_payloads(self.spool, now,
+                                payloads_before=now - timedelta(seconds=keep.keep_payloads),
+                                receipts_before=now - timedelta(seconds=keep.keep_receipts))
+        return result.payloads
+
     def _relay_answer(self, data: bytes, now: datetime) -> None:
         self.inbound.accept(data, channel="relay-answer")
         self.dispatch()
@@ -321,6 +334,7 @@ class Gateway:
             ("audit-checkpoint", self.checkpoint,
              min(300.0, self.config.audit.checkpoint_interval)),
             ("audit-retention", self.retention, 86400.0),
+            ("payload-retention", self.purge_payloads, 3600.0),
         ]
         for name, func, seconds in jobs:
             scheduler.add_job(_guarded(name, func), "interval", seconds=seconds, id=name,

@@ -194,3 +194,18 @@ def test_state_machine_doc_lists_every_transition(repo_root: Path) -> None:
         for dst, code in targets.items()
     }
     assert rows == expected
+
+
+def test_recover_sending_after_a_restart(store: Store) -> None:
+    spool = store.open()
+    row = out_message(spool)
+    with spool.transaction(NOW) as txn:
+        txn.transition(row, State.SEALED)
+    assert spool.claim(row, State.SEALED, NOW) is not None
+    spool.close()
+    again = store.open(**({"holder": "node-0"} if store.kind == "postgresql" else {}))
+    assert again.recover_sending(NOW) == 1
+    assert again.get(row).state is State.RETRYING
+    assert [m.id for m in again.due(NOW)] == [row]
+    assert again.claim_intake("any-key", NOW)
+    assert again.leader("audit-checkpoint", NOW)
