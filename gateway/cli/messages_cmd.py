@@ -99,7 +99,7 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         message = _find(spool, args.id)
         kinds = [k for k in ("document", "envelope", "receipt", "error")
-                 if spool.payload(message.id, k) is not None]
+                 if spool.has_payload(message.id, k)]
     finally:
         spool.close()
     view = _view(message)

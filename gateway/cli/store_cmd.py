@@ -1,4 +1,5 @@
-"""``gateway store migrate|purge``: the store's schema, and payload retention.
+"""``gateway store migrate|purge|copy``: the store's schema, payload retention, and moving
+a node from SQLite to PostgreSQL (:mod:`gateway.store.copy`).
 
 ``purge`` removes the payloads of finished messages (see :mod:`gateway.store.retention`);
 ``--dry-run`` only counts, ``--before TIME`` replaces the configured ages.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from gateway.cli.output import out
 from gateway.errors import UsageError
 from gateway.node.config import load_config
 from gateway.node.storeopen import AnySpool, open_spool, store_where
+from gateway.store.copy import copy_sqlite_to_postgres
 from gateway.store.postgres import PostgresSpool, redact_url
 from gateway.store.retention import purge_payloads
 
@@ -35,6 +38,22 @@ def register(subparsers: Any) -> None:
                      help="finished before this time (ISO 8601 date or time, UTC), "
                           "instead of the configured ages")
     pur.set_defaults(func=run_purge)
+    cp = sub.add_parser("copy", help="copy a SQLite store into a new PostgreSQL store")
+    cp.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH",
+                    help="the SQLite spool database (stop its node first)")
+    cp.add_argument("--to", dest="target", required=True, metavar="URL",
+                    help="an empty postgresql:// database")
+    cp.set_defaults(func=run_copy)
+
+
+def run_copy(args: argparse.Namespace) -> int:
+    source = args.source.removeprefix("sqlite:")
+    if not args.target.startswith(("postgresql://", "postgres://")):
+        raise UsageError("--to must be a postgresql:// URL")
+    result = copy_sqlite_to_postgres(Path(source), args.target, datetime.now(UTC))
+    counts = ", ".join(f"{n} {table}" for table, n in result.rows.items())
+    out(f"copied into {redact_url(args.target)}: {counts}; audit chain verified")
+    return 0
 
 
 def _moment(text: str) -> datetime:

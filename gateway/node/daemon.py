@@ -33,7 +33,7 @@ from gateway.node.intake import OutboxScanner, failure_report, write_rejected_co
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
 from gateway.node.retry import BreakerBoard
-from gateway.node.storeopen import open_spool
+from gateway.node.storeopen import open_spool, sealer_for
 from gateway.protocol import certs
 from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
@@ -64,6 +64,7 @@ class Gateway:
         self.clock = clock
         self.keys = keys or load_node_keys(config)
         self.spool = open_spool(config)
+        self.spool.use_sealer(sealer_for(self.keys))  # no document rests in clear
         self.registry = (SchemaRegistry([xsd_root(), *(s.directory for s in config.schema_sets)])
                          if config.schema_sets else None)
         self._extra = dict(transport_options or {})
@@ -186,6 +187,7 @@ class Gateway:
         for scanner in self.scanners:
             scanner.prepare = prepare
         self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
+        self.spool.use_sealer(sealer_for(keys))  # a new encryption key seals from now on
         with self.spool.transaction(self.clock()) as txn:
             txn.audit("keys_reloaded", None,
                       detail={"partners": len(keys.directory.entries),

@@ -7,10 +7,12 @@ import hashlib
 import socket
 
 from gateway.node.config import Config
+from gateway.node.nodekeys import NodeKeys
 from gateway.store.postgres import PostgresSpool, redact_url
+from gateway.store.sealing import Sealer
 from gateway.store.spool import SqliteSpool
 
-__all__ = ["AnySpool", "node_name", "open_spool", "store_where"]
+__all__ = ["AnySpool", "node_name", "open_spool", "sealer_for", "store_where"]
 
 AnySpool = SqliteSpool | PostgresSpool
 
@@ -38,3 +40,10 @@ def store_where(config: Config) -> str:
     if config.store.url is None:
         return str(config.spool.database)
     return redact_url(config.store.url)
+
+
+def sealer_for(keys: NodeKeys) -> Sealer:
+    """Payload sealing to this node's encryption key; the earlier keys kept in
+    ``KEYS/decrypt/`` still open what was sealed under them."""
+    identity = keys.identity
+    return Sealer((identity.encryption_key, identity.encryption_cert), identity.decryption)

@@ -95,8 +95,17 @@ CREATE TABLE audit_anchor (
 """
 
 #: (version, what it does, SQL): append new ones, never edit an applied one
+_V2 = """
+CREATE TABLE store_keys (
+    id       TEXT PRIMARY KEY,
+    cert     TEXT NOT NULL,
+    wrapped  BYTEA NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "messages, payloads, leases, intake claims, roles, audit trail", _V1),
+    (2, "data keys of sealed payloads (wrapped for the node's encryption certificates)", _V2),
 )
 
 

@@ -205,6 +205,7 @@ class PostgresSpool(SpoolReads):
             conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
             try:
                 txn = PgTxn(conn, AuditSink(conn), now, self)
+                txn.sealer = self.sealer
                 yield txn
                 txn.flush()
                 conn.execute("COMMIT")

@@ -12,8 +12,9 @@ matching audit event in the same transaction (:func:`_audit_sink`). Claims are
 ``UPDATE ... WHERE id=? AND state=?`` inside a write transaction, so two workers can never
 both win.
 
-The pipelines use the narrow :class:`Spool` protocol, so a PostgreSQL store for several
-gateways sharing one queue can implement the same methods later.
+The pipelines use the narrow :class:`Spool` protocol; :mod:`gateway.store.postgres`
+implements it for several gateways sharing one queue, with the same SQL (:class:`Txn` and
+:class:`SpoolReads` are shared; a store supplies its connection and a few hooks).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
 from gateway.store.audit import AuditEvent, AuditLog, check_event
+from gateway.store.sealing import MAGIC, Sealer
 from gateway.store.states import Direction, IllegalTransition, State, audit_code
 
 __all__ = [
@@ -74,6 +76,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_mid
     ON messages(direction, message_id) WHERE message_id IS NOT NULL AND state != 'rejected';
 CREATE INDEX IF NOT EXISTS messages_due ON messages(state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS messages_mid_any ON messages(message_id);
+CREATE TABLE IF NOT EXISTS store_keys (
+    id       TEXT PRIMARY KEY,
+    cert     TEXT NOT NULL,
+    wrapped  BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS payloads (
     message  INTEGER NOT NULL REFERENCES messages(id),
     kind     TEXT NOT NULL,
@@ -177,8 +184,10 @@ class Txn:
     """One write transaction: inserts, transitions, payloads and audit events commit
     together or not at all. Obtain it from :meth:`SqliteSpool.transaction`."""
 
-    def __init__(self, conn: Any, audit: AuditSink, now: datetime) -> None:
+    def __init__(self, conn: Any, audit: AuditSink, now: datetime,
+                 sealer: Sealer | None = None) -> None:
         self.conn = conn
+        self.sealer = sealer
         self._audit = audit
         self.now = now
         self._now = to_epoch(now)
@@ -295,6 +304,9 @@ class Txn:
         self.conn.execute("DELETE FROM payloads WHERE message = ? AND kind = ?", (row_id, kind))
 
     def put_payload(self, row_id: int, kind: str, data: bytes) -> None:
+        """Store a payload (sealed to the node's key when the store has a sealer)."""
+        if self.sealer is not None and self.sealer.wants(kind):
+            data = self.sealer.seal(row_id, kind, data)
         self.conn.execute("INSERT INTO payloads(message, kind, data) VALUES (?,?,?) "
                           "ON CONFLICT (message, kind) DO UPDATE SET data = excluded.data",
                           (row_id, kind, bytes(data)))
@@ -353,11 +365,28 @@ class SpoolReads:
     """The reads every store shares (plain SQL on the ``messages`` and ``payloads``
     tables); a store supplies :meth:`_rows` and :meth:`transaction`."""
 
+    sealer: Sealer | None = None
+
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         raise NotImplementedError
 
     def transaction(self, now: datetime) -> AbstractContextManager[Txn]:
         raise NotImplementedError
+
+    def _add_key(self, key_id: str, cert: str, wrapped: bytes) -> None:
+        with self.transaction(datetime.now(UTC)) as txn:
+            txn.conn.execute("INSERT INTO store_keys (id, cert, wrapped) VALUES (?, ?, ?)",
+                             (key_id, cert, wrapped))
+
+    def _key_rows(self) -> list[tuple[str, str, bytes]]:
+        return [(str(r[0]), str(r[1]), bytes(r[2]))
+                for r in self._rows("SELECT id, cert, wrapped FROM store_keys", ())]
+
+    def use_sealer(self, sealer: Sealer) -> None:
+        """Seal every payload written from now on to the node's encryption key, and open
+        sealed ones on reading (see :mod:`gateway.store.sealing`)."""
+        sealer.bind(self._key_rows, self._add_key)
+        self.sealer = sealer
 
     # --- reads ----------------------------------------------------------------------
 
@@ -388,7 +417,21 @@ class SpoolReads:
     def payload(self, row_id: int, kind: str) -> bytes | None:
         rows = self._rows("SELECT data FROM payloads WHERE message = ? AND kind = ?",
                           (row_id, kind))
-        return bytes(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        blob = bytes(rows[0][0])
+        if self.sealer is not None:
+            return self.sealer.open(row_id, kind, blob)
+        if blob.startswith(MAGIC):
+            raise SpoolError("this payload is sealed to the node's encryption key: open the "
+                             "spool with the node's keys", details={"id": row_id,
+                                                                    "kind": kind})
+        return blob
+
+    def has_payload(self, row_id: int, kind: str) -> bool:
+        """Whether message ``row_id`` keeps a ``kind`` payload (without opening it)."""
+        return bool(self._rows("SELECT 1 FROM payloads WHERE message = ? AND kind = ?",
+                               (row_id, kind)))
 
     def without_payload(self, state: State, direction: Direction, kind: str,
                         limit: int = 100) -> list[Message]:
@@ -550,7 +593,7 @@ class SqliteSpool(SpoolReads):
             with self._translate():
                 conn.execute("BEGIN IMMEDIATE")
             try:
-                txn = Txn(conn, self._audit, now)
+                txn = Txn(conn, self._audit, now, self.sealer)
                 yield txn
                 txn.flush()
             except BaseException:

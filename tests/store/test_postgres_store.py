@@ -56,7 +56,8 @@ def test_a_late_writer_whose_lease_was_taken_over_writes_nothing(
     later = NOW + timedelta(seconds=31)
     assert [m.id for m in b.due(later)] == [row]
     taken = b.claim(row, State.SENDING, later)
-    assert taken is not None and taken.attempts == 2
+    assert taken is not None
+    assert taken.attempts == 2
     with pytest.raises(LeaseLost), a.transaction(later) as txn:
         txn.transition(row, State.SENT)  # a's answer came back too late
     with b.transaction(later) as txn:
@@ -182,3 +183,47 @@ def test_the_store_recovers_after_the_database_was_away(postgres_cluster: Cluste
         assert spool.get(row).state is State.CANCELLED
     finally:
         spool.close()
+
+
+def test_copy_from_sqlite_keeps_messages_payloads_and_the_chain(
+        tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.store.audit_chain import fingerprint
+    from gateway.store.sealing import Sealer
+    from gateway.store.spool import SqliteSpool
+    from tests.store.test_at_rest import encryption_key
+    from tests.support.audit_keys import make_signer
+
+    sealer_keys = encryption_key("node")
+    signer = make_signer("ec")
+    lite = SqliteSpool(tmp_path / "gateway.db")
+    lite.use_sealer(Sealer(sealer_keys))
+    rows = [sealed(lite, f"m-{i}") for i in range(5)]  # type: ignore[arg-type]
+    with lite.transaction(NOW) as txn:
+        txn.transition(rows[0], State.CANCELLED)
+        txn.store_receipt("m-1", "received", b"<Receipt/>")
+    with lite.audit_log() as log:
+        log.checkpoint(signer, NOW)
+    before = [lite.get(r) for r in rows]
+    lite.close()
+
+    target = f"sqlite:{tmp_path / 'gateway.db'}"
+    assert main(["store", "copy", "--from", target, "--to", pg_url]) == 0
+    assert "5 messages" in capsys.readouterr().out
+    assert main(["store", "copy", "--from", target, "--to", pg_url]) == 1  # not empty now
+    assert "not empty" in capsys.readouterr().err
+
+    pg = PostgresSpool(pg_url, holder="a")
+    try:
+        pg.use_sealer(Sealer(sealer_keys))
+        assert [pg.get(r) for r in rows] == before
+        assert pg.payload(rows[3], "document") == b"<doc/>"  # sealed, bound to its id
+        with pg.audit_log() as log:
+            report = log.verify(pinned={fingerprint(signer.certificate)})
+            assert report.ok, report.problems
+            assert report.checkpoints == 1
+            assert report.receipts == 1
+            assert next(log.query(code="store_copied")).event.detail == {
+                "messages": 5, "events": 13}
+        assert sealed(pg, "m-new") > max(rows)  # new ids continue after the copied ones
+    finally:
+        pg.close()
