@@ -64,6 +64,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "audit_pruned": "events up to a sequence number were removed by retention",
     "payloads_purged": "payloads of finished messages were removed by retention (counts)",
     "store_copied": "the store was copied here from a SQLite store (counts)",
+    "temp_removed": "temporary files left by a stopped process were removed at start-up",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
