@@ -3,8 +3,10 @@
 Every payload a store keeps (documents, receipts, error reports; not the envelopes, which
 are CMS-encrypted for their recipient already, nor the ``failure_report`` marker) is
 encrypted with AES-256-GCM under a data key. The data key is random, made once per
-encryption certificate, and kept in the store's ``store_keys`` table only wrapped with
-RSA-OAEP (SHA-256) for that certificate: a copy of the database without the node's
+encryption certificate, and kept in the store's ``store_keys`` table only wrapped for that
+certificate: RSA-OAEP (SHA-256) for an RSA key; for an EC P-256 key, ECDH with an
+ephemeral key, HKDF-SHA256 and AES key wrap (RFC 3394), stored as the ephemeral public
+point (65 bytes) followed by the wrapped key. A copy of the database without the node's
 private key reveals no case data.
 
 Format of a sealed payload: ``GWSEAL1`` (7 bytes), the data key's id (16 bytes), a 12-byte
@@ -28,9 +30,10 @@ from collections.abc import Callable, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives import hashes, keywrap, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.errors import SpoolError
 
@@ -41,6 +44,8 @@ MAGIC = b"GWSEAL1"
 CLEAR_KINDS = frozenset({"envelope", "failure_report"})
 _OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+_INFO = b"cse-gateway store data key"
 KeyRows = Callable[[], Sequence[tuple[str, str, bytes]]]
 AddKey = Callable[[str, str, bytes], None]
 
@@ -55,8 +60,8 @@ class Sealer:
     The store gives it access to its ``store_keys`` rows (``rows``: (id, certificate
     fingerprint, wrapped key) of every data key; ``add``: store a new one)."""
 
-    def __init__(self, current: tuple[rsa.RSAPrivateKey, x509.Certificate],
-                 older: Sequence[tuple[rsa.RSAPrivateKey, x509.Certificate]] = ()) -> None:
+    def __init__(self, current: tuple[PrivateKey, x509.Certificate],
+                 older: Sequence[tuple[PrivateKey, x509.Certificate]] = ()) -> None:
         self._keys = {cert_fingerprint(c): k for k, c in (current, *older)}
         self._cert = current[1]
         self._fp = cert_fingerprint(current[1])
@@ -82,10 +87,7 @@ class Sealer:
                     return
             data_key = AESGCM.generate_key(bit_length=256)
             key_id = os.urandom(16)
-            public = self._cert.public_key()
-            if not isinstance(public, rsa.RSAPublicKey):  # pragma: no cover - keystore checks
-                raise SpoolError("the node's encryption certificate is not an RSA key")
-            add(key_id.hex(), self._fp, public.encrypt(data_key, _OAEP))
+            add(key_id.hex(), self._fp, _wrap(self._cert, data_key))
             aes = AESGCM(data_key)
             self._sealing = (key_id, aes)
             self._open[key_id] = aes
@@ -97,8 +99,8 @@ class Sealer:
                              "private key is not in the key directory (keep earlier keys in "
                              "KEYS/decrypt/)", details={"certificate": fp[:16]})
         try:
-            return AESGCM(private.decrypt(bytes(wrapped), _OAEP))
-        except ValueError:
+            return AESGCM(_unwrap(private, bytes(wrapped)))
+        except (ValueError, keywrap.InvalidUnwrap):
             raise SpoolError("a stored data key does not unwrap with the node's key",
                              details={"certificate": fp[:16]}) from None
 
@@ -132,3 +134,28 @@ class Sealer:
 
 def _aad(row_id: int, kind: str) -> bytes:
     return f"cse-gateway-payload:{row_id}:{kind}".encode()
+
+
+def _kek(private: ec.EllipticCurvePrivateKey, public: ec.EllipticCurvePublicKey) -> bytes:
+    shared = private.exchange(ec.ECDH(), public)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(shared)
+
+
+def _wrap(cert: x509.Certificate, data_key: bytes) -> bytes:
+    public = cert.public_key()
+    if isinstance(public, rsa.RSAPublicKey):
+        return public.encrypt(data_key, _OAEP)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        ephemeral = ec.generate_private_key(public.curve)
+        point = ephemeral.public_key().public_bytes(serialization.Encoding.X962,
+                                                    serialization.PublicFormat.UncompressedPoint)
+        return point + keywrap.aes_key_wrap(_kek(ephemeral, public), data_key)
+    raise SpoolError("the node's encryption certificate is neither RSA nor EC")
+
+
+def _unwrap(private: PrivateKey, wrapped: bytes) -> bytes:
+    if isinstance(private, rsa.RSAPrivateKey):
+        return private.decrypt(wrapped, _OAEP)
+    size = 1 + 2 * ((private.curve.key_size + 7) // 8)
+    public = ec.EllipticCurvePublicKey.from_encoded_point(private.curve, wrapped[:size])
+    return keywrap.aes_key_unwrap(_kek(private, public), wrapped[size:])

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 
 from gateway.errors import SpoolError
@@ -131,3 +131,24 @@ def test_a_payload_moved_to_another_message_does_not_open(store: Store) -> None:
     assert spool.payload(a, "document") == b"<doc>a</doc>"
     with pytest.raises(SpoolError, match="does not open"):
         spool.payload(b, "document")
+
+
+def test_an_ec_encryption_key_seals_too(store: Store) -> None:
+    """Nodes may have EC P-256 encryption keys (ECDH key agreement): the data key is then
+    wrapped by ECDH, HKDF and AES key wrap."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = issue(issuer_key=key, issuer_cert=None, subject="ec-node", key=key, not_before=NOW,
+                 not_after=NOW + timedelta(days=365), usage="encrypt")
+    spool = store.open()
+    spool.use_sealer(Sealer((key, cert)))
+    row = record(spool, [b"<doc>ec</doc>"])[0]
+    again = store.open()
+    again.use_sealer(Sealer((key, cert)))  # another node: unwraps the stored data key
+    assert again.payload(row, "document") == b"<doc>ec</doc>"
+    other = ec.generate_private_key(ec.SECP256R1())
+    stranger = store.open()
+    stranger.use_sealer(Sealer((other, issue(
+        issuer_key=other, issuer_cert=None, subject="x", key=other, not_before=NOW,
+        not_after=NOW + timedelta(days=365), usage="encrypt"))))
+    with pytest.raises(SpoolError, match="KEYS/decrypt"):
+        stranger.payload(row, "document")
