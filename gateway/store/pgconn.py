@@ -11,6 +11,7 @@ that serialises appends to the deployment's one audit chain.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -71,9 +72,15 @@ class PgConn:
 
     dialect = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection[Any]) -> None:
+    def __init__(self, raw: psycopg.Connection[Any], *, owned: bool = False) -> None:
         self.raw = raw
         self._chain_locked = False
+        self._owned = owned  # a connection of its own (not the pool's): closed with us
+
+    def __del__(self) -> None:
+        if getattr(self, "_owned", False) and not self.raw.closed:
+            with contextlib.suppress(Exception):
+                self.raw.close()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         text = _translate(sql, params)

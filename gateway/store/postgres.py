@@ -343,11 +343,11 @@ def open_audit_log(url: str, *, read_only: bool = True) -> AuditLog:
     audit`` commands); ``read_only`` connections cannot change anything."""
     where = redact_url(url)
     try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=10,
-                              options="-c default_transaction_read_only=on" if read_only
-                              else None)
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        if read_only:  # (not the connection's options: the URL may carry its own)
+            raw.execute("SET default_transaction_read_only = on")
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SpoolError(f"cannot connect to the store database: {first}",
                          where=where) from None
-    return AuditLog(PgConn(raw), create=False)
+    return AuditLog(PgConn(raw, owned=True), create=False)

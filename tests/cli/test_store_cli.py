@@ -46,3 +46,28 @@ def test_purge_dry_run_then_before(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["--config", str(config), "store", "migrate"]) == 0
     assert "SQLite" in capsys.readouterr().out
     spool.close()
+
+
+@pytest.mark.integration
+def test_operator_commands_on_a_postgresql_store(tmp_path: Path, pg_url: str,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.store.postgres import PostgresSpool
+
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[node]\nparty = "fips:0600000"\n\n[store]\nurl = "{pg_url}"\n')
+    spool = PostgresSpool(pg_url, holder="test")
+    row = delivered(spool, "m-pg-1", datetime.now(UTC) - timedelta(days=40))  # type: ignore[arg-type]
+    spool.close()
+    assert main(["--config", str(config), "store", "migrate"]) == 0
+    assert "schema version" in capsys.readouterr().out
+    assert main(["--config", str(config), "messages", "list"]) == 0
+    assert "m-pg-1" in capsys.readouterr().out
+    assert main(["--config", str(config), "audit", "list", "--message", "m-pg-1"]) == 0
+    listed = capsys.readouterr().out
+    assert "intake" in listed
+    assert "delivered" in listed
+    assert main(["--config", str(config), "store", "purge"]) == 0
+    assert "removed 2 payloads" in capsys.readouterr().out
+    spool = PostgresSpool(pg_url, holder="test")
+    assert spool.payload(row, "document") is None
+    spool.close()
