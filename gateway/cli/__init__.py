@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "seal_cmd",
     "csenet_cmd",
     "demo_cmd",
+    "store_cmd",
 )
 
 

@@ -11,8 +11,8 @@ from gateway.cli.output import out, out_json, table
 from gateway.errors import GatewayError
 from gateway.node.config import load_config
 from gateway.node.nodekeys import load_node_keys
+from gateway.node.storeopen import open_spool
 from gateway.protocol.certs import fingerprint
-from gateway.store.spool import SqliteSpool
 from gateway.store.states import PENDING
 
 
@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
 def run_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = datetime.now(UTC)
-    spool = SqliteSpool(config.spool.database)
+    spool = open_spool(config)
     try:
         counts = spool.counts()
         oldest = spool.oldest(sorted(PENDING))
