@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "audit_cmd",
     "keys_cmd",
     "seal_cmd",
+    "as4_cmd",
     "demo_cmd",
 )
 
