@@ -28,6 +28,7 @@ from typing import Any
 
 from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import ConfigError, GatewayError
+from gateway.node import sdnotify
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
@@ -394,7 +395,9 @@ def _guarded(name: str, func: Callable[[], Any]) -> Callable[[], None]:
 
 def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> int:
     """``gateway run``: check, recover, listen, schedule, wait for SIGTERM/SIGINT (stop)
-    or SIGHUP (reload the key directory, :meth:`Gateway.reload_keys`)."""
+    or SIGHUP (reload the key directory, :meth:`Gateway.reload_keys`). Under systemd
+    (``Type=notify``) it reports READY=1 once listening and scheduling, RELOADING=1
+    around a key reload and STOPPING=1 (:mod:`gateway.node.sdnotify`)."""
     check_files(config)
     gateway = Gateway(config)
     stop = threading.Event()
@@ -416,14 +419,18 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
         gateway.recover()
         gateway.start()
         log.info("gateway %s running", config.node.party)
+        sdnotify.notify(f"READY=1\nSTATUS=gateway {config.node.party} running")
         if ready is not None:
             ready(gateway)
         while not stop.wait(0.5):
             if reload.is_set():
                 reload.clear()
                 log.info("SIGHUP: reloading the key directory")
+                sdnotify.reloading()
                 gateway.reload_keys()
+                sdnotify.notify("READY=1")
     finally:
+        sdnotify.notify("STOPPING=1")
         gateway.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
