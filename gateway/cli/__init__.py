@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "messages_cmd",
     "validate_cmd",
     "audit_cmd",
+    "clocks_cmd",
     "keys_cmd",
     "seal_cmd",
     "demo_cmd",

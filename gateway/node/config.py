@@ -18,11 +18,12 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.node.clocks import ClocksConfig, parse_clocks
 from gateway.node.routing import RoutingTable, build_table, valid_party
 
 __all__ = [
@@ -204,6 +205,7 @@ class Config:
     security: SecurityConfig
     schedule: ScheduleConfig
     audit: AuditConfig = AuditConfig()
+    clocks: ClocksConfig = field(default_factory=ClocksConfig)
 
     def partner(self, party: str) -> PartnerConfig:
         for partner in self.partners:
@@ -424,7 +426,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule", "audit"}
+        "schedule", "audit", "clocks"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -549,6 +551,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         keep_events=r.duration(t, "keep_events", "audit.keep_events",
                                AuditConfig.keep_events, positive=True),
     )
+    clocks = parse_clocks(r.table(doc, "clocks", "clocks"), r.problem)
     if https is not None and https.max_body == 0:
         https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
                               limits.max_message_bytes * 2)
@@ -557,7 +560,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,
         partners=tuple(partners), routes=tuple(routes), routing=routing, retry=retry,
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
-        schedule=schedule, audit=audit,
+        schedule=schedule, audit=audit, clocks=clocks,
     )
 
 

@@ -44,6 +44,7 @@ from gateway.errors import (
     SecurityError,
     SenderMismatch,
 )
+from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config, TransportConfig
 from gateway.node.intake import Prepared, Preparer, Refused
 from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
@@ -107,6 +108,7 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
     header, seal to the destination's encryption certificate.
     Returns :class:`Prepared` or :class:`Refused` (never raises for a bad document)."""
     max_bytes = config.limits.max_message_bytes
+    clocks = ClockKeeper(config.clocks) if config.clocks.enabled else None
 
     def prepare(data: bytes, *, source: str, service: str | None,
                 now: datetime) -> Prepared | Refused:
@@ -120,6 +122,7 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
             info = describe(tree)  # the tree validation parsed: each document parsed once
         except InputError as exc:
             return Refused(exc.code, exc.message)
+        clock = clock_events(clocks, tree, outbound=True)
         del tree
         case_id = safe_token(info.case_id)
         if info.destination is None:
@@ -146,7 +149,7 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
             expires_at=now.timestamp() + config.retry.expiry)
         events = (("validated", {"root": info.name}),
                   ("routed", {"rule": decision.rule.pattern.kind.name.lower(),
-                              "partner": str(decision.partner)}))
+                              "partner": str(decision.partner)}), *clock)
         return Prepared(new, data, envelope, events)
 
     return prepare
