@@ -150,7 +150,7 @@ class Clock:
 @dataclass(frozen=True)
 class ClockSet:
     clocks: tuple[Clock, ...]
-    unmatched: tuple[Observation, ...]   # answers that fit no start (yet)
+    unmatched: tuple[Observation, ...]   # answering documents that fit no start (yet)
     unknown_rules: frozenset[str] = frozenset()   # events of rules no longer configured
 
     def open(self) -> list[Clock]:
@@ -244,5 +244,12 @@ def compute(observations: Iterable[Observation], rules: Sequence[Rule], *, now: 
         used.update(id(a) for a in fitting)
         answer = min(fitting, key=lambda a: a.at, default=None)
         clocks.append(Clock(rule, start, us, start_date, due, overdue_at, answer, cal))
-    unmatched = tuple(a for a in answers if id(a) not in used)
+    # an answer is stray when it fits no start under any rule (one document is often an
+    # answer of several rules: an ENF A acknowledges a case and answers a status request)
+    fitted = {a.message_id for a in answers if id(a) in used and a.message_id}
+    stray: dict[str, Observation] = {}
+    for a in answers:
+        if id(a) not in used and a.message_id not in fitted:
+            stray.setdefault(a.message_id or f"#{id(a)}", a)
+    unmatched = tuple(stray.values())
     return ClockSet(tuple(clocks), unmatched, frozenset(unknown))
