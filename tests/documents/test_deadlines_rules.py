@@ -30,8 +30,9 @@ CHICAGO = ZoneInfo("America/Chicago")
 ME_US, CA, TX, NL = "fips:0600000", "fips:0600000", "fips:4800000", "iso3166:NL"
 
 
-def tx(function: str, action: str, reason: str | None, case: str | None,
-       other: str | None, local: str = "4800000", remote: str = "0600000") -> Facts:
+def tx(code: str, case: str | None, other: str | None, local: str = "4800000",
+       remote: str = "0600000") -> Facts:
+    function, action, reason = code.split()
     return Facts(doc="InterstateTransaction", function=function, action=action, reason=reason,
                  case_id=case, other_case_id=other, local_fips=local, other_fips=remote)
 
@@ -73,13 +74,13 @@ class Case:
 
 CASES = [
     # Friday evening (local) + 10 working days over Christmas and New Year's Day.
-    Case("cfr-303.7b2-registry-ack", TX, CA, tx("ENF", "R", "ERARR", "CA0000000000001", None,
+    Case("cfr-303.7b2-registry-ack", TX, CA, tx("ENF R ERARR", "CA0000000000001", None,
                                                "0600000", "4800000"),
          False, datetime(2025, 12, 19, 22, 30, tzinfo=CHICAGO), True, date(2026, 1, 6),
-         right=tx("ENF", "A", "AADIN", "TX0000000000001", "CA0000000000001"),
-         wrong=[tx("ENF", "A", "AADIN", "TX0000000000002", "CA0000000000099"),   # other case
-                tx("CSI", "P", "FSINF", "TX0000000000001", "CA0000000000001"),   # not an ack
-                tx("ENF", "P", "GSCOE", "TX0000000000001", "CA0000000000001")]),
+         right=tx("ENF A AADIN", "TX0000000000001", "CA0000000000001"),
+         wrong=[tx("ENF A AADIN", "TX0000000000002", "CA0000000000099"),   # other case
+                tx("CSI P FSINF", "TX0000000000001", "CA0000000000001"),   # not an ack
+                tx("ENF P GSCOE", "TX0000000000001", "CA0000000000001")]),
     Case("cfr-303.7b2-registry-ack", TX, CA,
          doc("DocumentExchange/Transmittal1InitialRequest", "CA0000000000002", None),
          False, datetime(2026, 5, 22, 9, 0, tzinfo=CHICAGO), True, date(2026, 6, 8),  # Memorial Day
@@ -88,31 +89,31 @@ CASES = [
          wrong=[doc("DocumentExchange/GeneralTestimony", "TX0000000000002",
                     "CA0000000000002")]),
     # Wednesday before Thanksgiving, with the day after configured as a state holiday.
-    Case("cfr-303.7b4-status-csi", TX, CA, tx("CSI", "R", "FRINF", "CA0000000000003",
+    Case("cfr-303.7b4-status-csi", TX, CA, tx("CSI R FRINF", "CA0000000000003",
                                              "TX0000000000003", "0600000", "4800000"),
          False, datetime(2026, 11, 25, 8, 0, tzinfo=CHICAGO), True, date(2026, 12, 4),
-         right=tx("CSI", "P", "FSINF", "TX0000000000003", "CA0000000000003"),
-         wrong=[tx("CSI", "P", "FSINF", "TX0000000000004", "CA0000000000003"),   # their case
-                tx("CSI", "R", "FRINF", "TX0000000000003", "CA0000000000003")],
+         right=tx("CSI P FSINF", "TX0000000000003", "CA0000000000003"),
+         wrong=[tx("CSI P FSINF", "TX0000000000004", "CA0000000000003"),   # their case
+                tx("CSI R FRINF", "TX0000000000003", "CA0000000000003")],
          holidays=("2026-11-27",)),
     # We ask (outbound): the partner owes; Friday 2026-07-03 is the observed July 4.
-    Case("cfr-303.7b4-status-msc", CA, TX, tx("MSC", "R", "GRUPD", "CA0000000000005",
+    Case("cfr-303.7b4-status-msc", CA, TX, tx("MSC R GRUPD", "CA0000000000005",
                                              "TX0000000000005", "0600000", "4800000"),
          True, datetime(2026, 7, 2, 16, 0, tzinfo=CHICAGO), False, date(2026, 7, 10),
-         right=tx("MSC", "P", "GSPUD", "TX0000000000005", "CA0000000000005"),
-         wrong=[tx("MSC", "P", "GSADD", "TX0000000000005", "CA0000000000005")]),
+         right=tx("MSC P GSPUD", "TX0000000000005", "CA0000000000005"),
+         wrong=[tx("MSC P GSADD", "TX0000000000005", "CA0000000000005")]),
     # Martin Luther King Jr. Day inside the 5 working days.
-    Case("cfr-303.7b4-status-enf", TX, CA, tx("ENF", "R", "ERSTA", "CA0000000000006",
+    Case("cfr-303.7b4-status-enf", TX, CA, tx("ENF R ERSTA", "CA0000000000006",
                                              "TX0000000000006", "0600000", "4800000"),
          False, datetime(2026, 1, 12, 10, 0, tzinfo=CHICAGO), True, date(2026, 1, 20),
-         right=tx("ENF", "P", "GSCOE", "TX0000000000006", "CA0000000000006"),
-         wrong=[tx("EST", "P", "SSEST", "TX0000000000006", "CA0000000000006")]),
+         right=tx("ENF P GSCOE", "TX0000000000006", "CA0000000000006"),
+         wrong=[tx("EST P SSEST", "TX0000000000006", "CA0000000000006")]),
     # 75 calendar days may end on a Saturday: it is not moved.
-    Case("cfr-303.7d2-responding-75", TX, CA, tx("EST", "R", "SRORD", "CA0000000000007", None,
+    Case("cfr-303.7d2-responding-75", TX, CA, tx("EST R SRORD", "CA0000000000007", None,
                                                 "0600000", "4800000"),
          False, datetime(2026, 3, 2, 12, 0, tzinfo=CHICAGO), True, date(2026, 5, 16),
-         right=tx("EST", "P", "SSEST", "TX0000000000007", "CA0000000000007"),
-         wrong=[tx("EST", "A", "ANOAD", "TX0000000000007", "CA0000000000007")]),
+         right=tx("EST P SSEST", "TX0000000000007", "CA0000000000007"),
+         wrong=[tx("EST A ANOAD", "TX0000000000007", "CA0000000000007")]),
     # Hague: an application received from the Netherlands, 6 weeks to acknowledge.
     Case("hague-12.3-acknowledge", CA, NL, doc("MaintenanceApplication", "NL-REQ-8", None),
          False, datetime(2026, 11, 20, 11, 0, tzinfo=CHICAGO), True, date(2027, 1, 1),

@@ -48,8 +48,9 @@ timezone = "America/Chicago"
 """
 
 
-def transaction(local: str, other: str, function: str, action: str, reason: str,
-                case: str, other_case: str) -> bytes:
+def transaction(route: str, code: str, case: str, other_case: str) -> bytes:
+    local, other = route.split("->")
+    function, action, reason = code.split()
     data = interstate_transaction(local, other, function=function, action=action,
                                   reason=reason, case_id=case, seed=5)
     root = etree.fromstring(data)
@@ -100,9 +101,9 @@ def test_clocks_open_and_close_at_both_ends(tmp_path: Path, key_cache: Path,
     try:
         for daemon in daemons:
             daemon.start()
-        drop(ca, "inquiry.xml", transaction("0600000", "4800000", "CSI", "R", "FRINF",
+        drop(ca, "inquiry.xml", transaction("0600000->4800000", "CSI R FRINF",
                                             "CA0000000000001", "TX0000000000001"))
-        drop(ca, "request.xml", transaction("0600000", "4800000", "ENF", "R", "ERARR",
+        drop(ca, "request.xml", transaction("0600000->4800000", "ENF R ERARR",
                                             "CA0000000000002", "TX0000000000002"))
         wait_until(lambda: count(tx, Direction.IN) == 2, 60, "Texas to receive both")
         wait_until(lambda: count(ca, Direction.OUT) == 2, 30, "California's receipts")
@@ -131,9 +132,9 @@ def test_clocks_open_and_close_at_both_ends(tmp_path: Path, key_cache: Path,
         assert len(clocks(tx, capsys, "--rule", "cfr-303.7b4-status-csi")["clocks"]) == 1
 
         # later, Texas answers
-        drop(tx, "answer.xml", transaction("4800000", "0600000", "CSI", "P", "FSINF",
+        drop(tx, "answer.xml", transaction("4800000->0600000", "CSI P FSINF",
                                            "TX0000000000001", "CA0000000000001"))
-        drop(tx, "ack.xml", transaction("4800000", "0600000", "ENF", "A", "AADIN",
+        drop(tx, "ack.xml", transaction("4800000->0600000", "ENF A AADIN",
                                         "TX0000000000002", "CA0000000000002"))
         wait_until(lambda: count(ca, Direction.IN) == 2, 60, "California to receive both")
         wait_until(lambda: count(tx, Direction.OUT) == 2, 30, "Texas's receipts")
