@@ -56,8 +56,6 @@ __all__ = ["ClockKeeper", "ClocksConfig", "clock_events", "parse_clocks", "read_
 
 log = logging.getLogger("gateway.node.clocks")
 
-_KEYS = {"enabled", "timezone", "holidays", "partner_holidays", "disable", "rules"}
-
 
 @dataclass(frozen=True)
 class ClocksConfig:
@@ -78,9 +76,9 @@ def _strings(value: object) -> list[str] | None:
 def parse_clocks(table: Mapping[str, Any],
                  problem: Callable[[str, str], None]) -> ClocksConfig:
     """``[clocks]`` into a :class:`ClocksConfig`; each problem is reported with its key
-    (``problem(key, text)``) and a usable default is kept, so every problem is found."""
-    for key in sorted(set(table) - _KEYS):
-        problem(f"clocks.{key}", "unknown key")
+    (``problem(key, text)``) and a usable default is kept, so every problem is found.
+    Unknown keys are the caller's to report (the loader checks them with every other
+    section's)."""
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         problem("clocks.enabled", "expected true or false")
@@ -126,7 +124,7 @@ def parse_clocks(table: Mapping[str, Any],
         problem("clocks.rules", "expected an array of tables ([[clocks.rules]])")
     else:
         try:
-            rules = parse_rules(tables, "clocks.rules")
+            rules = parse_rules(tables, "clocks.rules", strict=False)
         except RuleError as exc:
             problem(exc.key, exc.text)
     known = {r.name for r in shipped_rules()} | {r.name for r in rules}

@@ -551,7 +551,16 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         keep_events=r.duration(t, "keep_events", "audit.keep_events",
                                AuditConfig.keep_events, positive=True),
     )
-    clocks = parse_clocks(r.table(doc, "clocks", "clocks"), r.problem)
+    t = r.table(doc, "clocks", "clocks")
+    r.known(t, "clocks", {"enabled", "timezone", "holidays", "partner_holidays", "disable",
+                          "rules"})
+    rule_tables = t.get("rules", [])
+    for i, rule in enumerate(rule_tables if isinstance(rule_tables, list) else []):
+        if isinstance(rule, Mapping):
+            r.known(rule, f"clocks.rules[{i}]", {"name", "title", "citation", "source",
+                                                 "start", "answer", "period", "owes",
+                                                 "direction", "enabled", "note"})
+    clocks = parse_clocks(t, r.problem)  # the rest of [clocks]: gateway/node/clocks.py
     if https is not None and https.max_body == 0:
         https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
                               limits.max_message_bytes * 2)

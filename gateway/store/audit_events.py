@@ -63,6 +63,8 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "checkpoint": "a signed checkpoint of the chain (digest = signer fingerprint)",
     "audit_pruned": "events up to a sequence number were removed by retention",
     "temp_removed": "temporary files left by a stopped process were removed at start-up",
+    "clock_started": "the document starts a deadline clock (detail: rule, owes, keys)",
+    "clock_answer": "the document answers deadline clocks of a rule (detail: rule, keys)",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",

@@ -115,3 +115,13 @@ def test_rule_problems_name_the_rule_and_key(tmp_path: Path, rule: str, key: str
 def test_clocks_can_be_switched_off(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "[clocks]\nenabled = false\n"))
     assert not config.clocks.enabled
+
+
+def test_the_loader_and_the_rule_parser_know_the_same_rule_keys(tmp_path: Path) -> None:
+    from gateway.documents.deadlines.rules import RULE_KEYS
+
+    table = "\n".join(f'{k} = "x"' for k in sorted(RULE_KEYS))
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, f"[[clocks.rules]]\n{table}\nextra = 1\n"))
+    unknown = [p["key"] for p in info.value.details["problems"] if p["problem"] == "unknown key"]
+    assert unknown == ["clocks.rules[0].extra"]

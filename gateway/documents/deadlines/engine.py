@@ -222,13 +222,19 @@ def compute(observations: Iterable[Observation], rules: Sequence[Rule], *, now: 
             by_ref[obs.ref_to].append(obs)
     used: set[int] = set()
     clocks: list[Clock] = []
+    due_dates: dict[tuple[object, date, int], tuple[date, datetime]] = {}
     for start in sorted(starts, key=lambda o: o.at):
         rule = by_name[start.rule]
         us = rule.owed_by_us(start.outbound)
         cal = pick(us, start.partner)
         start_date = start.at.astimezone(tz).date()
-        due = rule.period.due(start_date, cal)
-        overdue_at = datetime.combine(due + timedelta(days=1), time(0), tzinfo=tz)
+        dated = (rule.period, start_date, id(cal))
+        found = due_dates.get(dated)
+        if found is None:
+            due = rule.period.due(start_date, cal)
+            found = due_dates[dated] = (
+                due, datetime.combine(due + timedelta(days=1), time(0), tzinfo=tz))
+        due, overdue_at = found
         group = (rule.name, start.partner, us)
         candidates: list[Observation] = []
         own = _primary(start, start.outbound)[0]

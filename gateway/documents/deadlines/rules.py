@@ -46,7 +46,7 @@ _CODE = re.compile(r"\*|[A-Z0-9]{1,5}")
 _DOC = re.compile(r"[A-Za-z][A-Za-z0-9]*(/([A-Za-z][A-Za-z0-9]*|\*))?")
 OWES = ("recipient", "sender")
 DIRECTIONS = ("any", "in", "out")
-_KEYS = {"name", "title", "citation", "source", "start", "answer", "period", "owes",
+RULE_KEYS = {"name", "title", "citation", "source", "start", "answer", "period", "owes",
          "direction", "enabled", "note"}
 
 
@@ -135,12 +135,13 @@ def _string(table: Mapping[str, Any], key: str, where: str, default: str | None 
     return value
 
 
-def parse_rule(table: Mapping[str, Any], where: str) -> Rule:
-    """One rule from its TOML table; raises :class:`RuleError` naming ``where.key``."""
+def parse_rule(table: Mapping[str, Any], where: str, *, strict: bool = True) -> Rule:
+    """One rule from its TOML table; raises :class:`RuleError` naming ``where.key``.
+    ``strict``: unknown keys are errors (the configuration loader checks them itself)."""
     if not isinstance(table, Mapping):
         raise RuleError(where, "expected a table")
-    unknown = sorted(set(table) - _KEYS)
-    if unknown:
+    unknown = sorted(set(table) - RULE_KEYS)
+    if unknown and strict:
         raise RuleError(f"{where}.{unknown[0]}", "unknown key")
     name = _string(table, "name", where)
     if not _NAME.fullmatch(name):
@@ -177,11 +178,13 @@ def parse_rule(table: Mapping[str, Any], where: str) -> Rule:
                 enabled=enabled)
 
 
-def parse_rules(tables: Iterable[Mapping[str, Any]], prefix: str) -> list[Rule]:
+def parse_rules(tables: Iterable[Mapping[str, Any]], prefix: str, *,
+                strict: bool = True) -> list[Rule]:
+    """Rules from an array of tables (``prefix[i]`` names each in errors); names unique."""
     out: list[Rule] = []
     seen: set[str] = set()
     for i, table in enumerate(tables):
-        rule = parse_rule(table, f"{prefix}[{i}]")
+        rule = parse_rule(table, f"{prefix}[{i}]", strict=strict)
         if rule.name in seen:
             raise RuleError(f"{prefix}[{i}].name", "a second rule with this name")
         seen.add(rule.name)
