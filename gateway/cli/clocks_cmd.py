@@ -12,7 +12,7 @@ from typing import Any
 from gateway.cli.audit_cmd import open_log
 from gateway.cli.output import out, out_json, table
 from gateway.documents.deadlines import Clock, ClockSet
-from gateway.errors import UsageError
+from gateway.errors import GatewayError, UsageError
 from gateway.node.clocks import ClockKeeper, ClocksConfig, read_clocks
 from gateway.node.config import Config, config_path, load_config
 
@@ -141,11 +141,14 @@ def clock_summary(config: Config, args: argparse.Namespace,
     """Open and overdue clocks by owing side, and the next due date: for ``gateway
     status``."""
     keeper = ClockKeeper(config.clocks)
-    audit = open_log(argparse.Namespace(db=getattr(args, "db", None), config=args.config))
     try:
-        clocks = read_clocks(audit, keeper, now)
-    finally:
-        audit.conn.close()
+        audit = open_log(argparse.Namespace(db=getattr(args, "db", None), config=args.config))
+        try:
+            clocks = read_clocks(audit, keeper, now)
+        finally:
+            audit.conn.close()
+    except GatewayError as exc:  # the rest of the status is still worth showing
+        return {"enabled": True, "error": f"{exc.code}: {exc}"}
     open_ = clocks.open()
     counts: Counter[tuple[str, str]] = Counter()
     for clock in open_:

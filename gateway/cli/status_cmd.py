@@ -12,8 +12,8 @@ from gateway.cli.output import out, out_json, table
 from gateway.errors import GatewayError
 from gateway.node.config import load_config
 from gateway.node.nodekeys import load_node_keys
+from gateway.node.storeopen import open_spool
 from gateway.protocol.certs import fingerprint
-from gateway.store.spool import SqliteSpool
 from gateway.store.states import PENDING
 
 
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 def run_status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = datetime.now(UTC)
-    spool = SqliteSpool(config.spool.database)
+    spool = open_spool(config)
     try:
         counts = spool.counts()
         oldest = spool.oldest(sorted(PENDING))
@@ -73,7 +73,9 @@ def run_status(args: argparse.Namespace) -> int:
         days = item["days_left"]
         out(f"certificate {item['certificate']} "
             + (f"expires in {days} days" if days >= 0 else f"EXPIRED {-days} days ago"))
-    if clocks is not None:
+    if clocks is not None and "error" in clocks:
+        out(f"clocks: {clocks['error']}")
+    elif clocks is not None:
         out(f"clocks: {clocks['open_owed_by_us']} owed by us "
             f"({clocks['overdue_owed_by_us']} overdue), {clocks['open_owed_by_partners']} "
             f"owed by partners ({clocks['overdue_owed_by_partners']} overdue); next due "

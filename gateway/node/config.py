@@ -43,6 +43,7 @@ __all__ = [
     "SchemaSet",
     "SecurityConfig",
     "SpoolConfig",
+    "StoreConfig",
     "TransportConfig",
     "check_files",
     "config_path",
@@ -177,6 +178,18 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where the spool and audit trail live: SQLite at ``spool.database`` (default) or a
+    PostgreSQL database shared by several nodes (``url``); leases and payload retention."""
+
+    url: str | None = None  # postgresql://...; None: SQLite at spool.database
+    node: str | None = None  # this node's name in leases (default: host and config path)
+    lease: float = 60.0  # seconds a claim holds a message before another node takes it
+    keep_payloads: float = 30 * 86400.0  # documents and envelopes of finished messages
+    keep_receipts: float = 365 * 86400.0  # receipts and error reports of finished messages
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
     outbox_scan: float = 2.0
     sftp_pull: float = 10.0
@@ -205,6 +218,7 @@ class Config:
     security: SecurityConfig
     schedule: ScheduleConfig
     audit: AuditConfig = AuditConfig()
+    store: StoreConfig = StoreConfig()
     clocks: ClocksConfig = field(default_factory=ClocksConfig)
 
     def partner(self, party: str) -> PartnerConfig:
@@ -426,7 +440,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule", "audit", "clocks"}
+        "schedule", "audit", "store", "clocks"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -551,6 +565,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         keep_events=r.duration(t, "keep_events", "audit.keep_events",
                                AuditConfig.keep_events, positive=True),
     )
+    store = _store(r, r.table(doc, "store", "store"))
     t = r.table(doc, "clocks", "clocks")
     r.known(t, "clocks", {"enabled", "timezone", "holidays", "partner_holidays", "disable",
                           "rules"})
@@ -569,8 +584,24 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,
         partners=tuple(partners), routes=tuple(routes), routing=routing, retry=retry,
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
-        schedule=schedule, audit=audit, clocks=clocks,
+        schedule=schedule, audit=audit, store=store, clocks=clocks,
     )
+
+
+def _store(r: _Reader, t: Mapping[str, Any]) -> StoreConfig:
+    r.known(t, "store", {"url", "node", "lease", "keep_payloads", "keep_receipts"})
+    url = r.string(t, "url", "store.url")
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        r.problem("store.url", "expected a postgresql:// URL (leave it out for SQLite)")
+        url = None
+    d = StoreConfig()
+    return StoreConfig(
+        url=url, node=r.string(t, "node", "store.node"),
+        lease=r.duration(t, "lease", "store.lease", d.lease, positive=True),
+        keep_payloads=r.duration(t, "keep_payloads", "store.keep_payloads", d.keep_payloads,
+                                 positive=True),
+        keep_receipts=r.duration(t, "keep_receipts", "store.keep_receipts", d.keep_receipts,
+                                 positive=True))
 
 
 def _raise(file: Path, problems: list[tuple[str, str]]) -> None:

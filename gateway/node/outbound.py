@@ -441,20 +441,10 @@ class Sender:
     # --- housekeeping ---------------------------------------------------------------
 
     def recover(self) -> int:
-        """After a restart: messages left ``sending`` by a crash go back to ``retrying``
-        now (the receiver's duplicate detection makes a second copy harmless)."""
-        now = self.clock()
-        count = 0
-        for message in self.spool.select(states=[State.SENDING], limit=100_000):
-            try:
-                with self.spool.transaction(now) as txn:
-                    txn.transition(message.id, State.RETRYING, expect=State.SENDING,
-                                   changes={"next_attempt_at": now.timestamp()},
-                                   detail={"recovered": 1})
-                count += 1
-            except IllegalTransition:
-                continue
-        return count
+        """After a restart: messages this node left ``sending`` go back to ``retrying``
+        now (the receiver's duplicate detection makes a second copy harmless); in a
+        shared store, other nodes' stay under their leases."""
+        return self.spool.recover_sending(self.clock())
 
     def expire(self) -> int:
         """``sent`` messages whose receipt is overdue are sent again (the receiver answers
