@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -36,12 +35,13 @@ from gateway.node.intake import OutboxScanner, failure_report, write_rejected_co
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
 from gateway.node.retry import BreakerBoard
+from gateway.node.storeopen import open_spool, sealer_for
 from gateway.protocol import certs
 from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
 from gateway.store.fsutil import remove_orphaned_temps
-from gateway.store.spool import SqliteSpool
+from gateway.store.retention import purge_payloads
 from gateway.store.states import PENDING, Direction, State
 from transports import Transport, TransportError, open_transport
 
@@ -66,7 +66,8 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.keys = keys or load_node_keys(config)
-        self.spool = SqliteSpool(config.spool.database)
+        self.spool = open_spool(config)
+        self.spool.use_sealer(sealer_for(self.keys))  # no document rests in clear
         self.registry = (SchemaRegistry([xsd_root(), *(s.directory for s in config.schema_sets)])
                          if config.schema_sets else None)
         self._extra = dict(transport_options or {})
@@ -212,6 +213,7 @@ class Gateway:
         for scanner in self.scanners:
             scanner.prepare = prepare
         self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
+        self.spool.use_sealer(sealer_for(keys))  # a new encryption key seals from now on
         with self.spool.transaction(self.clock()) as txn:
             txn.audit("keys_reloaded", None,
                       detail={"partners": len(keys.directory.entries),
@@ -276,6 +278,8 @@ class Gateway:
         Returns whether a checkpoint was written."""
         now = self.clock()
         interval = timedelta(seconds=self.config.audit.checkpoint_interval)
+        if not force and not self.spool.leader("audit-checkpoint", now):
+            return False  # another node of a shared store signs them now
         with self.spool.transaction(now) as txn:
             audit = AuditLog(txn.conn)
             if not force:
@@ -291,17 +295,27 @@ class Gateway:
         after verifying the chain and signing a checkpoint); returns how many."""
         now = self.clock()
         keep = timedelta(seconds=self.config.audit.keep_events)
+        if not self.spool.leader("audit-retention", now):
+            return 0  # another node of a shared store does it
         # Its own connection: prune verifies the whole chain before its short write
         # transaction, and must not hold the spool's write lock meanwhile.
-        conn = sqlite3.connect(self.config.spool.database, timeout=30.0, isolation_level=None)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")
-            removed = AuditLog(conn).prune(retention_cutoff(now, keep), self._signer, now)
-        finally:
-            conn.close()
+        with self.spool.audit_log() as audit:
+            removed = audit.prune(retention_cutoff(now, keep), self._signer, now)
         if removed:
             log.info("audit retention removed %d events older than %s", removed, keep)
         return removed
+
+    def purge_payloads(self) -> int:
+        """Remove the payloads of finished messages past ``store.keep_payloads`` /
+        ``store.keep_receipts`` (one node of a shared store at a time); returns how many."""
+        now = self.clock()
+        if not self.spool.leader("payload-retention", now):
+            return 0
+        keep = self.config.store
+        result = purge_payloads(self.spool, now,
+                                payloads_before=now - timedelta(seconds=keep.keep_payloads),
+                                receipts_before=now - timedelta(seconds=keep.keep_receipts))
+        return result.payloads
 
     def _relay_answer(self, data: bytes, now: datetime) -> None:
         self.inbound.accept(data, channel="relay-answer")
@@ -355,6 +369,7 @@ class Gateway:
             ("audit-checkpoint", self.checkpoint,
              min(300.0, self.config.audit.checkpoint_interval)),
             ("audit-retention", self.retention, 86400.0),
+            ("payload-retention", self.purge_payloads, 3600.0),
         ]
         for name, func, seconds in jobs:
             scheduler.add_job(_guarded(name, func), "interval", seconds=seconds, id=name,
