@@ -11,6 +11,8 @@ import pytest
 
 from gateway.demo.samples import maintenance_application
 from gateway.node.config import load_config
+from gateway.node.nodekeys import load_node_keys
+from gateway.node.storeopen import sealer_for
 from gateway.protocol.as4 import mime, receipt
 from gateway.protocol.certs import load_certificates_file
 from gateway.store.audit import AuditLog
@@ -75,7 +77,9 @@ Row = tuple[State, bytes | None, bytes | None]
 
 
 def messages(spec: NodeSpec, direction: Direction) -> list[Row]:
-    spool = SqliteSpool(load_config(spec.config_path).spool.database)
+    config = load_config(spec.config_path)
+    spool = SqliteSpool(config.spool.database)
+    spool.use_sealer(sealer_for(load_node_keys(config)))  # payloads rest sealed
     try:
         return [(m.state, spool.payload(m.id, "envelope"), spool.payload(m.id, "receipt"))
                 for m in spool.select(direction=direction, limit=1000)]
