@@ -6,8 +6,9 @@ them from a validated document of any business type the gateway carries:
 
 - ``urn:cse-gateway:interstate:1`` (``InterstateTransaction``, ``InterstateAcknowledgment``,
   ``TransactionError``, ``DocumentExchange`` with its UIFSA ``FormType``);
-- ``urn:cse-gateway:interstate:2`` (the XML form of a CSENet 2000 transaction: header
-  fields named after the IGD, FIPS as state + county + sub-code);
+- ``urn:cse-gateway:interstate:2`` (``InterstateTransaction`` is the XML form of a CSENet
+  2000 transaction: header fields named after the IGD, FIPS as state + county + sub-code;
+  the other three documents keep their version 1 shape);
 - ``urn:cse-gateway:international:1`` (Hague forms: the requesting and requested
   authorities' references play the part of the two case IDs).
 
@@ -75,8 +76,8 @@ def _text(root: etree._Element, path: str) -> str | None:
     return element.text.strip() or None
 
 
-def _interstate_1(root: etree._Element, name: str) -> Facts:
-    ns = f"{{{INTERSTATE_1}}}"
+def _interstate_1(root: etree._Element, name: str, namespace: str = INTERSTATE_1) -> Facts:
+    ns = f"{{{namespace}}}"
     holder = root.find(f"{ns}Header") if name == "InterstateTransaction" else root
     holder = root if holder is None else holder
 
@@ -149,8 +150,10 @@ def facts_from_tree(tree: etree._ElementTree | etree._Element, *,
     namespace, name = qname.namespace or "", qname.localname
     if namespace == INTERSTATE_1:
         facts = _interstate_1(root, name)
-    elif namespace == INTERSTATE_2:
+    elif namespace == INTERSTATE_2 and name == "InterstateTransaction":
         facts = _interstate_2(root, name)
+    elif namespace == INTERSTATE_2:  # the other interstate documents keep their shape
+        facts = _interstate_1(root, name, INTERSTATE_2)
     elif namespace == INTERNATIONAL_1:
         facts = _international(root, name)
     else:
