@@ -87,6 +87,11 @@ _RULES = (
     ("information.new-case-id", "GB24", "New-Case-ID is required here"),
     ("information.text", "GB25", "the information text this transaction needs is blank"),
     ("information.gstai", "GB26", "MSC P GSTAI's interest figures are not as the IGD says"),
+    # the daemon (an outbox in CSENet format)
+    ("transaction.duplicate", "GD01", "the same Transaction-Serial-Number and Local-FIPS "
+                                      "were taken before: the transaction is sent once"),
+    ("transaction.refused", "GR01", "the gateway cannot send the transaction (no route, "
+                                    "a sender this node does not speak for, no key)"),
     # the XML form
     ("xml.form", "GX01", "the XML does not map onto the CSENet layout"),
 )

@@ -259,6 +259,16 @@ class HeaderToServer(Header):
         return HeaderFromServer(self.text[:96] + tail.text[96:])
 
 
+    def delivered(self, date: dt.date, time: dt.time) -> HeaderFromServer:
+        """The header as the federal server hands it to the receiving state: the FIPS codes
+        (columns 1-7 and 8-14) and the case IDs (46-60 and 61-75) swapped to the
+        receiver's point of reference, as the IGD says the server does, then
+        :meth:`received` (Date-Received, Time-Received)."""
+        t = self.text
+        swapped = HeaderToServer(t[7:14] + t[0:7] + t[14:45] + t[60:75] + t[45:60] + t[75:])
+        return swapped.received(date, time)
+
+
 class HeaderFromServer(Header):
     """Chart C-4: the 121-byte header a state receives."""
 
