@@ -50,6 +50,7 @@ translated into these at the module that calls the library; they never leak upwa
     ├── AuditError                    AuditError        1
     │   └── AuditTampered             AuditTampered     1
     ├── DemoFailed                    DemoFailed        1   (gateway demo: a node or sshd)
+    ├── LoginRefused                  LoginRefused      1   (console: wrong password, code, locked)
     └── InternalError                 InternalError    70
 """
 
@@ -78,6 +79,7 @@ __all__ = [
     "InternalError",
     "KeyFileInsecure",
     "KeyMaterialError",
+    "LoginRefused",
     "MessageNotFound",
     "PartyInvalid",
     "ReceiptInvalid",
@@ -352,6 +354,13 @@ class DemoFailed(GatewayError):
     """``gateway demo`` could not build or run its network (a node or sshd did not start)."""
 
     code = "DemoFailed"
+
+
+class LoginRefused(GatewayError):
+    """The console refused a login; ``details["reason"]`` says why for the audit event
+    (unknown, password, code, locked, disabled, certificate), never shown to the user."""
+
+    code = "LoginRefused"
 
 
 class InternalError(GatewayError):

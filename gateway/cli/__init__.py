@@ -34,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keys_cmd",
     "seal_cmd",
     "demo_cmd",
+    "console_cmd",
+    "operators_cmd",
 )
 
 

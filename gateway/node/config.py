@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.node.console_config import ConsoleConfig, read_console
 from gateway.node.routing import RoutingTable, build_table, valid_party
 
 __all__ = [
@@ -204,6 +205,7 @@ class Config:
     security: SecurityConfig
     schedule: ScheduleConfig
     audit: AuditConfig = AuditConfig()
+    console: ConsoleConfig | None = None  # [console]: see console_config.py
 
     def partner(self, party: str) -> PartnerConfig:
         for partner in self.partners:
@@ -424,7 +426,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule", "audit"}
+        "schedule", "audit", "console"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -557,7 +559,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,
         partners=tuple(partners), routes=tuple(routes), routing=routing, retry=retry,
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
-        schedule=schedule, audit=audit,
+        schedule=schedule, audit=audit, console=read_console(r, doc),
     )
 
 

@@ -13,9 +13,11 @@ system)."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError, MessageNotFound, UsageError
@@ -176,6 +178,8 @@ class MessageDetail:
     next_attempt: datetime | None
     next_reason: str
     actions: list[str] = field(default_factory=list)
+    issues: list[dict[str, Any]] = field(default_factory=list)  # from the error report
+    rejected_copy: str | None = None  # where the document was put back (rejected/)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +187,7 @@ class MessageDetail:
             "transports": self.transports,
             "next_attempt": self.next_attempt.isoformat() if self.next_attempt else None,
             "next_reason": self.next_reason, "actions": self.actions,
+            "issues": self.issues, "rejected_copy": self.rejected_copy,
             "attempts": [{"number": a.number, "at": a.at.isoformat(),
                           "transport": a.transport, "outcome": a.outcome,
                           "error_code": a.error_code} for a in self.attempts],
@@ -267,8 +272,26 @@ def message_detail(ctx: NodeContext, ident: str, now: datetime) -> MessageDetail
         except KeyError:
             transports = []
     at, why = next_attempt(ctx.config, m, now)
+    issues = error_issues(ctx.spool.payload(m.id, "error"))
+    copy = None
+    if m.source and m.state in (State.REJECTED, State.FAILED):
+        candidate = ctx.config.rejected / Path(m.source).name
+        copy = str(candidate) if candidate.exists() else None
     return MessageDetail(m, payloads, tl, attempts_of(tl.events if tl else []), route,
-                         transports, at, why, allowed_actions(m))
+                         transports, at, why, allowed_actions(m), issues, copy)
+
+
+def error_issues(report: bytes | None) -> list[dict[str, Any]]:
+    """Each error of a stored error report (the same value-free report as
+    ``rejected/NAME.error.json``): code, line, column, element path, message."""
+    if not report:
+        return []
+    try:
+        errors = json.loads(report).get("errors") or []
+    except (ValueError, AttributeError):
+        return []
+    keep = ("code", "line", "column", "path", "message")
+    return [{k: e.get(k) for k in keep} for e in errors if isinstance(e, dict)][:200]
 
 
 # --- actions -----------------------------------------------------------------------------

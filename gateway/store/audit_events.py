@@ -62,6 +62,16 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "keys_reloaded": "the daemon read its key directory again (SIGHUP)",
     "checkpoint": "a signed checkpoint of the chain (digest = signer fingerprint)",
     "audit_pruned": "events up to a sequence number were removed by retention",
+    "console_login": "an operator logged in to the console (detail: role, factor, client)",
+    "console_login_failed": "a console login was refused (detail: reason, client)",
+    "console_lockout": "an operator account was locked after failed logins",
+    "console_logout": "an operator logged out of the console",
+    "console_refused": "the console refused a request (detail: reason csrf or role)",
+    "audit_verified": "an operator verified the audit trail from the console (detail: ok)",
+    "audit_exported": "an operator exported an evidence bundle from the console",
+    "operator_added": "a console operator account was created (detail: operator, role)",
+    "operator_disabled": "a console operator account was disabled",
+    "operator_reset": "a console operator's password and TOTP secret were replaced",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
