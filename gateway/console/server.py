@@ -50,6 +50,7 @@ def _handler(app: Console, tls: bool) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
         server_version = "gateway-console"
+        timeout = 30  # seconds a connection may stay silent
         sys_version = ""
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -145,7 +146,10 @@ def start_console(ctx: NodeContext, config: ConsoleConfig, *,
                           f"({exc.strerror})", where="console.port") from None
     server.daemon_threads = True
     if config.tls:
-        server.socket = tls_context(config).wrap_socket(server.socket, server_side=True)
+        # the handshake happens in the request's thread (on its first read), so a client
+        # that never completes one holds up only itself, for at most the handler's timeout
+        server.socket = tls_context(config).wrap_socket(server.socket, server_side=True,
+                                                        do_handshake_on_connect=False)
     port = server.server_address[1]
     host = f"[{config.host}]" if ":" in config.host else config.host
     url = f"{'https' if config.tls else 'http'}://{host}:{port}/"
