@@ -73,7 +73,7 @@ def audit_state(log: AuditLog) -> dict[str, Any]:
     tail_seq, _ = log.tail()
     return {"last_seq": tail_seq,
             "last_checkpoint_seq": cp.seq if cp else None,
-            "last_checkpoint_at": cp.at.isoformat() if cp else None,
+            "last_checkpoint_at": cp.at if cp else None,
             "unsigned_tail": tail_seq - (cp.seq if cp else 0)}
 
 
