@@ -88,3 +88,20 @@ def test_a_delivered_message_shows_no_stale_error(
     assert "failed BreakerOpen" in out
     assert "attempt 2 at" in out
     assert "delivered" in out
+
+
+def test_audit_list_says_when_its_limit_cuts_it(
+        tmp_path: Path, key_cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node = ops_node(tmp_path, key_cache)
+    spool = SqliteSpool(load_config(node.config_path).spool.database)
+    populate(spool, NOW)
+    spool.close()
+    cfg = ("--config", str(node.config_path))
+    code, out, err = cli(capsys, *cfg, "audit", "list", "--limit", "3", "--reverse")
+    assert code == 0
+    assert len(out.strip().splitlines()) == 4  # the header and 3 events
+    assert "the list is cut at 3 event(s)" in err
+    code, out, err = cli(capsys, *cfg, "audit", "list")
+    assert code == 0
+    assert err == ""  # without --limit every event is printed: nothing cut
+    assert len(out.strip().splitlines()) > 20
