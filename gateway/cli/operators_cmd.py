@@ -109,7 +109,7 @@ def run_disable(args: argparse.Namespace) -> int:
     finally:
         accounts.close()
     _record(args, "operator_disabled", args.name)
-    out(f"operator {args.name} disabled (a running console ends its sessions at the next "
+    out(f"operator {args.name} disabled (a running console ends its sessions at their next "
         "request it makes)")
     return 0
 

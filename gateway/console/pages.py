@@ -149,6 +149,11 @@ class Console:
             return self.login(req)
         token = req.cookies.get(COOKIE)
         session, expired = self.sessions.get(token, self.clock())
+        if session is not None:
+            account = self.accounts.get(session.operator)
+            if account is None or account.disabled:  # disabled since: its sessions end
+                self.sessions.end(token)
+                session, expired = None, None
         if session is None:
             if req.method == "POST" and req.path != "/logout":
                 return self._error(req, 403, "Your session has ended: log in again.")

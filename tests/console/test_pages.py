@@ -203,7 +203,13 @@ def test_session_idle_and_absolute_expiry_and_logout(setup: Setup) -> None:
     token, csrf = login(app, setup, "vic")
     assert post(app, token, "/logout", csrf=csrf).status == 303
     assert get(app, token, "/").status == 303
-    assert [a for a, _ in codes(setup, "console_logout")] == ["vic"]
+    token, _ = login(app, setup, "olga")
+    setup.accounts.disable("olga")  # `gateway operators disable` ends its sessions
+    assert get(app, token, "/").status == 303
+    token, csrf = login(app, setup, "vic")
+    assert post(app, token, "/logout", csrf=csrf).status == 303
+    assert get(app, token, "/").status == 303
+    assert [a for a, _ in codes(setup, "console_logout")] == ["vic", "vic"]
 
 
 def test_audit_verify_and_export(setup: Setup) -> None:
