@@ -62,6 +62,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "keys_reloaded": "the daemon read its key directory again (SIGHUP)",
     "checkpoint": "a signed checkpoint of the chain (digest = signer fingerprint)",
     "audit_pruned": "events up to a sequence number were removed by retention",
+    "temp_removed": "temporary files left by a stopped process were removed at start-up",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
