@@ -11,6 +11,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # the console's browser tests: Debian's Chromium and its matching chromedriver
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || need+=(default-jdk-headless)  # AS4: the independent XML signature verifier
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "os-deps: missing ${need[*]} and cannot install (need root and apt-get); tests needing them will fail" >&2

@@ -72,6 +72,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "operator_added": "a console operator account was created (detail: operator, role)",
     "operator_disabled": "a console operator account was disabled",
     "operator_reset": "a console operator's password and TOTP secret were replaced",
+    "temp_removed": "temporary files left by a stopped process were removed at start-up",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
