@@ -36,11 +36,11 @@ def run_console(args: argparse.Namespace) -> int:
         config = console_config(ctx)
         if args.port is not None:
             config = ConsoleConfig(**{**config.__dict__, "port": args.port})
-        running = start_console(ctx, config)
-        out(f"console: {running.url} (Ctrl-C to stop)")
         stop = threading.Event()
         with contextlib.suppress(ValueError):  # not the main thread (tests)
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        running = start_console(ctx, config)
+        out(f"console: {running.url} (Ctrl-C to stop)")
         try:
             while not stop.wait(1):
                 pass

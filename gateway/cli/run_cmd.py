@@ -33,8 +33,12 @@ def run_daemon(args: argparse.Namespace) -> int:
 
     with NodeContext.open(args.config) as ctx:
         console = start_console(ctx, config.console, live_breakers=breakers)
-        err(f"console: {console.url}")
+
+        def ready(gateway: Gateway) -> None:  # the daemon runs and handles SIGTERM now
+            running_gateway.append(gateway)
+            err(f"console: {console.url}")
+
         try:
-            return run(config, ready=running_gateway.append)
+            return run(config, ready=ready)
         finally:
             console.stop()
