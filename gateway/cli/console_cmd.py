@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -41,6 +42,7 @@ def run_console(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
         running = start_console(ctx, config)
         out(f"console: {running.url} (Ctrl-C to stop)")
+        sys.stdout.flush()  # a supervisor reading our output sees it now
         try:
             while not stop.wait(1):
                 pass
