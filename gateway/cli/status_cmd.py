@@ -8,6 +8,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.cli.clocks_cmd import clock_summary
 from gateway.cli.output import out, out_json, table
 from gateway.service.context import NodeContext
 from gateway.service.status import node_status
@@ -23,7 +24,10 @@ def register(subparsers: Any) -> None:
 def run_status(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     with NodeContext.open(args.config) as ctx:
+        config = ctx.config
         result = node_status(ctx, now)
+    clocks = clock_summary(config, args, now) if config.clocks.enabled else None
+    result["clocks"] = clocks
     if args.format == "json":
         out_json(result)
         return 0
@@ -40,4 +44,11 @@ def run_status(args: argparse.Namespace) -> int:
         days = item["days_left"]
         out(f"certificate {item['certificate']} "
             + (f"expires in {days} days" if days >= 0 else f"EXPIRED {-days} days ago"))
+    if clocks is not None and "error" in clocks:
+        out(f"clocks: {clocks['error']}")
+    elif clocks is not None:
+        out(f"clocks: {clocks['open_owed_by_us']} owed by us "
+            f"({clocks['overdue_owed_by_us']} overdue), {clocks['open_owed_by_partners']} "
+            f"owed by partners ({clocks['overdue_owed_by_partners']} overdue); next due "
+            f"{clocks['next_due'] or '-'} (gateway clocks)")
     return 0

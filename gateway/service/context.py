@@ -17,8 +17,9 @@ from pathlib import Path
 
 from gateway.errors import AuditError, UsageError
 from gateway.node.config import Config, load_config
+from gateway.node.storeopen import AnySpool, open_spool
 from gateway.store.audit import AuditLog
-from gateway.store.spool import Spool, SqliteSpool
+from gateway.store.postgres import open_audit_log
 
 __all__ = ["NodeContext", "open_audit", "os_user"]
 
@@ -52,12 +53,14 @@ class NodeContext:
     """A node's configuration and spool, for the service functions."""
 
     config: Config
-    spool: Spool
+    spool: AnySpool
 
     @classmethod
     def open(cls, config_file: Path | str | None = None) -> NodeContext:
+        """The configured store: SQLite at ``spool.database`` or PostgreSQL at
+        ``store.url`` (:func:`gateway.node.storeopen.open_spool`)."""
         config = load_config(config_file)
-        return cls(config, SqliteSpool(config.spool.database))
+        return cls(config, open_spool(config))
 
     @property
     def keys_dir(self) -> Path:
@@ -66,7 +69,9 @@ class NodeContext:
     @contextmanager
     def audit(self) -> Iterator[AuditLog]:
         """A read-only view of the audit trail, closed afterwards."""
-        log = open_audit(self.config.spool.database)
+        url = self.config.store.url
+        log = (open_audit_log(url, read_only=True) if url is not None
+               else open_audit(self.config.spool.database))
         try:
             yield log
         finally:

@@ -13,6 +13,7 @@ system)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import GatewayError, MessageNotFound, UsageError
+from gateway.errors import GatewayError, MessageNotFound, SpoolError, UsageError
 from gateway.node.config import Config
 from gateway.node.intake import remove_rejected_copy
 from gateway.node.routing import decide
@@ -251,7 +252,7 @@ def message_detail(ctx: NodeContext, ident: str, now: datetime) -> MessageDetail
     each attempt, the route and transports, and the next attempt with its reason."""
     m = find_message(ctx.spool, ident)
     payloads = [k for k in ("document", "envelope", "receipt", "error", "failure_report")
-                if ctx.spool.payload(m.id, k) is not None]
+                if ctx.spool.has_payload(m.id, k)]
     tl = None
     if m.message_id:
         try:
@@ -272,11 +273,18 @@ def message_detail(ctx: NodeContext, ident: str, now: datetime) -> MessageDetail
         except KeyError:
             transports = []
     at, why = next_attempt(ctx.config, m, now)
-    issues = error_issues(ctx.spool.payload(m.id, "error"))
     copy = None
     if m.source and m.state in (State.REJECTED, State.FAILED):
         candidate = ctx.config.rejected / Path(m.source).name
         copy = str(candidate) if candidate.exists() else None
+    try:
+        report = ctx.spool.payload(m.id, "error") if "error" in payloads else None
+    except SpoolError:  # sealed at rest and the spool was opened without the node's keys:
+        report = None   # the same value-free report is beside the copy in rejected/
+    if report is None and copy is not None:
+        with contextlib.suppress(OSError):
+            report = Path(copy + ".error.json").read_bytes()
+    issues = error_issues(report)
     return MessageDetail(m, payloads, tl, attempts_of(tl.events if tl else []), route,
                          transports, at, why, allowed_actions(m), issues, copy)
 

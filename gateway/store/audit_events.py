@@ -72,7 +72,11 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "operator_added": "a console operator account was created (detail: operator, role)",
     "operator_disabled": "a console operator account was disabled",
     "operator_reset": "a console operator's password and TOTP secret were replaced",
+    "payloads_purged": "payloads of finished messages were removed by retention (counts)",
+    "store_copied": "the store was copied here from a SQLite store (counts)",
     "temp_removed": "temporary files left by a stopped process were removed at start-up",
+    "clock_started": "the document starts a deadline clock (detail: rule, owes, keys)",
+    "clock_answer": "the document answers deadline clocks of a rule (detail: rule, keys)",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
