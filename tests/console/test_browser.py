@@ -62,7 +62,8 @@ def test_console_in_chromium(setup: Setup, console: RunningConsole, browser: obj
                              tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     driver: WebDriver = browser  # type: ignore[assignment]
     base = console.url.rstrip("/")
@@ -78,13 +79,22 @@ def test_console_in_chromium(setup: Setup, console: RunningConsole, browser: obj
     def text(css: str) -> str:
         return driver.find_element(By.CSS_SELECTOR, css).text
 
+    def click(by: str, what: str) -> None:
+        """Click something that loads a page, and wait for that page (a loaded machine
+        may still show the old one for a while)."""
+        old = driver.find_element(By.TAG_NAME, "html")
+        driver.find_element(by, what).click()
+        WebDriverWait(driver, 30).until(staleness_of(old))
+        WebDriverWait(driver, 30).until(
+            lambda d: d.execute_script("return document.readyState") == "complete")
+
     def log_in(name: str) -> None:
         driver.get(f"{base}/login")
         driver.find_element(By.ID, "name").send_keys(name)
         driver.find_element(By.ID, "password").send_keys(setup.secrets[name][0])
         step = totp.step_of(setup.clock.now)
         driver.find_element(By.ID, "code").send_keys(totp.code_at(setup.secrets[name][1], step))
-        driver.find_element(By.ID, "login").click()
+        click(By.ID, "login")
 
     # login with TOTP; the session cookie as the browser keeps it
     driver.get(f"{base}/login")
@@ -99,12 +109,12 @@ def test_console_in_chromium(setup: Setup, console: RunningConsole, browser: obj
     shot("dashboard")
 
     # a search that finds the failed message, and its timeline
-    driver.find_element(By.LINK_TEXT, "Messages").click()
+    click(By.LINK_TEXT, "Messages")
     shot("messages")
     driver.find_element(By.NAME, "message").send_keys("msg-00005")
-    driver.find_element(By.ID, "find").click()
+    click(By.ID, "find")
     assert "Showing 1–1 of 1" in text("#summary")
-    driver.find_element(By.LINK_TEXT, "msg-00005").click()
+    click(By.LINK_TEXT, "msg-00005")
     assert text("#state") == "failed"
     timeline = text("#timeline")
     assert "send_failed" in timeline
@@ -115,7 +125,7 @@ def test_console_in_chromium(setup: Setup, console: RunningConsole, browser: obj
     # resend with a reason: visible in the audit page
     Select(driver.find_element(By.ID, "resend-reason")).select_by_value("partner-recovered")
     driver.find_element(By.ID, "resend-ticket").send_keys("INC-31")
-    driver.find_element(By.ID, "resend-button").click()
+    click(By.ID, "resend-button")
     assert "is now sealed" in text(".flash")
     assert setup.ctx.spool.get(setup.fixed.failed).state is State.SEALED
     driver.get(f"{base}/audit?code=resent_by_operator")
@@ -134,17 +144,17 @@ def test_console_in_chromium(setup: Setup, console: RunningConsole, browser: obj
     driver.execute_script(
         "document.querySelector('#cancel-form input[name=csrf]').value = 'forged'")
     Select(driver.find_element(By.ID, "cancel-reason")).select_by_value("test")
-    driver.find_element(By.ID, "cancel-button").click()
+    click(By.ID, "cancel-button")
     assert "CSRF" in text("#error")
     assert setup.ctx.spool.get(setup.fixed.retrying).state is State.RETRYING
 
     # a viewer is refused a cancel
-    driver.find_element(By.CSS_SELECTOR, ".logout button").click()
+    click(By.CSS_SELECTOR, ".logout button")
     log_in("vic")
     assert text("#who") == "vic (viewer)"
     driver.get(f"{base}/messages/{setup.fixed.retrying}")
     Select(driver.find_element(By.ID, "cancel-reason")).select_by_value("test")
-    driver.find_element(By.ID, "cancel-button").click()
+    click(By.ID, "cancel-button")
     assert "a viewer cannot cancel" in text("#error")
     assert setup.ctx.spool.get(setup.fixed.retrying).state is State.RETRYING
 
