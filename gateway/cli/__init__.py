@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "keys_cmd",
     "seal_cmd",
     "demo_cmd",
+    "alerts_cmd",
 )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway.node.config import load_config
 from gateway.node.daemon import run
+from gateway.node.logs import configure
 
 
 def register(subparsers: Any) -> None:
@@ -15,4 +16,6 @@ def register(subparsers: Any) -> None:
 
 
 def run_daemon(args: argparse.Namespace) -> int:
-    return run(load_config(args.config))
+    config = load_config(args.config)
+    configure(config.logging, verbose=args.verbose)
+    return run(config)

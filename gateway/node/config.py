@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.node import monitor_config
+from gateway.node.monitor_config import AlertsConfig, LoggingConfig, MetricsConfig
 from gateway.node.routing import RoutingTable, build_table, valid_party
 
 __all__ = [
@@ -204,6 +206,10 @@ class Config:
     security: SecurityConfig
     schedule: ScheduleConfig
     audit: AuditConfig = AuditConfig()
+    # [metrics], [logging], [alerts]: gateway/node/monitor_config.py (frozen dataclasses)
+    metrics: MetricsConfig = MetricsConfig()  # noqa: RUF009
+    logging: LoggingConfig = LoggingConfig()  # noqa: RUF009
+    alerts: AlertsConfig = AlertsConfig()  # noqa: RUF009
 
     def partner(self, party: str) -> PartnerConfig:
         for partner in self.partners:
@@ -424,7 +430,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule", "audit"}
+        "schedule", "audit", "metrics", "logging", "alerts"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -549,6 +555,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         keep_events=r.duration(t, "keep_events", "audit.keep_events",
                                AuditConfig.keep_events, positive=True),
     )
+    metrics, logging_, alerts = monitor_config.parse(r, doc)
     if https is not None and https.max_body == 0:
         https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
                               limits.max_message_bytes * 2)
@@ -557,7 +564,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,
         partners=tuple(partners), routes=tuple(routes), routing=routing, retry=retry,
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
-        schedule=schedule, audit=audit,
+        schedule=schedule, audit=audit, metrics=metrics, logging=logging_, alerts=alerts,
     )
 
 
@@ -618,5 +625,7 @@ def check_files(config: Config) -> None:
         need(s.directory, f"schema_sets[{i}].directory", directory=True)
         need(s.entry, f"schema_sets[{i}].entry")
     need(config.node.keys_dir, "node.keys_dir", directory=True)
+    for path, key in monitor_config.files((config.metrics, config.alerts)):
+        need(path, key)
     if problems:
         _raise(config.path, problems)

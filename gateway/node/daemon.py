@@ -28,9 +28,12 @@ from typing import Any
 
 from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import ConfigError, GatewayError
+from gateway.node.alerts import AlertEngine, VerifyResult
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
+from gateway.node.logs import scheduler_logger
+from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
 from gateway.node.retry import BreakerBoard
@@ -88,6 +91,13 @@ class Gateway:
         self._pullers: list[Transport] | None = None
         self.server: Any = None
         self.scheduler: Any = None
+        self.metrics: MetricsServer | None = None
+        self._monitor_spool: SqliteSpool | None = None
+        self.alerts: AlertEngine | None = None
+        if config.alerts.enabled:
+            self.alerts = AlertEngine(config.alerts, self.spool, node=config.node.party,
+                                      clock=clock, certificates=self.certificate_info,
+                                      verify=self.verify_audit)
         self._stopped = threading.Event()
         self._signer = KeySigner(self.keys.identity.signing_key, self.keys.identity.signing_cert)
 
@@ -244,6 +254,40 @@ class Gateway:
                                                             "days": int(days)})
         return found
 
+    def certificate_info(self) -> list[CertInfo]:
+        """Every certificate in use with its expiry (metrics, the expiry alert)."""
+        keys = self.keys
+        me = str(self.config.node.party)
+        found = [CertInfo("sign", me,
+                          certs.fingerprint(keys.identity.signing_cert)[:16],
+                          keys.identity.signing_cert.not_valid_after_utc.timestamp()),
+                 CertInfo("encrypt", me,
+                          certs.fingerprint(keys.identity.encryption_cert)[:16],
+                          keys.identity.encryption_cert.not_valid_after_utc.timestamp())]
+        found += [CertInfo("decrypt", me, certs.fingerprint(c)[:16],
+                           c.not_valid_after_utc.timestamp())
+                  for _, c in keys.identity.decryption]
+        found += [CertInfo("partner_encrypt", str(party), certs.fingerprint(c)[:16],
+                           c.not_valid_after_utc.timestamp())
+                  for party, cs in keys.encryption.items() for c in cs]
+        return found
+
+    def verify_audit(self) -> VerifyResult:
+        """Verify the whole audit chain (checkpoints pinned to this node's signing
+        certificate) on a connection of its own; the ``audit_verify`` alert runs this."""
+        conn = sqlite3.connect(self.config.spool.database, timeout=30.0, isolation_level=None)
+        try:
+            pinned = {certs.fingerprint(self.keys.identity.signing_cert)}
+            report = AuditLog(conn, create=False).verify(pinned=pinned, max_problems=1)
+        finally:
+            conn.close()
+        problem = report.first_problem
+        return VerifyResult(report.ok, problem.seq if problem else None,
+                            problem.kind if problem else "")
+
+    def check_alerts(self) -> int:
+        return self.alerts.run_once() if self.alerts is not None else 0
+
     def checkpoint(self, *, force: bool = False) -> bool:
         """Sign an audit checkpoint when one is due (``audit.checkpoint_interval``), or
         whenever events were written since the last one (``force``, at shutdown).
@@ -302,6 +346,11 @@ class Gateway:
                 raise ConfigError(f"cannot start the HTTPS listener: {exc}",
                                   where=f"{self.config.path}: listeners.https") from None
             log.info("listening on %s", self.server.url)
+        if listen and self.config.metrics.enabled:
+            self._monitor_spool = SqliteSpool(self.config.spool.database)
+            collector = StoreCollector(self._monitor_spool, party=self.config.node.party,
+                                       certificates=self.certificate_info)
+            self.metrics = MetricsServer(self.config.metrics, collector).start()
         if schedule:
             self._start_scheduler()
         return self
@@ -310,7 +359,9 @@ class Gateway:
         from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
 
         s = self.config.schedule
-        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
+        # a run skipped because the previous one still runs is normal here: the
+        # scheduler's own logger drops that warning (gateway.node.logs)
+        scheduler = BackgroundScheduler(timezone=UTC, logger=scheduler_logger(), job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         jobs: list[tuple[str, Callable[[], Any], float]] = [
             ("outbox-scan", self.scan, s.outbox_scan),
@@ -323,6 +374,8 @@ class Gateway:
              min(300.0, self.config.audit.checkpoint_interval)),
             ("audit-retention", self.retention, 86400.0),
         ]
+        if self.alerts is not None:
+            jobs.append(("alerts", self.check_alerts, self.config.alerts.interval))
         for name, func, seconds in jobs:
             scheduler.add_job(_guarded(name, func), "interval", seconds=seconds, id=name,
                               name=name, next_run_time=datetime.now(UTC))
@@ -336,6 +389,8 @@ class Gateway:
         self._stopped.set()
         if self.server is not None:
             self.server.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -347,6 +402,8 @@ class Gateway:
         for transport in self._pullers or []:
             with contextlib.suppress(Exception):
                 transport.close()
+        if self._monitor_spool is not None:
+            self._monitor_spool.close()
         self.spool.close()
 
     def status_counts(self) -> dict[str, int]:
@@ -393,7 +450,7 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
             txn.audit("config_loaded", None, detail={"partners": len(config.partners)})
         gateway.recover()
         gateway.start()
-        log.info("gateway %s running", config.node.party)
+        log.info("gateway %s running", config.node.party, extra={"event": "gateway_started"})
         if ready is not None:
             ready(gateway)
         while not stop.wait(0.5):
@@ -405,5 +462,5 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
         gateway.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    log.info("gateway %s stopped", config.node.party)
+    log.info("gateway %s stopped", config.node.party, extra={"event": "gateway_stopped"})
     return 0

@@ -214,8 +214,15 @@ def loader_keys() -> set[str]:
     """Dotted keys the loader accepts, read from gateway/node/config.py: each
     ``r.known(table, where, {keys})`` call, ``where`` resolved from its literal or the
     latest assignment before the call; ``_transport`` serves both transport tables."""
-    source = (REPO / "gateway" / "node" / "config.py").read_text(encoding="utf-8")
-    tree = ast.parse(source)
+    keys: set[str] = set()
+    # config.py, and the modules it hands whole sections to (monitor_config.py)
+    for name in ("config.py", "monitor_config.py"):
+        keys |= _loader_keys_in(REPO / "gateway" / "node" / name)
+    return keys
+
+
+def _loader_keys_in(file: Path) -> set[str]:
+    tree = ast.parse(file.read_text(encoding="utf-8"))
     sets: dict[str, set[str]] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Set):
@@ -254,7 +261,7 @@ def loader_keys() -> set[str]:
             prefixes = _where(node.args[1], assigned)
             if func.name == "_transport":
                 prefixes = ["partners.transports", "partners.pull"]
-            assert prefixes is not None, f"config.py:{node.lineno}: cannot resolve `where`"
+            assert prefixes is not None, f"{file.name}:{node.lineno}: cannot resolve `where`"
             for prefix in prefixes:
                 keys |= {f"{prefix}.{n}" if prefix else n for n in names}
     return keys
