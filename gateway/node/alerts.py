@@ -274,7 +274,7 @@ class AlertEngine:
                 done.append(channel.name)
             except GatewayError as exc:
                 log.error("alert %s not delivered by %s: %s: %s", delivery.rule, channel.name,
-                          exc.code, exc.message, extra={"event": "alert_delivery_failed"})
+                          exc.code, exc, extra={"event": "alert_delivery_failed"})
         if not done:
             return False
         with self.spool.transaction(now) as txn:
