@@ -70,7 +70,7 @@ def webhook(pki: TestPki) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     got: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers["Content-Length"])
             got.append(json.loads(self.rfile.read(length)))
             self.send_response(204)
@@ -109,17 +109,23 @@ timeout = "5s"
 {extra}"""
 
 
+def alerts_test(config: Path) -> subprocess.CompletedProcess[str]:
+    """``gateway --config CONFIG alerts test`` in a child process."""
+    return subprocess.run([sys.executable, "-m", "gateway", "--config", str(config), "alerts",
+                           "test"], check=False, capture_output=True, text=True, timeout=60)
+
+
 def test_gateway_alerts_test_sends_on_both_channels(
         tmp_path: Path, pki: TestPki, smtp: tuple[int, Mailbox],
         webhook: tuple[int, list[dict[str, Any]]]) -> None:
     spec = NodeSpec("a", A, tmp_path / "a", extra=alerts_section(pki, smtp[0], webhook[0]))
     config = write_config(spec, tmp_path / "keys", [spec])
-    done = subprocess.run([sys.executable, "-m", "gateway", "--config", str(config),
-                           "alerts", "test"], capture_output=True, text=True, timeout=60)
+    done = alerts_test(config)
     assert done.returncode == 0, done.stderr
     assert "test alert sent (email, webhook)" in done.stdout
     box = smtp[1]
-    assert len(box.messages) == 1 and box.tls == [True]  # over STARTTLS
+    assert len(box.messages) == 1
+    assert box.tls == [True]
     sender, to, body = box.messages[0]
     assert (sender, to) == ("gateway@a.example", ["oncall@a.example"])
     assert b"Subject: [cse-gateway fips:0600000] test: test alert" in body
@@ -137,8 +143,7 @@ def test_an_unreachable_channel_is_an_error_naming_it(tmp_path: Path, pki: TestP
     dead = free_port()
     spec = NodeSpec("a", A, tmp_path / "a", extra=alerts_section(pki, dead, dead))
     config = write_config(spec, tmp_path / "keys", [spec])
-    done = subprocess.run([sys.executable, "-m", "gateway", "--config", str(config),
-                           "alerts", "test"], capture_output=True, text=True, timeout=60)
+    done = alerts_test(config)
     assert done.returncode == 1
     assert f"alerts.email 127.0.0.1:{dead}" in done.stderr
     assert f"alerts.webhook 127.0.0.1:{dead}" in done.stderr
@@ -152,8 +157,7 @@ def test_a_mail_server_without_starttls_is_refused(tmp_path: Path, pki: TestPki)
     try:
         spec = NodeSpec("a", A, tmp_path / "a", extra=alerts_section(pki, port, free_port()))
         config = write_config(spec, tmp_path / "keys", [spec])
-        done = subprocess.run([sys.executable, "-m", "gateway", "--config", str(config),
-                               "alerts", "test"], capture_output=True, text=True, timeout=60)
+        done = alerts_test(config)
     finally:
         controller.stop()
     assert done.returncode == 1
@@ -190,7 +194,8 @@ def test_a_failed_message_is_alerted_without_personal_values(
     finally:
         gw.stop()
     box, hooks = smtp[1], webhook[1]
-    assert len(box.messages) == 1 and len(hooks) == 1
+    assert len(box.messages) == 1
+    assert len(hooks) == 1
     first = hooks[0]["alerts"][0]
     assert first["rule"] == "message_failed"
     assert first["facts"]["message_id"] in {m.message_id for m in failed}

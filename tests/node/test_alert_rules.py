@@ -79,7 +79,8 @@ def test_message_failed_fires_once_per_failure(spool: SqliteSpool) -> None:
     clock, rec = Clock(), Recorder()
     eng = engine(spool, clock, rec, replace(OFF, message_failed=True))
     audit(spool, T0, "sent", message_id="m-ok", partner=TX)
-    assert eng.run_once() == 0 and rec.got == []  # nothing failed: no alert
+    assert eng.run_once() == 0
+    assert rec.got == []
     audit(spool, T0, "failed", message_id="m-1", partner=TX, error_code="SchemaInvalid")
     assert eng.run_once() == 1
     assert rec.rules() == ["message_failed"]
@@ -92,7 +93,8 @@ def test_message_failed_fires_once_per_failure(spool: SqliteSpool) -> None:
                                    "channels": "recorder"}]
     # a restarted daemon reads back what was raised: no second alert for m-1
     again = engine(spool, clock, rec, replace(OFF, message_failed=True))
-    assert again.run_once() == 0 and len(rec.got) == 1
+    assert again.run_once() == 0
+    assert len(rec.got) == 1
 
 
 def test_rate_limit_holds_back_and_sends_a_digest(spool: SqliteSpool) -> None:
@@ -126,7 +128,8 @@ def test_an_undelivered_alert_is_kept_and_sent_later(spool: SqliteSpool) -> None
     assert sent_events(spool) == []  # not sent: no alert_sent event
     rec.refuse = False
     clock.advance(30)
-    assert eng.run_once() == 1 and rec.rules() == ["message_failed"]
+    assert eng.run_once() == 1
+    assert rec.rules() == ["message_failed"]
 
 
 def test_breaker_open_longer_than_the_threshold(spool: SqliteSpool) -> None:
@@ -141,7 +144,8 @@ def test_breaker_open_longer_than_the_threshold(spool: SqliteSpool) -> None:
     assert eng.run_once() == 1
     assert [a.facts["partner"] for a in rec.got[0].alerts] == [TX]
     clock.advance(3600)
-    assert eng.run_once() == 0 and len(rec.got) == 1  # still the same opening
+    assert eng.run_once() == 0
+    assert len(rec.got) == 1
 
 
 def test_oldest_pending_fires_when_it_holds_and_again_after_it_cleared(
@@ -154,7 +158,8 @@ def test_oldest_pending_fires_when_it_holds_and_again_after_it_cleared(
     clock.advance(1800)
     assert eng.run_once() == 0  # 30 minutes old: fine
     clock.advance(1801)
-    assert eng.run_once() == 1 and rec.rules() == ["oldest_pending"]
+    assert eng.run_once() == 1
+    assert rec.rules() == ["oldest_pending"]
     clock.advance(60)
     assert eng.run_once() == 0  # still the same condition
     with spool.transaction(clock.now) as txn:
@@ -163,7 +168,8 @@ def test_oldest_pending_fires_when_it_holds_and_again_after_it_cleared(
     with spool.transaction(clock.now) as txn:
         txn.insert(NewMessage(Direction.OUT, message_id="m-2", partner=TX), State.RECEIVED)
     clock.advance(3601)
-    assert eng.run_once() == 1 and rec.rules() == ["oldest_pending"] * 2
+    assert eng.run_once() == 1
+    assert rec.rules() == ["oldest_pending"] * 2
 
 
 def test_certificate_expiry_at_30_7_and_1_days(spool: SqliteSpool) -> None:
@@ -195,15 +201,19 @@ def test_audit_verify_failure(spool: SqliteSpool) -> None:
         return results[0]
 
     eng = engine(spool, clock, rec, replace(OFF, audit_verify=3600.0), verify=verify)
-    assert eng.run_once() == 0 and len(calls) == 1
+    assert eng.run_once() == 0
+    assert len(calls) == 1
     clock.advance(60)
     results.pop(0)
-    assert eng.run_once() == 0 and len(calls) == 1  # not due yet
+    assert eng.run_once() == 0
+    assert len(calls) == 1
     clock.advance(3600)
-    assert eng.run_once() == 1 and len(calls) == 2
+    assert eng.run_once() == 1
+    assert len(calls) == 2
     assert rec.got[0].alerts[0].facts == {"problem": "altered", "seq": 42}
     clock.advance(3600)
-    assert eng.run_once() == 0 and len(rec.got) == 1  # the same problem: once
+    assert eng.run_once() == 0
+    assert len(rec.got) == 1
 
 
 def test_repeated_failed_console_logins(spool: SqliteSpool) -> None:
@@ -218,7 +228,8 @@ def test_repeated_failed_console_logins(spool: SqliteSpool) -> None:
     assert eng.run_once() == 0
     audit(spool, clock.now, "console_login_failed", actor="alice")
     audit(spool, clock.now, "console_login_failed", actor="alice")
-    assert eng.run_once() == 1 and rec.rules() == ["login_failures"]
+    assert eng.run_once() == 1
+    assert rec.rules() == ["login_failures"]
     assert rec.got[0].alerts[0].facts == {"count": 3}
 
 
@@ -229,5 +240,6 @@ def test_rules_that_are_off_never_fire(spool: SqliteSpool) -> None:
     audit(spool, T0, "failed", message_id="m-1", partner=TX, error_code="X")
     audit(spool, T0, "breaker_opened", partner=TX)
     clock.advance(86400)
-    assert eng.run_once() == 0 and rec.got == []
+    assert eng.run_once() == 0
+    assert rec.got == []
 
