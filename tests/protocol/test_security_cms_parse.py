@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.errors import AlgorithmNotAllowed, DecryptionFailed, EnvelopeInvalid, SignatureInvalid
 from gateway.protocol import cms
-from gateway.protocol.cms import common as cms_common
 from gateway.protocol.certs import der
+from gateway.protocol.cms import common as cms_common
 from gateway.protocol.der import CTX0, CTX1, OCTETS, SEQ, SET, integer, oid, tlv
 from tests.support.security import issue, spare_rsa_key
 
