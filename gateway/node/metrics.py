@@ -61,7 +61,8 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 
 _SUCCESS = ("sent", "relayed", "receipt_sent")
 TALLY_CODES = (*_SUCCESS, "send_failed", "receipt_received", "received", "duplicate",
-               "rejected", "breaker_opened", "breaker_closed", "alert_sent")
+               "rejected", "breaker_opened", "breaker_closed", "alert_sent",
+               "console_login_failed")
 
 
 def transport_label(value: str | None) -> str:
@@ -109,6 +110,7 @@ class AuditTally:
         self.inbound: Counter[tuple[str, str, str]] = Counter()
         self.breakers: dict[str, tuple[bool, float]] = {}
         self.alerts: Counter[str] = Counter()
+        self.login_failures = 0
 
     def update(self, spool: Spool) -> None:
         with self.lock:
@@ -143,6 +145,8 @@ class AuditTally:
             self.inbound[(transport, "rejected", e.error_code or "")] += 1
         elif code in ("breaker_opened", "breaker_closed"):
             self.breakers[partner] = (code == "breaker_opened", e.at.timestamp())
+        elif code == "console_login_failed":
+            self.login_failures += 1
         elif code == "alert_sent":
             rule = e.detail.get("rule")
             if isinstance(rule, str):
@@ -243,6 +247,9 @@ class StoreCollector(Collector):
             g2.add_metric([partner], at)
         yield g
         yield g2
+        c = CounterMetricFamily("cse_console_login_failures", "Failed console logins")
+        c.add_metric([], t.login_failures)
+        yield c
         c = CounterMetricFamily("cse_alerts_sent", "Alerts delivered, by rule",
                                 labels=["rule"])
         for rule, n in sorted(t.alerts.items()):

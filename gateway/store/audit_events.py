@@ -62,6 +62,10 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "keys_reloaded": "the daemon read its key directory again (SIGHUP)",
     "checkpoint": "a signed checkpoint of the chain (digest = signer fingerprint)",
     "audit_pruned": "events up to a sequence number were removed by retention",
+    "breaker_opened": "a partner's circuit breaker opened (sends to it pause)",
+    "breaker_closed": "a partner's circuit breaker closed again",
+    "alert_raised": "an alert rule fired (detail.rule, detail.key)",
+    "alert_sent": "an alert or a digest was delivered (detail.rule, alerts, channels)",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
