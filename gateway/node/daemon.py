@@ -108,7 +108,8 @@ class Gateway:
         that were in flight go back to ``retrying``."""
         done = {"inbound": self.inbound.recover(), "sending": self.sender.recover()}
         if any(done.values()):
-            log.warning("recovered after an unclean stop: %s", done)
+            log.warning("recovered after an unclean stop: %s", done,
+                        extra={"event": "recovered"})
         return done
 
     def scan(self) -> int:
@@ -229,7 +230,10 @@ class Gateway:
                           exc.code)
                 continue
             log.warning("failed %s (%s): document and reason put in %s", name,
-                        message.error_code, target)
+                        message.error_code, target,
+                        extra={"event": "failure_reported", "message_id": message.message_id,
+                               "partner": message.partner, "error_code": message.error_code,
+                               "state": "failed"})
             count += 1
         return count
 
@@ -248,7 +252,8 @@ class Gateway:
             days = (cert.not_valid_after_utc - now).total_seconds() / 86400
             if days <= self.config.security.cert_warn_days:
                 found.append((what, days))
-                log.warning("certificate %s expires in %.1f days", what, days)
+                log.warning("certificate %s expires in %.1f days", what, days,
+                            extra={"event": "certificate_expiring"})
                 with self.spool.transaction(now) as txn:
                     txn.audit("key_expiring", None, detail={"what": what[:60],
                                                             "days": int(days)})

@@ -106,7 +106,8 @@ class Inbound:
         try:
             parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)
         except (InputError, TooLarge) as exc:
-            log.warning("refused an unreadable envelope via %s: %s", channel, exc.code)
+            log.warning("refused an unreadable envelope via %s: %s", channel, exc.code,
+                        extra={"event": "inbound_unreadable", "error_code": exc.code})
             self._record_unreadable(data, exc, now)
             return Answer(413 if isinstance(exc, TooLarge) else 400)
         header = parsed.header
@@ -373,7 +374,10 @@ class Inbound:
                 return self._raced(header.message_id, now)
             return self._finish_delivery(record, header, receipt, receipt_id, channel)
         log.warning("rejected %s from %s: %s", header.message_id, header.from_party,
-                    error.code)
+                    error.code, extra={"event": "inbound_rejected",
+                                       "message_id": header.message_id,
+                                       "partner": str(header.from_party),
+                                       "error_code": error.code, "state": "rejected"})
         try:
             with self.spool.transaction(now) as txn:
                 if record is None:

@@ -24,6 +24,7 @@ anywhere else mutual TLS is required (``cert``, ``key``, ``client_ca``).
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections import Counter
@@ -275,7 +276,8 @@ class MetricsServer:
         tls: dict[str, Any] = {}
         if c.tls:
             tls = {"certfile": str(c.cert), "keyfile": str(c.key),
-                   "client_cafile": str(c.client_ca), "client_auth_required": True}
+                   "client_cafile": str(c.client_ca), "client_auth_required": True,
+                   "tls_min_version": ssl.TLSVersion.TLSv1_2}
         try:
             self._server, self._thread = start_http_server(c.port, c.host,
                                                            registry=self.registry, **tls)
