@@ -1,9 +1,11 @@
 """A local (or mounted) folder as a transport: ``file:///path``.
 
-``send`` writes ``.NAME.<random>.part`` (created exclusively), fsyncs it, then links it to
+``send`` writes ``.NAME.part`` (created exclusively), fsyncs it, then links it to
 ``NAME`` with ``os.link``, which fails when ``NAME`` exists, so nothing is ever overwritten
 and a reader never sees a partial file; the temporary name is removed and the directory
-fsynced. ``list`` shows complete blobs only (never dot-files), oldest first.
+fsynced. The temporary name is fixed per blob, so one that a killed sender left behind is
+replaced by the next attempt of the same blob instead of staying forever.
+``list`` shows complete blobs only (never dot-files), oldest first.
 ``acknowledge`` removes the file, or moves it to ``done/`` with ``move_to_done=True``.
 """
 
@@ -93,9 +95,15 @@ class LocalFolderTransport:
         check_name(name, endpoint=self.endpoint)
         folder = self._folder()
         final = folder / name
-        temp = folder / f".{name}.{secrets.token_hex(6)}.part"
+        temp = folder / f".{name}.part"
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            except FileExistsError:
+                # left by a sender stopped mid-write (one sender per blob at a time)
+                log.info("%s: replacing a stale temporary file for %s", self.endpoint, name)
+                temp.unlink(missing_ok=True)
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
                 view = memoryview(data)
                 while view:

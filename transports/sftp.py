@@ -1,7 +1,9 @@
 """SFTP transport (paramiko): ``sftp://user@host:port/path``.
 
-Push: the blob is written to ``.NAME.<random>.part`` in the remote directory (created
-exclusively), then renamed to ``NAME`` with the plain SFTP rename, which by the SFTP v3
+Push: the blob is written to ``.NAME.part`` in the remote directory (created
+exclusively; a file of that name left by a sender stopped mid-upload is removed and the
+upload made again, so nothing a crash left stays on the server), then renamed to ``NAME``
+with the plain SFTP rename, which by the SFTP v3
 specification, and in OpenSSH, fails when the target exists: nothing is overwritten
 and the receiver never sees a partial file. A failed rename whose target already holds
 the very same bytes (a retry after a lost answer) counts as success; different bytes raise
@@ -94,6 +96,10 @@ def fingerprint(key: paramiko.PKey) -> str:
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
 
+
+
+class _OpenRefused(OSError):
+    """The server refused the exclusive open of the temporary file without saying why."""
 
 class _RejectUnknown(paramiko.RejectPolicy):
     """paramiko's RejectPolicy, raising our error with the host and the fingerprint."""
@@ -392,13 +398,25 @@ class SftpTransport:
         paramiko that lacks them, it falls back to unpipelined, checked writes.
         """
         if not all(hasattr(sftp, a) for a in ("_request", "_async_request", "_read_response")):
-            with sftp.open(temp, "wbx") as f:  # not pipelined: each write is checked
+            try:
+                f = sftp.open(temp, "wbx")
+            except OSError as exc:
+                if getattr(exc, "errno", None) is None and not isinstance(exc, TimeoutError):
+                    raise _OpenRefused(str(exc)) from exc
+                raise
+            with f:  # not pipelined: each write is checked
                 f.write(data)
             return
         flags = sftp_const.SFTP_FLAG_WRITE | sftp_const.SFTP_FLAG_CREATE | sftp_const.SFTP_FLAG_EXCL
-        kind, msg = sftp._request(  # type: ignore[attr-defined]
-            sftp_const.CMD_OPEN, temp, flags, paramiko.SFTPAttributes()
-        )
+        try:
+            kind, msg = sftp._request(  # type: ignore[attr-defined]
+                sftp_const.CMD_OPEN, temp, flags, paramiko.SFTPAttributes()
+            )
+        except OSError as exc:
+            if getattr(exc, "errno", None) is None and not isinstance(exc, TimeoutError):
+                # SFTP v3 reports an existing file on an exclusive open as a bare "Failure"
+                raise _OpenRefused(str(exc)) from exc
+            raise
         if kind != sftp_const.CMD_HANDLE:
             raise paramiko.SFTPError("expected a handle for the new file")
         handle = msg.get_binary()
@@ -471,9 +489,15 @@ class SftpTransport:
         final = self._remote(name)
 
         def operation(sftp: paramiko.SFTPClient) -> None:
-            temp = self._remote(f".{name}.{secrets.token_hex(6)}.part")
+            temp = self._remote(f".{name}.part")
             try:
-                self._upload(sftp, temp, data)
+                try:
+                    self._upload(sftp, temp, data)
+                except _OpenRefused:
+                    # most likely the temporary file of an upload that a crash cut short
+                    log.info("%s: replacing a stale temporary file for %s", self.endpoint, name)
+                    self._remove_quietly(sftp, temp)
+                    self._upload(sftp, temp, data)
             except OSError as exc:
                 if isinstance(exc, TimeoutError):
                     raise  # the channel is unusable now; the temporary file stays hidden

@@ -41,6 +41,7 @@ from gateway.protocol import certs
 from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
+from gateway.store.fsutil import remove_orphaned_temps
 from gateway.store.spool import SqliteSpool
 from gateway.store.states import PENDING, Direction, State
 from transports import Transport, TransportError, open_transport
@@ -107,10 +108,31 @@ class Gateway:
         """Finish what a crash left: inbound ``received`` messages are processed, sends
         that were in flight go back to ``retrying``."""
         done = {"inbound": self.inbound.recover(), "sending": self.sender.recover()}
+        done["temporary_files"] = self.remove_orphaned_temps()
         if any(done.values()):
             log.warning("recovered after an unclean stop: %s", done,
                         extra={"event": "recovered"})
         return done
+
+    def remove_orphaned_temps(self) -> int:
+        """Remove the temporary files a killed process left in the folders this node
+        writes to (inbox, rejected): complete copies of documents that no record names.
+        Files a record still names (an inbound delivery in progress) and files of live
+        processes are kept. Each removal is counted in one ``temp_removed`` audit event."""
+        keep = {m.source for m in self.spool.select(states=[State.DELIVERING],
+                                                      direction=Direction.IN, limit=100_000)
+                if m.source}
+        removed = 0
+        for folder in (self.config.inbox, self.config.rejected):
+            names = remove_orphaned_temps(folder, keep)
+            if names:
+                log.warning("removed %d temporary file(s) left by a stopped process in %s",
+                            len(names), folder)
+                with self.spool.transaction(self.clock()) as txn:
+                    txn.audit("temp_removed", None, detail={"folder": folder.name,
+                                                            "files": len(names)})
+                removed += len(names)
+        return removed
 
     def scan(self) -> int:
         """Scan every outbox once; returns how many files were recorded."""

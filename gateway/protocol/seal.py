@@ -60,7 +60,7 @@ _MATERIALIZE_LIMIT = 16 * 1024 * 1024
 
 
 class SenderKeys(Protocol):
-    """What sealing needs (a :class:`~gateway.node.keystore.NodeIdentity` has it)."""
+    """What sealing needs (a :class:`~gateway.protocol.identity.NodeIdentity` has it)."""
 
     @property
     def party(self) -> Party: ...
@@ -73,7 +73,7 @@ class SenderKeys(Protocol):
 
 
 class RecipientKeys(Protocol):
-    """What opening needs (a :class:`~gateway.node.keystore.NodeIdentity` has it). When the
+    """What opening needs (a :class:`~gateway.protocol.identity.NodeIdentity` has it). When the
     object also has ``decryption`` (:class:`RolloverKeys`, as a ``NodeIdentity`` does),
     those extra pairs are used too, each only for a recipient info naming its certificate."""
 

@@ -444,6 +444,13 @@ class AuditLog:
             why = _receipt_problem(self.conn, seq, mid, sha, bytes(data))
             if why:
                 walker.problem("receipt", seq, why)
+        # The other way round: every receipt the chain says was stored must still be there,
+        # or deleting a row would silently remove the proof of a delivery.
+        for (seq,) in self.conn.execute(
+                "SELECT seq FROM audit_events WHERE code = 'receipt_stored' AND seq >= ? AND "
+                "seq NOT IN (SELECT event_seq FROM audit_receipts) ORDER BY seq", (start_seq,)):
+            walker.problem("receipt", seq, "the receipt its receipt_stored event records is "
+                           "missing")
         return walker.report(receipts=count, pinned=pinned is not None)
 
     # -- retention

@@ -233,12 +233,17 @@ def _verify(zf: zipfile.ZipFile, pinned: Collection[str] | None,
     receipts = [_receipt(zf, line) for line in _lines(zf, "receipts.jsonl")]
     wanted = {seq for seq, _, _, _ in receipts}
     seen: dict[int, tuple[str, str | None, str | None]] = {}
+    selection = manifest.get("selection")
+    selected = selection.get("message_id") if isinstance(selection, dict) else None
+    required: list[int] = []  # receipt_stored events of the selected messages
     walker = ChainWalker(int(segment["first_seq"]), str(segment["prev_hash"]), checkpoints,
                          pinned=pinned, max_problems=max_problems)
     for line in _lines(zf, "events.jsonl"):
         row = _row(line)
         if row[0] in wanted:
             seen[row[0]] = (row[2], row[3], row[9])
+        if row[2] == "receipt_stored" and (selected is None or row[3] == selected):
+            required.append(row[0])
         walker.feed(row)
     walker.finish()
     if walker.last_seq != segment["last_seq"] or walker.count != segment["events"]:
@@ -249,6 +254,10 @@ def _verify(zf: zipfile.ZipFile, pinned: Collection[str] | None,
         if sha != claimed or seen.get(seq) != ("receipt_stored", message_id, sha):
             walker.problem("receipt", seq, "receipt is not the one its receipt_stored event "
                            "records")
+    for seq in required:
+        if seq not in wanted:
+            walker.problem("receipt", seq, "the receipt its receipt_stored event records is "
+                           "missing from the bundle")
     return walker.report(receipts=len(receipts), pinned=pinned is not None)
 
 

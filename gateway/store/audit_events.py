@@ -66,6 +66,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "breaker_closed": "a partner's circuit breaker closed again",
     "alert_raised": "an alert rule fired (detail.rule, detail.key)",
     "alert_sent": "an alert or a digest was delivered (detail.rule, alerts, channels)",
+    "temp_removed": "temporary files left by a stopped process were removed at start-up",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",

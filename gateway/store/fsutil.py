@@ -5,15 +5,24 @@ A durable write is: write a temporary file in the target's directory, ``fsync`` 
 the directory so the rename itself survives a power cut. A reader therefore sees either the
 old file or the complete new one, never a partial file.
 
-Temporary files are named ``.NAME.<random>.tmp``: hidden and ``*.tmp``, so the gateway's own
-outbox/inbox scanners (and well-behaved state systems) ignore them.
+Temporary files are named ``.NAME.~<host>-<pid>-<random>.tmp``: hidden and ``*.tmp``, so the
+gateway's own outbox/inbox scanners (and well-behaved state systems) ignore them, and the
+name says which process on which machine wrote it. A process killed between writing a
+temporary file and recording it leaves a complete copy behind; :func:`remove_orphaned_temps`
+removes every such file whose writer is gone and that no record names (the daemon runs it
+when it starts, after crash recovery), so nothing the gateway wrote outlives a crash
+unless a record names it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import secrets
+import socket
+from collections.abc import Collection
 from pathlib import Path
 
 from gateway.errors import FileUnreadable, SpoolError, TooLarge
@@ -24,7 +33,9 @@ __all__ = [
     "durable_write",
     "fsync_dir",
     "is_temporary_name",
+    "orphaned_temps",
     "read_file",
+    "remove_orphaned_temps",
     "temp_name",
     "write_temp",
 ]
@@ -32,9 +43,71 @@ __all__ = [
 _TEMP_SUFFIXES = (".tmp", ".part")
 
 
+#: Which machine wrote a temporary file: a short digest of the host name (not the name).
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_OURS = re.compile(r"^\..+\.~([0-9a-f]{8})-([0-9]+)-[0-9a-f]{12}\.tmp$")
+# Written by releases before the host and pid were in the name: always orphans once the
+# daemon has recovered (their writer is the stopped process being recovered from).
+_LEGACY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+
+
 def temp_name(target: Path) -> Path:
-    """A hidden, unique ``*.tmp`` path beside ``target``."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    """A hidden, unique ``*.tmp`` path beside ``target``, naming this host and process."""
+    return target.with_name(
+        f".{target.name}.~{HOST_TAG}-{os.getpid()}-{secrets.token_hex(6)}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def orphaned_temps(directory: Path, keep: Collection[str] = ()) -> list[Path]:
+    """The gateway's temporary files in ``directory`` whose writing process is gone (on
+    this host; other hosts' files are left to them) and whose names are not in ``keep``
+    (the temporary files records still name). A file of a live process is never listed:
+    it may be about to be recorded."""
+    found = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise SpoolError(f"cannot list folder ({exc.strerror})", where=str(directory)) from None
+    for name in names:
+        if name in keep:
+            continue
+        ours = _OURS.match(name)
+        if ours:
+            if ours.group(1) == HOST_TAG and not _alive(int(ours.group(2))):
+                found.append(Path(directory) / name)
+        elif _LEGACY.match(name):
+            found.append(Path(directory) / name)
+    return found
+
+
+def remove_orphaned_temps(directory: Path, keep: Collection[str] = ()) -> list[str]:
+    """Remove :func:`orphaned_temps`; returns the names removed."""
+    removed = []
+    for path in orphaned_temps(directory, keep):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise SpoolError(f"cannot remove a temporary file ({exc.strerror})",
+                             where=str(path)) from None
+        removed.append(path.name)
+    if removed:
+        fsync_dir(Path(directory))
+    return removed
 
 
 def is_temporary_name(name: str) -> bool:

@@ -491,3 +491,13 @@ def test_every_command_is_shown_somewhere_in_the_docs() -> None:
     missing = [" ".join(c) for c in commands
                if not any(tuple(argv[:len(c)]) == c for argv in shown)]
     assert missing == [], "commands no page of the docs shows"
+
+
+def test_protocol_doc_says_what_unreadable_input_gets() -> None:
+    """docs/protocol.md used to imply that every envelope, readable or not, gets a signed
+    Rejected receipt; the code answers unreadable input with a bare 400 (see
+    tests/node/test_daemon_pipeline.py::test_unreadable_input_gets_a_bare_400_and_is_recorded)."""
+    text = " ".join((REPO / "docs" / "protocol.md").read_text(encoding="utf-8").split())
+    assert "Input that is not a readable envelope gets no receipt." in text
+    assert "bare `400` (`413` when too large) and an empty body" in text
+    assert "absent** when the envelope's header could not be read" not in text

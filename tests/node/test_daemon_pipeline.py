@@ -335,6 +335,49 @@ def test_inbound_crash_before_the_record_loses_nothing(tmp_path: Path, key_cache
     assert out.state is State.DELIVERED
 
 
+def test_copy_written_before_its_record_is_removed_at_restart(
+        tmp_path: Path, key_cache: Path, net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed after writing the inbox's temporary copy and before recording it
+    leaves a complete plaintext copy no record names: the next start removes it, audits the
+    removal, and the envelope (never acknowledged) is delivered once."""
+    import os
+    import subprocess
+    import sys
+
+    import gateway.node.inbound
+
+    a, b = two_nodes(tmp_path, key_cache, net, pull=True)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    drop(a, "tx.xml", interstate_transaction("0600000", "4800000", seed=11))
+    gw_a.scan()
+    gw_a.send_all()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    real = gateway.node.inbound.write_temp
+
+    def killed_after_the_write(target: Path, data: bytes) -> Path:
+        tmp = real(target, data)  # named as the killed process would have named it
+        os.rename(tmp, tmp.with_name(tmp.name.replace(f"-{os.getpid()}-", f"-{dead}-")))
+        raise KeyboardInterrupt("simulated kill before the delivery is recorded")
+
+    monkeypatch.setattr(gateway.node.inbound, "write_temp", killed_after_the_write)
+    with pytest.raises(KeyboardInterrupt):
+        gw_b.pull()
+    monkeypatch.undo()
+    left = [p.name for p in b.inbox.iterdir()]
+    assert len(left) == 1
+    assert left[0].endswith(".tmp")
+    assert gw_b.recover()["temporary_files"] == 1
+    assert list(b.inbox.iterdir()) == []
+    [event] = [e.event for e in AuditLog(sqlite3.connect(b.root / "spool/gateway.db"))
+               .query(code="temp_removed")]
+    assert event.detail == {"folder": b.inbox.name, "files": 1}
+    net.settle()
+    assert [m.state for m in gw_b.spool.select(direction=Direction.IN)] == [State.DELIVERED]
+    assert len([p for p in b.inbox.iterdir() if not p.name.startswith(".")]) == 1
+    assert [p for p in b.inbox.iterdir() if p.name.startswith(".")] == []
+
+
 def test_inbound_left_received_is_recovered(tmp_path: Path, key_cache: Path,
                                             net: Net) -> None:
     """Older versions recorded an arrival before opening it; a message a crash left
@@ -617,3 +660,26 @@ def test_copy_that_loses_the_race_leaves_no_file_and_gets_the_receipt(
     assert answer.body == gw_a.spool.payload(out.id, "receipt")
     assert [p.name for p in b.inbox.iterdir()] == [f"InterstateTransaction-{out.message_id}.xml"]
     assert len(gw_b.spool.select(direction=Direction.IN)) == 1
+
+
+UNREADABLE = {
+    "empty": b"",
+    "garbage": b"\x00\x01 not xml at all",
+    "doctype": b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY e "x">]>\n<Envelope>&e;</Envelope>',
+    "not an envelope": b'<?xml version="1.0"?>\n<Note xmlns="urn:x">hello</Note>',
+}
+
+
+@pytest.mark.parametrize("body", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_unreadable_input_gets_a_bare_400_and_is_recorded(
+        tmp_path: Path, key_cache: Path, net: Net, body: bytes) -> None:
+    """As docs/protocol.md says: no receipt for what is not a readable envelope (no
+    MessageId to refer to, no verified sender to sign for), but a rejected record."""
+    two_nodes(tmp_path, key_cache, net)
+    gw_b = net.nodes["b"]
+    answer = gw_b.inbound.accept(body, channel="https")
+    assert (answer.status, answer.body) == (400, b"")
+    [record] = gw_b.spool.select(direction=Direction.IN)
+    assert record.state is State.REJECTED
+    assert record.error_code in {"EnvelopeInvalid", "XmlForbidden", "XmlMalformed",
+                                 "SchemaInvalid", "EncodingInvalid"}

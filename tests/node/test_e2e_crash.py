@@ -188,3 +188,8 @@ def _run(a: NodeSpec, b: NodeSpec, total: int) -> None:
     delivered = [p.read_bytes() for p in b.inbox.iterdir() if not p.name.startswith(".")]
     assert len(delivered) == len(valid)  # no duplicates
     assert sorted(delivered) == sorted(valid.values())  # byte-identical
+    # Nothing a killed daemon wrote outlives the run unless a record names it: no
+    # temporary file anywhere (inboxes, rejected, outboxes, the SFTP staging folders).
+    leftovers = [str(p.relative_to(a.root.parent)) for p in a.root.parent.rglob(".*")
+                 if p.is_file() and p.name.endswith((".tmp", ".part"))]
+    assert leftovers == []

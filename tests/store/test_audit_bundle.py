@@ -287,3 +287,31 @@ def test_failed_export_leaves_no_partial_file(log: AuditLog, tmp_path: Path) -> 
     with pytest.raises(AuditTampered):
         export_bundle(log, out_dir / "b.zip", since=T0, now=NOW)
     assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("selection", [{"message_id": "m-7"}, {}])
+def test_receipt_removed_from_a_bundle(log: AuditLog, tmp_path: Path, selection: dict[str, str]
+                                       ) -> None:
+    """A receipt the chain says was stored cannot be dropped from a bundle unnoticed,
+    whether the bundle is for one message or a period."""
+    out = export_bundle(log, tmp_path / "b.zip", now=NOW, **selection).path
+
+    def drop(files: dict[str, bytes]) -> None:
+        lines = files["receipts.jsonl"].decode().splitlines()
+        gone = json.loads(lines[0])
+        del files[gone["file"]]
+        files["receipts.jsonl"] = "".join(x + "\n" for x in lines[1:]).encode()
+
+    report = verify_bundle(rewrite(out, tmp_path / "bad.zip", drop))
+    assert not report.ok
+    assert report.first_problem.kind == "receipt"
+    assert "missing" in report.first_problem.message
+
+
+def test_deleted_receipt_row_is_found_by_verify(log: AuditLog, signer: KeySigner) -> None:
+    assert log.verify(pinned=pin(signer)).ok
+    log.conn.execute("DELETE FROM audit_receipts WHERE message_id = 'm-7'")
+    report = log.verify(pinned=pin(signer))
+    assert not report.ok
+    assert report.first_problem.kind == "receipt"
+    assert "missing" in report.first_problem.message

@@ -103,6 +103,18 @@ def test_no_temporary_or_hidden_file_is_listed(pair: Pair) -> None:
         assert leftovers == [".partial.part"]
 
 
+def test_a_temporary_file_left_by_a_killed_sender_is_replaced(pair: Pair) -> None:
+    """A sender killed mid-upload leaves ``.NAME.part``; the next attempt of the same blob
+    replaces it, so nothing the crash left stays in the folder."""
+    if pair.plant is None:
+        pytest.skip("this backend has no folder")
+    pair.plant(".again.xml.part", BLOB[:10])
+    pair.sender.send("again.xml", BLOB)
+    assert pair.receiver.fetch("again.xml") == BLOB
+    assert pair.folder is not None
+    assert sorted(p.name for p in pair.folder.iterdir()) == ["again.xml"]
+
+
 @pytest.mark.parametrize("bad", ["", ".hidden", "a/b", "../x", "x" * 201, "sp ace", "é"])
 def test_bad_names_are_refused(pair: Pair, bad: str) -> None:
     with pytest.raises(InvalidName) as info:
