@@ -5,7 +5,9 @@ the metrics nor the JSON log carry a personal value."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -86,6 +88,18 @@ def drop(spec: NodeSpec, name: str, data: bytes) -> None:
     (spec.outbox / f"{name}.ready").write_bytes(b"")
 
 
+def post_garbage(pki: TestPki, port: int) -> None:
+    client = pki.client("poster")
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    context.load_cert_chain(str(client.cert), str(client.key))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+    try:
+        conn.request("POST", "/v1/messages", body=b"not an envelope")
+        assert conn.getresponse().status == 400
+    finally:
+        conn.close()
+
+
 def delivered(spec: NodeSpec) -> int:
     spool = SqliteSpool(load_config(spec.config_path).spool.database)
     try:
@@ -129,6 +143,7 @@ level = "info"
         failed = sum(v for (name, labels), v in during.items()
                      if name == "cse_send_attempts_total" and ("outcome", "failed") in labels)
         assert failed >= 3
+        post_garbage(pki, a_port)  # an unreadable body: a bare 400, recorded and counted
         daemon_b.start()
         for name, data in list(docs.items())[6:]:
             drop(a, name, data)  # these flow while we scrape
@@ -165,6 +180,10 @@ level = "info"
                                                     ("transport", "https")))] == attempts
     assert [v for (name, labels), v in got.items()
             if name == "cse_intake_rejections_total"] == [1]
+    inbound = {(dict(labels)["channel"], dict(labels)["outcome"]): v
+               for (name, labels), v in got.items() if name == "cse_inbound_requests_total"}
+    assert inbound[("https", "rejected")] == 1  # the unreadable body
+    assert inbound[("https", "received")] == 1  # the same one: receipts come in answers
     assert got[("cse_audit_head_sequence", ())] > 100
     roles = {dict(labels)["role"] for (name, labels), _ in got.items()
              if name == "cse_certificate_not_after_timestamp_seconds"}
