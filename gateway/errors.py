@@ -45,10 +45,25 @@ translated into these at the module that calls the library; they never leak upwa
     ├── MessageNotFound               MessageNotFound   1
     ├── SpoolError                    SpoolError        1
     │   └── IllegalTransition         IllegalTransition (a bug, or a lost race)
+    │       └── LeaseLost             LeaseLost         (another node took the work over)
     ├── TransportFailed               TransportFailed   1   yes (retryable transport error)
     │   └── TransportRefused          TransportRefused  1   no  (permanent transport error)
     ├── AuditError                    AuditError        1
     │   └── AuditTampered             AuditTampered     1
+    ├── As4Error                      As4Invalid        1   (carries ebms_code, EBMS:0004)
+    │   ├── As4ValueNotRecognized     As4ValueNotRecognized     EBMS:0001
+    │   ├── As4FeatureNotSupported    As4FeatureNotSupported    EBMS:0002
+    │   ├── As4ValueInconsistent      As4ValueInconsistent      EBMS:0003
+    │   ├── As4MimeInconsistency      As4MimeInconsistency      EBMS:0007
+    │   ├── As4InvalidHeader          As4InvalidHeader          EBMS:0009
+    │   ├── As4PModeMismatch          As4PModeMismatch          EBMS:0010
+    │   ├── As4PayloadError           As4PayloadError           EBMS:0011
+    │   ├── As4FailedAuthentication   As4FailedAuthentication   EBMS:0101
+    │   ├── As4FailedDecryption       As4FailedDecryption       EBMS:0102
+    │   ├── As4PolicyNoncompliance    As4PolicyNoncompliance    EBMS:0103
+    │   ├── As4DeliveryFailure        As4DeliveryFailure        EBMS:0202
+    │   ├── As4InvalidReceipt         As4InvalidReceipt         EBMS:0302
+    │   └── As4DecompressionFailure   As4DecompressionFailure   EBMS:0303
     ├── DemoFailed                    DemoFailed        1   (gateway demo: a node or sshd)
     └── InternalError                 InternalError    70
 """
@@ -60,6 +75,20 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AlgorithmNotAllowed",
+    "As4DecompressionFailure",
+    "As4DeliveryFailure",
+    "As4Error",
+    "As4FailedAuthentication",
+    "As4FailedDecryption",
+    "As4FeatureNotSupported",
+    "As4InvalidHeader",
+    "As4InvalidReceipt",
+    "As4MimeInconsistency",
+    "As4PModeMismatch",
+    "As4PayloadError",
+    "As4PolicyNoncompliance",
+    "As4ValueInconsistent",
+    "As4ValueNotRecognized",
     "AuditError",
     "AuditTampered",
     "CertificateExpired",
@@ -78,6 +107,7 @@ __all__ = [
     "InternalError",
     "KeyFileInsecure",
     "KeyMaterialError",
+    "LeaseLost",
     "MessageNotFound",
     "PartyInvalid",
     "ReceiptInvalid",
@@ -323,6 +353,13 @@ class IllegalTransition(SpoolError):
     code = "IllegalTransition"
 
 
+class LeaseLost(IllegalTransition):
+    """This node's lease on a message expired and another node took the work over: the
+    late result is not written (its fencing counter no longer matches)."""
+
+    code = "LeaseLost"
+
+
 class TransportFailed(GatewayError):
     """A send or fetch failed in a way that trying again later can fix."""
 
@@ -346,6 +383,95 @@ class AuditError(GatewayError):
 
 class AuditTampered(AuditError):
     code = "AuditTampered"
+
+
+# --- AS4 (eDelivery): each carries the ebMS 3.0 error code it answers with --------------
+
+
+class As4Error(GatewayError):
+    """An AS4 message or receipt we refuse; ``ebms_code`` is the ebMS error to answer with."""
+
+    code = "As4Invalid"
+    ebms_code: ClassVar[str] = "EBMS:0004"
+    ebms_short: ClassVar[str] = "Other"
+
+
+class As4ValueNotRecognized(As4Error):
+    code = "As4ValueNotRecognized"
+    ebms_code = "EBMS:0001"
+    ebms_short = "ValueNotRecognized"
+
+
+class As4FeatureNotSupported(As4Error):
+    code = "As4FeatureNotSupported"
+    ebms_code = "EBMS:0002"
+    ebms_short = "FeatureNotSupported"
+
+
+class As4ValueInconsistent(As4Error):
+    code = "As4ValueInconsistent"
+    ebms_code = "EBMS:0003"
+    ebms_short = "ValueInconsistent"
+
+
+class As4MimeInconsistency(As4Error):
+    code = "As4MimeInconsistency"
+    ebms_code = "EBMS:0007"
+    ebms_short = "MimeInconsistency"
+
+
+class As4InvalidHeader(As4Error):
+    code = "As4InvalidHeader"
+    ebms_code = "EBMS:0009"
+    ebms_short = "InvalidHeader"
+
+
+class As4PModeMismatch(As4Error):
+    code = "As4PModeMismatch"
+    ebms_code = "EBMS:0010"
+    ebms_short = "ProcessingModeMismatch"
+
+
+class As4PayloadError(As4Error):
+    code = "As4PayloadError"
+    ebms_code = "EBMS:0011"
+    ebms_short = "ExternalPayloadError"
+
+
+class As4FailedAuthentication(As4Error):
+    code = "As4FailedAuthentication"
+    ebms_code = "EBMS:0101"
+    ebms_short = "FailedAuthentication"
+
+
+class As4FailedDecryption(As4Error):
+    code = "As4FailedDecryption"
+    ebms_code = "EBMS:0102"
+    ebms_short = "FailedDecryption"
+
+
+class As4PolicyNoncompliance(As4Error):
+    code = "As4PolicyNoncompliance"
+    ebms_code = "EBMS:0103"
+    ebms_short = "PolicyNoncompliance"
+
+
+class As4DeliveryFailure(As4Error):
+    code = "As4DeliveryFailure"
+    ebms_code = "EBMS:0202"
+    ebms_short = "DeliveryFailure"
+
+
+class As4InvalidReceipt(As4Error):
+    code = "As4InvalidReceipt"
+    ebms_code = "EBMS:0302"
+    ebms_short = "InvalidReceipt"
+
+
+class As4DecompressionFailure(As4Error):
+    code = "As4DecompressionFailure"
+    ebms_code = "EBMS:0303"
+    ebms_short = "DecompressionFailure"
 
 
 class DemoFailed(GatewayError):

@@ -8,6 +8,11 @@ need=()
 command -v ssh-keygen >/dev/null 2>&1 && command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# the PostgreSQL store's tests start a throw-away cluster with initdb/pg_ctl
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# systemd-analyze checks packaging/cse-gateway.service (tests/packaging); no systemd runs here
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || need+=(default-jdk-headless)  # AS4: the independent XML signature verifier
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "os-deps: missing ${need[*]} and cannot install (need root and apt-get); tests needing them will fail" >&2

@@ -41,7 +41,7 @@ from transports.errors import (
     http_error,
 )
 
-__all__ = ["HttpsTransport", "client_context"]
+__all__ = ["HttpsTransport", "check_health", "client_context"]
 
 log = logging.getLogger("gateway.transports.https_client")
 
@@ -304,3 +304,44 @@ class HttpsTransport:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+def check_health(
+    host: str,
+    port: int,
+    *,
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    server_cert: str | os.PathLike[str],
+    path: str = "/healthz",
+    timeout: float = 5.0,
+) -> bytes:
+    """``GET /healthz`` on a gateway's own listener, as its health check (container
+    HEALTHCHECK, systemd, monitoring): presents ``cert``/``key`` (mutual TLS is always
+    required) and accepts only the exact server certificate in ``server_cert`` (pinned as
+    the one trust anchor, so no name check is needed for ``127.0.0.1``). Returns the body
+    of a 200 answer; raises a :class:`TransportError` otherwise."""
+    where = f"{host}:{port}"
+    endpoint = f"https://{where}{path}"
+    context = client_context(cert=cert, key=key, ca=server_cert)
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the leaf itself is the anchor
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    try:
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        body = answer.read(4096)
+    except ssl.SSLError as exc:
+        if _is_tls_refusal(exc):
+            raise TlsRejected(f"{where}: {_tls_reason(exc)}", endpoint=endpoint) from exc
+        raise ConnectionLost(f"TLS with {where} failed: {exc.reason}",
+                             endpoint=endpoint) from exc
+    except TimeoutError as exc:
+        raise Timeout(f"{where}: no answer within {timeout:g} s", endpoint=endpoint) from exc
+    except OSError as exc:
+        raise connect_error(exc, where, endpoint=endpoint) from exc
+    finally:
+        conn.close()
+    if answer.status != 200:
+        raise http_error(answer.status, body, endpoint=endpoint)
+    return body

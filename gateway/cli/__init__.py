@@ -24,17 +24,22 @@ from gateway.errors import GatewayError
 
 # Add a command by adding its module here (gateway/cli/<name>.py).
 COMMAND_MODULES: tuple[str, ...] = (
+    "init_cmd",
+    "partner_cmd",
     "config_cmd",
     "route_cmd",
     "run_cmd",
+    "health_cmd",
     "status_cmd",
     "messages_cmd",
     "validate_cmd",
     "audit_cmd",
+    "clocks_cmd",
     "keys_cmd",
     "seal_cmd",
     "demo_cmd",
     "alerts_cmd",
+    "store_cmd",
 )
 
 

@@ -27,3 +27,14 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
              for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def confirm(question: str) -> bool:
+    """Ask a yes/no question on stderr and read the answer from stdin (no answer, or end
+    of input, is no)."""
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not sys.stdin.isatty():  # the answer was not echoed
+        sys.stderr.write(answer.strip() + "\n")
+    return answer.strip().lower() in ("y", "yes")

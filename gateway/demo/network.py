@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import ipaddress
 import logging
 import os
 import signal
@@ -37,14 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
 from gateway.demo.sshd import DemoSshd, find_sshd
 from gateway.errors import DemoFailed, GatewayError, UsageError
 from gateway.node.keystore import Keystore, generate_node
+from gateway.node.tlsca import TlsCa
 from gateway.protocol.certs import load_certificates_file
 from gateway.protocol.party import Party
 
@@ -147,61 +142,6 @@ def _toml(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class _TlsCa:
-    """The demo's TLS CA (EC P-256): server certificates for 127.0.0.1, client certificates."""
-
-    def __init__(self, directory: Path, now: dt.datetime) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
-        self.now = now
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = self._name("CSE Gateway demo TLS CA")
-        self.cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                         encipher_only=False, decipher_only=False),
-                           critical=True)
-            .sign(self.key, hashes.SHA256()))
-        self.cert_file = directory / "tls-ca.crt"
-        self.cert_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    @staticmethod
-    def _name(common_name: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "CSE Gateway demo"),
-                          x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-    def issue(self, stem: str, *, server: bool) -> tuple[Path, Path]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        builder = (
-            x509.CertificateBuilder().subject_name(self._name(stem))
-            .issuer_name(self.cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self.now - dt.timedelta(minutes=5))
-            .not_valid_after(self.now + dt.timedelta(days=7))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if server:
-            builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-        cert = builder.sign(self.key, hashes.SHA256())
-        cert_file, key_file = self.directory / f"{stem}.crt", self.directory / f"{stem}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-        return cert_file, key_file
-
-
 class DemoNetwork:
     """Build (:meth:`build`), start (:meth:`start`) and always :meth:`stop` the network."""
 
@@ -225,7 +165,7 @@ class DemoNetwork:
         self.links: list[Link] = []
         self.sshd: DemoSshd | None = None
         self.fallback: str | None = None
-        self.tls: _TlsCa | None = None
+        self.tls: TlsCa | None = None
 
     def node(self, party: str) -> DemoNode:
         return next(n for n in self.nodes.values() if n.party == party)
@@ -256,7 +196,7 @@ class DemoNetwork:
                           for c in load_certificates_file(other.keys / name)]
                 Keystore(node.keys).import_partner(Party.parse(party), chosen, now=now)
         self.progress("registered partner certificates (what `gateway keys import-partner` does)")
-        self.tls = _TlsCa(self.dir / "tls", now)
+        self.tls = TlsCa(self.dir / "tls", now)
         for name in ("ca", "hub", "nl"):
             self.nodes[name].https_port = _free_port()
         self._sftp()

@@ -18,12 +18,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.node import monitor_config
+from gateway.node.clocks import ClocksConfig, parse_clocks
 from gateway.node.monitor_config import AlertsConfig, LoggingConfig, MetricsConfig
 from gateway.node.routing import RoutingTable, build_table, valid_party
 
@@ -44,6 +45,7 @@ __all__ = [
     "SchemaSet",
     "SecurityConfig",
     "SpoolConfig",
+    "StoreConfig",
     "TransportConfig",
     "check_files",
     "config_path",
@@ -178,6 +180,18 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where the spool and audit trail live: SQLite at ``spool.database`` (default) or a
+    PostgreSQL database shared by several nodes (``url``); leases and payload retention."""
+
+    url: str | None = None  # postgresql://...; None: SQLite at spool.database
+    node: str | None = None  # this node's name in leases (default: host and config path)
+    lease: float = 60.0  # seconds a claim holds a message before another node takes it
+    keep_payloads: float = 30 * 86400.0  # documents and envelopes of finished messages
+    keep_receipts: float = 365 * 86400.0  # receipts and error reports of finished messages
+
+
+@dataclass(frozen=True)
 class ScheduleConfig:
     outbox_scan: float = 2.0
     sftp_pull: float = 10.0
@@ -206,6 +220,8 @@ class Config:
     security: SecurityConfig
     schedule: ScheduleConfig
     audit: AuditConfig = AuditConfig()
+    store: StoreConfig = StoreConfig()
+    clocks: ClocksConfig = field(default_factory=ClocksConfig)
     # [metrics], [logging], [alerts]: gateway/node/monitor_config.py (frozen dataclasses)
     metrics: MetricsConfig = MetricsConfig()  # noqa: RUF009
     logging: LoggingConfig = LoggingConfig()  # noqa: RUF009
@@ -430,7 +446,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule", "audit", "metrics", "logging", "alerts"}
+        "schedule", "audit", "store", "clocks", "metrics", "logging", "alerts"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -556,6 +572,17 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
                                AuditConfig.keep_events, positive=True),
     )
     metrics, logging_, alerts = monitor_config.parse(r, doc)
+    store = _store(r, r.table(doc, "store", "store"))
+    t = r.table(doc, "clocks", "clocks")
+    r.known(t, "clocks", {"enabled", "timezone", "holidays", "partner_holidays", "disable",
+                          "rules"})
+    rule_tables = t.get("rules", [])
+    for i, rule in enumerate(rule_tables if isinstance(rule_tables, list) else []):
+        if isinstance(rule, Mapping):
+            r.known(rule, f"clocks.rules[{i}]", {"name", "title", "citation", "source",
+                                                 "start", "answer", "period", "owes",
+                                                 "direction", "enabled", "note"})
+    clocks = parse_clocks(t, r.problem)  # the rest of [clocks]: gateway/node/clocks.py
     if https is not None and https.max_body == 0:
         https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
                               limits.max_message_bytes * 2)
@@ -564,8 +591,25 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,
         partners=tuple(partners), routes=tuple(routes), routing=routing, retry=retry,
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
-        schedule=schedule, audit=audit, metrics=metrics, logging=logging_, alerts=alerts,
+        schedule=schedule, audit=audit, store=store, clocks=clocks, metrics=metrics,
+        logging=logging_, alerts=alerts,
     )
+
+
+def _store(r: _Reader, t: Mapping[str, Any]) -> StoreConfig:
+    r.known(t, "store", {"url", "node", "lease", "keep_payloads", "keep_receipts"})
+    url = r.string(t, "url", "store.url")
+    if url is not None and not url.startswith(("postgresql://", "postgres://")):
+        r.problem("store.url", "expected a postgresql:// URL (leave it out for SQLite)")
+        url = None
+    d = StoreConfig()
+    return StoreConfig(
+        url=url, node=r.string(t, "node", "store.node"),
+        lease=r.duration(t, "lease", "store.lease", d.lease, positive=True),
+        keep_payloads=r.duration(t, "keep_payloads", "store.keep_payloads", d.keep_payloads,
+                                 positive=True),
+        keep_receipts=r.duration(t, "keep_receipts", "store.keep_receipts", d.keep_receipts,
+                                 positive=True))
 
 
 def _raise(file: Path, problems: list[tuple[str, str]]) -> None:

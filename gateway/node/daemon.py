@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from typing import Any
 
 from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import ConfigError, GatewayError
+from gateway.node import sdnotify
 from gateway.node.alerts import AlertEngine, VerifyResult
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
@@ -37,12 +37,13 @@ from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
 from gateway.node.retry import BreakerBoard
+from gateway.node.storeopen import AnySpool, open_spool, sealer_for
 from gateway.protocol import certs
 from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
 from gateway.store.fsutil import remove_orphaned_temps
-from gateway.store.spool import SqliteSpool
+from gateway.store.retention import purge_payloads
 from gateway.store.states import PENDING, Direction, State
 from transports import Transport, TransportError, open_transport
 
@@ -67,7 +68,8 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.keys = keys or load_node_keys(config)
-        self.spool = SqliteSpool(config.spool.database)
+        self.spool = open_spool(config)
+        self.spool.use_sealer(sealer_for(self.keys))  # no document rests in clear
         self.registry = (SchemaRegistry([xsd_root(), *(s.directory for s in config.schema_sets)])
                          if config.schema_sets else None)
         self._extra = dict(transport_options or {})
@@ -93,7 +95,7 @@ class Gateway:
         self.server: Any = None
         self.scheduler: Any = None
         self.metrics: MetricsServer | None = None
-        self._monitor_spool: SqliteSpool | None = None
+        self._monitor_spool: AnySpool | None = None
         self.alerts: AlertEngine | None = None
         if config.alerts.enabled:
             self.alerts = AlertEngine(config.alerts, self.spool, node=config.node.party,
@@ -219,6 +221,7 @@ class Gateway:
         for scanner in self.scanners:
             scanner.prepare = prepare
         self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
+        self.spool.use_sealer(sealer_for(keys))  # a new encryption key seals from now on
         with self.spool.transaction(self.clock()) as txn:
             txn.audit("keys_reloaded", None,
                       detail={"partners": len(keys.directory.entries),
@@ -302,12 +305,9 @@ class Gateway:
     def verify_audit(self) -> VerifyResult:
         """Verify the whole audit chain (checkpoints pinned to this node's signing
         certificate) on a connection of its own; the ``audit_verify`` alert runs this."""
-        conn = sqlite3.connect(self.config.spool.database, timeout=30.0, isolation_level=None)
-        try:
-            pinned = {certs.fingerprint(self.keys.identity.signing_cert)}
-            report = AuditLog(conn, create=False).verify(pinned=pinned, max_problems=1)
-        finally:
-            conn.close()
+        pinned = {certs.fingerprint(self.keys.identity.signing_cert)}
+        with self.spool.audit_log() as audit:
+            report = audit.verify(pinned=pinned, max_problems=1)
         problem = report.first_problem
         return VerifyResult(report.ok, problem.seq if problem else None,
                             problem.kind if problem else "")
@@ -321,6 +321,8 @@ class Gateway:
         Returns whether a checkpoint was written."""
         now = self.clock()
         interval = timedelta(seconds=self.config.audit.checkpoint_interval)
+        if not force and not self.spool.leader("audit-checkpoint", now):
+            return False  # another node of a shared store signs them now
         with self.spool.transaction(now) as txn:
             audit = AuditLog(txn.conn)
             if not force:
@@ -336,17 +338,27 @@ class Gateway:
         after verifying the chain and signing a checkpoint); returns how many."""
         now = self.clock()
         keep = timedelta(seconds=self.config.audit.keep_events)
+        if not self.spool.leader("audit-retention", now):
+            return 0  # another node of a shared store does it
         # Its own connection: prune verifies the whole chain before its short write
         # transaction, and must not hold the spool's write lock meanwhile.
-        conn = sqlite3.connect(self.config.spool.database, timeout=30.0, isolation_level=None)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")
-            removed = AuditLog(conn).prune(retention_cutoff(now, keep), self._signer, now)
-        finally:
-            conn.close()
+        with self.spool.audit_log() as audit:
+            removed = audit.prune(retention_cutoff(now, keep), self._signer, now)
         if removed:
             log.info("audit retention removed %d events older than %s", removed, keep)
         return removed
+
+    def purge_payloads(self) -> int:
+        """Remove the payloads of finished messages past ``store.keep_payloads`` /
+        ``store.keep_receipts`` (one node of a shared store at a time); returns how many."""
+        now = self.clock()
+        if not self.spool.leader("payload-retention", now):
+            return 0
+        keep = self.config.store
+        result = purge_payloads(self.spool, now,
+                                payloads_before=now - timedelta(seconds=keep.keep_payloads),
+                                receipts_before=now - timedelta(seconds=keep.keep_receipts))
+        return result.payloads
 
     def _relay_answer(self, data: bytes, now: datetime) -> None:
         self.inbound.accept(data, channel="relay-answer")
@@ -374,7 +386,7 @@ class Gateway:
                                   where=f"{self.config.path}: listeners.https") from None
             log.info("listening on %s", self.server.url)
         if listen and self.config.metrics.enabled:
-            self._monitor_spool = SqliteSpool(self.config.spool.database)
+            self._monitor_spool = open_spool(self.config)  # its own connection(s)
             collector = StoreCollector(self._monitor_spool, party=self.config.node.party,
                                        certificates=self.certificate_info)
             self.metrics = MetricsServer(self.config.metrics, collector).start()
@@ -400,6 +412,7 @@ class Gateway:
             ("audit-checkpoint", self.checkpoint,
              min(300.0, self.config.audit.checkpoint_interval)),
             ("audit-retention", self.retention, 86400.0),
+            ("payload-retention", self.purge_payloads, 3600.0),
         ]
         if self.alerts is not None:
             jobs.append(("alerts", self.check_alerts, self.config.alerts.interval))
@@ -456,7 +469,9 @@ def _guarded(name: str, func: Callable[[], Any]) -> Callable[[], None]:
 
 def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> int:
     """``gateway run``: check, recover, listen, schedule, wait for SIGTERM/SIGINT (stop)
-    or SIGHUP (reload the key directory, :meth:`Gateway.reload_keys`)."""
+    or SIGHUP (reload the key directory, :meth:`Gateway.reload_keys`). Under systemd
+    (``Type=notify``) it reports READY=1 once listening and scheduling, RELOADING=1
+    around a key reload and STOPPING=1 (:mod:`gateway.node.sdnotify`)."""
     check_files(config)
     gateway = Gateway(config)
     stop = threading.Event()
@@ -478,14 +493,18 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
         gateway.recover()
         gateway.start()
         log.info("gateway %s running", config.node.party, extra={"event": "gateway_started"})
+        sdnotify.notify(f"READY=1\nSTATUS=gateway {config.node.party} running")
         if ready is not None:
             ready(gateway)
         while not stop.wait(0.5):
             if reload.is_set():
                 reload.clear()
                 log.info("SIGHUP: reloading the key directory")
+                sdnotify.reloading()
                 gateway.reload_keys()
+                sdnotify.notify("READY=1")
     finally:
+        sdnotify.notify("STOPPING=1")
         gateway.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

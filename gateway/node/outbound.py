@@ -45,6 +45,7 @@ from gateway.errors import (
     SecurityError,
     SenderMismatch,
 )
+from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config, TransportConfig
 from gateway.node.intake import Prepared, Preparer, Refused
 from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
@@ -108,6 +109,7 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
     header, seal to the destination's encryption certificate.
     Returns :class:`Prepared` or :class:`Refused` (never raises for a bad document)."""
     max_bytes = config.limits.max_message_bytes
+    clocks = ClockKeeper(config.clocks) if config.clocks.enabled else None
 
     def prepare(data: bytes, *, source: str, service: str | None,
                 now: datetime) -> Prepared | Refused:
@@ -121,6 +123,7 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
             info = describe(tree)  # the tree validation parsed: each document parsed once
         except InputError as exc:
             return Refused(exc.code, exc.message)
+        clock = clock_events(clocks, tree, outbound=True)
         del tree
         case_id = safe_token(info.case_id)
         if info.destination is None:
@@ -147,7 +150,7 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
             expires_at=now.timestamp() + config.retry.expiry)
         events = (("validated", {"root": info.name}),
                   ("routed", {"rule": decision.rule.pattern.kind.name.lower(),
-                              "partner": str(decision.partner)}))
+                              "partner": str(decision.partner)}), *clock)
         return Prepared(new, data, envelope, events)
 
     return prepare
@@ -472,20 +475,10 @@ class Sender:
     # --- housekeeping ---------------------------------------------------------------
 
     def recover(self) -> int:
-        """After a restart: messages left ``sending`` by a crash go back to ``retrying``
-        now (the receiver's duplicate detection makes a second copy harmless)."""
-        now = self.clock()
-        count = 0
-        for message in self.spool.select(states=[State.SENDING], limit=100_000):
-            try:
-                with self.spool.transaction(now) as txn:
-                    txn.transition(message.id, State.RETRYING, expect=State.SENDING,
-                                   changes={"next_attempt_at": now.timestamp()},
-                                   detail={"recovered": 1})
-                count += 1
-            except IllegalTransition:
-                continue
-        return count
+        """After a restart: messages this node left ``sending`` go back to ``retrying``
+        now (the receiver's duplicate detection makes a second copy harmless); in a
+        shared store, other nodes' stay under their leases."""
+        return self.spool.recover_sending(self.clock())
 
     def expire(self) -> int:
         """``sent`` messages whose receipt is overdue are sent again (the receiver answers

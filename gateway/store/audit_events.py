@@ -66,7 +66,11 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "breaker_closed": "a partner's circuit breaker closed again",
     "alert_raised": "an alert rule fired (detail.rule, detail.key)",
     "alert_sent": "an alert or a digest was delivered (detail.rule, alerts, channels)",
+    "payloads_purged": "payloads of finished messages were removed by retention (counts)",
+    "store_copied": "the store was copied here from a SQLite store (counts)",
     "temp_removed": "temporary files left by a stopped process were removed at start-up",
+    "clock_started": "the document starts a deadline clock (detail: rule, owes, keys)",
+    "clock_answer": "the document answers deadline clocks of a rule (detail: rule, keys)",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",

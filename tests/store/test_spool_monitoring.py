@@ -1,17 +1,14 @@
-"""The spool's read-only monitoring queries (what the metrics and the alerts read):
+"""The spool's read-only monitoring queries (what the metrics and the alerts read), on every store (the `spool` fixture of
+tests/store/conftest.py):
 oldest pending per partner, error counts, audit events after a sequence number (paged,
 filtered by code), the chain's head and last checkpoint. Every store implements them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from gateway.store.audit import AuditLog
-from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.spool import NewMessage, Spool
 from gateway.store.states import PENDING, Direction, State
 from tests.support.audit_keys import make_signer
 
@@ -19,14 +16,7 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TX, NL = "fips:4800000", "iso3166:NL"
 
 
-@pytest.fixture
-def spool(tmp_path: Path) -> Iterator[SqliteSpool]:
-    s = SqliteSpool(tmp_path / "gw.db")
-    yield s
-    s.close()
-
-
-def add(spool: SqliteSpool, at: datetime, partner: str | None, state: State = State.RECEIVED,
+def add(spool: Spool, at: datetime, partner: str | None, state: State = State.RECEIVED,
         error: str | None = None) -> None:
     with spool.transaction(at) as txn:
         m = txn.insert(NewMessage(Direction.OUT, partner=partner), State.RECEIVED)
@@ -34,7 +24,7 @@ def add(spool: SqliteSpool, at: datetime, partner: str | None, state: State = St
             txn.transition(m.id, state, error_code=error)
 
 
-def test_oldest_by_partner(spool: SqliteSpool) -> None:
+def test_oldest_by_partner(spool: Spool) -> None:
     assert spool.oldest_by_partner(sorted(PENDING)) == []
     add(spool, T0 + timedelta(seconds=10), TX)
     add(spool, T0, TX, State.REJECTED, "SchemaInvalid")  # not pending
@@ -45,7 +35,7 @@ def test_oldest_by_partner(spool: SqliteSpool) -> None:
         ("", T0.timestamp() + 1), (TX, T0.timestamp() + 10), (NL, T0.timestamp() + 5)]
 
 
-def test_error_counts(spool: SqliteSpool) -> None:
+def test_error_counts(spool: Spool) -> None:
     for code in ("SchemaInvalid", "SchemaInvalid", "TooLarge"):
         add(spool, T0, None, State.REJECTED, code)
     add(spool, T0, TX)
@@ -54,7 +44,7 @@ def test_error_counts(spool: SqliteSpool) -> None:
     assert spool.error_counts(Direction.IN, State.REJECTED) == []
 
 
-def test_audit_after_pages_and_filters(spool: SqliteSpool) -> None:
+def test_audit_after_pages_and_filters(spool: Spool) -> None:
     for i in range(7):
         with spool.transaction(T0) as txn:
             txn.audit("sent" if i % 2 else "send_failed", None, partner=TX,
@@ -67,7 +57,7 @@ def test_audit_after_pages_and_filters(spool: SqliteSpool) -> None:
     assert spool.audit_after(rest[-1].seq, ["sent"]) == []
 
 
-def test_audit_head(spool: SqliteSpool) -> None:
+def test_audit_head(spool: Spool) -> None:
     assert spool.audit_head() == (0, None)
     add(spool, T0, TX)
     seq, checkpoint = spool.audit_head()
