@@ -1,7 +1,7 @@
-"""The spool's read-only monitoring queries (what the metrics and the alerts read), on every store (the `spool` fixture of
-tests/store/conftest.py):
-oldest pending per partner, error counts, audit events after a sequence number (paged,
-filtered by code), the chain's head and last checkpoint. Every store implements them."""
+"""The spool's read-only monitoring queries (what the metrics and the alerts read), on
+every store (the ``spool`` fixture of tests/store/conftest.py): oldest pending per
+partner, error counts, audit events after a sequence number (paged, filtered by code),
+the chain's head and last checkpoint."""
 
 from __future__ import annotations
 
