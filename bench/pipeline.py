@@ -80,7 +80,7 @@ def _delivered(spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
         spool.close()
 
 
-def _nodes(root: Path, transport: str, keys):  # type: ignore[no-untyped-def]
+def _nodes(root: Path, transport: str, keys, extra=lambda name: ""):  # type: ignore[no-untyped-def]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.support.gwnodes import (
         NodeSpec,
@@ -92,14 +92,14 @@ def _nodes(root: Path, transport: str, keys):  # type: ignore[no-untyped-def]
     )
     from tests.support.pki import TestPki
 
-    a = NodeSpec("a", "fips:0600000", root / "a", extra=SETTINGS)
-    b = NodeSpec("b", "fips:4800000", root / "b", extra=SETTINGS)
+    a = NodeSpec("a", "fips:0600000", root / "a", extra=SETTINGS + extra("a"))
+    b = NodeSpec("b", "fips:4800000", root / "b", extra=SETTINGS + extra("b"))
     server = None
     if transport == "https":
         pki = TestPki(root / "pki")
         ports = {"a": free_port(), "b": free_port()}
-        a = https_node("a", a.party, root, pki, ports["a"], extra=SETTINGS)
-        b = https_node("b", b.party, root, pki, ports["b"], extra=SETTINGS)
+        a = https_node("a", a.party, root, pki, ports["a"], extra=SETTINGS + extra("a"))
+        b = https_node("b", b.party, root, pki, ports["b"], extra=SETTINGS + extra("b"))
         a.partners = [PartnerSpec(b.party, [https_to(pki, "a", ports["b"])])]
         b.partners = [PartnerSpec(a.party, [https_to(pki, "b", ports["a"])])]
     else:
@@ -130,15 +130,22 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
+def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys, *,
+         extra=lambda name: "", during=None,
          ) -> tuple[float, list[float], int, tuple[float, float]]:  # type: ignore[no-untyped-def]
-    """Returns (messages/s, latencies, delivered count, (A, B) CPU ms per message)."""
+    """Returns (messages/s, latencies, delivered count, (A, B) CPU ms per message).
+    ``extra(node name)``: more configuration for that node; ``during(stop)``: run in a
+    thread while the messages flow (e.g. a scraper) until the event ``stop`` is set."""
+    import threading
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.support.gwnodes import Daemon, wait_until
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        a, b, server = _nodes(Path(tmp), transport, keys)
+        a, b, server = _nodes(Path(tmp), transport, keys, extra)
         daemons: list[Daemon] = []
+        stop = threading.Event()
+        helper = None
         try:
             for spec in (a, b):
                 daemon = Daemon(spec)
@@ -150,6 +157,9 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
             dropped: dict[str, float] = {}
             pids = [d.process.pid for d in daemons if d.process is not None]
             cpu_before = [_cpu_seconds(pid) for pid in pids]
+            if during is not None:
+                helper = threading.Thread(target=during, args=(stop,), daemon=True)
+                helper.start()
             start = time.time()
             for i in range(count):
                 if rate is not None:
@@ -165,6 +175,9 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
                    for pid, before in zip(pids, cpu_before, strict=True)]
             done = _delivered(a)
         finally:
+            stop.set()
+            if helper is not None:
+                helper.join(10)
             for d in daemons:
                 d.terminate()
             if server is not None:

@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo_cmd",
     "console_cmd",
     "operators_cmd",
+    "alerts_cmd",
     "store_cmd",
 )
 

@@ -9,6 +9,7 @@ from typing import Any
 from gateway.cli.output import err
 from gateway.node.config import load_config
 from gateway.node.daemon import Gateway, run
+from gateway.node.logs import configure
 
 
 def register(subparsers: Any) -> None:
@@ -18,6 +19,7 @@ def register(subparsers: Any) -> None:
 
 def run_daemon(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    configure(config.logging, verbose=args.verbose)
     if config.console is None:
         return run(config)
     from gateway.console.server import start_console  # noqa: PLC0415 - only when configured

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.node import monitor_config
 from gateway.node.clocks import ClocksConfig, parse_clocks
 from gateway.node.console_config import ConsoleConfig, read_console
+from gateway.node.monitor_config import AlertsConfig, LoggingConfig, MetricsConfig
 from gateway.node.routing import RoutingTable, build_table, valid_party
 
 __all__ = [
@@ -261,6 +263,10 @@ class Config:
     inbox_newline: str = "lf"    # the line ending of delivered CSENet files: lf or crlf
     clocks: ClocksConfig = field(default_factory=ClocksConfig)
     console: ConsoleConfig | None = None  # [console]: see console_config.py
+    # [metrics], [logging], [alerts]: gateway/node/monitor_config.py (frozen dataclasses)
+    metrics: MetricsConfig = MetricsConfig()  # noqa: RUF009
+    logging: LoggingConfig = LoggingConfig()  # noqa: RUF009
+    alerts: AlertsConfig = AlertsConfig()  # noqa: RUF009
 
     def partner(self, party: str) -> PartnerConfig:
         for partner in self.partners:
@@ -538,7 +544,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule", "audit", "store", "clocks", "console"}
+        "schedule", "audit", "store", "clocks", "console", "metrics", "logging", "alerts"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -669,6 +675,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         keep_events=r.duration(t, "keep_events", "audit.keep_events",
                                AuditConfig.keep_events, positive=True),
     )
+    metrics, logging_, alerts = monitor_config.parse(r, doc)
     store = _store(r, r.table(doc, "store", "store"))
     t = r.table(doc, "clocks", "clocks")
     r.known(t, "clocks", {"enabled", "timezone", "holidays", "partner_holidays", "disable",
@@ -690,7 +697,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
         schedule=schedule, audit=audit, store=store, clocks=clocks,
         inbox_format=inbox_format, inbox_newline=inbox_newline,
-        console=read_console(r, doc),
+        console=read_console(r, doc), metrics=metrics, logging=logging_, alerts=alerts,
     )
 
 
@@ -770,5 +777,7 @@ def check_files(config: Config) -> None:
         need(s.directory, f"schema_sets[{i}].directory", directory=True)
         need(s.entry, f"schema_sets[{i}].entry")
     need(config.node.keys_dir, "node.keys_dir", directory=True)
+    for path, key in monitor_config.files((config.metrics, config.alerts)):
+        need(path, key)
     if problems:
         _raise(config.path, problems)

@@ -28,14 +28,17 @@ from typing import Any
 from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import ConfigError, GatewayError
 from gateway.node import sdnotify
+from gateway.node.alerts import AlertEngine, VerifyResult
 from gateway.node.as4_node import RESPONSE_TYPE, As4Inbound, As4ReceiptCheck
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
+from gateway.node.logs import scheduler_logger
+from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
 from gateway.node.retry import BreakerBoard
-from gateway.node.storeopen import open_spool, sealer_for
+from gateway.node.storeopen import AnySpool, open_spool, sealer_for
 from gateway.protocol import certs
 from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
@@ -94,6 +97,13 @@ class Gateway:
         self._pullers: list[Transport] | None = None
         self.server: Any = None
         self.scheduler: Any = None
+        self.metrics: MetricsServer | None = None
+        self._monitor_spool: AnySpool | None = None
+        self.alerts: AlertEngine | None = None
+        if config.alerts.enabled:
+            self.alerts = AlertEngine(config.alerts, self.spool, node=config.node.party,
+                                      clock=clock, certificates=self.certificate_info,
+                                      verify=self.verify_audit)
         self._stopped = threading.Event()
         self._signer = KeySigner(self.keys.identity.signing_key, self.keys.identity.signing_cert)
 
@@ -105,7 +115,8 @@ class Gateway:
         done = {"inbound": self.inbound.recover(), "sending": self.sender.recover()}
         done["temporary_files"] = self.remove_orphaned_temps()
         if any(done.values()):
-            log.warning("recovered after an unclean stop: %s", done)
+            log.warning("recovered after an unclean stop: %s", done,
+                        extra={"event": "recovered"})
         return done
 
     def remove_orphaned_temps(self) -> int:
@@ -247,7 +258,10 @@ class Gateway:
                           exc.code)
                 continue
             log.warning("failed %s (%s): document and reason put in %s", name,
-                        message.error_code, target)
+                        message.error_code, target,
+                        extra={"event": "failure_reported", "message_id": message.message_id,
+                               "partner": message.partner, "error_code": message.error_code,
+                               "state": "failed"})
             count += 1
         return count
 
@@ -266,11 +280,43 @@ class Gateway:
             days = (cert.not_valid_after_utc - now).total_seconds() / 86400
             if days <= self.config.security.cert_warn_days:
                 found.append((what, days))
-                log.warning("certificate %s expires in %.1f days", what, days)
+                log.warning("certificate %s expires in %.1f days", what, days,
+                            extra={"event": "certificate_expiring"})
                 with self.spool.transaction(now) as txn:
                     txn.audit("key_expiring", None, detail={"what": what[:60],
                                                             "days": int(days)})
         return found
+
+    def certificate_info(self) -> list[CertInfo]:
+        """Every certificate in use with its expiry (metrics, the expiry alert)."""
+        keys = self.keys
+        me = str(self.config.node.party)
+        found = [CertInfo("sign", me,
+                          certs.fingerprint(keys.identity.signing_cert)[:16],
+                          keys.identity.signing_cert.not_valid_after_utc.timestamp()),
+                 CertInfo("encrypt", me,
+                          certs.fingerprint(keys.identity.encryption_cert)[:16],
+                          keys.identity.encryption_cert.not_valid_after_utc.timestamp())]
+        found += [CertInfo("decrypt", me, certs.fingerprint(c)[:16],
+                           c.not_valid_after_utc.timestamp())
+                  for _, c in keys.identity.decryption]
+        found += [CertInfo("partner_encrypt", str(party), certs.fingerprint(c)[:16],
+                           c.not_valid_after_utc.timestamp())
+                  for party, cs in keys.encryption.items() for c in cs]
+        return found
+
+    def verify_audit(self) -> VerifyResult:
+        """Verify the whole audit chain (checkpoints pinned to this node's signing
+        certificate) on a connection of its own; the ``audit_verify`` alert runs this."""
+        pinned = {certs.fingerprint(self.keys.identity.signing_cert)}
+        with self.spool.audit_log() as audit:
+            report = audit.verify(pinned=pinned, max_problems=1)
+        problem = report.first_problem
+        return VerifyResult(report.ok, problem.seq if problem else None,
+                            problem.kind if problem else "")
+
+    def check_alerts(self) -> int:
+        return self.alerts.run_once() if self.alerts is not None else 0
 
     def checkpoint(self, *, force: bool = False) -> bool:
         """Sign an audit checkpoint when one is due (``audit.checkpoint_interval``), or
@@ -349,6 +395,11 @@ class Gateway:
                 raise ConfigError(f"cannot start the HTTPS listener: {exc}",
                                   where=f"{self.config.path}: listeners.https") from None
             log.info("listening on %s", self.server.url)
+        if listen and self.config.metrics.enabled:
+            self._monitor_spool = open_spool(self.config)  # its own connection(s)
+            collector = StoreCollector(self._monitor_spool, party=self.config.node.party,
+                                       certificates=self.certificate_info)
+            self.metrics = MetricsServer(self.config.metrics, collector).start()
         if schedule:
             self._start_scheduler()
         return self
@@ -357,7 +408,9 @@ class Gateway:
         from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
 
         s = self.config.schedule
-        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={
+        # a run skipped because the previous one still runs is normal here: the
+        # scheduler's own logger drops that warning (gateway.node.logs)
+        scheduler = BackgroundScheduler(timezone=UTC, logger=scheduler_logger(), job_defaults={
             "coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
         jobs: list[tuple[str, Callable[[], Any], float]] = [
             ("outbox-scan", self.scan, s.outbox_scan),
@@ -371,6 +424,8 @@ class Gateway:
             ("audit-retention", self.retention, 86400.0),
             ("payload-retention", self.purge_payloads, 3600.0),
         ]
+        if self.alerts is not None:
+            jobs.append(("alerts", self.check_alerts, self.config.alerts.interval))
         for name, func, seconds in jobs:
             scheduler.add_job(_guarded(name, func), "interval", seconds=seconds, id=name,
                               name=name, next_run_time=datetime.now(UTC))
@@ -384,6 +439,8 @@ class Gateway:
         self._stopped.set()
         if self.server is not None:
             self.server.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -395,6 +452,8 @@ class Gateway:
         for transport in self._pullers or []:
             with contextlib.suppress(Exception):
                 transport.close()
+        if self._monitor_spool is not None:
+            self._monitor_spool.close()
         self.spool.close()
 
     def status_counts(self) -> dict[str, int]:
@@ -443,7 +502,7 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
             txn.audit("config_loaded", None, detail={"partners": len(config.partners)})
         gateway.recover()
         gateway.start()
-        log.info("gateway %s running", config.node.party)
+        log.info("gateway %s running", config.node.party, extra={"event": "gateway_started"})
         sdnotify.notify(f"READY=1\nSTATUS=gateway {config.node.party} running")
         if ready is not None:
             ready(gateway)
@@ -459,5 +518,5 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
         gateway.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    log.info("gateway %s stopped", config.node.party)
+    log.info("gateway %s stopped", config.node.party, extra={"event": "gateway_stopped"})
     return 0

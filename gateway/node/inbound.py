@@ -123,8 +123,9 @@ class Inbound:
         try:
             parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)
         except (InputError, TooLarge) as exc:
-            log.warning("refused an unreadable envelope via %s: %s", channel, exc.code)
-            self._record_unreadable(data, exc, now)
+            log.warning("refused an unreadable envelope via %s: %s", channel, exc.code,
+                        extra={"event": "inbound_unreadable", "error_code": exc.code})
+            self._record_unreadable(data, exc, now, channel)
             return Answer(413 if isinstance(exc, TooLarge) else 400)
         header = parsed.header
         if header.to_party != self.keys.identity.party:
@@ -241,13 +242,15 @@ class Inbound:
             action=h.action, ref_to=h.ref_to_message_id, envelope_digest=parsed.digest,
             expires_at=self.clock().timestamp() + self.config.retry.expiry)
 
-    def _record_unreadable(self, data: bytes, exc: GatewayError, now: datetime) -> None:
+    def _record_unreadable(self, data: bytes, exc: GatewayError, now: datetime,
+                           channel: str) -> None:
         """Keep what arrived (for the operator; a pulled file is removed after this) unless
         it is over the size limit, in which case only its digest and size are kept."""
         keep = {} if isinstance(exc, TooLarge) else {"envelope": data}
         with self.spool.transaction(now) as txn:
-            record = txn.insert(NewMessage(Direction.IN, envelope_digest=hashlib.sha256(data)
-                                           .hexdigest()), State.RECEIVED, payloads=keep,
+            record = txn.insert(NewMessage(Direction.IN, transport=channel,
+                                           envelope_digest=hashlib.sha256(data).hexdigest()),
+                                State.RECEIVED, payloads=keep,
                                 detail={"bytes": len(data)})
             txn.transition(record.id, State.REJECTED, error_code=exc.code,
                            changes={"error_text": exc.message[:500]})
@@ -404,7 +407,10 @@ class Inbound:
                 return self._raced(header.message_id, now)
             return self._finish_delivery(record, header, receipt, receipt_id, channel)
         log.warning("rejected %s from %s: %s", header.message_id, header.from_party,
-                    error.code)
+                    error.code, extra={"event": "inbound_rejected",
+                                       "message_id": header.message_id,
+                                       "partner": str(header.from_party),
+                                       "error_code": error.code, "state": "rejected"})
         try:
             with self.spool.transaction(now) as txn:
                 if record is None:

@@ -342,7 +342,9 @@ class OutboxScanner:
     def _write_rejected(self, message: Message, name: str, original: Path) -> None:
         target = write_rejected_copy(self.spool, self.rejected_dir, message, name,
                                      original=original)
-        log.warning("rejected %s (%s): moved to %s", name, message.error_code, target)
+        log.warning("rejected %s (%s): moved to %s", name, message.error_code, target,
+                    extra={"event": "intake_rejected", "error_code": message.error_code,
+                           "state": "rejected"})
 
 
 def _rejected_target(rejected_dir: Path, message: Message, name: str) -> Path:

@@ -26,6 +26,7 @@ import logging
 import random
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
@@ -200,6 +201,13 @@ def apply_receipt(txn: Txn, message: Message, data: bytes, outcome: ReceiptOutco
                           detail={"errors": len(outcome.errors)})
 
 
+def _took(started: float | None) -> dict[str, int]:
+    """The audit detail of a send attempt's duration (what the metrics' histogram reads)."""
+    if started is None:
+        return {}
+    return {"duration_ms": max(0, round((time.monotonic() - started) * 1000))}
+
+
 class TransportPool:
     """Open transports per URL, reused across sends; an instance is used by one thread at
     a time and discarded after a failure (the next send reconnects)."""
@@ -357,6 +365,7 @@ class Sender:
                                         "envelope payload is missing", retryable=False,
                                         breaker=None)
         last: TransportError | None = None
+        started = time.monotonic()
         for tc in partner.transports:
             try:
                 with self.pool.lease(tc) as transport:
@@ -368,33 +377,55 @@ class Sender:
                 last = exc
                 log.warning("send of %s to %s via %s failed: %s (%s)", message.message_id,
                             partner.party, tc.scheme, exc.code,
-                            "retryable" if exc.retryable else "permanent")
+                            "retryable" if exc.retryable else "permanent",
+                            extra={"event": "send_failed", "message_id": message.message_id,
+                                   "partner": partner.party, "error_code": exc.code})
                 body = getattr(exc, "body", b"")
                 if body and not exc.retryable and message.direction is Direction.OUT:
-                    done = self._answered(message, body, tc.url, refused=exc)
+                    done = self._answered(message, body, tc.url, refused=exc,
+                                          started=started)
                     if done is not None:
-                        self.breakers.success(partner.party)
+                        self._breaker_closed(partner.party)
                         return done
                 elif body and not exc.retryable and message.direction is Direction.RELAY:
                     # the next hop refused it with a (Rejected) receipt for the original
                     # sender: the relay's work is done, the receipt goes back
-                    self.breakers.success(partner.party)
-                    return self._answered(message, body, tc.url) or self.spool.get(message.id)
+                    self._breaker_closed(partner.party)
+                    return (self._answered(message, body, tc.url, started=started)
+                            or self.spool.get(message.id))
                 continue
-            self.breakers.success(partner.party)
-            return self._answered(message, answer, tc.url) or self.spool.get(message.id)
+            self._breaker_closed(partner.party)
+            return (self._answered(message, answer, tc.url, started=started)
+                    or self.spool.get(message.id))
         assert last is not None or not partner.transports  # noqa: S101
         if last is None:
             return self._failed_attempt(message, None, "NoTransport",
                                         "partner has no transport", retryable=False, breaker=None)
         return self._failed_attempt(message, partner.transports[-1].url, last.code,
-                                    last.message, retryable=last.retryable)
+                                    last.message, retryable=last.retryable, started=started)
+
+    def _breaker_closed(self, party: str) -> None:
+        if self.breakers.success(party):
+            self._breaker_event("breaker_closed", party)
+
+    def _breaker_event(self, code: str, party: str) -> None:
+        """Breaker changes are audit events, so every process on the store (metrics,
+        alerts) sees the same breaker state."""
+        log.info("circuit breaker for %s: %s", party, code.removeprefix("breaker_"),
+                 extra={"event": code, "partner": party})
+        try:
+            with self.spool.transaction(self.clock()) as txn:
+                txn.audit(code, None, partner=party)
+        except GatewayError as exc:
+            log.warning("could not record %s for %s: %s", code, party, exc.code)
 
     def _answered(self, message: Message, answer: bytes | None, url: str, *,
-                  refused: TransportError | None = None) -> Message | None:
+                  refused: TransportError | None = None,
+                  started: float | None = None) -> Message | None:
         """The partner took the envelope (or refused it with a body). Returns the new
         message state, or None when a refusal's body was not a usable receipt."""
         now = self.clock()
+        took = _took(started)
         if message.direction is Direction.OUT and answer:
             try:
                 outcome = self.check_receipt(answer, message=message, now=now)
@@ -405,10 +436,10 @@ class Sender:
                     return None
                 return self._failed_attempt(message, url, ReceiptInvalid.code,
                                             "the partner's receipt did not verify",
-                                            retryable=True, breaker=None)
+                                            retryable=True, breaker=None, started=started)
             try:
                 with self.spool.transaction(now) as txn:
-                    txn.audit("sent", message, transport=url[:200])
+                    txn.audit("sent", message, transport=url[:200], detail=took)
                     return apply_receipt(txn, txn.get(message.id), answer, outcome,
                                          transport=url)
             except IllegalTransition:  # the receipt also came back by another way
@@ -420,7 +451,8 @@ class Sender:
         try:
             with self.spool.transaction(now) as txn:
                 done = txn.transition(message.id, target, expect=State.SENDING,
-                                      changes={"transport": url[:200], "next_attempt_at": None})
+                                      changes={"transport": url[:200], "next_attempt_at": None},
+                                      detail=took)
         except IllegalTransition:  # its receipt came back (via a relay) before this answer
             return self.spool.get(message.id)
         if message.direction is Direction.RELAY and answer and self.relay_answer is not None:
@@ -432,22 +464,24 @@ class Sender:
         return done
 
     def _failed_attempt(self, message: Message, url: str | None, code: str, text: str, *,
-                        retryable: bool, breaker: str | None = "auto") -> Message:
+                        retryable: bool, breaker: str | None = "auto",
+                        started: float | None = None) -> Message:
         """Record a failed attempt. ``breaker``: "auto" counts a retryable failure against
         the partner (a permanent one proves it is alive); None leaves the breaker alone."""
         now = self.clock()
         if breaker == "auto":
             if retryable:
-                self.breakers.failure(message.partner or "", now.timestamp())
+                if self.breakers.failure(message.partner or "", now.timestamp()):
+                    self._breaker_event("breaker_opened", message.partner or "")
             else:
-                self.breakers.success(message.partner or "")
+                self._breaker_closed(message.partner or "")
         decision = after_failure(self.config.retry, attempts=message.attempts,
                                  expires_at=message.expires_at or now.timestamp(),
                                  now=now.timestamp(), retryable=retryable, rng=self.rng)
         with self.spool.transaction(now) as txn:
             txn.audit("send_failed", message, error_code=code[:60],
                       transport=(url or None) and url[:200],
-                      detail={"attempt": message.attempts})
+                      detail={"attempt": message.attempts, **_took(started)})
             changes: dict[str, Any] = {"error_text": text[:500]}
             if decision.retry:
                 changes["next_attempt_at"] = decision.at

@@ -130,14 +130,20 @@ class BreakerBoard:
                         and now - b.opened_at < self.policy.reset_after)
                     or (b.mode is BreakerMode.HALF_OPEN and b.probing)]
 
-    def success(self, partner: str) -> None:
+    def success(self, partner: str) -> bool:
+        """Record a success; True when this closed an open (or half-open) breaker."""
         with self._lock:
-            self._states[partner] = record_success(self._states.get(partner, Breaker()))
+            old = self._states.get(partner, Breaker())
+            self._states[partner] = record_success(old)
+            return old.mode is not BreakerMode.CLOSED
 
-    def failure(self, partner: str, now: float) -> None:
+    def failure(self, partner: str, now: float) -> bool:
+        """Record a failure; True when this opened the breaker (from closed)."""
         with self._lock:
-            self._states[partner] = record_failure(self._states.get(partner, Breaker()),
-                                                   self.policy, now)
+            old = self._states.get(partner, Breaker())
+            new = record_failure(old, self.policy, now)
+            self._states[partner] = new
+            return old.mode is BreakerMode.CLOSED and new.mode is BreakerMode.OPEN
 
     def state(self, partner: str) -> Breaker:
         with self._lock:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
-from gateway.store.audit import AuditEvent, AuditLog, check_event
+from gateway.store.audit import AuditEvent, AuditLog, StoredEvent, check_event
 from gateway.store.query import MessageQuery, query_sql
 from gateway.store.sealing import MAGIC, Sealer
 from gateway.store.states import Direction, IllegalTransition, State, audit_code
@@ -368,6 +368,17 @@ class Spool(Protocol):
 
     def oldest(self, states: Sequence[State]) -> float | None: ...
 
+    # read-only queries for monitoring (metrics and alerts read these at scrape time)
+
+    def oldest_by_partner(self, states: Sequence[State]) -> list[tuple[str, float]]: ...
+
+    def error_counts(self, direction: Direction, state: State) -> list[tuple[str, int]]: ...
+
+    def audit_after(self, after_seq: int, codes: Sequence[str],
+                    limit: int = 10_000) -> list[StoredEvent]: ...
+
+    def audit_head(self) -> tuple[int, float | None]: ...
+
     def close(self) -> None: ...
 
 
@@ -381,6 +392,9 @@ class SpoolReads:
         raise NotImplementedError
 
     def transaction(self, now: datetime) -> AbstractContextManager[Txn]:
+        raise NotImplementedError
+
+    def audit_log(self) -> AbstractContextManager[AuditLog]:
         raise NotImplementedError
 
     def _add_key(self, key_id: str, cert: str, wrapped: bytes) -> None:
@@ -493,6 +507,36 @@ class SpoolReads:
             f"SELECT MIN(created_at) FROM messages WHERE state IN "  # noqa: S608
             f"({','.join('?' for _ in states)})", [str(s) for s in states])
         return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    # --- monitoring (read-only; metrics and alerts) ---------------------------------
+
+    def oldest_by_partner(self, states: Sequence[State]) -> list[tuple[str, float]]:
+        """``(partner, created_at of its oldest message in states)``; partner '' if none."""
+        rows = self._rows(
+            "SELECT COALESCE(partner, ''), MIN(created_at) FROM messages WHERE state IN "  # noqa: S608
+            f"({','.join('?' for _ in states)}) GROUP BY 1 ORDER BY 1", [str(s) for s in states])
+        return [(r[0], float(r[1])) for r in rows]
+
+    def error_counts(self, direction: Direction, state: State) -> list[tuple[str, int]]:
+        """``(error_code, count)`` of the messages in ``direction`` and ``state``."""
+        rows = self._rows(
+            "SELECT COALESCE(error_code, ''), COUNT(*) FROM messages WHERE state = ? AND "
+            "direction = ? GROUP BY 1 ORDER BY 1", (str(state), str(direction)))
+        return [(r[0], int(r[1])) for r in rows]
+
+    def audit_after(self, after_seq: int, codes: Sequence[str],
+                    limit: int = 10_000) -> list[StoredEvent]:
+        """Audit events with one of ``codes`` after ``after_seq``, in order, at most
+        ``limit`` (page on with the last one's seq)."""
+        with self.audit_log() as audit:
+            return list(audit.query(code=list(codes), after_seq=after_seq, limit=limit))
+
+    def audit_head(self) -> tuple[int, float | None]:
+        """The audit chain's last sequence number and the time of its last signed
+        checkpoint (epoch seconds, None when none was signed yet)."""
+        with self.audit_log() as audit:
+            last = audit.last_checkpoint()
+            return audit.tail()[0], (None if last is None else last.at.timestamp())
 
     # --- claims ---------------------------------------------------------------------
 

@@ -217,11 +217,12 @@ def loader_keys() -> set[str]:
     latest assignment before the call; ``_transport`` serves both transport tables."""
     keys: set[str] = set()
     for file in sorted((REPO / "gateway" / "node").glob("*config.py")):
-        keys |= _known_keys(ast.parse(file.read_text(encoding="utf-8")))
+        keys |= _known_keys(file)
     return keys
 
 
-def _known_keys(tree: ast.Module) -> set[str]:
+def _known_keys(file: Path) -> set[str]:
+    tree = ast.parse(file.read_text(encoding="utf-8"))
     sets: dict[str, set[str]] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Set):
@@ -260,7 +261,7 @@ def _known_keys(tree: ast.Module) -> set[str]:
             prefixes = _where(node.args[1], assigned)
             if func.name == "_transport":
                 prefixes = ["partners.transports", "partners.pull"]
-            assert prefixes is not None, f"config.py:{node.lineno}: cannot resolve `where`"
+            assert prefixes is not None, f"{file.name}:{node.lineno}: cannot resolve `where`"
             for prefix in prefixes:
                 keys |= {f"{prefix}.{n}" if prefix else n for n in names}
     return keys
