@@ -422,6 +422,8 @@ def signature_status(args: argparse.Namespace, r: StoredReceipt,
     digests = list(dict.fromkeys(
         e.event.digest for e in reversed(events)
         if e.event.digest and e.event.code not in ("receipt_stored", "checkpoint")))
+    if signer is not None and _EB_NS in r.data:
+        return as4_signature_status(args, r, signer)
     if signer is None or not digests:
         return {"status": "unavailable", "reason": "the chain does not record the recipient "
                 "and envelope digest this receipt acknowledges"}
@@ -447,6 +449,44 @@ def signature_status(args: argparse.Namespace, r: StoredReceipt,
     assert failure is not None  # noqa: S101 - digests is not empty
     cause = failure.details.get("cause", failure.code)
     return {"status": "INVALID", "reason": f"{cause}: {failure.message}"}
+
+
+_EB_NS = b"http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/"
+
+
+def as4_signature_status(args: argparse.Namespace, r: StoredReceipt,
+                         signer: str) -> dict[str, str]:
+    """An AS4 receipt (eb:Receipt): its signature against the certificate that speaks for
+    the signer, the partner's PMode ``signing_cert`` (or our own ``sign.crt`` for the
+    receipts we sent), as of the time it was stored."""
+    from gateway.node.config import load_config  # noqa: PLC0415
+    from gateway.protocol import certs  # noqa: PLC0415
+    from gateway.protocol.as4.receipt import verify_receipt as verify_as4  # noqa: PLC0415
+
+    try:
+        config = load_config(args.config)
+        if signer == config.node.party:
+            cert_path = config.node.keys_dir / "sign.crt"
+        else:
+            partner = next((p for p in config.partners
+                            if p.party == signer and p.as4 is not None), None)
+            if partner is None or partner.as4 is None:
+                return {"status": "unavailable", "reason": f"an AS4 receipt, and {signer} is "
+                        "not an AS4 partner in the configuration"}
+            cert_path = partner.as4.signing_cert
+        trusted = certs.load_certificates_file(cert_path)
+    except GatewayError as exc:
+        return {"status": "unavailable", "reason": f"{exc.code}: {exc.message}"}
+    try:
+        verified = verify_as4(r.data, trusted=trusted, now=r.at,
+                              ref_to_message_id=r.message_id)
+    except GatewayError as exc:
+        return {"status": "INVALID", "reason": f"{exc.code}: {exc.message}"}
+    cert = verified.signature.certificate
+    return {"status": "verified",
+            "reason": f"AS4 receipt {verified.message_id}, signed by {signer} (certificate "
+                      f"{certs.fingerprint(cert)[:16]}), {len(verified.nri)} "
+                      "non-repudiation references"}
 
 
 def _keys_dir(args: argparse.Namespace) -> Path | None:
