@@ -322,7 +322,9 @@ def text_line(e: StoredEvent, *, status: str = "") -> str:
 
 def run_show(args: argparse.Namespace) -> int:
     log = open_log(args)
-    tl = timeline(log, args.message_id, _keys_dir(args))
+    configured = config_path(args.config)
+    tl = timeline(log, args.message_id, _keys_dir(args),
+                  config_path=configured if configured.exists() else None)
     events, checked = tl.events, tl.receipts
     if args.format == "json":
         out_json({"message_id": args.message_id,

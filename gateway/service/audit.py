@@ -89,7 +89,8 @@ class Timeline:
     receipts: list[dict[str, Any]]
 
 
-def timeline(log: AuditLog, message_id: str, keys_dir: Path | None) -> Timeline:
+def timeline(log: AuditLog, message_id: str, keys_dir: Path | None, *,
+             config_path: Path | None = None) -> Timeline:
     """Every event of ``message_id`` and each stored receipt with its integrity and
     signature checked (against ``keys_dir``; unavailable without it)."""
     with log.snapshot():
@@ -97,11 +98,14 @@ def timeline(log: AuditLog, message_id: str, keys_dir: Path | None) -> Timeline:
         receipts = log.receipts(message_id)
     if not events:
         raise MessageNotFound("no audit events for this message ID", where=message_id)
-    return Timeline(message_id, events, [receipt_status(keys_dir, r, events) for r in receipts])
+    return Timeline(message_id, events, [receipt_status(keys_dir, r, events,
+                                                        config_path=config_path)
+                                         for r in receipts])
 
 
 def receipt_status(keys_dir: Path | None, r: StoredReceipt,
-                   events: list[StoredEvent]) -> dict[str, Any]:
+                   events: list[StoredEvent], *,
+                   config_path: Path | None = None) -> dict[str, Any]:
     sha = hashlib.sha256(r.data).hexdigest()
     anchor = next((e for e in events if e.seq == r.event_seq), None)
     if sha != r.sha256:
@@ -113,11 +117,12 @@ def receipt_status(keys_dir: Path | None, r: StoredReceipt,
     return {"event_seq": r.event_seq, "direction": r.direction,
             "at": r.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "bytes": len(r.data),
             "sha256": sha, "integrity": integrity,
-            "signature": signature_status(keys_dir, r, events)}
+            "signature": signature_status(keys_dir, r, events, config_path=config_path)}
 
 
 def signature_status(keys_dir: Path | None, r: StoredReceipt,
-                     events: list[StoredEvent]) -> dict[str, str]:
+                     events: list[StoredEvent], *,
+                     config_path: Path | None = None) -> dict[str, str]:
     """Verify the receipt's signature with :func:`gateway.protocol.receipts.verify_receipt`
     against the node's key directory (trust store and registered partner certificates), as
     of the time the receipt was stored; say why when that is not possible (never pretend)."""
@@ -134,6 +139,8 @@ def signature_status(keys_dir: Path | None, r: StoredReceipt,
     digests = list(dict.fromkeys(
         e.event.digest for e in reversed(events)
         if e.event.digest and e.event.code not in ("receipt_stored", "checkpoint")))
+    if signer is not None and _EB_NS in r.data:
+        return as4_signature_status(config_path, r, signer)
     if signer is None or not digests:
         return {"status": "unavailable", "reason": "the chain does not record the recipient "
                 "and envelope digest this receipt acknowledges"}
@@ -159,6 +166,47 @@ def signature_status(keys_dir: Path | None, r: StoredReceipt,
     assert failure is not None  # noqa: S101 - digests is not empty
     cause = failure.details.get("cause", failure.code)
     return {"status": "INVALID", "reason": f"{cause}: {failure.message}"}
+
+
+_EB_NS = b"http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/"
+
+
+def as4_signature_status(config_path: Path | None, r: StoredReceipt,
+                         signer: str) -> dict[str, str]:
+    """An AS4 receipt (eb:Receipt): its signature against the certificate that speaks for
+    the signer, the partner's PMode ``signing_cert`` (or our own ``sign.crt`` for the
+    receipts we sent), as of the time it was stored."""
+    from gateway.node.config import load_config  # noqa: PLC0415
+    from gateway.protocol import certs  # noqa: PLC0415
+    from gateway.protocol.as4.receipt import verify_receipt as verify_as4  # noqa: PLC0415
+
+    if config_path is None:
+        return {"status": "unavailable", "reason": "an AS4 receipt: the configuration (the "
+                "partner's PMode) is needed to verify it"}
+    try:
+        config = load_config(config_path)
+        if signer == config.node.party:
+            cert_path = config.node.keys_dir / "sign.crt"
+        else:
+            partner = next((p for p in config.partners
+                            if p.party == signer and p.as4 is not None), None)
+            if partner is None or partner.as4 is None:
+                return {"status": "unavailable", "reason": f"an AS4 receipt, and {signer} is "
+                        "not an AS4 partner in the configuration"}
+            cert_path = partner.as4.signing_cert
+        trusted = certs.load_certificates_file(cert_path)
+    except GatewayError as exc:
+        return {"status": "unavailable", "reason": f"{exc.code}: {exc.message}"}
+    try:
+        verified = verify_as4(r.data, trusted=trusted, now=r.at,
+                              ref_to_message_id=r.message_id)
+    except GatewayError as exc:
+        return {"status": "INVALID", "reason": f"{exc.code}: {exc.message}"}
+    cert = verified.signature.certificate
+    return {"status": "verified",
+            "reason": f"AS4 receipt {verified.message_id}, signed by {signer} (certificate "
+                      f"{certs.fingerprint(cert)[:16]}), {len(verified.nri)} "
+                      "non-repudiation references"}
 
 
 def node_pin(keys_dir: Path | None) -> tuple[Pins, str | None]:

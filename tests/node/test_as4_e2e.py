@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.demo.samples import maintenance_application
 from gateway.node.config import load_config
 from gateway.node.nodekeys import load_node_keys
@@ -98,7 +99,8 @@ def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("keys")
 
 
-def test_two_gateways_over_as4(tmp_path: Path, key_cache: Path) -> None:
+def test_two_gateways_over_as4(tmp_path: Path, key_cache: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
     pki = TestPki(tmp_path / "pki")
     a_port, b_port = free_port(), free_port()
     a = https_node("a", CA, tmp_path, pki, a_port)
@@ -141,6 +143,13 @@ def test_two_gateways_over_as4(tmp_path: Path, key_cache: Path) -> None:
         finally:
             conn.close()
         assert [(r.direction, r.data) for r in kept] == [("received", answer)]
+        # ... and `gateway audit show` verifies it there, on both sides
+        for spec, direction in ((a, "received"), (b, "sent")):
+            assert main(["--config", str(spec.config_path), "audit", "show",
+                         kept[0].message_id]) == 0
+            shown = capsys.readouterr().out
+            assert f"receipt {direction}" in shown
+            assert "signature: verified: AS4 receipt" in shown, shown
         assert b"MaintenanceApplication" not in body  # the document is encrypted
 
         # a duplicate (the same message posted again) gets the same receipt, no delivery

@@ -745,3 +745,35 @@ def test_lost_answer_on_a_reused_connection_is_not_resent(
         t.send("b", b"2")  # it may have been processed: the caller decides to retry
     assert info.value.retryable is True
     assert t.send("c", b"3") == recorder.answer
+
+
+def test_an_extra_route_has_its_own_handler_and_content_types(
+    pki: TestPki, server_tls: TlsFiles, recorder: Recorder, client_tls: TlsFiles
+) -> None:
+    """The AS4 endpoint beside /v1/messages: its own handler and response Content-Type, the
+    request's Content-Type (a multipart boundary) handed to it, and per-message request
+    Content-Types from the client."""
+    other = Recorder(answer=b"<soap/>")
+    srv = HttpsServer("127.0.0.1", 0, cert=server_tls.cert, key=server_tls.key,
+                      client_ca=pki.ca.cert, handler=recorder,
+                      routes={"/as4": (other, "application/soap+xml")}).start()
+    try:
+        mime_type = 'multipart/related; boundary="b1"; type="application/soap+xml"'
+        t = client(f"https://127.0.0.1:{srv.port}/as4", client_tls, pki.ca.cert)
+        assert t.send("m.xml", b"--b1\r\n\r\nx\r\n--b1--\r\n", content_type=mime_type) == b"<soap/>"
+        assert other.calls[0][1].content_type == mime_type
+        assert recorder.calls == []
+        tls = ["--cert", str(client_tls.cert), "--key", str(client_tls.key), "--cacert",
+               str(pki.ca.cert)]
+        answered = curl(*tls, "-D", "-", "--data-binary", "x",
+                        f"https://127.0.0.1:{srv.port}/as4")
+        assert b"content-type: application/soap+xml" in answered.stdout.lower()
+        plain = client(srv.url, client_tls, pki.ca.cert)
+        assert plain.send("m.xml", b"<Envelope/>") == recorder.answer
+        assert recorder.calls[0][1].content_type == "application/octet-stream"
+    finally:
+        srv.stop()
+    with pytest.raises(EndpointInvalid):
+        HttpsServer("127.0.0.1", 0, cert=server_tls.cert, key=server_tls.key,
+                    client_ca=pki.ca.cert, handler=recorder,
+                    routes={"/v1/messages": (other, "text/plain")})
