@@ -7,11 +7,15 @@ node B) on this machine, A's outbox to B's inbox, until every receipt is back at
 - CPU: each daemon's user + system CPU time per message (from /proc), and the ceiling it
   implies on this machine (cores x 1 s / CPU per message of both nodes together): unlike
   msg/s it hardly moves when other work shares the machine;
-- keys: the product default (``gateway keys generate``: RSA-3072 for both keys), and once
-  with ECDSA P-256 signing keys (``--sign-algorithm ecdsa-p256``), which the protocol
-  allows and which saves two RSA private-key operations per message;
-- paced: 100 messages/s offered over HTTPS for a while: p50/p99 latency;
-- the limit: seal + open per second in one process with the same keys and documents.
+- keys: the product default (``gateway keys generate``: RSA-3072 for both keys), once
+  with ECDSA P-256 signing keys (``--sign-algorithm ecdsa-p256``), and once with every
+  key on P-256 (``--curve p256``: ECDSA signatures, ECDH key agreement), which saves all
+  four RSA private-key operations per message;
+- paced: 100 messages/s offered over HTTPS for a while, RSA-3072 and P-256: p50/p99;
+- the limit: seal + open per second in one process with the same keys and documents, and
+  the ratio pipeline msg/s / (2 x that rate): how much of two cores' pure seal+open
+  capacity the two daemons reach;
+- ratios P-256 / RSA-3072 for msg/s and CPU per message, from the same run.
 
 ``python -m bench pipeline`` (``--quick`` for a smaller run). Uses the test helpers in
 ``tests/support`` (key directories, TLS PKI, sshd), so run it from the repository root.
@@ -218,27 +222,54 @@ def _seal_open_rate(quick: bool, keys) -> float:  # type: ignore[no-untyped-def]
         return n / (time.perf_counter() - t0)
 
 
+def _paced_rows(label: str, quick: bool, keys) -> list[Row]:  # type: ignore[no-untyped-def]
+    seconds = PACED_SECONDS_QUICK if quick else PACED_SECONDS_FULL
+    _, lat, done, _ = _run("https", 0, PACED_RATE, seconds, keys)
+    return [
+        Row("pipeline", f"{label} paced {PACED_RATE:.0f}/s: p50 drop-to-receipt",
+            statistics.median(lat), "s", f"{done} msgs; {keys.label}"),
+        Row("pipeline", f"{label} paced {PACED_RATE:.0f}/s: p99 drop-to-receipt",
+            _percentile(lat, 0.99), "s", "target < 1 s"),
+    ]
+
+
 def main(quick: bool = False) -> list[Row]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.support.gwnodes import PRODUCT_KEYS, KeyProfile
 
     ecdsa = KeyProfile(rsa_bits=PRODUCT_KEYS.rsa_bits, sign_algorithm="ecdsa-p256")
+    p256 = KeyProfile(curve="p256")
     n = N_QUICK if quick else N_FULL
     rows: list[Row] = []
-    rows += _burst_rows("https", n, _run("https", n, None, None, PRODUCT_KEYS), PRODUCT_KEYS)
+    rsa_run = _run("https", n, None, None, PRODUCT_KEYS)
+    ec_run = _run("https", n, None, None, p256)
+    rows += _burst_rows("https", n, rsa_run, PRODUCT_KEYS)
+    rows += _burst_rows("https p256", n, ec_run, p256)
     rows += _burst_rows("https ecdsa-sign", n, _run("https", n, None, None, ecdsa), ecdsa)
     rows += _burst_rows("sftp", n, _run("sftp", n, None, None, PRODUCT_KEYS), PRODUCT_KEYS)
-    seconds = PACED_SECONDS_QUICK if quick else PACED_SECONDS_FULL
-    _, lat, done, _ = _run("https", 0, PACED_RATE, seconds, PRODUCT_KEYS)
+    rows += _paced_rows("https", quick, PRODUCT_KEYS)
+    rows += _paced_rows("https p256", quick, p256)
+    limit = {"RSA-3072": _seal_open_rate(quick, PRODUCT_KEYS),
+             "P-256": _seal_open_rate(quick, p256)}
     rows += [
-        Row("pipeline", f"https paced {PACED_RATE:.0f}/s: p50 drop-to-receipt",
-            statistics.median(lat), "s", f"{done} msgs"),
-        Row("pipeline", f"https paced {PACED_RATE:.0f}/s: p99 drop-to-receipt",
-            _percentile(lat, 0.99), "s", "target < 2 s"),
-        Row("pipeline", "seal+open (one process, the limit)",
-            _seal_open_rate(quick, PRODUCT_KEYS), "msg/s", PRODUCT_KEYS.label),
+        Row("pipeline", "seal+open (one process, the limit)", limit["RSA-3072"], "msg/s",
+            PRODUCT_KEYS.label),
         Row("pipeline", "seal+open, ECDSA signing (one process)",
             _seal_open_rate(quick, ecdsa), "msg/s", ecdsa.label),
+        Row("pipeline", "seal+open, P-256 (one process)", limit["P-256"], "msg/s", p256.label),
+    ]
+    for suite, (rate, _, _, (cpu_a, cpu_b)) in (("RSA-3072", rsa_run), ("P-256", ec_run)):
+        rows += [
+            Row("pipeline", f"https burst {n} {suite}: pipeline / (2 x seal+open)",
+                rate / (2 * limit[suite]), "x", "share of two cores' pure seal+open rate"),
+            Row("pipeline", f"https burst {n} {suite}: CPU per message, A + B", cpu_a + cpu_b,
+                "ms", f"target {'5' if suite == 'P-256' else '8'} ms"),
+        ]
+    rows += [
+        Row("pipeline", f"https burst {n}: msg/s P-256 / RSA-3072", ec_run[0] / rsa_run[0],
+            "x", "same run"),
+        Row("pipeline", f"https burst {n}: CPU per message P-256 / RSA-3072",
+            sum(ec_run[3]) / sum(rsa_run[3]), "x", "same run"),
     ]
     return rows
 

@@ -45,6 +45,7 @@ translated into these at the module that calls the library; they never leak upwa
     ├── MessageNotFound               MessageNotFound   1
     ├── SpoolError                    SpoolError        1
     │   └── IllegalTransition         IllegalTransition (a bug, or a lost race)
+    │       └── LeaseLost             LeaseLost         (another node took the work over)
     ├── TransportFailed               TransportFailed   1   yes (retryable transport error)
     │   └── TransportRefused          TransportRefused  1   no  (permanent transport error)
     ├── AuditError                    AuditError        1
@@ -106,6 +107,7 @@ __all__ = [
     "InternalError",
     "KeyFileInsecure",
     "KeyMaterialError",
+    "LeaseLost",
     "MessageNotFound",
     "PartyInvalid",
     "ReceiptInvalid",
@@ -349,6 +351,13 @@ class IllegalTransition(SpoolError):
     """A state change the message state machine does not allow (a bug, or a lost race)."""
 
     code = "IllegalTransition"
+
+
+class LeaseLost(IllegalTransition):
+    """This node's lease on a message expired and another node took the work over: the
+    late result is not written (its fencing counter no longer matches)."""
+
+    code = "LeaseLost"
 
 
 class TransportFailed(GatewayError):

@@ -8,6 +8,8 @@ need=()
 command -v ssh-keygen >/dev/null 2>&1 && command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# the PostgreSQL store's tests start a throw-away cluster with initdb/pg_ctl
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # systemd-analyze checks packaging/cse-gateway.service (tests/packaging); no systemd runs here
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || need+=(default-jdk-headless)  # AS4: the independent XML signature verifier

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.support.postgres import Cluster, running_cluster
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -30,3 +33,16 @@ def repo_root() -> Path:
 def fixtures_dir() -> Path:
     """Third-party test material, each folder with its provenance and licence."""
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Cluster]:
+    """A throw-away PostgreSQL cluster for the whole session (started on first use)."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(postgres_cluster: Cluster) -> str:
+    """A fresh, empty PostgreSQL store for one test (a schema of its own)."""
+    return postgres_cluster.new_schema()

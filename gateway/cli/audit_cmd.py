@@ -49,6 +49,7 @@ from gateway.store.audit import (
 )
 from gateway.store.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
 from gateway.store.audit_chain import VerifyReport, event_hash, event_record, fingerprint
+from gateway.store.postgres import open_audit_log
 
 _CSV_COLUMNS = ("seq", "at", "code", "message_id", "case_id", "from_party", "to_party",
                 "partner", "transport", "digest", "error_code", "actor", "detail",
@@ -167,7 +168,21 @@ def database_path(args: argparse.Namespace) -> Path:
     return load_config(args.config).spool.database
 
 
+def _store_url(args: argparse.Namespace) -> str | None:
+    """The configuration's PostgreSQL store, when there is no ``--db`` and one is set."""
+    if args.db is not None:
+        return None
+    from gateway.node.config import config_path, load_config  # noqa: PLC0415 - only when needed
+
+    if args.config is None and not config_path(None).exists():
+        return None
+    return load_config(args.config).store.url
+
+
 def open_log(args: argparse.Namespace) -> AuditLog:
+    url = _store_url(args)
+    if url is not None:
+        return open_audit_log(url, read_only=True)
     path = database_path(args)
     if not path.is_file():
         raise UsageError("no database file here", where=str(path))
@@ -179,6 +194,9 @@ def open_log(args: argparse.Namespace) -> AuditLog:
 
 
 def open_log_for_writing(args: argparse.Namespace) -> AuditLog:
+    url = _store_url(args)
+    if url is not None:
+        return open_audit_log(url, read_only=False)
     path = database_path(args)
     if not path.is_file():
         raise UsageError("no database file here", where=str(path))

@@ -3,7 +3,7 @@
 ::
 
     gateway keys generate --party P --out DIR [--csr | --self-signed]
-                          [--sign-algorithm rsa|ecdsa-p256]
+                          [--sign-algorithm rsa|ecdsa-p256 | --curve p256]
     gateway keys import-partner --party P CERT... [--keys DIR]
     gateway keys list [--keys DIR] [--format text|json]
     gateway keys check [--keys DIR] [--warn-days 30]
@@ -63,7 +63,15 @@ def register(subparsers: Any) -> None:
     kind.add_argument("--self-signed", action="store_true",
                       help="self-signed certificates (each its own trust anchor) instead of "
                            "a node CA")
-    g.add_argument("--sign-algorithm", choices=("rsa", "ecdsa-p256"), default="rsa")
+    algorithm = g.add_mutually_exclusive_group()
+    # default None, not "rsa": argparse lets an explicit value equal to the default
+    # through the mutually exclusive group
+    algorithm.add_argument("--sign-algorithm", choices=("rsa", "ecdsa-p256"),
+                           help="signing (and node CA) key; the encryption key stays RSA "
+                                "(default rsa)")
+    algorithm.add_argument("--curve", choices=("p256",),
+                           help="every key on this curve: ECDSA signing and node CA keys, "
+                                "an ECDH encryption key (keyUsage keyAgreement)")
     g.add_argument("--rsa-bits", type=int, default=3072, choices=(2048, 3072, 4096))
     g.add_argument("--days", type=int, default=730, help="certificate lifetime (default 730)")
     _passphrase_options(g)
@@ -111,7 +119,8 @@ def _party(text: str) -> Party:
 def run_generate(args: argparse.Namespace) -> int:
     passphrase = read_passphrase(args.passphrase_file, args.passphrase_env)
     written = generate_node(args.out, _party(args.party), now=datetime.now(UTC),
-                            days=args.days, sign_algorithm=args.sign_algorithm,
+                            days=args.days, sign_algorithm=args.sign_algorithm or "rsa",
+                            curve=args.curve,
                             rsa_bits=args.rsa_bits, passphrase=passphrase, csr=args.csr,
                             self_signed=args.self_signed)
     for path in written:

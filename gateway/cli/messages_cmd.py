@@ -16,7 +16,8 @@ from gateway.cli.output import out, out_json, table
 from gateway.errors import MessageNotFound, UsageError
 from gateway.node.config import load_config
 from gateway.node.intake import remove_rejected_copy
-from gateway.store.spool import Message, SqliteSpool, from_epoch
+from gateway.node.storeopen import AnySpool, open_spool
+from gateway.store.spool import Message, from_epoch
 from gateway.store.states import Direction, State
 
 
@@ -41,11 +42,11 @@ def register(subparsers: Any) -> None:
                                "cancel": run_cancel}[name])
 
 
-def _open(args: argparse.Namespace) -> SqliteSpool:
-    return SqliteSpool(load_config(args.config).spool.database)
+def _open(args: argparse.Namespace) -> AnySpool:
+    return open_spool(load_config(args.config))
 
 
-def _find(spool: SqliteSpool, ident: str) -> Message:
+def _find(spool: AnySpool, ident: str) -> Message:
     if ident.isdigit():
         return spool.get(int(ident))
     found = spool.find_any(ident)
@@ -98,7 +99,7 @@ def run_show(args: argparse.Namespace) -> int:
     try:
         message = _find(spool, args.id)
         kinds = [k for k in ("document", "envelope", "receipt", "error")
-                 if spool.payload(message.id, k) is not None]
+                 if spool.has_payload(message.id, k)]
     finally:
         spool.close()
     view = _view(message)

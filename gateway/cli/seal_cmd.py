@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.cli.output import err
 from gateway.documents.describe import describe
@@ -41,7 +40,7 @@ from gateway.errors import (
 )
 from gateway.node.keystore import load_private_key, read_passphrase
 from gateway.protocol import certs
-from gateway.protocol.cms import SigningKey
+from gateway.protocol.cms import DecryptionKey, SigningKey
 from gateway.protocol.envelope import Header
 from gateway.protocol.party import Party, PartyInvalid
 from gateway.protocol.seal import OpenPolicy, open_envelope, seal
@@ -60,7 +59,7 @@ class _Sender:
 @dataclass(frozen=True)
 class _Recipient:
     party: Party
-    encryption_key: rsa.RSAPrivateKey
+    encryption_key: DecryptionKey
     encryption_cert: x509.Certificate
 
 
@@ -228,9 +227,6 @@ def run_open(args: argparse.Namespace) -> int:
         passphrase = read_passphrase(args.passphrase_file, args.passphrase_env)
         decrypt_cert = _cert(args.decrypt_cert)
         key = load_private_key(args.decrypt_key, passphrase)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise KeyMaterialError("the decryption key must be an RSA key",
-                                   where=str(args.decrypt_key))
         party = (_party(args.party, "--party") if args.party
                  else certs.party_in_san(decrypt_cert))
         if party is None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,18 +28,20 @@ from typing import Any
 from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import ConfigError, GatewayError
 from gateway.node import sdnotify
+from gateway.node.as4_node import RESPONSE_TYPE, As4Inbound, As4ReceiptCheck
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
 from gateway.node.retry import BreakerBoard
+from gateway.node.storeopen import open_spool, sealer_for
 from gateway.protocol import certs
 from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
 from gateway.store.fsutil import remove_orphaned_temps
-from gateway.store.spool import SqliteSpool
+from gateway.store.retention import purge_payloads
 from gateway.store.states import PENDING, Direction, State
 from transports import Transport, TransportError, open_transport
 
@@ -65,7 +66,8 @@ class Gateway:
         self.config = config
         self.clock = clock
         self.keys = keys or load_node_keys(config)
-        self.spool = SqliteSpool(config.spool.database)
+        self.spool = open_spool(config)
+        self.spool.use_sealer(sealer_for(self.keys))  # no document rests in clear
         self.registry = (SchemaRegistry([xsd_root(), *(s.directory for s in config.schema_sets)])
                          if config.schema_sets else None)
         self._extra = dict(transport_options or {})
@@ -73,9 +75,11 @@ class Gateway:
         self.breakers = BreakerBoard(config.breaker)
         self.inbound = Inbound(config, self.spool, self.keys, clock=clock,
                                registry=self.registry)
+        self.as4 = As4Inbound(config, self.spool, self.keys, clock=clock,
+                              registry=self.registry)
         self.sender = Sender(config, self.spool, self.pool, self.breakers,
-                             self.keys.check_receipt, clock=clock,
-                             relay_answer=self._relay_answer)
+                             As4ReceiptCheck(config, self.spool, lambda: self.keys.check_receipt),
+                             clock=clock, relay_answer=self._relay_answer)
         prepare = make_preparer(config, self.keys, registry=self.registry)
         self.scanners = [
             OutboxScanner(outbox, config.intake, spool=self.spool,
@@ -205,10 +209,11 @@ class Gateway:
         prepare = make_preparer(self.config, keys, registry=self.registry)
         self.keys = keys
         self.inbound.keys = keys
-        self.sender.check_receipt = keys.check_receipt
+        self.as4.keys = keys
         for scanner in self.scanners:
             scanner.prepare = prepare
         self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
+        self.spool.use_sealer(sealer_for(keys))  # a new encryption key seals from now on
         with self.spool.transaction(self.clock()) as txn:
             txn.audit("keys_reloaded", None,
                       detail={"partners": len(keys.directory.entries),
@@ -273,6 +278,8 @@ class Gateway:
         Returns whether a checkpoint was written."""
         now = self.clock()
         interval = timedelta(seconds=self.config.audit.checkpoint_interval)
+        if not force and not self.spool.leader("audit-checkpoint", now):
+            return False  # another node of a shared store signs them now
         with self.spool.transaction(now) as txn:
             audit = AuditLog(txn.conn)
             if not force:
@@ -288,17 +295,27 @@ class Gateway:
         after verifying the chain and signing a checkpoint); returns how many."""
         now = self.clock()
         keep = timedelta(seconds=self.config.audit.keep_events)
+        if not self.spool.leader("audit-retention", now):
+            return 0  # another node of a shared store does it
         # Its own connection: prune verifies the whole chain before its short write
         # transaction, and must not hold the spool's write lock meanwhile.
-        conn = sqlite3.connect(self.config.spool.database, timeout=30.0, isolation_level=None)
-        try:
-            conn.execute("PRAGMA synchronous=FULL")
-            removed = AuditLog(conn).prune(retention_cutoff(now, keep), self._signer, now)
-        finally:
-            conn.close()
+        with self.spool.audit_log() as audit:
+            removed = audit.prune(retention_cutoff(now, keep), self._signer, now)
         if removed:
             log.info("audit retention removed %d events older than %s", removed, keep)
         return removed
+
+    def purge_payloads(self) -> int:
+        """Remove the payloads of finished messages past ``store.keep_payloads`` /
+        ``store.keep_receipts`` (one node of a shared store at a time); returns how many."""
+        now = self.clock()
+        if not self.spool.leader("payload-retention", now):
+            return 0
+        keep = self.config.store
+        result = purge_payloads(self.spool, now,
+                                payloads_before=now - timedelta(seconds=keep.keep_payloads),
+                                receipts_before=now - timedelta(seconds=keep.keep_receipts))
+        return result.payloads
 
     def _relay_answer(self, data: bytes, now: datetime) -> None:
         self.inbound.accept(data, channel="relay-answer")
@@ -310,6 +327,12 @@ class Gateway:
             self.dispatch()  # forward a relayed message at once
         return status, answer
 
+    def _as4_routes(self) -> dict[str, tuple[Any, str]]:
+        """The AS4 endpoint beside ``/v1/messages``, when any partner speaks AS4."""
+        if self.config.https is None or not any(p.as4 for p in self.config.partners):
+            return {}
+        return {self.config.https.as4_path: (self.as4.handle_https, RESPONSE_TYPE)}
+
     # --- life cycle -----------------------------------------------------------------
 
     def start(self, *, listen: bool = True, schedule: bool = True) -> Gateway:
@@ -320,7 +343,8 @@ class Gateway:
             try:
                 self.server = HttpsServer(h.host, h.port, cert=h.cert, key=h.key,
                                           client_ca=h.client_ca, handler=self.handle_https,
-                                          max_body=h.max_body).start()
+                                          max_body=h.max_body,
+                                          routes=self._as4_routes()).start()
             except TransportError as exc:
                 raise ConfigError(f"cannot start the HTTPS listener: {exc}",
                                   where=f"{self.config.path}: listeners.https") from None
@@ -345,6 +369,7 @@ class Gateway:
             ("audit-checkpoint", self.checkpoint,
              min(300.0, self.config.audit.checkpoint_interval)),
             ("audit-retention", self.retention, 86400.0),
+            ("payload-retention", self.purge_payloads, 3600.0),
         ]
         for name, func, seconds in jobs:
             scheduler.add_job(_guarded(name, func), "interval", seconds=seconds, id=name,

@@ -4,7 +4,8 @@
 
     KEYS/party                          this node's party, e.g. "fips:0600000"
     KEYS/sign.key, sign.crt             signing key (0600) and certificate
-    KEYS/encrypt.key, encrypt.crt       encryption (key transport) key (0600) and certificate
+    KEYS/encrypt.key, encrypt.crt       encryption key (0600) and certificate: RSA (key
+                                        transport) or EC P-256 (key agreement)
     KEYS/decrypt/NAME.key, NAME.crt     more encryption keys (0600) and their certificates,
                                         decryption only: the next key during a rollover, or
                                         earlier ones until messages sealed to them expire
@@ -53,7 +54,7 @@ from gateway.errors import (
     UsageError,
 )
 from gateway.protocol import certs
-from gateway.protocol.cms import SigningKey
+from gateway.protocol.cms import KeyPair, SigningKey
 from gateway.protocol.identity import NodeIdentity
 from gateway.protocol.party import Party, PartyInvalid
 
@@ -69,6 +70,9 @@ __all__ = [
 log = logging.getLogger("gateway.keys")
 
 SignAlgorithm = Literal["rsa", "ecdsa-p256"]
+#: ``gateway keys generate --curve``: every key of the node on this curve (ECDSA signing,
+#: ECDH encryption, the node CA) instead of RSA.
+Curve = Literal["p256"]
 
 
 # --- private keys -------------------------------------------------------------------------
@@ -144,8 +148,8 @@ def _same_public_key(key: SigningKey, cert: x509.Certificate) -> bool:
 
 
 def _check_encryption_cert(cert: x509.Certificate, file: Path) -> None:
-    """keyUsage keyEncipherment and an acceptable RSA key, or :class:`KeyMaterialError`
-    naming ``file``."""
+    """keyUsage keyEncipherment (RSA) or keyAgreement (EC) and an acceptable key (RSA >=
+    2048 bits or P-256), or :class:`KeyMaterialError` naming ``file``."""
     try:
         certs.check_key_usage(cert, "encrypt")
         certs.check_key(cert, "encrypt")
@@ -219,9 +223,6 @@ class Keystore:
         if not _same_public_key(enc_key, enc_cert):
             raise KeyMaterialError("encrypt.key does not match encrypt.crt",
                                    where=str(self.path))
-        if not isinstance(enc_key, rsa.RSAPrivateKey):
-            raise KeyMaterialError("encrypt.key must be an RSA key (RSA-OAEP)",
-                                   where=str(self.path))
         _check_encryption_cert(enc_cert, self.path / "encrypt.crt")
         chain_file = self.path / "chain.pem"
         chain = tuple(certs.load_certificates_file(chain_file)) if chain_file.exists() else ()
@@ -243,15 +244,13 @@ class Keystore:
                                    where=str(have))
         return [(name, keys[name], crts[name]) for name in sorted(keys)]
 
-    def _decryption_keys(self) -> tuple[tuple[rsa.RSAPrivateKey, x509.Certificate], ...]:
-        """The extra decryption pairs, checked like ``encrypt.key``/``encrypt.crt``."""
-        out = []
+    def _decryption_keys(self) -> tuple[KeyPair, ...]:
+        """The extra decryption pairs, checked like ``encrypt.key``/``encrypt.crt`` (RSA and
+        EC pairs may be mixed: migrating from one to the other is a rollover)."""
+        out: list[KeyPair] = []
         for name, key_file, crt_file in self._decryption_pairs():
             key = load_private_key(key_file, self._passphrase)
             cert = certs.load_certificates_file(crt_file)[0]
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise KeyMaterialError(f"decrypt/{key_file.name} must be an RSA key "
-                                       "(RSA-OAEP)", where=str(key_file))
             if not _same_public_key(key, cert):
                 raise KeyMaterialError(f"decrypt/{key_file.name} does not match "
                                        f"decrypt/{crt_file.name}", where=str(key_file))
@@ -406,11 +405,15 @@ def _new_key(kind: SignAlgorithm, rsa_bits: int) -> SigningKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
 
 
-def _key_usage(*, sign: bool = False, encrypt: bool = False, ca: bool = False) -> x509.KeyUsage:
+def _key_usage(*, sign: bool = False, encrypt: SigningKey | None = None,
+               ca: bool = False) -> x509.KeyUsage:
+    """keyUsage for a signing, CA or encryption certificate; an encryption certificate
+    (``encrypt``: its key) gets keyEncipherment for RSA, keyAgreement for EC."""
+    agree = isinstance(encrypt, ec.EllipticCurvePrivateKey)
     return x509.KeyUsage(digital_signature=sign, content_commitment=sign,
-                         key_encipherment=encrypt, data_encipherment=False,
-                         key_agreement=False, key_cert_sign=ca, crl_sign=ca,
-                         encipher_only=False, decipher_only=False)
+                         key_encipherment=encrypt is not None and not agree,
+                         data_encipherment=False, key_agreement=agree, key_cert_sign=ca,
+                         crl_sign=ca, encipher_only=False, decipher_only=False)
 
 
 def _leaf(party: Party, role: str, key: SigningKey, *, ca_key: SigningKey,
@@ -426,8 +429,8 @@ def _leaf(party: Party, role: str, key: SigningKey, *, ca_key: SigningKey,
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(sign=role == "sign", encrypt=role == "encrypt"),
-                       critical=True)
+        .add_extension(_key_usage(sign=role == "sign",
+                                  encrypt=key if role == "encrypt" else None), critical=True)
         .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(party.uri)]),
                        critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
@@ -442,8 +445,8 @@ def _csr(party: Party, role: str, key: SigningKey) -> x509.CertificateSigningReq
     return (
         x509.CertificateSigningRequestBuilder()
         .subject_name(_name(f"{party} {role}"))
-        .add_extension(_key_usage(sign=role == "sign", encrypt=role == "encrypt"),
-                       critical=True)
+        .add_extension(_key_usage(sign=role == "sign",
+                                  encrypt=key if role == "encrypt" else None), critical=True)
         .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(party.uri)]),
                        critical=False)
         .sign(key, hashes.SHA256())
@@ -457,6 +460,7 @@ def generate_node(
     now: datetime,
     days: int = 730,
     sign_algorithm: SignAlgorithm = "rsa",
+    curve: Curve | None = None,
     rsa_bits: int = 3072,
     passphrase: bytes | None = None,
     csr: bool = False,
@@ -466,11 +470,17 @@ def generate_node(
     node CA with the two certificates it issued (the default: partners trust one CA and
     leaf rollover needs no trust change), or two self-signed certificates, each its own
     trust anchor (``self_signed``), or two CSRs for a real CA (``csr``). Never overwrites.
-    Returns the files written."""
+    Keys are RSA (``rsa_bits``; ``sign_algorithm`` "ecdsa-p256" makes the signing and CA
+    keys ECDSA P-256), or with ``curve`` "p256" all P-256: ECDSA signing and CA keys and an
+    ECDH encryption key (certificate keyUsage keyAgreement). Returns the files written."""
     if csr and self_signed:
         raise UsageError("--csr and --self-signed exclude each other")
     if rsa_bits < 2048:
         raise UsageError("RSA keys must be at least 2048 bits")
+    if curve is not None:
+        if curve != "p256":
+            raise UsageError(f"curve {curve} is not supported (p256 is)")
+        sign_algorithm = "ecdsa-p256"
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("trust", "partners"):
         (out / sub).mkdir(exist_ok=True)
@@ -485,7 +495,9 @@ def generate_node(
             raise UsageError("refusing to overwrite an existing key directory",
                              where=str(out / name))
     sign_key = _new_key(sign_algorithm, rsa_bits)
-    enc_key = rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+    enc_key: SigningKey = (ec.generate_private_key(ec.SECP256R1()) if curve is not None
+                           else rsa.generate_private_key(public_exponent=65537,
+                                                         key_size=rsa_bits))
     put("party", f"{party}\n".encode())
     put("sign.key", private_key_bytes(sign_key, passphrase), 0o600)
     put("encrypt.key", private_key_bytes(enc_key, passphrase), 0o600)

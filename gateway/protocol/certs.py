@@ -13,8 +13,9 @@ registered self-signed certificates directly. The check is short and complete:
 - every certificate on the path valid at every instant given (``not_before <= t <=
   not_after``);
 - the leaf's keyUsage present and allowing the purpose (``sign``: digitalSignature or
-  nonRepudiation; ``encrypt``: keyEncipherment); unknown critical extensions refused;
-- keys: RSA >= 2048 bits, or (signing only) ECDSA P-256.
+  nonRepudiation; ``encrypt``: keyEncipherment for an RSA key, keyAgreement for an EC
+  key); unknown critical extensions refused;
+- keys: RSA >= 2048 bits, or EC P-256 (ECDSA for signing, ECDH for encryption).
 
 Which party a certificate speaks for is *not* decided here: that is registration
 (:mod:`gateway.node.keystore`), never subject names.
@@ -209,20 +210,27 @@ def check_key_usage(cert: x509.Certificate, usage: Usage) -> None:
         raise CertificateUsageInvalid(
             f"certificate {describe(cert)} is not for signing (keyUsage lacks "
             "digitalSignature and nonRepudiation)")
-    if usage == "encrypt" and not ku.key_encipherment:
+    if usage != "encrypt":
+        return
+    if isinstance(cert.public_key(), ec.EllipticCurvePublicKey):
+        if not ku.key_agreement:
+            raise CertificateUsageInvalid(
+                f"certificate {describe(cert)} is not for key agreement (keyUsage lacks "
+                "keyAgreement)")
+    elif not ku.key_encipherment:
         raise CertificateUsageInvalid(
             f"certificate {describe(cert)} is not for key transport (keyUsage lacks "
             "keyEncipherment)")
 
 
 def check_key(cert: x509.Certificate, usage: Usage) -> None:
-    """RSA >= 2048 bits; ECDSA P-256 for signing only."""
+    """RSA >= 2048 bits, or EC P-256 (ECDSA signing, ECDH key agreement)."""
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:
             raise AlgorithmNotAllowed(f"certificate {describe(cert)}: RSA key under 2048 bits")
         return
-    if isinstance(key, ec.EllipticCurvePublicKey) and usage != "encrypt":
+    if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, ec.SECP256R1):
             raise AlgorithmNotAllowed(f"certificate {describe(cert)}: EC keys must be P-256")
         return

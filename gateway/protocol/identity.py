@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.protocol.cms import SigningKey
+from gateway.protocol.cms import DecryptionKey, KeyPair, SigningKey
 from gateway.protocol.party import Party
 
 __all__ = ["NodeIdentity", "PartyDirectory", "StaticDirectory"]
@@ -27,13 +26,15 @@ class NodeIdentity:
     party: Party
     signing_key: SigningKey
     signing_cert: x509.Certificate
-    encryption_key: rsa.RSAPrivateKey
+    #: RSA (RSA-OAEP key transport) or EC P-256 (ECDH key agreement), as the
+    #: encryption certificate says.
+    encryption_key: DecryptionKey
     encryption_cert: x509.Certificate
     chain: tuple[x509.Certificate, ...] = ()
     #: Extra (key, certificate) pairs this node also decrypts with (``KEYS/decrypt/``):
     #: the next encryption key during a rollover, or earlier ones. The main encryption key
     #: is not repeated here.
-    decryption: tuple[tuple[rsa.RSAPrivateKey, x509.Certificate], ...] = ()
+    decryption: tuple[KeyPair, ...] = ()
 
 
 class PartyDirectory(Protocol):

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.errors import (
     EnvelopeInvalid,
@@ -80,7 +79,7 @@ class RecipientKeys(Protocol):
     @property
     def party(self) -> Party: ...
     @property
-    def encryption_key(self) -> rsa.RSAPrivateKey: ...
+    def encryption_key(self) -> cms.DecryptionKey: ...
     @property
     def encryption_cert(self) -> x509.Certificate: ...
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import sqlite3
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -65,6 +64,7 @@ from gateway.store.audit_events import (
     checkpoint_due,
     retention_cutoff,
 )
+from gateway.store.pgconn import DB_ERRORS
 
 __all__ = [
     "DEFAULT_CHECKPOINT_INTERVAL",
@@ -169,12 +169,21 @@ def _event_filter(*, message_id: str | None = None, case_id: str | None = None,
 
 
 class AuditLog:
-    """The audit trail in a caller-owned SQLite connection (the spool's database)."""
+    """The audit trail in a caller-owned connection to the spool's database: a
+    ``sqlite3.Connection``, or a :class:`gateway.store.pgconn.PgConn` (PostgreSQL, whose
+    schema ``gateway store migrate`` creates)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, create: bool = True) -> None:
+    def __init__(self, conn: Any, *, create: bool = True) -> None:
         self.conn = conn
+        self._shared = getattr(conn, "dialect", "sqlite") == "postgresql"
         try:
-            if create:
+            if self._shared:
+                missing = {"audit_events", "audit_checkpoints", "audit_receipts",
+                           "audit_anchor"} - conn.tables()
+                if missing:
+                    raise AuditError("this database holds no audit trail (run gateway "
+                                     "store migrate)")
+            elif create:
                 if conn.in_transaction:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
@@ -189,7 +198,7 @@ class AuditLog:
                 if missing:
                     raise AuditError("this database holds no audit trail (missing tables: "
                                      f"{', '.join(sorted(missing))})")
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise AuditError(f"cannot open the audit tables: {exc}") from None
 
     # -- writing
@@ -207,7 +216,7 @@ class AuditLog:
             yield
             if own:
                 self.conn.commit()
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             if own and self.conn.in_transaction:
                 self.conn.rollback()
             raise AuditError(f"cannot {what}: {exc}") from None
@@ -233,6 +242,8 @@ class AuditLog:
         return seq
 
     def _append_checked(self, event: AuditEvent) -> tuple[int, str]:
+        if self._shared:
+            self.conn.lock_chain()  # one chain for every node: appends take turns
         last_seq, last_hash = self.tail()
         seq = last_seq + 1
         columns = event.columns()
@@ -347,7 +358,7 @@ class AuditLog:
         try:
             for row in self.conn.execute(sql, params):
                 yield _row_event(row)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise AuditError(f"cannot read the audit trail: {exc}") from None
 
     def seq_range(self, *, message_id: str | None = None, since: datetime | None = None,
@@ -360,7 +371,7 @@ class AuditLog:
             sql += " WHERE " + " AND ".join(where)
         try:
             first, last = self.conn.execute(sql, params).fetchone()
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise AuditError(f"cannot read the audit trail: {exc}") from None
         return None if first is None else (int(first), int(last))
 
@@ -391,7 +402,7 @@ class AuditLog:
         try:
             with self.snapshot():
                 return self._verify(pinned, max_problems, known)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             raise AuditError(f"cannot read the audit trail: {exc}") from None
 
     @contextmanager
@@ -484,8 +495,10 @@ class AuditLog:
             pruned_by, _ = self._append_checked(AuditEvent(
                 "audit_pruned", now, digest=h, actor=actor, detail={"through_seq": through}))
             self.checkpoint(signer, now, actor=actor)
-            self.conn.execute("INSERT OR REPLACE INTO audit_anchor (id, seq, hash, pruned_by) "
-                              "VALUES (1, ?, ?, ?)", (through, h, pruned_by))
+            self.conn.execute("INSERT INTO audit_anchor (id, seq, hash, pruned_by) "
+                              "VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                              "seq = excluded.seq, hash = excluded.hash, "
+                              "pruned_by = excluded.pruned_by", (through, h, pruned_by))
             removed = self.conn.execute("DELETE FROM audit_events WHERE seq <= ?",
                                         (through,)).rowcount
             self.conn.execute("DELETE FROM audit_checkpoints WHERE seq <= ?", (through,))
@@ -494,7 +507,7 @@ class AuditLog:
         return int(removed)
 
 
-def _receipt_problem(conn: sqlite3.Connection, seq: int, message_id: str, sha: str,
+def _receipt_problem(conn: Any, seq: int, message_id: str, sha: str,
                      data: bytes) -> str | None:
     if hashlib.sha256(data).hexdigest() != sha:
         return "stored receipt bytes do not match their digest"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
 import zipfile
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from gateway.store.audit_chain import (
     parse_time,
 )
 from gateway.store.fsutil import fsync_dir, temp_name
+from gateway.store.pgconn import DB_ERRORS
 
 __all__ = ["BUNDLE_FORMAT", "ExportSummary", "bundle_checkpoints", "export_bundle",
            "verify_bundle"]
@@ -99,7 +99,7 @@ def export_bundle(log: AuditLog, out: Path, *, since: datetime | None = None,
         with log.snapshot():
             return _export(log, out, since=since, until=until, message_id=message_id,
                            now=now)
-    except sqlite3.Error as exc:
+    except DB_ERRORS as exc:
         raise AuditError(f"cannot read the audit trail: {exc}") from None
 
 
@@ -158,7 +158,7 @@ def _export(log: AuditLog, out: Path, *, since: datetime | None, until: datetime
     except BaseException as exc:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, DB_ERRORS):
             raise AuditError(f"cannot read the audit trail: {exc}") from None
         if isinstance(exc, OSError):
             raise AuditError(f"cannot write the bundle ({exc.strerror})",

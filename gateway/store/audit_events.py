@@ -62,7 +62,11 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "keys_reloaded": "the daemon read its key directory again (SIGHUP)",
     "checkpoint": "a signed checkpoint of the chain (digest = signer fingerprint)",
     "audit_pruned": "events up to a sequence number were removed by retention",
+    "payloads_purged": "payloads of finished messages were removed by retention (counts)",
+    "store_copied": "the store was copied here from a SQLite store (counts)",
     "temp_removed": "temporary files left by a stopped process were removed at start-up",
+    "clock_started": "the document starts a deadline clock (detail: rule, owes, keys)",
+    "clock_answer": "the document answers deadline clocks of a rule (detail: rule, keys)",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",

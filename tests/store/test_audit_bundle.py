@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,9 +28,10 @@ def signer() -> KeySigner:
 
 
 @pytest.fixture
-def log(tmp_path: Path, signer: KeySigner) -> AuditLog:
-    """60 events over 60 hours, a checkpoint after every 20th, receipts for m-7 and m-30."""
-    log = AuditLog(sqlite3.connect(tmp_path / "spool.db", isolation_level=None))
+def log(conn: Any, signer: KeySigner) -> AuditLog:
+    """60 events over 60 hours, a checkpoint after every 20th, receipts for m-7 and m-30
+    (on every store: ``conn`` is SQLite or PostgreSQL)."""
+    log = AuditLog(conn)
     for i in range(1, 61):
         at = T0 + timedelta(hours=i)
         log.append(AuditEvent("sent", at, message_id=f"m-{i % 10}", partner="fips:4800000",

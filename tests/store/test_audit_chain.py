@@ -1,4 +1,6 @@
-"""Audit trail core: appending, the hash chain, the personal-data guard, tamper detection."""
+"""Audit trail core: appending, the hash chain, the personal-data guard, tamper detection.
+Part of the store contract: ``conn`` and ``store`` run every test on SQLite and on
+PostgreSQL; the tests about SQLite's own locking and connection modes use SQLite alone."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
@@ -17,6 +20,7 @@ from hypothesis import strategies as st
 from gateway.errors import AuditError
 from gateway.store.audit import AuditEvent, AuditLog, check_event
 from gateway.store.audit_chain import GENESIS_HASH, event_hash, event_record
+from tests.store.conftest import Store
 from tests.support.audit_keys import make_signer
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -29,11 +33,6 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    return connect(tmp_path / "spool.db")
-
-
 def event(i: int, code: str = "sent", **kw: object) -> AuditEvent:
     values: dict[str, object] = {
         "message_id": f"msg-{i % 7}", "case_id": f"CASE{i % 5:011d}", "from_party": "fips:0600000",
@@ -44,7 +43,7 @@ def event(i: int, code: str = "sent", **kw: object) -> AuditEvent:
     return AuditEvent(code, T0 + timedelta(minutes=i), **values)  # type: ignore[arg-type]
 
 
-def build(conn: sqlite3.Connection, n: int, *, checkpoint_at: int | None = None) -> AuditLog:
+def build(conn: Any, n: int, *, checkpoint_at: int | None = None) -> AuditLog:
     """n events; with ``checkpoint_at`` the checkpoint event itself has that seq."""
     log = AuditLog(conn)
     signer = make_signer("ec")
@@ -56,14 +55,14 @@ def build(conn: sqlite3.Connection, n: int, *, checkpoint_at: int | None = None)
     return log
 
 
-def row(conn: sqlite3.Connection, seq: int) -> tuple[object, ...]:
+def row(conn: Any, seq: int) -> tuple[object, ...]:
     return tuple(conn.execute("SELECT * FROM audit_events WHERE seq = ?", (seq,)).fetchone())
 
 
 # --- appending and the chain -----------------------------------------------------------
 
 
-def test_append_builds_a_dense_chain_from_genesis(conn: sqlite3.Connection) -> None:
+def test_append_builds_a_dense_chain_from_genesis(conn: Any) -> None:
     log = AuditLog(conn)
     seqs = [log.append(event(i)) for i in range(1, 6)]
     assert seqs == [1, 2, 3, 4, 5]
@@ -74,7 +73,7 @@ def test_append_builds_a_dense_chain_from_genesis(conn: sqlite3.Connection) -> N
     assert log.verify().ok
 
 
-def test_hash_is_sha256_of_the_documented_canonical_json(conn: sqlite3.Connection) -> None:
+def test_hash_is_sha256_of_the_documented_canonical_json(conn: Any) -> None:
     """Known answer: the exact text docs/audit.md describes, written out by hand."""
     log = AuditLog(conn)
     log.append(AuditEvent("intake", datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
@@ -89,7 +88,7 @@ def test_hash_is_sha256_of_the_documented_canonical_json(conn: sqlite3.Connectio
     assert stored[1] == '{"bytes":512,"source":"outbox-a"}'
 
 
-def test_append_inside_caller_transaction_does_not_commit(conn: sqlite3.Connection) -> None:
+def test_append_inside_caller_transaction_does_not_commit(conn: Any) -> None:
     log = AuditLog(conn)
     log.append(event(1))
     conn.execute("BEGIN IMMEDIATE")
@@ -100,11 +99,11 @@ def test_append_inside_caller_transaction_does_not_commit(conn: sqlite3.Connecti
     assert log.append(event(3)) == 2
 
 
-def test_append_in_autocommit_commits_its_own_transaction(tmp_path: Path) -> None:
-    a = connect(tmp_path / "db")
+def test_append_in_autocommit_commits_its_own_transaction(store: Store) -> None:
+    a = store.connect()
     AuditLog(a).append(event(1))
     assert not a.in_transaction
-    b = connect(tmp_path / "db")
+    b = store.connect()
     assert b.execute("SELECT count(*) FROM audit_events").fetchone()[0] == 1
 
 
@@ -141,8 +140,9 @@ def test_default_isolation_level_connection(tmp_path: Path) -> None:
     assert other.execute("SELECT count(*) FROM audit_events").fetchone()[0] == 1
 
 
-def test_log_created_inside_an_open_transaction(conn: sqlite3.Connection) -> None:
+def test_log_created_inside_an_open_transaction(tmp_path: Path) -> None:
     """The spool opens AuditLog inside its BEGIN IMMEDIATE, with sqlite3.Row rows."""
+    conn = connect(tmp_path / "db")
     conn.row_factory = sqlite3.Row
     conn.execute("BEGIN IMMEDIATE")
     log = AuditLog(conn)
@@ -152,13 +152,13 @@ def test_log_created_inside_an_open_transaction(conn: sqlite3.Connection) -> Non
     assert next(log.query()).seq == 1
 
 
-def test_two_writers_never_fork_the_chain(tmp_path: Path) -> None:
-    AuditLog(connect(tmp_path / "db"))
+def test_two_writers_never_fork_the_chain(store: Store) -> None:
+    AuditLog(store.connect())
     errors: list[BaseException] = []
 
     def writer(offset: int) -> None:
         try:
-            log = AuditLog(connect(tmp_path / "db"))
+            log = AuditLog(store.connect())
             for i in range(150):
                 log.append(event(offset + i))
         except BaseException as exc:
@@ -170,12 +170,12 @@ def test_two_writers_never_fork_the_chain(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    report = AuditLog(connect(tmp_path / "db")).verify()
+    report = AuditLog(store.connect()).verify()
     assert report.ok, report.problems
     assert report.events == 450
 
 
-def test_stored_event_round_trips(conn: sqlite3.Connection) -> None:
+def test_stored_event_round_trips(conn: Any) -> None:
     log = AuditLog(conn)
     original = event(3, error_code="TransportFailed", actor="opuser")
     log.append(original)
@@ -196,7 +196,7 @@ def test_stored_event_round_trips(conn: sqlite3.Connection) -> None:
     ("message_id", "id-987-65-4320"),
     ("actor", "987654329"),
 ])
-def test_ssn_shaped_values_are_refused(conn: sqlite3.Connection, field: str,
+def test_ssn_shaped_values_are_refused(conn: Any, field: str,
                                        value: object) -> None:
     log = AuditLog(conn)
     with pytest.raises(AuditError, match="SSN") as info:
@@ -238,7 +238,7 @@ def test_ordinary_facts_are_accepted() -> None:
 # --- tamper detection -------------------------------------------------------------------
 
 
-def test_changed_field_is_named(conn: sqlite3.Connection) -> None:
+def test_changed_field_is_named(conn: Any) -> None:
     log = build(conn, 30, checkpoint_at=20)
     conn.execute("UPDATE audit_events SET case_id = 'CASE99999999999' WHERE seq = 12")
     report = log.verify()
@@ -249,7 +249,7 @@ def test_changed_field_is_named(conn: sqlite3.Connection) -> None:
 
 
 def test_changed_field_with_recomputed_hashes_breaks_the_signed_checkpoint(
-        conn: sqlite3.Connection) -> None:
+        conn: Any) -> None:
     """An attacker who knows the algorithm re-hashes the rest of the chain: the signed
     checkpoint no longer matches."""
     log = build(conn, 30, checkpoint_at=20)
@@ -261,12 +261,12 @@ def test_changed_field_with_recomputed_hashes_breaks_the_signed_checkpoint(
     assert report.first_problem.kind == "checkpoint"
 
 
-def rehash_from(conn: sqlite3.Connection, start: int) -> None:
+def rehash_from(conn: Any, start: int) -> None:
     prev = conn.execute("SELECT hash FROM audit_events WHERE seq = ?",
                         (start - 1,)).fetchone()[0]
-    cols = [d[1] for d in conn.execute("PRAGMA table_info(audit_events)")]
-    for r in conn.execute("SELECT * FROM audit_events WHERE seq >= ? ORDER BY seq",
-                          (start,)).fetchall():
+    cursor = conn.execute("SELECT * FROM audit_events WHERE seq >= ? ORDER BY seq", (start,))
+    cols = [d[0] for d in cursor.description]
+    for r in cursor.fetchall():
         values = dict(zip(cols, r, strict=True))
         h = event_hash(event_record(values["seq"], prev, values))
         conn.execute("UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?",
@@ -275,36 +275,38 @@ def rehash_from(conn: sqlite3.Connection, start: int) -> None:
 
 
 def test_detail_rewritten_in_an_equal_but_different_text_is_altered(
-        conn: sqlite3.Connection) -> None:
+        conn: Any) -> None:
     log = build(conn, 10)
     conn.execute("UPDATE audit_events SET detail = '{\"attempt\": 1}' WHERE seq = 4")
     assert (log.verify().first_problem.seq, log.verify().first_problem.kind) == (4, "altered")
 
 
-def test_deleted_event_is_named(conn: sqlite3.Connection) -> None:
+def test_deleted_event_is_named(conn: Any) -> None:
     log = build(conn, 30, checkpoint_at=20)
     conn.execute("DELETE FROM audit_events WHERE seq = 7")
     report = log.verify()
     assert (report.first_problem.kind, report.first_problem.seq) == ("removed", 7)
 
 
-def test_deleted_first_events_are_named(conn: sqlite3.Connection) -> None:
+def test_deleted_first_events_are_named(conn: Any) -> None:
     log = build(conn, 10)
     conn.execute("DELETE FROM audit_events WHERE seq <= 3")
     report = log.verify()
     assert (report.first_problem.kind, report.first_problem.seq) == ("removed", 1)
 
 
-def test_deleted_event_with_renumbering_is_named(conn: sqlite3.Connection) -> None:
+def test_deleted_event_with_renumbering_is_named(conn: Any) -> None:
     log = build(conn, 30, checkpoint_at=20)
     conn.execute("DELETE FROM audit_events WHERE seq = 7")
-    conn.execute("UPDATE audit_events SET seq = seq - 1 WHERE seq > 7")
+    # renumber 8.. down by one (in two steps: no two rows share a seq at any time)
+    conn.execute("UPDATE audit_events SET seq = seq + 1000000 WHERE seq > 7")
+    conn.execute("UPDATE audit_events SET seq = seq - 1000001 WHERE seq > 1000000")
     report = log.verify()
     assert report.first_problem.seq == 7
     assert "written as seq 8" in report.first_problem.message
 
 
-def insert_at(conn: sqlite3.Connection, k: int, *, valid_hash: bool) -> None:
+def insert_at(conn: Any, k: int, *, valid_hash: bool) -> None:
     conn.execute("UPDATE audit_events SET seq = seq + 1000000 WHERE seq >= ?", (k,))
     conn.execute("UPDATE audit_events SET seq = seq - 1000000 + 1 WHERE seq >= 1000000")
     prev = conn.execute("SELECT hash FROM audit_events WHERE seq = ?", (k - 1,)).fetchone()[0]
@@ -316,7 +318,7 @@ def insert_at(conn: sqlite3.Connection, k: int, *, valid_hash: bool) -> None:
                  (k, *forged.values(), prev, h))
 
 
-def test_inserted_event_with_a_valid_hash_is_named(conn: sqlite3.Connection) -> None:
+def test_inserted_event_with_a_valid_hash_is_named(conn: Any) -> None:
     log = build(conn, 30, checkpoint_at=20)
     insert_at(conn, 9, valid_hash=True)
     report = log.verify()
@@ -325,13 +327,13 @@ def test_inserted_event_with_a_valid_hash_is_named(conn: sqlite3.Connection) -> 
     assert [p.kind for p in report.problems if p.seq < 20] == ["inserted"]
 
 
-def test_inserted_event_with_a_wrong_hash_is_named(conn: sqlite3.Connection) -> None:
+def test_inserted_event_with_a_wrong_hash_is_named(conn: Any) -> None:
     log = build(conn, 30, checkpoint_at=20)
     insert_at(conn, 9, valid_hash=False)
     assert log.verify().first_problem.seq == 9
 
 
-def test_reordered_events_are_named(conn: sqlite3.Connection) -> None:
+def test_reordered_events_are_named(conn: Any) -> None:
     log = build(conn, 30, checkpoint_at=20)
     conn.execute("UPDATE audit_events SET seq = -1 WHERE seq = 14")
     conn.execute("UPDATE audit_events SET seq = 14 WHERE seq = 15")
@@ -341,7 +343,7 @@ def test_reordered_events_are_named(conn: sqlite3.Connection) -> None:
     assert "written as seq 15" in report.first_problem.message
 
 
-def test_truncated_tail_before_the_last_checkpoint_is_named(conn: sqlite3.Connection) -> None:
+def test_truncated_tail_before_the_last_checkpoint_is_named(conn: Any) -> None:
     log = build(conn, 30, checkpoint_at=20)
     conn.execute("DELETE FROM audit_events WHERE seq > 16")
     report = log.verify()
@@ -350,7 +352,7 @@ def test_truncated_tail_before_the_last_checkpoint_is_named(conn: sqlite3.Connec
 
 
 def test_events_after_the_last_checkpoint_are_reported_as_unsigned(
-        conn: sqlite3.Connection) -> None:
+        conn: Any) -> None:
     """The limit of any hash chain: events after the last checkpoint are protected by the
     chain only; the report says how many."""
     log = build(conn, 30, checkpoint_at=20)
@@ -361,27 +363,27 @@ def test_events_after_the_last_checkpoint_are_reported_as_unsigned(
     assert report.unsigned_tail == 5
 
 
-def test_deleted_checkpoint_record_is_named(conn: sqlite3.Connection) -> None:
+def test_deleted_checkpoint_record_is_named(conn: Any) -> None:
     log = build(conn, 30, checkpoint_at=20)
     conn.execute("DELETE FROM audit_checkpoints")
     report = log.verify()
     assert (report.first_problem.kind, report.first_problem.seq) == ("checkpoint", 20)
 
 
-def test_changed_prev_hash_is_named(conn: sqlite3.Connection) -> None:
+def test_changed_prev_hash_is_named(conn: Any) -> None:
     log = build(conn, 10)
     conn.execute("UPDATE audit_events SET prev_hash = ? WHERE seq = 5", ("e" * 64,))
     assert log.verify().first_problem.seq == 5
 
 
 def test_every_tamper_makes_verify_fail_even_for_the_first_event(
-        conn: sqlite3.Connection) -> None:
+        conn: Any) -> None:
     log = build(conn, 3)
     conn.execute("UPDATE audit_events SET at = '2026-01-01T00:00:00.000000Z' WHERE seq = 1")
     assert (log.verify().first_problem.kind, log.verify().first_problem.seq) == ("altered", 1)
 
 
-def test_report_lists_a_bounded_number_of_problems(conn: sqlite3.Connection) -> None:
+def test_report_lists_a_bounded_number_of_problems(conn: Any) -> None:
     log = build(conn, 40)
     conn.execute("UPDATE audit_events SET transport = 'https'")
     report = log.verify(max_problems=5)
@@ -393,7 +395,7 @@ def test_report_lists_a_bounded_number_of_problems(conn: sqlite3.Connection) -> 
 # --- receipts ---------------------------------------------------------------------------
 
 
-def test_receipts_keep_exact_bytes_and_are_anchored(conn: sqlite3.Connection) -> None:
+def test_receipts_keep_exact_bytes_and_are_anchored(conn: Any) -> None:
     log = AuditLog(conn)
     data = b"<Envelope>signed receipt bytes\r\n</Envelope>"
     seq = log.store_receipt(MID, "received", data, T0)
@@ -408,7 +410,7 @@ def test_receipts_keep_exact_bytes_and_are_anchored(conn: sqlite3.Connection) ->
 
 
 def test_receipt_replaced_with_matching_digest_column_is_detected(
-        conn: sqlite3.Connection) -> None:
+        conn: Any) -> None:
     log = AuditLog(conn)
     seq = log.store_receipt(MID, "sent", b"original", T0)
     forged = b"forged"
@@ -417,7 +419,7 @@ def test_receipt_replaced_with_matching_digest_column_is_detected(
     assert log.verify().first_problem.seq == seq
 
 
-def test_receipt_direction_is_checked(conn: sqlite3.Connection) -> None:
+def test_receipt_direction_is_checked(conn: Any) -> None:
     with pytest.raises(AuditError, match="direction"):
         AuditLog(conn).store_receipt(MID, "sideways", b"x", T0)  # type: ignore[arg-type]
 
@@ -425,7 +427,7 @@ def test_receipt_direction_is_checked(conn: sqlite3.Connection) -> None:
 # --- query ------------------------------------------------------------------------------
 
 
-def test_query_filters(conn: sqlite3.Connection) -> None:
+def test_query_filters(conn: Any) -> None:
     log = build(conn, 40)
     log.append(event(41, code="rejected", partner="iso3166:NL", to_party="iso3166:NL",
                      error_code="SchemaInvalid"))
@@ -447,7 +449,7 @@ def test_query_on_a_database_without_audit_tables(tmp_path: Path) -> None:
         AuditLog(conn, create=False)
 
 
-def test_json_detail_is_stored_canonically(conn: sqlite3.Connection) -> None:
+def test_json_detail_is_stored_canonically(conn: Any) -> None:
     AuditLog(conn).append(event(1, detail={"b": 1, "a": "x"}))
     text = conn.execute("SELECT detail FROM audit_events").fetchone()[0]
     assert text == json.dumps({"a": "x", "b": 1}, separators=(",", ":"))
@@ -481,9 +483,9 @@ def test_any_single_column_change_is_named(n: int, data: st.DataObject) -> None:
     assert report.first_problem.seq == target
 
 
-def test_snapshot_reads_one_state_while_another_connection_writes(tmp_path: Path) -> None:
-    reader = AuditLog(connect(tmp_path / "db"))
-    writer = AuditLog(connect(tmp_path / "db"))
+def test_snapshot_reads_one_state_while_another_connection_writes(store: Store) -> None:
+    reader = AuditLog(store.connect())
+    writer = AuditLog(store.connect())
     writer.append(event(1))
     with reader.snapshot():
         assert reader.tail()[0] == 1

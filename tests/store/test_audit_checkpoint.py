@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -35,18 +35,13 @@ def ec_signer() -> KeySigner:
     return make_signer("ec")
 
 
-@pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(tmp_path / "spool.db", isolation_level=None)
-
-
 def fill(log: AuditLog, n: int, start: datetime = T0) -> None:
     for i in range(n):
         log.append(AuditEvent("sent", start + timedelta(hours=i), message_id=f"m-{i}"))
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
-def test_checkpoint_signs_seq_hash_count(conn: sqlite3.Connection, kind: str,
+def test_checkpoint_signs_seq_hash_count(conn: Any, kind: str,
                                          rsa_signer: KeySigner, ec_signer: KeySigner) -> None:
     signer = rsa_signer if kind == "rsa" else ec_signer
     log = AuditLog(conn)
@@ -66,13 +61,13 @@ def test_checkpoint_signs_seq_hash_count(conn: sqlite3.Connection, kind: str,
     assert report.signers == (cp.signer,)
 
 
-def test_checkpoint_on_an_empty_chain(conn: sqlite3.Connection, ec_signer: KeySigner) -> None:
+def test_checkpoint_on_an_empty_chain(conn: Any, ec_signer: KeySigner) -> None:
     cp = AuditLog(conn).checkpoint(ec_signer, T0)
     assert cp.seq == 1
     assert conn.execute("SELECT prev_hash FROM audit_events").fetchone()[0] == GENESIS_HASH
 
 
-def test_unpinned_signer_is_a_problem(conn: sqlite3.Connection, ec_signer: KeySigner,
+def test_unpinned_signer_is_a_problem(conn: Any, ec_signer: KeySigner,
                                       rsa_signer: KeySigner) -> None:
     log = AuditLog(conn)
     fill(log, 3)
@@ -88,7 +83,7 @@ def test_unpinned_signer_is_a_problem(conn: sqlite3.Connection, ec_signer: KeySi
     ("count", 99),
     ("at", "2020-01-01T00:00:00.000000Z"),
 ])
-def test_altered_checkpoint_is_named(conn: sqlite3.Connection, ec_signer: KeySigner,
+def test_altered_checkpoint_is_named(conn: Any, ec_signer: KeySigner,
                                      column: str, value: object) -> None:
     log = AuditLog(conn)
     fill(log, 3)
@@ -99,7 +94,7 @@ def test_altered_checkpoint_is_named(conn: sqlite3.Connection, ec_signer: KeySig
 
 
 def test_checkpoint_resigned_by_another_key_fails_pinning(
-        conn: sqlite3.Connection, ec_signer: KeySigner) -> None:
+        conn: Any, ec_signer: KeySigner) -> None:
     """An attacker rewrites history and re-signs with their own key and certificate."""
     log = AuditLog(conn)
     fill(log, 3)
@@ -133,7 +128,7 @@ def test_checkpoint_due() -> None:
     assert checkpoint_due(T0 + hour, last_at=T0, last_seq=5, tail_seq=9, interval=hour)
 
 
-def test_checkpoint_if_due(conn: sqlite3.Connection, ec_signer: KeySigner) -> None:
+def test_checkpoint_if_due(conn: Any, ec_signer: KeySigner) -> None:
     log = AuditLog(conn)
     fill(log, 2)
     first = log.checkpoint_if_due(ec_signer, T0, timedelta(hours=1))
@@ -144,7 +139,7 @@ def test_checkpoint_if_due(conn: sqlite3.Connection, ec_signer: KeySigner) -> No
     assert log.checkpoint_if_due(ec_signer, T0 + timedelta(hours=2)) is not None
 
 
-def test_failed_signer_rolls_back_the_checkpoint_event(conn: sqlite3.Connection,
+def test_failed_signer_rolls_back_the_checkpoint_event(conn: Any,
                                                        ec_signer: KeySigner) -> None:
     class Broken:
         certificate = ec_signer.certificate
@@ -169,7 +164,7 @@ def openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
-def test_openssl_verifies_checkpoint_signatures(tmp_path: Path, conn: sqlite3.Connection,
+def test_openssl_verifies_checkpoint_signatures(tmp_path: Path, conn: Any,
                                                 kind: str, rsa_signer: KeySigner,
                                                 ec_signer: KeySigner) -> None:
     signer = rsa_signer if kind == "rsa" else ec_signer
@@ -195,7 +190,7 @@ def test_openssl_verifies_checkpoint_signatures(tmp_path: Path, conn: sqlite3.Co
 
 @pytest.mark.integration
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
-def test_openssl_signed_checkpoint_verifies(tmp_path: Path, conn: sqlite3.Connection,
+def test_openssl_signed_checkpoint_verifies(tmp_path: Path, conn: Any,
                                             kind: str, rsa_signer: KeySigner,
                                             ec_signer: KeySigner) -> None:
     signer = rsa_signer if kind == "rsa" else ec_signer
@@ -223,7 +218,7 @@ def test_retention_cutoff_defaults_to_seven_years() -> None:
 
 
 def test_prune_removes_a_prefix_and_the_chain_still_verifies(
-        conn: sqlite3.Connection, ec_signer: KeySigner) -> None:
+        conn: Any, ec_signer: KeySigner) -> None:
     log = AuditLog(conn)
     fill(log, 10)  # seq 1..10 at T0 + 0..9 h
     log.checkpoint(ec_signer, T0 + timedelta(hours=10))  # 11
@@ -245,7 +240,7 @@ def test_prune_removes_a_prefix_and_the_chain_still_verifies(
     assert log.prune(T0 + timedelta(hours=4), ec_signer, T0 + timedelta(days=3)) == 0
 
 
-def test_prune_refuses_a_tampered_chain(conn: sqlite3.Connection,
+def test_prune_refuses_a_tampered_chain(conn: Any,
                                         ec_signer: KeySigner) -> None:
     log = AuditLog(conn)
     fill(log, 6)
@@ -260,7 +255,7 @@ def test_prune_refuses_a_tampered_chain(conn: sqlite3.Connection,
     ("UPDATE audit_anchor SET hash = 'aaaa'", 5),
     ("DELETE FROM audit_anchor", 1),  # the pruned events then count as removed
 ])
-def test_tampered_anchor_is_detected(conn: sqlite3.Connection, ec_signer: KeySigner,
+def test_tampered_anchor_is_detected(conn: Any, ec_signer: KeySigner,
                                      tamper: str, first: int) -> None:
     log = AuditLog(conn)
     fill(log, 8)
@@ -272,7 +267,7 @@ def test_tampered_anchor_is_detected(conn: sqlite3.Connection, ec_signer: KeySig
     assert report.first_problem.seq == first
 
 
-def test_more_events_pruned_by_hand_are_detected(conn: sqlite3.Connection,
+def test_more_events_pruned_by_hand_are_detected(conn: Any,
                                                  ec_signer: KeySigner) -> None:
     """Deleting further events and moving the anchor to match is caught: the anchor must be
     the one an audit_pruned event in the chain records."""

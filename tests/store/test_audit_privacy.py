@@ -1,6 +1,7 @@
 """No personal data leaks: after an end-to-end run of the whole test corpus through real
-daemons (three nodes over mutual-TLS HTTPS), the audit store, the daemons' log output and
-every error file hold none of the corpus's SSNs, names, addresses, phones or e-mails.
+daemons (three nodes over mutual-TLS HTTPS), the audit store, the spool database file
+(payloads are sealed at rest), the daemons' log output and every error file hold none of
+the corpus's SSNs, names, addresses, phones or e-mails.
 
 The corpus is every sample in tests/samples (valid documents dropped at their sender's
 node, the invalid and hostile ones at node A), so delivery, rejection and error reporting
@@ -147,6 +148,10 @@ def test_corpus_run_leaves_no_personal_data(tmp_path: Path, repo_root: Path) -> 
         text = audit_text(db)
         assert "receipt_stored" in text  # the audit store was written
         assert leaks(text, values) == [], f"{spec.name}: audit store or error_text"
+        # the whole database file, as copied by anyone: payloads are sealed at rest
+        raw = "".join(p.read_bytes().decode("latin-1")
+                      for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+        assert leaks(raw, values) == [], f"{spec.name}: spool database file"
         log = (spec.root / "daemon.log").read_text(errors="replace")
         assert leaks(log, values) == [], f"{spec.name}: daemon log"
         if spec.rejected.exists():

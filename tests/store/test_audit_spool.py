@@ -1,37 +1,30 @@
-"""The audit trail inside the spool's transactions: transitions and their events commit or
-roll back together, and the checkpoint wiring shown in docs/audit.md works as written."""
+"""The audit trail inside the spool's transactions (every store): transitions and their
+events commit or roll back together, and the checkpoint wiring shown in docs/audit.md
+works as written."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from gateway.store.audit import AuditLog, KeySigner
 from gateway.store.audit_chain import fingerprint
-from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.spool import NewMessage, Spool
 from gateway.store.states import Direction, State
 from tests.support.audit_keys import make_signer
 
 NOW = datetime(2026, 11, 3, 10, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def spool(tmp_path: Path) -> SqliteSpool:
-    s = SqliteSpool(tmp_path / "spool" / "gateway.db")
-    yield s  # type: ignore[misc]
-    s.close()
-
-
-def crash_mid_transition(spool: SqliteSpool, row: int) -> None:
+def crash_mid_transition(spool: Spool, row: int) -> None:
     with spool.transaction(NOW + timedelta(seconds=2)) as txn:
         txn.transition(row, State.SENDING, expect=State.SEALED)
         raise RuntimeError("crash before commit")
 
 
-def test_spool_transitions_write_a_verifiable_chain(spool: SqliteSpool) -> None:
+def test_spool_transitions_write_a_verifiable_chain(spool: Spool) -> None:
     signer: KeySigner = make_signer("ec")
     with spool.transaction(NOW) as txn:
         msg = txn.insert(NewMessage(Direction.OUT, message_id="m-1", to_party="fips:4800000",

@@ -1,8 +1,8 @@
-"""The SQLite spool: state machine enforcement, atomic audit, duplicates, exactly-once claims."""
+"""The spool contract (every store: SQLite and PostgreSQL): state machine enforcement,
+atomic audit, duplicates, exactly-once claims."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import Duplicate, MessageNotFound
-from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.spool import NewMessage, Spool
 from gateway.store.states import (
     PENDING,
     TERMINAL,
@@ -20,27 +20,17 @@ from gateway.store.states import (
     State,
     audit_code,
 )
+from tests.store.conftest import Store
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-def spool(tmp_path: Path) -> SqliteSpool:
-    s = SqliteSpool(tmp_path / "spool" / "gw.db")
-    yield s  # type: ignore[misc]
-    s.close()
+def events(spool: Spool) -> list[tuple[str, str | None]]:
+    with spool.audit_log() as log:
+        return [(e.event.code, e.event.message_id) for e in log.query()]
 
 
-def events(spool: SqliteSpool) -> list[tuple[str, str | None]]:
-    conn = sqlite3.connect(spool.path)
-    try:
-        rows = conn.execute("SELECT code, message_id FROM audit_events ORDER BY seq")
-        return [(r[0], r[1]) for r in rows]
-    finally:
-        conn.close()
-
-
-def out_message(spool: SqliteSpool, mid: str = "m-1", key: str | None = None) -> int:
+def out_message(spool: Spool, mid: str = "m-1", key: str | None = None) -> int:
     with spool.transaction(NOW) as txn:
         msg = txn.insert(NewMessage(Direction.OUT, message_id=mid, intake_key=key,
                                     to_party="fips:4800000", partner="fips:4800000"),
@@ -62,7 +52,7 @@ def test_machine_tables_are_consistent() -> None:
         audit_code(Direction.IN, State.DELIVERED, State.RECEIVED)
 
 
-def test_insert_transition_payloads_and_audit(spool: SqliteSpool) -> None:
+def test_insert_transition_payloads_and_audit(spool: Spool) -> None:
     row = out_message(spool)
     later = NOW + timedelta(seconds=5)
     with spool.transaction(later) as txn:
@@ -77,7 +67,7 @@ def test_insert_transition_payloads_and_audit(spool: SqliteSpool) -> None:
     assert events(spool) == [("intake", "m-1"), ("sealed", "m-1")]
 
 
-def test_returned_messages_are_the_rows_as_stored(spool: SqliteSpool) -> None:
+def test_returned_messages_are_the_rows_as_stored(spool: Spool) -> None:
     """insert/transition build their result from what they wrote (no read-back): it must
     be exactly what a fresh read returns, every column."""
     with spool.transaction(NOW) as txn:
@@ -101,7 +91,7 @@ def test_returned_messages_are_the_rows_as_stored(spool: SqliteSpool) -> None:
     assert (moved.state, moved.error_code, moved.attempts) == (State.FAILED, "Rejected", 2)
 
 
-def test_illegal_transition_rolls_back_everything(spool: SqliteSpool) -> None:
+def test_illegal_transition_rolls_back_everything(spool: Spool) -> None:
     row = out_message(spool)
 
     def two_steps() -> None:
@@ -116,7 +106,7 @@ def test_illegal_transition_rolls_back_everything(spool: SqliteSpool) -> None:
     assert events(spool) == [("intake", "m-1")]
 
 
-def test_expect_guards_lost_races(spool: SqliteSpool) -> None:
+def test_expect_guards_lost_races(spool: Spool) -> None:
     row = out_message(spool)
     with pytest.raises(IllegalTransition), spool.transaction(NOW) as txn:
         txn.transition(row, State.REJECTED, expect=State.SEALED)
@@ -124,7 +114,7 @@ def test_expect_guards_lost_races(spool: SqliteSpool) -> None:
         txn.transition(row, State.SEALED, changes={"direction": "in"})
 
 
-def test_duplicates(spool: SqliteSpool) -> None:
+def test_duplicates(spool: Spool) -> None:
     out_message(spool, "m-1", key="k1")
     with pytest.raises(Duplicate):
         out_message(spool, "m-1")
@@ -146,20 +136,19 @@ def test_duplicates(spool: SqliteSpool) -> None:
         spool.get(9999)
 
 
-def test_claim_is_exactly_once_across_threads(tmp_path: Path) -> None:
-    path = tmp_path / "gw.db"
-    spool = SqliteSpool(path)
+def test_claim_is_exactly_once_across_threads(store: Store) -> None:
+    spool = store.open()
     rows = []
     for i in range(40):
         row = out_message(spool, f"m-{i}")
         with spool.transaction(NOW) as txn:
             txn.transition(row, State.SEALED)
         rows.append(row)
-    others = [SqliteSpool(path) for _ in range(3)]  # separate connections, like processes
+    others = [store.open() for _ in range(3)]  # separate connections, like processes
     won: list[int] = []
     lock = threading.Lock()
 
-    def worker(s: SqliteSpool) -> None:
+    def worker(s: Spool) -> None:
         for msg in s.due(NOW, limit=100):
             claimed = s.claim(msg.id, State.SEALED, NOW)
             if claimed is not None:
@@ -175,11 +164,9 @@ def test_claim_is_exactly_once_across_threads(tmp_path: Path) -> None:
     assert all(spool.get(r).state is State.SENDING for r in rows)
     assert all(spool.get(r).attempts == 1 for r in rows)
     assert spool.due(NOW) == []
-    for s in [spool, *others]:
-        s.close()
 
 
-def test_due_honours_next_attempt(spool: SqliteSpool) -> None:
+def test_due_honours_next_attempt(spool: Spool) -> None:
     row = out_message(spool)
     with spool.transaction(NOW) as txn:
         txn.transition(row, State.SEALED)
@@ -207,3 +194,18 @@ def test_state_machine_doc_lists_every_transition(repo_root: Path) -> None:
         for dst, code in targets.items()
     }
     assert rows == expected
+
+
+def test_recover_sending_after_a_restart(store: Store) -> None:
+    spool = store.open()
+    row = out_message(spool)
+    with spool.transaction(NOW) as txn:
+        txn.transition(row, State.SEALED)
+    assert spool.claim(row, State.SEALED, NOW) is not None
+    spool.close()
+    again = store.open(**({"holder": "node-0"} if store.kind == "postgresql" else {}))
+    assert again.recover_sending(NOW) == 1
+    assert again.get(row).state is State.RETRYING
+    assert [m.id for m in again.due(NOW)] == [row]
+    assert again.claim_intake("any-key", NOW)
+    assert again.leader("audit-checkpoint", NOW)

@@ -24,32 +24,36 @@ from pathlib import Path
 import gateway
 import transports
 from gateway.demo.network import NodeFolders
-from gateway.node.keystore import Keystore, SignAlgorithm, generate_node
+from gateway.node.keystore import Curve, Keystore, SignAlgorithm, generate_node
 from gateway.protocol.certs import load_certificates_file
 from gateway.protocol.party import Party
 from tests.support.pki import TestPki
 
-__all__ = ["PRODUCT_KEYS", "TEST_KEYS", "Daemon", "KeyProfile", "NodeSpec", "PartnerSpec",
-           "free_port", "generate_keys", "https_node", "https_to", "register", "wait_until",
-           "write_config"]
+__all__ = ["EC_KEYS", "PRODUCT_KEYS", "TEST_KEYS", "Daemon", "KeyProfile", "NodeSpec",
+           "PartnerSpec", "free_port", "generate_keys", "https_node", "https_to", "register",
+           "wait_until", "write_config"]
 
 @dataclass(frozen=True)
 class KeyProfile:
     """Which keys a test node gets: RSA size (encryption, and signing when RSA) and the
-    signing algorithm. Tests use 2048-bit RSA for speed; the product default
-    (``gateway keys generate``) is RSA-3072."""
+    signing algorithm, or ``curve`` "p256" for every key on P-256 (``gateway keys generate
+    --curve p256``). Tests use 2048-bit RSA for speed; the product default is RSA-3072."""
 
     rsa_bits: int = 2048
     sign_algorithm: SignAlgorithm = "rsa"
+    curve: Curve | None = None
 
     @property
     def label(self) -> str:
+        if self.curve is not None:
+            return "P-256: ECDH encryption, ECDSA signatures"
         sign = "RSA" if self.sign_algorithm == "rsa" else "ECDSA P-256"
         return f"RSA-{self.rsa_bits} encryption, {sign} signatures"
 
 
 TEST_KEYS = KeyProfile()
 PRODUCT_KEYS = KeyProfile(rsa_bits=3072)
+EC_KEYS = KeyProfile(curve="p256")
 _CACHE: dict[tuple[str, KeyProfile], Path] = {}
 
 
@@ -57,10 +61,11 @@ def generate_keys(cache_root: Path, party: str, profile: KeyProfile = TEST_KEYS)
     """A key directory for ``party`` (``profile``), generated once per process."""
     cached = _CACHE.get((party, profile))
     if cached is None or not cached.exists():
-        cached = cache_root / (f"keys-{party.replace(':', '_')}-{profile.rsa_bits}-"
-                               f"{profile.sign_algorithm}")
+        kind = profile.curve or f"{profile.rsa_bits}-{profile.sign_algorithm}"
+        cached = cache_root / f"keys-{party.replace(':', '_')}-{kind}"
         generate_node(cached, Party.parse(party), now=datetime.now(UTC),
-                      rsa_bits=profile.rsa_bits, sign_algorithm=profile.sign_algorithm)
+                      rsa_bits=profile.rsa_bits, sign_algorithm=profile.sign_algorithm,
+                      curve=profile.curve)
         _CACHE[(party, profile)] = cached
     return cached
 
@@ -90,6 +95,8 @@ class NodeSpec(NodeFolders):
     https: dict[str, object] | None = None
     inbound_folders: list[Path] = field(default_factory=list)
     extra: str = ""
+    #: this node's keys, when not the ``keys`` given to :func:`write_config`
+    key_profile: KeyProfile | None = None
 
 
 def _toml_value(value: object) -> str:
@@ -103,14 +110,16 @@ def _toml_value(value: object) -> str:
 def write_config(node: NodeSpec, cache_root: Path, all_nodes: list[NodeSpec], *,
                  keys: KeyProfile = TEST_KEYS) -> Path:
     """Write ``node``'s key directory (copied from the cache) with every other node of
-    ``all_nodes`` registered, and its config file; returns the config path."""
+    ``all_nodes`` registered, and its config file; returns the config path. Each node's
+    keys are its ``key_profile``, else ``keys``."""
     node.root.mkdir(parents=True, exist_ok=True)
     if not node.keys.exists():
-        shutil.copytree(generate_keys(cache_root, node.party, keys), node.keys)
+        shutil.copytree(generate_keys(cache_root, node.party, node.key_profile or keys),
+                        node.keys)
         for other in all_nodes:
             if other.party != node.party:
-                register(node.keys, generate_keys(cache_root, other.party, keys),
-                         other.party)
+                register(node.keys, generate_keys(cache_root, other.party,
+                                                  other.key_profile or keys), other.party)
     lines = [
         "[node]", f"party = {_toml_value(node.party)}", 'keys_dir = "keys"', "",
         "[spool]", 'database = "spool/gateway.db"', "",

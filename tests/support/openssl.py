@@ -30,9 +30,15 @@ def run(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     return proc
 
 
-def make_ca(directory: Path, name: str = "ca") -> tuple[Path, Path]:
-    """A self-signed CA made with ``openssl req -x509`` (RSA-3072); returns (cert, key)."""
-    run("req", "-x509", "-newkey", "rsa:3072", "-nodes", "-keyout", f"{name}.key",
+def _newkey(ec: bool) -> list[str]:
+    return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if ec \
+        else ["-newkey", "rsa:3072"]
+
+
+def make_ca(directory: Path, name: str = "ca", *, ec: bool = False) -> tuple[Path, Path]:
+    """A self-signed CA made with ``openssl req -x509`` (RSA-3072, or P-256 with ``ec``);
+    returns (cert, key)."""
+    run("req", "-x509", *_newkey(ec), "-nodes", "-keyout", f"{name}.key",
         "-out", f"{name}.pem", "-days", "30", "-subj", f"/CN=OpenSSL Test {name}",
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=directory)
@@ -40,15 +46,17 @@ def make_ca(directory: Path, name: str = "ca") -> tuple[Path, Path]:
 
 
 def make_leaf(directory: Path, ca: tuple[Path, Path], name: str, *, usage: str,
-              party: str | None = None) -> tuple[Path, Path]:
-    """A leaf key and certificate issued by ``ca`` (``usage``: sign | encrypt)."""
-    ku = ("digitalSignature,nonRepudiation" if usage == "sign" else "keyEncipherment")
+              party: str | None = None, ec: bool = False) -> tuple[Path, Path]:
+    """A leaf key and certificate issued by ``ca`` (``usage``: sign | encrypt), RSA-3072
+    or with ``ec`` P-256 (an encryption certificate then has keyAgreement)."""
+    ku = ("digitalSignature,nonRepudiation" if usage == "sign"
+          else "keyAgreement" if ec else "keyEncipherment")
     ext = [f"keyUsage=critical,{ku}", "subjectKeyIdentifier=hash",
            "basicConstraints=critical,CA:FALSE"]
     if party:
         ext.append(f"subjectAltName=URI:urn:cse-gateway:party:{party}")
     (directory / f"{name}.ext").write_text("\n".join(ext) + "\n")
-    run("req", "-new", "-newkey", "rsa:3072", "-nodes", "-keyout", f"{name}.key",
+    run("req", "-new", *_newkey(ec), "-nodes", "-keyout", f"{name}.key",
         "-out", f"{name}.csr", "-subj", f"/CN=OpenSSL Test {name}", cwd=directory)
     run("x509", "-req", "-in", f"{name}.csr", "-CA", ca[0], "-CAkey", ca[1],
         "-CAcreateserial", "-out", f"{name}.pem", "-days", "20",
@@ -73,6 +81,16 @@ def sign(directory: Path, content: Path, cert: Path, key: Path, out: Path,
     extra += ["-keyid"] if keyid else []
     run("cms", "-sign", "-in", content, "-signer", cert, "-inkey", key, "-nodetach",
         "-binary", "-outform", "DER", *extra, "-out", out, cwd=directory)
+
+
+def encrypt_ec(directory: Path, content: Path, recip: Path, out: Path,
+               *, keyopts: tuple[str, ...] = ("ecdh_kdf_md:sha256",),
+               cipher: str = "-aes-256-gcm", keyid: bool = False) -> None:
+    """``openssl cms -encrypt`` to a P-256 recipient (ECDH key agreement), by default as the
+    protocol's EC suite: ``-aes-256-gcm -keyopt ecdh_kdf_md:sha256``."""
+    opts = [arg for opt in keyopts for arg in ("-keyopt", opt)]
+    run("cms", "-encrypt", "-binary", "-in", content, "-outform", "DER", cipher,
+        "-recip", recip, *opts, *(["-keyid"] if keyid else []), "-out", out, cwd=directory)
 
 
 def encrypt(directory: Path, content: Path, recip: Path, out: Path,

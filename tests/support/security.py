@@ -48,9 +48,15 @@ atexit.register(shutil.rmtree, _ROOT, True)
 
 @cache
 def _template(party: str, sign_algorithm: str) -> Path:
+    """``sign_algorithm``: "rsa", "ecdsa-p256" (RSA encryption), or "p256" (every key EC,
+    as ``gateway keys generate --curve p256``)."""
     out = _ROOT / f"{party.replace(':', '_')}-{sign_algorithm}"
-    generate_node(out, Party.parse(party), now=NOW - timedelta(days=3), days=365,
-                  sign_algorithm=sign_algorithm)  # type: ignore[arg-type]
+    if sign_algorithm == "p256":
+        generate_node(out, Party.parse(party), now=NOW - timedelta(days=3), days=365,
+                      curve="p256")
+    else:
+        generate_node(out, Party.parse(party), now=NOW - timedelta(days=3), days=365,
+                      sign_algorithm=sign_algorithm)  # type: ignore[arg-type]
     return out
 
 
@@ -61,7 +67,8 @@ def _identity(party: str, sign_algorithm: str) -> NodeIdentity:
 
 
 def make_node(base: Path, party: str, *, sign_algorithm: str = "rsa") -> Node:
-    """A node key directory under ``base`` (generated once per process, then copied)."""
+    """A node key directory under ``base`` (generated once per process, then copied);
+    ``sign_algorithm`` as for :func:`_template` ("p256": an all-EC node)."""
     target = base / f"{party.replace(':', '_')}-{sign_algorithm}"
     if not target.exists():
         shutil.copytree(_template(party, sign_algorithm), target)
@@ -84,9 +91,11 @@ def register(at: Node, partner: Node) -> None:
 
 
 def pair(base: Path, a: str = "fips:0600000", b: str = "iso3166:NL",
-         *, sign_algorithm: str = "rsa") -> tuple[Node, Node]:
+         *, sign_algorithm: str = "rsa", b_keys: str = "rsa") -> tuple[Node, Node]:
+    """Two nodes registered with each other; ``sign_algorithm`` is the first's keys,
+    ``b_keys`` the second's (see :func:`make_node`)."""
     first = make_node(base, a, sign_algorithm=sign_algorithm)
-    second = make_node(base, b)
+    second = make_node(base, b, sign_algorithm=b_keys)
     register(first, second)
     register(second, first)
     return first, second
@@ -114,7 +123,10 @@ def issue(
     ca: bool = False,
 ) -> x509.Certificate:
     """A certificate for ``key``, issued by ``issuer_cert``/``issuer_key`` (self-signed when
-    ``issuer_cert`` is None)."""
+    ``issuer_cert`` is None). ``usage``: "sign", "encrypt" (keyEncipherment for an RSA key,
+    keyAgreement for an EC key, as the protocol requires), or "key-encipherment" (that
+    bit whatever the key)."""
+    agree = usage == "encrypt" and isinstance(key, ec.EllipticCurvePrivateKey)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (
         x509.CertificateBuilder()
@@ -128,8 +140,8 @@ def issue(
         .add_extension(
             x509.KeyUsage(
                 digital_signature=usage == "sign", content_commitment=False,
-                key_encipherment=usage == "encrypt", data_encipherment=False,
-                key_agreement=False, key_cert_sign=ca, crl_sign=ca,
+                key_encipherment=usage in {"encrypt", "key-encipherment"} and not agree,
+                data_encipherment=False, key_agreement=agree, key_cert_sign=ca, crl_sign=ca,
                 encipher_only=False, decipher_only=False),
             critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),

@@ -5,7 +5,9 @@
   signing-time (RSA-PSS or RSASSA-PKCS1-v1_5 with SHA-256, or ECDSA P-256 with SHA-256).
 - :func:`encrypt` wraps content in a ``ContentInfo``/``AuthEnvelopedData``: AES-256-GCM
   (12-byte nonce, ICV length 16 in ``GCMParameters``, tag in ``mac``, no ``authAttrs``),
-  content key transported with RSAES-OAEP SHA-256 / MGF1-SHA-256 (parameters explicit).
+  content key transported with RSAES-OAEP SHA-256 / MGF1-SHA-256 (parameters explicit) to
+  an RSA certificate, or agreed by ephemeral-static ECDH (``dhSinglePass-stdDH-sha256kdf``,
+  AES-256 key wrap; :mod:`.kari`) with a P-256 certificate.
 - :func:`decrypt` and :func:`verify` are the inverses, and also accept what stock OpenSSL
   writes (``rsaEncryption`` as signature algorithm, extra signed attributes, a subject key
   identifier as recipient id). :func:`decrypt` takes the node's main key and any extra
@@ -36,6 +38,7 @@ from gateway.protocol.cms.common import (
     OID_SIGNED_DATA,
     BytesContent,
     Content,
+    DecryptionKey,
     KeyPair,
     SigningKey,
 )
@@ -53,6 +56,7 @@ __all__ = [
     "OID_SIGNED_DATA",
     "BytesContent",
     "Content",
+    "DecryptionKey",
     "KeyPair",
     "SignedContent",
     "SigningKey",

@@ -36,8 +36,11 @@ from gateway.protocol.der import (
 log = logging.getLogger("gateway.protocol.cms")
 
 SigningKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+#: An encryption (decryption) key: RSA for RSA-OAEP key transport, or EC P-256 for
+#: ephemeral-static ECDH key agreement.
+DecryptionKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 #: A decryption key and the certificate that names it in recipient infos.
-KeyPair = tuple[rsa.RSAPrivateKey, x509.Certificate]
+KeyPair = tuple[DecryptionKey, x509.Certificate]
 
 OID_DATA = "1.2.840.113549.1.7.1"
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"

@@ -1,4 +1,5 @@
-"""AuthEnvelopedData (AES-256-GCM, RSA-OAEP key transport) and the legacy EnvelopedData."""
+"""AuthEnvelopedData (AES-256-GCM; RSA-OAEP key transport or ECDH P-256 key agreement) and
+the legacy EnvelopedData."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, padding
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric import padding as apad
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.errors import (
@@ -31,6 +32,7 @@ from gateway.protocol.cms.common import (
     OID_DATA,
     OID_ENVELOPED_DATA,
     Content,
+    DecryptionKey,
     GCMParameters,
     KeyPair,
     _algorithm_der,
@@ -39,6 +41,7 @@ from gateway.protocol.cms.common import (
     _issuer_and_serial,
     _require_sha256_mgf1,
 )
+from gateway.protocol.cms.kari import KARI, agreed_keys, key_agree_info, unwrap_agreed
 from gateway.protocol.der import (
     CTX0,
     CTX0_PRIM,
@@ -67,17 +70,10 @@ class _Encrypted:
     """``ContentInfo``/``AuthEnvelopedData`` as a single-use :class:`Content`."""
 
     def __init__(self, content: Content, recipient_cert: x509.Certificate) -> None:
-        public = recipient_cert.public_key()
-        if not isinstance(public, rsa.RSAPublicKey):
-            raise AlgorithmNotAllowed("the recipient's encryption certificate must hold an "
-                                      "RSA key (RSA-OAEP key transport)")
         self._content = content
         self._key = os.urandom(32)
         self._nonce = os.urandom(12)
-        wrapped = public.encrypt(self._key, apad.OAEP(mgf=apad.MGF1(hashes.SHA256()),
-                                                     algorithm=hashes.SHA256(), label=None))
-        ktri = tlv(SEQ, integer(0), _issuer_and_serial(recipient_cert),
-                    _algorithm_der("rsaes_oaep"), tlv(OCTETS, wrapped))
+        info = _recipient_info(self._key, recipient_cert)
         gcm_params = GCMParameters({"aes_nonce": self._nonce, "aes_icvlen": 16})
         content_alg = tlv(SEQ, oid(OID_AES256_GCM), bytes(gcm_params.dump()))
         n = content.length
@@ -85,7 +81,7 @@ class _Encrypted:
         eci_body = len(oid(OID_DATA)) + len(content_alg) + len(ec_head) + n
         eci_head = head(SEQ, eci_body)
         mac_len = 2 + 16
-        aed_fields = integer(0) + tlv(SET, ktri)
+        aed_fields = integer(0) + tlv(SET, info)
         aed_body = len(aed_fields) + len(eci_head) + eci_body + mac_len
         aed_head = head(SEQ, aed_body)
         explicit = head(CTX0, len(aed_head) + aed_body)
@@ -108,19 +104,29 @@ class _Encrypted:
         yield tlv(OCTETS, encryptor.tag)
 
 
+def _recipient_info(content_key: bytes, recipient_cert: x509.Certificate) -> bytes:
+    """A ``KeyTransRecipientInfo`` (RSA-OAEP) or a ``KeyAgreeRecipientInfo`` (ECDH
+    P-256), by the key ``recipient_cert`` holds."""
+    public = recipient_cert.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return key_agree_info(content_key, recipient_cert)
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise AlgorithmNotAllowed("the recipient's encryption certificate must hold an "
+                                  "RSA key (RSA-OAEP) or a P-256 key (ECDH)")
+    wrapped = public.encrypt(content_key, apad.OAEP(mgf=apad.MGF1(hashes.SHA256()),
+                                                    algorithm=hashes.SHA256(), label=None))
+    return tlv(SEQ, integer(0), _issuer_and_serial(recipient_cert),
+               _algorithm_der("rsaes_oaep"), tlv(OCTETS, wrapped))
+
+
 def encrypt(content: Content, *, recipient_cert: x509.Certificate) -> Content:
-    """AES-256-GCM ``AuthEnvelopedData`` for ``recipient_cert`` (RSA-OAEP key transport).
+    """AES-256-GCM ``AuthEnvelopedData`` for ``recipient_cert``: RSA-OAEP key transport
+    to an RSA certificate, ephemeral-static ECDH (:mod:`.kari`) to a P-256 one.
     The result can be iterated once: each iteration would reuse the nonce."""
     return _Encrypted(content, recipient_cert)
 
 
 # --- decryption ---------------------------------------------------------------------------
-
-
-
-
-
-
 
 
 @lru_cache(maxsize=64)
@@ -136,8 +142,11 @@ def _key_transport(data: bytes) -> tuple[str, bytes | None]:
     return name, params["p_source_algorithm"]["parameters"].native or None
 
 
-def _unwrap_key(alg_der: bytes, encrypted: bytes, key: rsa.RSAPrivateKey,
+def _unwrap_key(alg_der: bytes, encrypted: bytes, key: DecryptionKey,
                 allow_legacy: bool) -> bytes:
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise DecryptionFailed("the recipient info naming this node's certificate is key "
+                               "transport (RSA) but its key is not RSA")
     name, label = _key_transport(alg_der)
     if name == "rsaes_oaep":
         pad: apad.AsymmetricPadding = apad.OAEP(
@@ -159,14 +168,19 @@ def _unwrap_key(alg_der: bytes, encrypted: bytes, key: rsa.RSAPrivateKey,
 def _content_key(buf: memoryview, infos: Tlv, keys: Sequence[KeyPair],
                  allow_legacy: bool) -> bytes:
     """Unwrap the content key with the first of ``keys`` (in order) whose certificate a
-    KeyTransRecipientInfo names; a key is never tried on an info that does not name it.
-    Other RecipientInfo kinds (tagged [1]..[4]) are skipped."""
+    KeyTransRecipientInfo (RSA) or a KeyAgreeRecipientInfo entry (EC) names; a key is
+    never tried on an info that does not name it. Other RecipientInfo kinds ([2]..[4])
+    are skipped."""
     if infos.tag != SET:
         raise Malformed("recipientInfos is not a SET")
     ktris: list[tuple[bytes, bytes, bytes]] = []  # (rid, algorithm, encrypted key)
+    agreed = []
     for item in children(buf, infos):
+        if item.tag == KARI:
+            agreed += agreed_keys(buf, item)
+            continue
         if item.tag != SEQ:
-            continue  # not a KeyTransRecipientInfo (the only untagged choice)
+            continue  # neither KeyTransRecipientInfo (untagged) nor KeyAgree ([1])
         parts = children(buf, item)
         if len(parts) != 4 or parts[0].tag != INT or parts[2].tag != SEQ \
                 or parts[3].tag != OCTETS:
@@ -178,6 +192,13 @@ def _content_key(buf: memoryview, infos: Tlv, keys: Sequence[KeyPair],
         for rid, alg, encrypted in ktris:
             if _id_matches(rid, cert):
                 return _unwrap_key(alg, encrypted, key, allow_legacy)
+        for entry in agreed:
+            if _id_matches(entry.rid, cert):
+                if not isinstance(key, ec.EllipticCurvePrivateKey):
+                    raise DecryptionFailed("the recipient info naming this node's "
+                                           "certificate is key agreement (ECDH) but its "
+                                           "key is not EC")
+                return unwrap_agreed(entry, key)
     raise DecryptionFailed("the message is not encrypted for this node: no recipient info "
                            "matches any of this node's decryption keys")
 
@@ -202,14 +223,15 @@ def _gcm_params(buf: memoryview, alg: Tlv) -> tuple[bytes, int]:
 def decrypt(
     payload: bytes | memoryview,
     *,
-    key: rsa.RSAPrivateKey,
+    key: DecryptionKey,
     cert: x509.Certificate,
     extra_keys: Sequence[KeyPair] = (),
     allow_legacy: bool = False,
 ) -> bytes:
     """Decrypt a ``ContentInfo``/``AuthEnvelopedData`` addressed to ``cert`` or to one of
     the ``extra_keys`` certificates (the key used is the one whose certificate a recipient
-    info names, ``key`` first); return the plaintext only after the GCM tag verified.
+    info names, ``key`` first: RSA keys through a KeyTransRecipientInfo, P-256 keys
+    through a KeyAgreeRecipientInfo); return the plaintext only after the GCM tag verified.
     ``allow_legacy`` also accepts AES-CBC ``EnvelopedData`` and PKCS#1 v1.5 key transport
     (logged as a warning)."""
     keys: list[KeyPair] = [(key, cert), *extra_keys]

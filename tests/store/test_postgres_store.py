@@ -1,0 +1,229 @@
+"""What only a shared store does: leases with fencing, takeover after expiry, outbox files
+claimed once, roles held by one node, one audit chain written by many nodes, migrations,
+and recovery after the database was away. Real PostgreSQL (a throw-away cluster)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.cli import main
+from gateway.errors import LeaseLost, SpoolError
+from gateway.store.pg_schema import MIGRATIONS, migrate
+from gateway.store.postgres import PostgresSpool
+from gateway.store.spool import NewMessage
+from gateway.store.states import Direction, State
+from tests.support.postgres import Cluster
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def sealed(spool: PostgresSpool, mid: str) -> int:
+    with spool.transaction(NOW) as txn:
+        msg = txn.insert(NewMessage(Direction.OUT, message_id=mid, partner="fips:4800000"),
+                         State.RECEIVED, payloads={"document": b"<doc/>"})
+        txn.transition(msg.id, State.SEALED, payloads={"envelope": b"<env/>"})
+    return msg.id
+
+
+@pytest.fixture
+def nodes(pg_url: str) -> list[PostgresSpool]:
+    spools = [PostgresSpool(pg_url, holder=f"node-{i}", lease=30.0) for i in range(3)]
+    yield spools  # type: ignore[misc]
+    for s in spools:
+        s.close()
+
+
+def codes(spool: PostgresSpool, mid: str) -> list[str]:
+    with spool.audit_log() as log:
+        return [e.event.code for e in log.query(message_id=mid)]
+
+
+def test_a_late_writer_whose_lease_was_taken_over_writes_nothing(
+        nodes: list[PostgresSpool]) -> None:
+    a, b, _ = nodes
+    row = sealed(a, "m-1")
+    assert a.claim(row, State.SEALED, NOW) is not None
+    # b sees it neither due nor claimable while a's lease runs
+    assert b.due(NOW + timedelta(seconds=29)) == []
+    assert b.claim(row, State.SENDING, NOW + timedelta(seconds=29)) is None
+    later = NOW + timedelta(seconds=31)
+    assert [m.id for m in b.due(later)] == [row]
+    taken = b.claim(row, State.SENDING, later)
+    assert taken is not None
+    assert taken.attempts == 2
+    with pytest.raises(LeaseLost), a.transaction(later) as txn:
+        txn.transition(row, State.SENT)  # a's answer came back too late
+    with b.transaction(later) as txn:
+        txn.transition(row, State.SENT)
+    assert a.get(row).state is State.SENT
+    assert codes(a, "m-1") == ["intake", "sealed", "sending", "retry_scheduled", "sending",
+                               "sent"]
+    with a.audit_log() as log:
+        takeover = next(log.query(code="retry_scheduled"))
+        assert takeover.event.detail == {"lease_expired": 1}
+        assert log.verify().ok
+
+
+def test_a_restarted_node_resumes_only_its_own_sends(pg_url: str,
+                                                      nodes: list[PostgresSpool]) -> None:
+    a, b, _ = nodes
+    mine, theirs = sealed(a, "m-a"), sealed(a, "m-b")
+    assert a.claim(mine, State.SEALED, NOW) is not None
+    assert b.claim(theirs, State.SEALED, NOW) is not None
+    again = PostgresSpool(pg_url, holder="node-0")  # node-0 restarted
+    try:
+        assert again.recover_sending(NOW) == 1
+    finally:
+        again.close()
+    assert a.get(mine).state is State.RETRYING
+    assert a.get(theirs).state is State.SENDING
+
+
+def test_outbox_files_are_claimed_once_across_nodes(nodes: list[PostgresSpool]) -> None:
+    won: list[str] = []
+    lock = threading.Lock()
+
+    def scan(spool: PostgresSpool) -> None:
+        for i in range(30):
+            if spool.claim_intake(f"key-{i}", NOW):
+                with lock:
+                    won.append(f"key-{i}")
+
+    threads = [threading.Thread(target=scan, args=(s,)) for s in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won) == sorted(f"key-{i}" for i in range(30))
+    a, b, _ = nodes
+    holder_of_0 = next(s for s in nodes if s.claim_intake("key-0", NOW))
+    other = b if holder_of_0 is a else a
+    assert not other.claim_intake("key-0", NOW + timedelta(seconds=29))
+    assert other.claim_intake("key-0", NOW + timedelta(seconds=31))  # its holder died
+
+
+def test_a_role_is_held_by_one_node_until_its_lease_expires(
+        nodes: list[PostgresSpool]) -> None:
+    a, b, c = nodes
+    assert a.leader("audit-checkpoint", NOW)
+    assert not b.leader("audit-checkpoint", NOW + timedelta(seconds=10))
+    assert a.leader("audit-checkpoint", NOW + timedelta(seconds=20))  # renewed
+    assert not c.leader("audit-checkpoint", NOW + timedelta(seconds=45))
+    assert c.leader("audit-checkpoint", NOW + timedelta(seconds=51))
+    assert b.leader("audit-retention", NOW)  # another role, another holder
+
+
+def test_many_nodes_write_one_chain(nodes: list[PostgresSpool]) -> None:
+    errors: list[BaseException] = []
+
+    def work(spool: PostgresSpool, k: int) -> None:
+        try:
+            for i in range(15):
+                row = sealed(spool, f"m-{k}-{i}")
+                for s in nodes:  # every node tries; exactly one claim wins
+                    s.claim(row, State.SEALED, NOW)
+                with spool.transaction(NOW) as txn:
+                    txn.transition(row, State.SENT)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s, k)) for k, s in enumerate(nodes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with nodes[0].audit_log() as log:
+        report = log.verify()
+    assert report.ok, report.problems
+    assert report.events == 45 * 4  # intake, sealed, sending, sent
+
+
+def test_migrate_is_versioned_and_idempotent(pg_url: str, capsys: pytest.CaptureFixture[str]
+                                             ) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as raw:
+        assert migrate(raw) == [v for v, _, _ in MIGRATIONS]
+        assert migrate(raw) == []
+    for _ in range(2):
+        assert main(["store", "migrate", "--url", pg_url]) == 0
+    assert f"schema version {MIGRATIONS[-1][0]}" in capsys.readouterr().out
+
+
+def test_an_unmigrated_database_is_named_not_created(postgres_cluster: Cluster) -> None:
+    url = postgres_cluster.new_schema()
+    with pytest.raises(SpoolError, match="gateway store migrate") as info:
+        PostgresSpool(url, holder="x", create=False)
+    assert "postgres@" not in str(info.value)  # the URL's user and password stay out
+
+
+def test_the_store_recovers_after_the_database_was_away(postgres_cluster: Cluster,
+                                                        tmp_path: Path) -> None:
+    url = postgres_cluster.new_schema()
+    spool = PostgresSpool(url, holder="a", timeout=2.0)
+    try:
+        row = sealed(spool, "m-1")
+        postgres_cluster.stop("fast")
+        try:
+            with pytest.raises(SpoolError):
+                spool.get(row)
+            with pytest.raises(SpoolError), spool.transaction(NOW) as txn:
+                txn.transition(row, State.CANCELLED)
+        finally:
+            postgres_cluster.start()
+        assert spool.get(row).state is State.SEALED  # the failed change left nothing
+        with spool.transaction(NOW) as txn:
+            txn.transition(row, State.CANCELLED)
+        assert spool.get(row).state is State.CANCELLED
+    finally:
+        spool.close()
+
+
+def test_copy_from_sqlite_keeps_messages_payloads_and_the_chain(
+        tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.store.audit_chain import fingerprint
+    from gateway.store.sealing import Sealer
+    from gateway.store.spool import SqliteSpool
+    from tests.store.test_at_rest import encryption_key
+    from tests.support.audit_keys import make_signer
+
+    sealer_keys = encryption_key("node")
+    signer = make_signer("ec")
+    lite = SqliteSpool(tmp_path / "gateway.db")
+    lite.use_sealer(Sealer(sealer_keys))
+    rows = [sealed(lite, f"m-{i}") for i in range(5)]  # type: ignore[arg-type]
+    with lite.transaction(NOW) as txn:
+        txn.transition(rows[0], State.CANCELLED)
+        txn.store_receipt("m-1", "received", b"<Receipt/>")
+    with lite.audit_log() as log:
+        log.checkpoint(signer, NOW)
+    before = [lite.get(r) for r in rows]
+    lite.close()
+
+    target = f"sqlite:{tmp_path / 'gateway.db'}"
+    assert main(["store", "copy", "--from", target, "--to", pg_url]) == 0
+    assert "5 messages" in capsys.readouterr().out
+    assert main(["store", "copy", "--from", target, "--to", pg_url]) == 1  # not empty now
+    assert "not empty" in capsys.readouterr().err
+
+    pg = PostgresSpool(pg_url, holder="a")
+    try:
+        pg.use_sealer(Sealer(sealer_keys))
+        assert [pg.get(r) for r in rows] == before
+        assert pg.payload(rows[3], "document") == b"<doc/>"  # sealed, bound to its id
+        with pg.audit_log() as log:
+            report = log.verify(pinned={fingerprint(signer.certificate)})
+            assert report.ok, report.problems
+            assert report.checkpoints == 1
+            assert report.receipts == 1
+            assert next(log.query(code="store_copied")).event.detail == {
+                "messages": 5, "events": 13}
+        assert sealed(pg, "m-new") > max(rows)  # new ids continue after the copied ones
+    finally:
+        pg.close()
