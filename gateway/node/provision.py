@@ -66,6 +66,66 @@ def _public_names(listen_host: str, hostnames: list[str]) -> list[str]:
     return list(dict.fromkeys([*names, "localhost", "127.0.0.1"]))
 
 
+#: Commented examples of optional sections, written into a new gateway.toml only when this
+#: version's loader knows the section (:func:`supported_sections`). Uncommented, each must
+#: load as it is (tests/cli/test_init_cli.py checks that).
+OPTIONAL_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "store": (
+        "# A PostgreSQL store shared by several gateway processes (default: SQLite above):",
+        "[store]",
+        'url = "postgresql://cse_gateway@db.agency.example/cse"',
+    ),
+    "console": (
+        "# The operator console in the browser (gateway run serves it when present):",
+        "[console]",
+        'host = "127.0.0.1"                  # another address needs cert and key',
+        "port = 8600",
+        'accounts = "console/accounts.db"    # gateway operators add ...',
+    ),
+    "metrics": (
+        "# OpenMetrics for Prometheus at /metrics:",
+        "[metrics]",
+        "enabled = true",
+        'host = "127.0.0.1"',
+        "port = 9464",
+    ),
+    "alerts": (
+        "# Alerts by e-mail and/or an HTTPS webhook:",
+        "[alerts]",
+        'interval = "30s"',
+        "[alerts.email]",
+        'host = "smtp.agency.example.gov"',
+        'from = "cse-gateway@agency.example.gov"',
+        'to = ["oncall@agency.example.gov"]',
+    ),
+}
+
+
+def supported_sections(candidates: list[str]) -> list[str]:
+    """Those of ``candidates`` (top-level tables) that this version's configuration
+    loader accepts: it reports an unknown table as the key ``NAME``."""
+    with tempfile.TemporaryDirectory(prefix="gateway-init-") as scratch:
+        file = Path(scratch) / "gateway.toml"
+        file.write_text('[node]\nparty = "fips:0100000"\n'
+                        + "".join(f"[{name}]\n" for name in candidates), encoding="utf-8")
+        try:
+            load_config(file)
+        except ConfigError as exc:
+            unknown = {p.get("key") for p in exc.details.get("problems", [])
+                       if p.get("problem") == "unknown key"}
+            return [name for name in candidates if name not in unknown]
+    return list(candidates)
+
+
+def _optional_examples(store: str | None) -> list[str]:
+    wanted = [name for name in OPTIONAL_EXAMPLES if not (name == "store" and store)]
+    lines: list[str] = []
+    for name in supported_sections(wanted):
+        first, *rest = OPTIONAL_EXAMPLES[name]
+        lines += ["", first, *(f"# {line}" for line in rest)]
+    return lines
+
+
 def _toml(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -139,6 +199,7 @@ def render_config(party: Party, *, listen: tuple[str, int], agency_tls: bool,
         "# [audit]",
         '# checkpoint_interval = "1h"',
         '# keep_events = "2557d"              # seven years',
+        *_optional_examples(store),
         "",
         "# Partners and their routes are added by `gateway partner import BUNDLE`.",
         "# By hand, for each partner:",

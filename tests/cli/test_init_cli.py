@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
 from gateway.node.config import load_config
+from gateway.node.provision import OPTIONAL_EXAMPLES, render_config, supported_sections
 from gateway.protocol import certs
+from gateway.protocol.party import Party
 
 A, B = "fips:0600000", "fips:4800000"
 
@@ -138,3 +141,19 @@ def test_init_checks_the_store_url_before_writing(
     assert code == 2, text
     assert "store" in text
     assert not (tmp_path / "n").exists()
+
+
+def test_optional_sections_follow_what_the_loader_knows(tmp_path: Path) -> None:
+    assert supported_sections(["audit", "retry", "no_such_section"]) == ["audit", "retry"]
+    known = supported_sections(list(OPTIONAL_EXAMPLES))
+    text = render_config(Party.parse(A), listen=("127.0.0.1", 8443), agency_tls=False,
+                         store=None, now=datetime.now(UTC))
+    for name, lines in OPTIONAL_EXAMPLES.items():
+        shown = f"# [{name}]" in text
+        assert shown == (name in known), name
+        if name not in known:
+            continue
+        # uncommented, the example loads as it is (keys and values this version takes)
+        file = tmp_path / f"{name}.toml"
+        file.write_text(f'[node]\nparty = "{A}"\n' + "\n".join(lines[1:]) + "\n")
+        load_config(file)

@@ -129,6 +129,9 @@ def _message_id(spec: NodeSpec) -> str:
 
 def test_import_refuses_what_it_must(nodes: tuple[NodeSpec, NodeSpec], tmp_path: Path) -> None:
     a, b = nodes
+    down = gw("--config", str(a.config_path), "health", "--timeout", "2")
+    assert down.returncode == 1, down.stdout + down.stderr
+    assert "ConnectFailed" in down.stderr  # nothing listens: the check says so
     ok(gw("--config", str(a.config_path), "partner", "export", "-o", str(tmp_path / "a.json")))
     ok(gw("--config", str(b.config_path), "partner", "export", "-o", str(tmp_path / "b.json")))
     before = a.config_path.read_bytes()
