@@ -40,6 +40,7 @@ from gateway.errors import (
     KeyMaterialError,
     ReceiptInvalid,
 )
+from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import As4PMode, Config, PartnerConfig
 from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
 from gateway.protocol import certs
@@ -191,6 +192,7 @@ class As4Inbound:
         self.keys = keys
         self.clock = clock
         self.registry = registry
+        self.clocks = ClockKeeper(config.clocks) if config.clocks.enabled else None
 
     def _partner(self, sender: ebms.Party) -> PartnerConfig | None:
         for partner in self.config.partners:
@@ -238,6 +240,9 @@ class As4Inbound:
                 code = report.issues[0].code if report.issues else "SchemaInvalid"
                 raise As4DeliveryFailure(f"the document is not valid ({code})",
                                          where="payload", details={"issues": len(report.issues)})
+            clock = clock_events(self.clocks, tree, outbound=False,
+                                 conversation_id=user.conversation_id,
+                                 ref_to=user.ref_to_message_id)
             try:
                 info = describe(tree)
                 case_id = info.case_id if info.case_id and _TOKEN.fullmatch(info.case_id) else None
@@ -273,6 +278,8 @@ class As4Inbound:
                 record = txn.insert(new, State.RECEIVED, payloads={"envelope": stored},
                                     detail={"bytes": len(body), "channel": "as4"})
                 txn.audit("opened", record)
+                for code, detail in clock:
+                    txn.audit(code, record, detail=detail)
                 record = txn.transition(record.id, State.DELIVERING, expect=State.RECEIVED,
                                         payloads={"receipt": answer},
                                         changes={"source": tmp.name})

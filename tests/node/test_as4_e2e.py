@@ -126,6 +126,16 @@ def test_two_gateways_over_as4(tmp_path: Path, key_cache: Path,
         wait_until(lambda: [m[0] for m in messages(a, Direction.OUT)] == [State.DELIVERED],
                    30, "the first message to be delivered with a receipt")
         assert inbox(b) == [first]  # the exact bytes
+        # the Hague acknowledgement clock opens at both ends (docs/clocks.md)
+        for spec, owes in ((a, "partner"), (b, "us")):
+            conn = sqlite3.connect(spec.root / "spool/gateway.db")
+            try:
+                started = [e.event.detail for e in
+                           AuditLog(conn, create=False).query(code="clock_started")]
+            finally:
+                conn.close()
+            assert [(d["rule"], d["owes"]) for d in started] == [
+                ("hague-12.3-acknowledge", owes)]
         _, stored, answer = messages(a, Direction.OUT)[0]
         assert stored is not None
         assert answer is not None
