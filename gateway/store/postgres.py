@@ -22,10 +22,11 @@ How the nodes share the work without losing or doubling any of it:
   and retention, under a renewable lease in ``store_roles``.
 
 Transactions are ``READ COMMITTED``; a transition reads its message ``FOR UPDATE`` so the
-state it checks is the state it changes. Connections come from a ``psycopg_pool`` pool
-that checks each one before handing it out, so the nodes recover by themselves after the
-database was away (operations in the meantime raise :class:`gateway.errors.SpoolError`
-and the daemon's jobs try again on their next run).
+state it checks is the state it changes. Connections come from a ``psycopg_pool`` pool,
+which drops a connection found broken when it is given back, so the nodes recover by
+themselves after the database was away (operations in the meantime, and the first use of
+each connection made before, raise :class:`gateway.errors.SpoolError`, roll back, and the
+daemon's jobs try again on their next run).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from gateway.store.spool import (
     Txn,
     to_epoch,
 )
-from gateway.store.states import State
+from gateway.store.states import Direction, State
 
 __all__ = ["DEFAULT_LEASE", "PgTxn", "PostgresSpool", "redact_url"]
 
@@ -89,6 +90,9 @@ class PgTxn(Txn):
         self.released: list[int] = []
 
     def _insert_row(self, values: Mapping[str, Any]) -> int:
+        # the recording node is remembered (lease_holder, no lease): crash recovery of
+        # half-done inbound work is that node's (its inbox holds the temporary file)
+        values = {**values, "lease_holder": self._spool.holder}
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         row = self.conn.execute(
@@ -156,8 +160,7 @@ class PostgresSpool(SpoolReads):
         self._pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=timeout,
             kwargs={"autocommit": True, "connect_timeout": 10},
-            check=ConnectionPool.check_connection, name="gateway-store",
-            reconnect_timeout=0)
+            name="gateway-store", reconnect_timeout=0)
         with self._translate():
             self._pool.open(wait=False)
             if create:
@@ -293,6 +296,16 @@ class PostgresSpool(SpoolReads):
             except IllegalTransition:
                 continue
         return count
+
+    def left_by_me(self, state: State, direction: Direction,
+                   limit: int = 100_000) -> list[Message]:
+        """Messages in ``state`` that this node recorded or last claimed (crash recovery at
+        start: another node's half-done inbound delivery is its own, its temporary file
+        is in that node's inbox)."""
+        rows = self._rows(SELECT_MESSAGE + " WHERE state = ? AND direction = ? AND "
+                          "lease_holder = ? ORDER BY id LIMIT ?",
+                          (str(state), str(direction), self.holder, limit))
+        return [Message.from_row(r) for r in rows]
 
     def claim_intake(self, intake_key: str, now: datetime) -> bool:
         """Whether this node takes the outbox file ``intake_key`` (several nodes scan one

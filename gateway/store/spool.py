@@ -339,6 +339,9 @@ class Spool(Protocol):
 
     def recover_sending(self, now: datetime) -> int: ...
 
+    def left_by_me(self, state: State, direction: Direction,
+                   limit: int = 100_000) -> list[Message]: ...
+
     def claim_intake(self, intake_key: str, now: datetime) -> bool: ...
 
     def leader(self, role: str, now: datetime) -> bool: ...
@@ -504,6 +507,12 @@ class SpoolReads:
                                       detail={"attempt": current.attempts + 1})
         except IllegalTransition:
             return None
+
+    def left_by_me(self, state: State, direction: Direction,
+                   limit: int = 100_000) -> list[Message]:
+        """Messages in ``state`` this node recorded (crash recovery at start): with one
+        node per store, every one."""
+        return self.select(states=[state], direction=direction, limit=limit)
 
     def recover_sending(self, now: datetime) -> int:
         """After a restart: messages left ``sending`` by a crash go back to ``retrying``
