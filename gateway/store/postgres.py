@@ -156,6 +156,8 @@ class PostgresSpool(SpoolReads):
         self.lease = lease
         self.timeout = timeout
         self._fences: dict[int, int] = {}
+        self._foreign: dict[str, float] = {}  # outbox files other nodes claimed, until
+        self._claims = 0
         self._fence_lock = threading.Lock()
         self._pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=timeout,
@@ -312,6 +314,9 @@ class PostgresSpool(SpoolReads):
         shared outbox): the first to ask holds it for a lease; another node may take it
         once that lease expires (its holder died before recording it)."""
         epoch = to_epoch(now)
+        with self._fence_lock:
+            if self._foreign.get(intake_key, 0.0) > epoch:
+                return False  # another node held it a moment ago: no query every scan
         with self._connection() as conn:
             row = conn.execute(
                 "INSERT INTO intake_claims (intake_key, holder, expires) VALUES (?, ?, ?) "
@@ -319,9 +324,15 @@ class PostgresSpool(SpoolReads):
                 "expires = excluded.expires WHERE intake_claims.expires < ? "
                 "OR intake_claims.holder = excluded.holder RETURNING holder",
                 (intake_key, self.holder, epoch + self.lease, epoch)).fetchone()
-            if row is not None and epoch > 0:
-                # forget claims whose files were recorded long ago (a day past their lease)
+            self._claims += 1
+            if row is not None and self._claims % 1000 == 1:
+                # now and then, forget claims whose files were recorded long ago
                 conn.execute("DELETE FROM intake_claims WHERE expires < ?", (epoch - 86400,))
+        if row is None:
+            with self._fence_lock:
+                if len(self._foreign) > 10_000:
+                    self._foreign = {k: t for k, t in self._foreign.items() if t > epoch}
+                self._foreign[intake_key] = epoch + min(self.lease, 1.0)
         return row is not None
 
     def leader(self, role: str, now: datetime) -> bool:
