@@ -231,10 +231,18 @@ class PostgresSpool(SpoolReads):
 
     # --- claims ---------------------------------------------------------------------
 
+    def _due_filter(self, now: datetime) -> tuple[str, tuple[Any, ...]]:
+        # a node sends what it recorded or last claimed itself; another node's work only
+        # once that node left it alone for a lease (dead or stuck): the nodes do not all
+        # race for every message
+        return (" AND (lease_holder = ? OR lease_holder IS NULL OR updated_at < ?)",
+                (self.holder, to_epoch(now) - self.lease))
+
     def due(self, now: datetime, limit: int = 100,
             exclude_partners: Sequence[str] = ()) -> list[Message]:
-        """As the SQLite store's, plus messages left ``sending`` past their lease (a node
-        died while sending them)."""
+        """As the SQLite store's, for this node's share of the work (what it recorded or
+        last claimed, and other nodes' work left alone for a lease), plus messages left
+        ``sending`` past their lease (a node died while sending them)."""
         found = super().due(now, limit, exclude_partners)
         if len(found) < limit:
             skip = ""
