@@ -103,3 +103,4 @@ class PeerInfo:
     address: str
     subject: str = ""
     fingerprint: str = ""
+    content_type: str = ""  # the request's Content-Type header (HTTPS), for MIME bodies

@@ -197,14 +197,16 @@ class HttpsTransport:
 
     # -- Transport ----------------------------------------------------------------------
 
-    def send(self, name: str, data: bytes) -> bytes | None:
+    def send(self, name: str, data: bytes, *, content_type: str | None = None) -> bytes | None:
+        """POST ``data``; ``content_type`` overrides the transport's for this message (an
+        AS4 multipart body names its own boundary)."""
         check_name(name, endpoint=self.endpoint)
-        status, body = self._exchange(bytes(data))
+        status, body = self._exchange(bytes(data), content_type or self.content_type)
         if 200 <= status < 300:
             return body
         raise http_error(status, body, endpoint=self.endpoint)
 
-    def _exchange(self, data: bytes) -> tuple[int, bytes]:
+    def _exchange(self, data: bytes, content_type: str) -> tuple[int, bytes]:
         """POST ``data``; return the status and body. The connection goes back to the
         pool only after a complete answer on a connection the server keeps open."""
         for attempt in (1, 2):
@@ -212,7 +214,7 @@ class HttpsTransport:
             try:
                 try:
                     conn.conn.request(
-                        "POST", self.path, body=data, headers={"Content-Type": self.content_type}
+                        "POST", self.path, body=data, headers={"Content-Type": content_type}
                     )
                 except (ConnectionError, ssl.SSLEOFError) as exc:
                     if conn.reused and attempt == 1:

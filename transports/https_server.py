@@ -21,12 +21,16 @@ hundreds of messages a second. What it lacks we add here:
   TLS 1.2 is the minimum.
 
 The handler gets ``(body, PeerInfo)`` and returns ``(status, response_body)``; an
-exception in it answers 500 (logged without the body).
+exception in it answers 500 (logged without the body). ``PeerInfo.content_type`` carries
+the request's Content-Type (a MIME multipart body needs its boundary). Further paths, each
+with its own handler and response Content-Type, are given as ``routes`` (the AS4 endpoint
+beside ``/v1/messages``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -34,7 +38,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -102,9 +106,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return False
         return super().handle_expect_100()
 
-    def _reply(self, status: int, body: bytes, *, close: bool = False) -> None:
+    def _reply(self, status: int, body: bytes, *, close: bool = False,
+               content_type: str | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", self.server.owner.content_type)
+        self.send_header("Content-Type", content_type or self.server.owner.content_type)
         self.send_header("Content-Length", str(len(body)))
         if close:
             self.send_header("Connection", "close")
@@ -127,9 +132,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         owner = self.server.owner
-        if self.path != owner.path:
+        route = owner.route(self.path)
+        if route is None:
             self._reply(404, b"not found\n", close=True)
             return
+        handler, content_type = route
         if self.headers.get("Transfer-Encoding"):
             self._reply(411, b"Content-Length required; chunked bodies are not accepted\n",
                         close=True)
@@ -155,8 +162,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if body is None:
             return
         owner._disarm(self.connection)  # the handler's own time is not the client's
+        peer = dataclasses.replace(self.peer,
+                                   content_type=self.headers.get("Content-Type", "")[:1000])
         try:
-            status, answer = owner.handler(body, self.peer)
+            status, answer = handler(body, peer)
             if not isinstance(status, int) or not 200 <= status <= 599:
                 raise ValueError(f"handler returned status {status!r}")
             answer = bytes(answer)
@@ -165,7 +174,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                       exc_info=log.isEnabledFor(logging.DEBUG))
             self._reply(500, b"internal error\n")
             return
-        self._reply(status, answer)
+        self._reply(status, answer, content_type=content_type)
 
     def _drain(self, seconds: float = 2.0) -> None:
         """After answering early (413), read and discard what the client is still
@@ -272,6 +281,7 @@ class HttpsServer:
         max_connections: int = 64,
         path: str = MESSAGES_PATH,
         content_type: str = "application/octet-stream",
+        routes: Mapping[str, tuple[Handler, str]] | None = None,
     ) -> None:
         self.host = host
         self.requested_port = int(port)
@@ -282,6 +292,9 @@ class HttpsServer:
         self.max_connections = int(max_connections)
         self.path = path
         self.content_type = content_type
+        self.routes = dict(routes or {})
+        if path in self.routes or HEALTH_PATH in self.routes:
+            raise EndpointInvalid("a route repeats the messages or health path")
         if self.max_body < 0 or self.read_timeout <= 0 or self.request_timeout <= 0:
             raise EndpointInvalid("max_body and timeouts must be positive")
         self._context = self._make_context(cert, key, key_password, client_ca)
@@ -292,6 +305,12 @@ class HttpsServer:
         self._server: _Server | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+
+    def route(self, path: str) -> tuple[Handler, str] | None:
+        """The handler and response Content-Type for a POST to ``path``, if any."""
+        if path == self.path:
+            return self.handler, self.content_type
+        return self.routes.get(path)
 
     @staticmethod
     def _make_context(

@@ -34,8 +34,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "messages_cmd",
     "validate_cmd",
     "audit_cmd",
+    "clocks_cmd",
     "keys_cmd",
     "seal_cmd",
+    "as4_cmd",
     "demo_cmd",
     "store_cmd",
 )

@@ -7,6 +7,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.cli.clocks_cmd import clock_summary
 from gateway.cli.output import out, out_json, table
 from gateway.errors import GatewayError
 from gateway.node.config import load_config
@@ -48,6 +49,7 @@ def run_status(args: argparse.Namespace) -> int:
                 expiring.append({"certificate": what, "days_left": round(days, 1)})
     except GatewayError as exc:
         key_error = f"{exc.code}: {exc}"
+    clocks = clock_summary(config, args, now) if config.clocks.enabled else None
     result = {
         "node": config.node.party,
         "counts": [{"direction": d, "state": s, "partner": p, "count": n}
@@ -55,6 +57,7 @@ def run_status(args: argparse.Namespace) -> int:
         "oldest_pending_seconds": None if oldest is None else round(now.timestamp() - oldest),
         "certificates_expiring": expiring,
         "keys_error": key_error,
+        "clocks": clocks,
     }
     if args.format == "json":
         out_json(result)
@@ -70,4 +73,11 @@ def run_status(args: argparse.Namespace) -> int:
         days = item["days_left"]
         out(f"certificate {item['certificate']} "
             + (f"expires in {days} days" if days >= 0 else f"EXPIRED {-days} days ago"))
+    if clocks is not None and "error" in clocks:
+        out(f"clocks: {clocks['error']}")
+    elif clocks is not None:
+        out(f"clocks: {clocks['open_owed_by_us']} owed by us "
+            f"({clocks['overdue_owed_by_us']} overdue), {clocks['open_owed_by_partners']} "
+            f"owed by partners ({clocks['overdue_owed_by_partners']} overdue); next due "
+            f"{clocks['next_due'] or '-'} (gateway clocks)")
     return 0

@@ -80,26 +80,42 @@ def _invalid_request() -> bytes:
     return text.encode()
 
 
+def _answering(answer: bytes, request: bytes, pairs: tuple[tuple[str, str], ...]) -> bytes:
+    """``answer`` with each ``(element in answer, element in request)`` pair's text taken
+    from the request: an answer repeats the case references of what it answers (so the
+    deadline clocks pair them; docs/clocks.md)."""
+    text = answer.decode()
+    for mine, theirs in pairs:
+        found = re.search(rf"<{theirs}>([^<]*)</{theirs}>", request.decode())
+        if found:
+            text = re.sub(rf"<{mine}>[^<]*</{mine}>", f"<{mine}>{found.group(1)}</{mine}>",
+                          text, count=1)
+    return text.encode()
+
+
 def plan() -> list[Planned]:
     """The demo's messages, in the order they are dropped."""
+    request = samples.interstate_transaction("0600000", "4800000", function="CSI",
+                                             action="R", reason="FRINF", seed=1)
+    application = samples.maintenance_application("NL", "0600000", outbound=True, seed=3)
     return [
         Planned("interstate-request", "interstate request CSI/R/FRINF", "ca", "tx",
-                "ca-to-tx-request.xml",
-                samples.interstate_transaction("0600000", "4800000", function="CSI",
-                                               action="R", reason="FRINF", seed=1)),
+                "ca-to-tx-request.xml", request),
         Planned("hague-application", "Hague maintenance application (Art. 10(1)(a))", "ca",
-                "nl", "ca-to-nl-application.xml",
-                samples.maintenance_application("NL", "0600000", outbound=True, seed=3)),
+                "nl", "ca-to-nl-application.xml", application),
         Planned("invalid-request", "interstate request with two errors", "ca", "tx",
                 "ca-invalid-request.xml", _invalid_request(), valid=False),
         Planned("interstate-answer", "interstate answer CSI/P/FSINF", "tx", "ca",
                 "tx-to-ca-answer.xml",
-                samples.interstate_transaction("4800000", "0600000", function="CSI",
-                                               action="P", reason="FSINF", seed=2),
+                _answering(samples.interstate_transaction(
+                    "4800000", "0600000", function="CSI", action="P", reason="FSINF", seed=2),
+                    request, (("CaseID", "OtherCaseID"), ("OtherCaseID", "CaseID"))),
                 after="interstate-request"),
         Planned("hague-acknowledgement", "Hague acknowledgement (Annex 2)", "nl", "ca",
                 "nl-to-ca-acknowledgement.xml",
-                samples.acknowledgement_form("NL", "0600000", outbound=False, seed=4),
+                _answering(samples.acknowledgement_form("NL", "0600000", outbound=False,
+                                                        seed=4),
+                           application, (("RequestingReference", "RequestingReference"),)),
                 after="hague-application"),
     ]
 

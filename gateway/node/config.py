@@ -18,14 +18,16 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.node.clocks import ClocksConfig, parse_clocks
 from gateway.node.routing import RoutingTable, build_table, valid_party
 
 __all__ = [
+    "As4PMode",
     "AuditConfig",
     "BreakerPolicy",
     "Config",
@@ -89,6 +91,7 @@ class HttpsListener:
     key: Path
     client_ca: Path
     max_body: int
+    as4_path: str = "/as4"  # where AS4 partners POST (eb:UserMessage)
 
 
 @dataclass(frozen=True)
@@ -120,12 +123,42 @@ class TransportConfig:
 
 
 @dataclass(frozen=True)
+class As4PMode:
+    """An AS4 partner's processing mode (``[partners.as4]``): who is who in eb:PartyInfo,
+    the collaboration, the partner's certificates and our algorithm choices."""
+
+    party_id: str
+    party_type: str | None
+    role: str
+    our_party_id: str
+    our_party_type: str | None
+    our_role: str
+    service: str
+    service_type: str | None
+    agreement: str | None
+    actions: tuple[tuple[str, str], ...]  # (our document type, eb:Action)
+    signing_cert: Path
+    encryption_cert: Path
+    compress: bool = True
+    allow_sha1: bool = False
+    allow_cbc: bool = False
+
+    def action(self, document_type: str) -> str:
+        return dict(self.actions).get(document_type, document_type)
+
+    def document_type(self, action: str) -> str:
+        return {a: d for d, a in self.actions}.get(action, action)
+
+
+@dataclass(frozen=True)
 class PartnerConfig:
     party: str
     name: str
     transports: tuple[TransportConfig, ...]
     pull: tuple[TransportConfig, ...] = ()
     certificates: tuple[Path, ...] = ()
+    protocol: str = "cse"  # or "as4" (eDelivery AS4; then ``as4`` holds the PMode)
+    as4: As4PMode | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +251,7 @@ class Config:
     schedule: ScheduleConfig
     audit: AuditConfig = AuditConfig()
     store: StoreConfig = StoreConfig()
+    clocks: ClocksConfig = field(default_factory=ClocksConfig)
 
     def partner(self, party: str) -> PartnerConfig:
         for partner in self.partners:
@@ -391,7 +425,8 @@ def _partners(r: _Reader, doc: Mapping[str, Any]) -> list[PartnerConfig]:
     seen: dict[str, str] = {}
     for i, table in enumerate(r.tables(doc, "partners")):
         where = f"partners[{i}]"
-        r.known(table, where, {"party", "name", "transports", "pull", "certificates"})
+        r.known(table, where, {"party", "name", "transports", "pull", "certificates",
+                               "protocol", "as4"})
         party = r.party(table, "party", f"{where}.party")
         if party in seen:
             r.problem(f"{where}.party", f"duplicate of {seen[party]}")
@@ -409,8 +444,63 @@ def _partners(r: _Reader, doc: Mapping[str, Any]) -> list[PartnerConfig]:
         else:
             certs = [p if (p := Path(c)).is_absolute() else r.base / p for c in certs_raw]
         name = r.string(table, "name", f"{where}.name", party) or party
-        partners.append(PartnerConfig(party, name, tuple(transports), tuple(pulls), tuple(certs)))
+        protocol = r.choice(table, "protocol", f"{where}.protocol", "cse", ("cse", "as4"))
+        pmode = None
+        if protocol == "as4":
+            t = r.table(table, "as4", f"partners[{i}].as4")
+            r.known(t, f"partners[{i}].as4", _AS4_KEYS)
+            actions: list[tuple[str, str]] = []
+            for j, raw in enumerate(r.tables(t, "actions")):
+                r.known(raw, f"partners[{i}].as4.actions[{j}]", {"document", "action"})
+                document = r.string(raw, "document", f"{where}.as4.actions[{j}].document",
+                                    required=True)
+                action = r.string(raw, "action", f"{where}.as4.actions[{j}].action",
+                                  required=True)
+                if document and action:
+                    actions.append((document, action))
+            pmode = _as4(r, t, f"{where}.as4", tuple(actions))
+            if any(tc.scheme != "https" for tc in transports) or pulls:
+                r.problem(f"{where}.transports", "an AS4 partner is reached over https:// only")
+        elif "as4" in table:
+            r.problem(f"{where}.as4", 'needs protocol = "as4"')
+        partners.append(PartnerConfig(party, name, tuple(transports), tuple(pulls),
+                                      tuple(certs), protocol or "cse", pmode))
     return partners
+
+
+_AS4_KEYS = {"party_id", "party_type", "role", "our_party_id", "our_party_type", "our_role",
+             "service", "service_type", "agreement", "actions", "signing_cert",
+             "encryption_cert", "compress", "allow_sha1", "allow_cbc"}
+_EB = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/"
+
+
+def _as4(r: _Reader, t: Mapping[str, Any], w: str,
+         actions: tuple[tuple[str, str], ...]) -> As4PMode | None:
+    flags: dict[str, bool] = {}
+    for key, default in (("compress", True), ("allow_sha1", False), ("allow_cbc", False)):
+        value = t.get(key, default)
+        if not isinstance(value, bool):
+            r.problem(f"{w}.{key}", "expected true or false")
+            value = default
+        flags[key] = value
+    party_id = r.string(t, "party_id", f"{w}.party_id", required=True)
+    our_party_id = r.string(t, "our_party_id", f"{w}.our_party_id", required=True)
+    service = r.string(t, "service", f"{w}.service", required=True)
+    signing = r.path(t, "signing_cert", f"{w}.signing_cert", required=True)
+    encryption = r.path(t, "encryption_cert", f"{w}.encryption_cert", required=True)
+    if not (party_id and our_party_id and service and signing and encryption):
+        return None
+    return As4PMode(
+        party_id=party_id, party_type=r.string(t, "party_type", f"{w}.party_type"),
+        role=r.string(t, "role", f"{w}.role", f"{_EB}responder") or "",
+        our_party_id=our_party_id,
+        our_party_type=r.string(t, "our_party_type", f"{w}.our_party_type"),
+        our_role=r.string(t, "our_role", f"{w}.our_role", f"{_EB}initiator") or "",
+        service=service, service_type=r.string(t, "service_type", f"{w}.service_type"),
+        agreement=r.string(t, "agreement", f"{w}.agreement"),
+        actions=actions,
+        signing_cert=signing, encryption_cert=encryption, **flags,
+    )
 
 
 def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
@@ -420,7 +510,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
         return None
     t = r.table(listeners, "https", "listeners.https")
     w = "listeners.https"
-    r.known(t, w, {"host", "port", "cert", "key", "client_ca", "max_body"})
+    r.known(t, w, {"host", "port", "cert", "key", "client_ca", "max_body", "as4_path"})
     port = int(r.number(t, "port", f"{w}.port", 8443, integer=True))
     if port > 65535:
         r.problem(f"{w}.port", "must be at most 65535")
@@ -433,12 +523,13 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
         host=r.string(t, "host", f"{w}.host", "127.0.0.1") or "127.0.0.1",
         port=port, cert=cert, key=key, client_ca=ca,
         max_body=int(r.number(t, "max_body", f"{w}.max_body", 0, minimum=1, integer=True)),
+        as4_path=r.string(t, "as4_path", f"{w}.as4_path", "/as4") or "/as4",
     )
 
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule", "audit", "store"}
+        "schedule", "audit", "store", "clocks"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -564,6 +655,16 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
                                AuditConfig.keep_events, positive=True),
     )
     store = _store(r, r.table(doc, "store", "store"))
+    t = r.table(doc, "clocks", "clocks")
+    r.known(t, "clocks", {"enabled", "timezone", "holidays", "partner_holidays", "disable",
+                          "rules"})
+    rule_tables = t.get("rules", [])
+    for i, rule in enumerate(rule_tables if isinstance(rule_tables, list) else []):
+        if isinstance(rule, Mapping):
+            r.known(rule, f"clocks.rules[{i}]", {"name", "title", "citation", "source",
+                                                 "start", "answer", "period", "owes",
+                                                 "direction", "enabled", "note"})
+    clocks = parse_clocks(t, r.problem)  # the rest of [clocks]: gateway/node/clocks.py
     if https is not None and https.max_body == 0:
         https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
                               limits.max_message_bytes * 2)
@@ -572,7 +673,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,
         partners=tuple(partners), routes=tuple(routes), routing=routing, retry=retry,
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
-        schedule=schedule, audit=audit, store=store,
+        schedule=schedule, audit=audit, store=store, clocks=clocks,
     )
 
 
@@ -645,6 +746,9 @@ def check_files(config: Config) -> None:
                     need(getattr(t, name), f"partners[{i}].{kind}[{j}].{name}")
         for j, cert in enumerate(partner.certificates):
             need(cert, f"partners[{i}].certificates[{j}]")
+        if partner.as4 is not None:
+            need(partner.as4.signing_cert, f"partners[{i}].as4.signing_cert")
+            need(partner.as4.encryption_cert, f"partners[{i}].as4.encryption_cert")
     for i, s in enumerate(config.schema_sets):
         need(s.directory, f"schema_sets[{i}].directory", directory=True)
         need(s.entry, f"schema_sets[{i}].entry")

@@ -28,6 +28,7 @@ from typing import Any
 from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import ConfigError, GatewayError
 from gateway.node import sdnotify
+from gateway.node.as4_node import RESPONSE_TYPE, As4Inbound, As4ReceiptCheck
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
@@ -74,9 +75,11 @@ class Gateway:
         self.breakers = BreakerBoard(config.breaker)
         self.inbound = Inbound(config, self.spool, self.keys, clock=clock,
                                registry=self.registry)
+        self.as4 = As4Inbound(config, self.spool, self.keys, clock=clock,
+                              registry=self.registry)
         self.sender = Sender(config, self.spool, self.pool, self.breakers,
-                             self.keys.check_receipt, clock=clock,
-                             relay_answer=self._relay_answer)
+                             As4ReceiptCheck(config, self.spool, lambda: self.keys.check_receipt),
+                             clock=clock, relay_answer=self._relay_answer)
         prepare = make_preparer(config, self.keys, registry=self.registry)
         self.scanners = [
             OutboxScanner(outbox, config.intake, spool=self.spool,
@@ -206,7 +209,7 @@ class Gateway:
         prepare = make_preparer(self.config, keys, registry=self.registry)
         self.keys = keys
         self.inbound.keys = keys
-        self.sender.check_receipt = keys.check_receipt
+        self.as4.keys = keys
         for scanner in self.scanners:
             scanner.prepare = prepare
         self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
@@ -324,6 +327,12 @@ class Gateway:
             self.dispatch()  # forward a relayed message at once
         return status, answer
 
+    def _as4_routes(self) -> dict[str, tuple[Any, str]]:
+        """The AS4 endpoint beside ``/v1/messages``, when any partner speaks AS4."""
+        if self.config.https is None or not any(p.as4 for p in self.config.partners):
+            return {}
+        return {self.config.https.as4_path: (self.as4.handle_https, RESPONSE_TYPE)}
+
     # --- life cycle -----------------------------------------------------------------
 
     def start(self, *, listen: bool = True, schedule: bool = True) -> Gateway:
@@ -334,7 +343,8 @@ class Gateway:
             try:
                 self.server = HttpsServer(h.host, h.port, cert=h.cert, key=h.key,
                                           client_ca=h.client_ca, handler=self.handle_https,
-                                          max_body=h.max_body).start()
+                                          max_body=h.max_body,
+                                          routes=self._as4_routes()).start()
             except TransportError as exc:
                 raise ConfigError(f"cannot start the HTTPS listener: {exc}",
                                   where=f"{self.config.path}: listeners.https") from None

@@ -49,6 +49,7 @@ from gateway.errors import (
     TooLarge,
     UnknownRecipient,
 )
+from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config
 from gateway.node.nodekeys import NodeKeys
 from gateway.node.outbound import apply_receipt, safe_token
@@ -91,6 +92,7 @@ class Inbound:
         self.keys = keys
         self.clock = clock
         self.registry = registry
+        self.clocks = ClockKeeper(config.clocks) if config.clocks.enabled else None
         self.policy = OpenPolicy(max_age=timedelta(seconds=config.security.replay_window),
                                  max_bytes=config.limits.max_message_bytes * 2)
 
@@ -340,6 +342,7 @@ class Inbound:
         except GatewayError as exc:
             error = exc
         case_id = None
+        clock: tuple[tuple[str, dict[str, str]], ...] = ()
         if error is None:
             report, tree = validate_parsed(document, source=header.message_id,
                                            registry=self.registry,
@@ -349,6 +352,9 @@ class Inbound:
                                       "SchemaInvalid", len(report.issues))
             else:
                 case_id = _case_id(tree)
+                clock = clock_events(self.clocks, tree, outbound=False,
+                                     conversation_id=header.conversation_id,
+                                     ref_to=header.ref_to_message_id)
             del tree
         receipt_id = str(uuid.uuid4())
         receipt = self._receipt_for(header, parsed.digest, error, now, receipt_id)
@@ -363,6 +369,8 @@ class Inbound:
                     if record is None:
                         record = self._arrived(txn, parsed, data, channel)
                     txn.audit("opened", record)
+                    for code, detail in clock:
+                        txn.audit(code, record, detail=detail)
                     record = txn.transition(record.id, State.DELIVERING,
                                             expect=State.RECEIVED,
                                             payloads={"receipt": receipt},

@@ -44,7 +44,9 @@ from gateway.errors import (
     SecurityError,
     SenderMismatch,
 )
-from gateway.node.config import Config, TransportConfig
+from gateway.node import as4_node
+from gateway.node.clocks import ClockKeeper, clock_events
+from gateway.node.config import Config, PartnerConfig, TransportConfig
 from gateway.node.intake import Prepared, Preparer, Refused
 from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
 from gateway.node.retry import BreakerBoard, after_failure
@@ -107,6 +109,7 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
     header, seal to the destination's encryption certificate.
     Returns :class:`Prepared` or :class:`Refused` (never raises for a bad document)."""
     max_bytes = config.limits.max_message_bytes
+    clocks = ClockKeeper(config.clocks) if config.clocks.enabled else None
 
     def prepare(data: bytes, *, source: str, service: str | None,
                 now: datetime) -> Prepared | Refused:
@@ -120,6 +123,7 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
             info = describe(tree)  # the tree validation parsed: each document parsed once
         except InputError as exc:
             return Refused(exc.code, exc.message)
+        clock = clock_events(clocks, tree, outbound=True)
         del tree
         case_id = safe_token(info.case_id)
         if info.destination is None:
@@ -131,25 +135,39 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
             if decision.local:
                 raise RoutingError("the destination is this node itself")
             to_party = Party.parse(info.destination)
-            header = Header(new_id(), keys.identity.party, to_party, info.service, info.name,
-                            now)
-            cert = keys.recipient_cert(to_party, now)
-            envelope = seal(data, header, sender=keys.identity, recipient_cert=cert)
+            pmode = _pmode(config, decision.partner)
+            if pmode is not None:  # an AS4 access point: an eb:UserMessage, not CMS
+                message_id, envelope = as4_node.prepare(pmode, keys, data,
+                                                        document_type=info.name,
+                                                        to_party=to_party, now=now)
+            else:
+                header = Header(new_id(), keys.identity.party, to_party, info.service,
+                                info.name, now)
+                message_id = header.message_id
+                cert = keys.recipient_cert(to_party, now)
+                envelope = seal(data, header, sender=keys.identity, recipient_cert=cert)
         except (RoutingError, KeyMaterialError, InputError, SecurityError) as exc:
             return Refused(exc.code, exc.message, case_id=case_id)
         assert decision.rule is not None  # noqa: S101 - not local
         new = NewMessage(
-            Direction.OUT, message_id=header.message_id, partner=decision.partner,
-            from_party=str(header.from_party), to_party=str(to_party), service=info.service,
+            Direction.OUT, message_id=message_id, partner=decision.partner,
+            from_party=str(keys.identity.party), to_party=str(to_party), service=info.service,
             action=info.name, case_id=case_id,
             envelope_digest=hashlib.sha256(envelope).hexdigest(),
             expires_at=now.timestamp() + config.retry.expiry)
         events = (("validated", {"root": info.name}),
                   ("routed", {"rule": decision.rule.pattern.kind.name.lower(),
-                              "partner": str(decision.partner)}))
+                              "partner": str(decision.partner)}), *clock)
         return Prepared(new, data, envelope, events)
 
     return prepare
+
+
+def _pmode(config: Config, party: object) -> Any:
+    """The AS4 PMode of the partner ``party``, or None (our own protocol)."""
+    partner: PartnerConfig | None = next(
+        (p for p in config.partners if p.party == str(party)), None)
+    return partner.as4 if partner is not None else None
 
 
 def wire_name(message: Message) -> str:
@@ -339,7 +357,10 @@ class Sender:
         for tc in partner.transports:
             try:
                 with self.pool.lease(tc) as transport:
-                    answer = transport.send(wire_name(message), envelope)
+                    if partner.as4 is not None:
+                        answer = as4_node.post(transport, envelope)
+                    else:
+                        answer = transport.send(wire_name(message), envelope)
             except TransportError as exc:
                 last = exc
                 log.warning("send of %s to %s via %s failed: %s (%s)", message.message_id,

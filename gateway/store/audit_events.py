@@ -65,6 +65,8 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "payloads_purged": "payloads of finished messages were removed by retention (counts)",
     "store_copied": "the store was copied here from a SQLite store (counts)",
     "temp_removed": "temporary files left by a stopped process were removed at start-up",
+    "clock_started": "the document starts a deadline clock (detail: rule, owes, keys)",
+    "clock_answer": "the document answers deadline clocks of a rule (detail: rule, keys)",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",

@@ -110,3 +110,35 @@ def test_each_node_registers_exactly_whom_it_must_read(built: DemoNetwork) -> No
 def test_refuses_a_folder_that_is_not_empty(built: DemoNetwork) -> None:
     with pytest.raises(UsageError, match="not empty"):
         DemoNetwork(built.dir).build()
+
+
+def test_the_answers_answer_their_requests_for_the_deadline_clocks() -> None:
+    """The demo's answers repeat the references of what they answer, so `gateway clocks
+    --all` (README tour) shows them answered at California."""
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.documents.deadlines import (
+        compute,
+        facts_from_tree,
+        observation_from_detail,
+        observe,
+        shipped_rules,
+    )
+
+    t0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+    observations = []
+    for i, p in enumerate(q for q in plan() if q.valid):
+        facts = facts_from_tree(parse_xml(p.data))
+        assert facts is not None
+        outbound = p.sender == "ca"
+        partner = PARTIES[p.recipient if outbound else p.sender]
+        for code, detail in observe(facts, shipped_rules(), outbound=outbound):
+            obs = observation_from_detail(
+                code, t0 + timedelta(minutes=i), detail, message_id=p.key,
+                from_party=CA if outbound else partner, to_party=partner if outbound else CA)
+            assert obs is not None
+            observations.append(obs)
+    result = compute(observations, shipped_rules(), now=t0 + timedelta(days=1), tz=UTC)
+    status = {c.rule.name: c.status(t0 + timedelta(days=1)) for c in result.clocks}
+    assert status == {"cfr-303.7b4-status-csi": "answered",
+                      "hague-12.3-acknowledge": "answered", "hague-12.3-status": "open"}

@@ -315,6 +315,9 @@ def verify(
         raise As4FailedAuthentication("the message is not signed (no Security header)",
                                       where="Header")
     signatures = security.findall(_q(ns.DS, "Signature"))
+    if not signatures:
+        raise As4FailedAuthentication("the message is not signed (no ds:Signature)",
+                                      where="Security")
     if len(signatures) != 1:
         raise As4FailedAuthentication(
             "the Security header must hold exactly one ds:Signature", where="Security",

@@ -149,8 +149,9 @@ def _properties(parent: etree._Element | None) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def parse_user_message(messaging: etree._Element) -> UserMessage:
-    """The one UserMessage of an eb:Messaging, checked against the eDelivery profile."""
+def parse_user_message(messaging: etree._Element, *, check: bool = True) -> UserMessage:
+    """The one UserMessage of an eb:Messaging, checked against the eDelivery profile
+    (``check=False`` skips the PartInfo rules, to describe a message we would refuse)."""
     users = messaging.findall(_q("UserMessage"))
     if len(users) != 1:
         raise As4ValueInconsistent(
@@ -190,7 +191,8 @@ def parse_user_message(messaging: etree._Element) -> UserMessage:
     )
     if not message.service:
         raise As4InvalidHeader("eb:Service is empty", where="CollaborationInfo")
-    check_parts(message)
+    if check:
+        check_parts(message)
     return message
 
 
