@@ -322,6 +322,8 @@ def text_line(e: StoredEvent, *, status: str = "") -> str:
 
 def run_show(args: argparse.Namespace) -> int:
     log = open_log(args)
+    from gateway.node.config import config_path  # noqa: PLC0415 - only when needed
+
     configured = config_path(args.config)
     tl = timeline(log, args.message_id, _keys_dir(args),
                   config_path=configured if configured.exists() else None)
