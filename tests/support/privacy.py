@@ -11,10 +11,15 @@ __all__ = ["PERSONAL", "leaks", "personal_values", "values_in"]
 
 def values_in(tree: etree._Element, tags: set[str]) -> set[str]:
     """The text (4 characters or more) of every element of ``tree`` whose local name is in
-    ``tags``; a 9-digit value also in its NNN-NN-NNNN form (an SSN as people write it)."""
+    ``tags`` or ends with one of them (``NameLast``, ``ResidentialCity``); a 9-digit value
+    also in its NNN-NN-NNNN form (an SSN as people write it)."""
     found: set[str] = set()
     for el in tree.iter():
-        if not isinstance(el.tag, str) or etree.QName(el).localname not in tags:
+        if not isinstance(el.tag, str):
+            continue
+        name = etree.QName(el).localname
+        # CSENet's XML form prefixes the name: NameLast, ResidentialAddressLine1, ...
+        if name not in tags and not any(name.endswith(tag) for tag in tags):
             continue
         text = (el.text or "").strip()
         if len(text) >= 4:
