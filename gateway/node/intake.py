@@ -240,14 +240,14 @@ class OutboxScanner:
         fsyncs the directory)."""
         path = self.outbox.path / seen.name
         key = self.intake_key(seen)
+        if not self.spool.claim_intake(key, now):
+            return False  # another node sharing this outbox is taking it
         if self._is_csenet(path):
             return self._take_csenet(seen, path, key, now, result)
         existing = self.spool.find_intake(key)
         if existing is not None:
             result.finished += 1
             return self._finish(existing, seen)
-        if not self.spool.claim_intake(key, now):
-            return False  # another node sharing this outbox is taking it
         try:
             data = read_file(path, max_bytes=self.max_bytes)
         except GatewayError as exc:
@@ -282,9 +282,7 @@ class OutboxScanner:
     def _take_csenet(self, seen: FileSeen, path: Path, key: str, now: datetime,
                      result: ScanResult) -> bool:
         """A CSENet file: every transaction recorded (see :mod:`.csenet_intake`), then the
-        file and its marker removed."""
-        if not self.spool.claim_intake(key, now):
-            return False  # another node sharing this outbox is taking it
+        file and its marker removed (the caller holds the file's claim)."""
         try:
             accepted, rejected = self.csenet.take(path, seen.name, key, now)
         except FileUnreadable:
