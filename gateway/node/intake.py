@@ -282,7 +282,7 @@ class OutboxScanner:
     def _take_csenet(self, seen: FileSeen, path: Path, key: str, now: datetime,
                      result: ScanResult) -> bool:
         """A CSENet file: every transaction recorded (see :mod:`.csenet_intake`), then the
-        file and its marker removed. The caller has claimed the file."""
+        file and its marker removed (the caller holds the file's claim)."""
         try:
             accepted, rejected = self.csenet.take(path, seen.name, key, now)
         except FileUnreadable:
