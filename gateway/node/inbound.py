@@ -191,10 +191,10 @@ class Inbound:
         return 1
 
     def recover(self) -> int:
-        """Finish inbound messages a crash left ``delivering`` or ``received``."""
+        """Finish inbound messages a crash left ``delivering`` or ``received`` (in a
+        shared store, those this node recorded: their temporary files are in its inbox)."""
         count = 0
-        for record in self.spool.select(states=[State.DELIVERING], direction=Direction.IN,
-                                        limit=100_000):
+        for record in self.spool.left_by_me(State.DELIVERING, Direction.IN):
             envelope = self.spool.payload(record.id, "envelope") or b""
             receipt = self.spool.payload(record.id, "receipt") or b""
             header = parse_envelope(envelope, max_bytes=self.policy.max_bytes).header
@@ -202,8 +202,7 @@ class Inbound:
             self._finish_delivery(record, header, receipt, receipt_id,
                                   record.transport or PULL)
             count += 1
-        for record in self.spool.select(states=[State.RECEIVED], direction=Direction.IN,
-                                        limit=100_000):
+        for record in self.spool.left_by_me(State.RECEIVED, Direction.IN):
             data = self.spool.payload(record.id, "envelope") or b""
             try:
                 parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)

@@ -233,12 +233,12 @@ class OutboxScanner:
         fsyncs the directory)."""
         path = self.outbox.path / seen.name
         key = self.intake_key(seen)
+        if not self.spool.claim_intake(key, now):
+            return False  # another node sharing this outbox is taking it
         existing = self.spool.find_intake(key)
         if existing is not None:
             result.finished += 1
             return self._finish(existing, seen)
-        if not self.spool.claim_intake(key, now):
-            return False  # another node sharing this outbox is taking it
         try:
             data = read_file(path, max_bytes=self.max_bytes)
         except GatewayError as exc:
