@@ -21,6 +21,7 @@ translated into these at the module that calls the library; they never leak upwa
     │   │   ├── XmlForbidden          XmlForbidden      (DOCTYPE, entities)
     │   │   └── TooLarge              TooLarge
     │   ├── SchemaInvalid             SchemaInvalid     (carries every issue found)
+    │   ├── CsenetInvalid             CsenetInvalid     (a CSENet 2000 file or transaction)
     │   ├── UnknownDocumentType       UnknownDocumentType
     │   ├── EnvelopeInvalid           EnvelopeInvalid
     │   ├── PartyInvalid              PartyInvalid      (text that is not scheme:value)
@@ -95,6 +96,7 @@ __all__ = [
     "CertificateUntrusted",
     "CertificateUsageInvalid",
     "ConfigError",
+    "CsenetInvalid",
     "DecryptionFailed",
     "DemoFailed",
     "Duplicate",
@@ -229,6 +231,24 @@ class SchemaInvalid(InputError):
     """The document does not satisfy its schema or rules; ``issues`` lists every error."""
 
     code = "SchemaInvalid"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        issues: list[Any] | None = None,
+        where: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, where=where, details=details)
+        self.issues: list[Any] = list(issues or [])
+
+
+class CsenetInvalid(InputError):
+    """A CSENet 2000 file or transaction that breaks the framing, the layout or a federal
+    edit; ``issues`` lists every one found (located, without values)."""
+
+    code = "CsenetInvalid"
 
     def __init__(
         self,

@@ -13,6 +13,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # systemd-analyze checks packaging/cse-gateway.service (tests/packaging); no systemd runs here
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 || need+=(default-jdk-headless)  # AS4: the independent XML signature verifier
+# deadline clocks read local dates in [clocks] timezone (Python's zoneinfo uses the OS tz database)
+[ -f /usr/share/zoneinfo/America/Chicago ] || need+=(tzdata)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "os-deps: missing ${need[*]} and cannot install (need root and apt-get); tests needing them will fail" >&2

@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clocks_cmd",
     "keys_cmd",
     "seal_cmd",
+    "csenet_cmd",
     "as4_cmd",
     "demo_cmd",
     "store_cmd",

@@ -34,6 +34,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--at", metavar="TIME",
                         help="as of this ISO 8601 time instead of now (e.g. 2026-12-01T09:00Z)")
     parser.add_argument("--rules", action="store_true", help="list the rules in effect")
+    parser.add_argument("--unmatched", action="store_true",
+                        help="list the answers that match no recorded request")
     parser.add_argument("--db", metavar="PATH", help="spool database (default: from --config)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=run_clocks)
@@ -99,6 +101,25 @@ def _rules(keeper: ClockKeeper, fmt: str) -> int:
     return 0
 
 
+def _unmatched(clocks: ClockSet, args: argparse.Namespace) -> int:
+    rows = [{"answered": o.at.isoformat(), "partner": o.partner,
+             "sent_by": "us" if o.outbound else "partner", "code": o.code,
+             "our_case": o.our_case, "their_case": o.their_case, "message_id": o.message_id}
+            for o in sorted(clocks.unmatched, key=lambda o: o.at)
+            if not args.partner or o.partner == args.partner]
+    if args.format == "json":
+        out_json(rows)
+    elif not rows:
+        out("every answer matches a recorded request")
+    else:
+        out(table([[str(r["answered"])[:19], *(str(r[k] or "-") for k in (
+                    "partner", "sent_by", "code", "our_case", "their_case", "message_id"))]
+                   for r in rows],
+                  ["answered", "partner", "sent by", "code", "our case", "their case",
+                   "message"]))
+    return 0
+
+
 def run_clocks(args: argparse.Namespace) -> int:
     if args.db is not None and args.config is None and not config_path(None).exists():
         keeper = ClockKeeper(ClocksConfig())  # a bare database: the shipped rules, UTC
@@ -115,6 +136,8 @@ def run_clocks(args: argparse.Namespace) -> int:
         audit.conn.close()
     if args.rule and args.rule not in {r.name for r in keeper.rules}:
         raise UsageError(f"no clock rule named {args.rule} (gateway clocks --rules lists them)")
+    if args.unmatched:
+        return _unmatched(clocks, args)
     selected = _select(clocks, args, now, today)
     rows = [_row(c, now, today) for c in selected]
     if args.format == "json":

@@ -17,6 +17,9 @@ from datetime import date, timedelta
 
 from lxml import etree
 
+from gateway.demo import csenet_samples
+from gateway.documents.csenet import xmlform
+
 __all__ = [
     "INTERNATIONAL_NS",
     "INTERSTATE_NS",
@@ -32,7 +35,7 @@ __all__ = [
     "transmittal_form",
 ]
 
-INTERSTATE_NS = "urn:cse-gateway:interstate:1"
+INTERSTATE_NS = xmlform.INTERSTATE_NS
 INTERNATIONAL_NS = "urn:cse-gateway:international:1"
 DEFAULT_DAY = date(2026, 11, 20)
 
@@ -51,7 +54,7 @@ class _Doc:
     def __init__(self, namespace: str, root: str) -> None:
         self.ns = namespace
         self.root = etree.Element(f"{{{namespace}}}{root}", nsmap={None: namespace})  # type: ignore[dict-item]
-        self.root.set("version", "1")
+        self.root.set("version", "2" if namespace == INTERSTATE_NS else "1")
 
     def add(self, parent: etree._Element, name: str, text: object = None,
             **attrs: str) -> etree._Element:
@@ -119,121 +122,22 @@ def interstate_transaction(
     seed: int = 0,
     on: date = DEFAULT_DAY,
 ) -> bytes:
-    """An ``InterstateTransaction`` with every block kind (counts 0-9 where allowed)."""
+    """An ``InterstateTransaction``: the XML form of a CSENet 2000 transaction
+    (:mod:`gateway.documents.csenet.xmlform`) with a Case, NCP Identification and NCP Locate
+    block and the given numbers of the others (0-9; an Information block when
+    ``information_lines``), plus any block the federal rules require of the transaction."""
     for label, count in (("participants", participants), ("orders", orders),
                          ("collections", collections)):
         if not 0 <= count <= 9:
             raise ValueError(f"{label} must be 0..9 (CSENet block limit)")
-    rng = _rng(seed)
-    doc = _Doc(INTERSTATE_NS, "InterstateTransaction")
-    header = doc.add(doc.root, "Header")
-    doc.add(header, "LocalFIPS", local_fips)
-    doc.add(header, "OtherFIPS", other_fips)
-    number = serial if serial is not None else rng.randrange(10**12)
-    doc.add(header, "SerialNumber", f"{number:012d}")
-    doc.add(header, "FunctionCode", function)
-    doc.add(header, "ActionCode", action)
-    if reason:
-        doc.add(header, "ReasonCode", reason)
-    doc.add(header, "TransactionDate", on.isoformat())
-    doc.add(header, "CaseID", case_id or _case_id("TST", rng))
-    doc.add(header, "OtherCaseID", _case_id("OTH", rng))
-    doc.add(header, "ActionResolutionDate", (on + timedelta(days=75)).isoformat())
-    doc.add(header, "AttachmentsIndicator", "N")
-    blocks = doc.add(header, "Blocks")
-    info = 1 if information_lines else 0
-    for name, count in (("Case", 1), ("NCPIdentification", 1), ("NCPLocate", 1),
-                        ("Participant", participants), ("Order", orders),
-                        ("Collection", collections), ("Information", info)):
-        doc.add(blocks, name, count)
-
-    case = doc.add(doc.root, "Case")
-    doc.add(case, "CaseType", "N")
-    doc.add(case, "Status", "O")
-    _us_address(doc, case, "PaymentAddress", local_fips, rng)
-    contact = doc.add(case, "Contact")
-    _person_name(doc, contact, "TESTWORKER", rng)
-    doc.add(contact, "Phone", f"916555{rng.randrange(100, 200):04d}")
-    doc.add(contact, "Email", "caseworker@example.test")
-    doc.add(case, "InitiatingDocket", f"TEST-{rng.randrange(10**6):06d}")
-    doc.add(case, "NondisclosureFinding", "N")
-    doc.add(case, "ContinuingJurisdictionState", _CITIES.get(local_fips[:2], _FALLBACK_CITY)[1])
-
-    ncp = doc.add(doc.root, "NCPIdentification")
-    _person_name(doc, ncp, "TESTPERSON", rng)
-    doc.add(ncp, "SSN", _ssn(rng))
-    doc.add(ncp, "DateOfBirth", date(1980 + rng.randrange(15), 1 + rng.randrange(12),
-                                      1 + rng.randrange(28)).isoformat())
-    doc.add(ncp, "Race", "U")
-    doc.add(ncp, "Sex", rng.choice("MF"))
-    doc.add(ncp, "HeightInches", 60 + rng.randrange(18))
-    doc.add(ncp, "WeightPounds", 120 + rng.randrange(100))
-    doc.add(ncp, "HairColor", "BRO")
-    doc.add(ncp, "EyeColor", "BLU")
-    doc.add(ncp, "PossiblyDangerous", "N")
-
-    locate = doc.add(doc.root, "NCPLocate")
-    residence = _us_address(doc, locate, "ResidentialAddress", other_fips, rng)
-    doc.add(residence, "EffectiveDate", (on - timedelta(days=400)).isoformat())
-    doc.add(residence, "Confirmed", "Y")
-    doc.add(locate, "HomePhone", f"512555{rng.randrange(100, 200):04d}")
-    employer = doc.add(locate, "Employer")
-    doc.add(employer, "Name", "TEST EMPLOYER INC")
-    doc.add(employer, "EIN", f"00{rng.randrange(10**7):07d}")
-    _us_address(doc, employer, "Address", other_fips, rng)
-    wage = doc.add(employer, "Wage")
-    doc.add(wage, "Quarter", 1 + rng.randrange(4))
-    doc.add(wage, "Year", on.year - 1)
-    doc.add(wage, "Amount", _money(rng, 5000, 20000))
-
-    for index in range(participants):
-        part = doc.add(doc.root, "Participant")
-        child = index > 0
-        _person_name(doc, part, "TESTCHILD" if child else "TESTPERSON", rng)
-        born = date(2010 + rng.randrange(12), 1 + rng.randrange(12), 1 + rng.randrange(28)) \
-            if child else date(1982, 5, 17)
-        doc.add(part, "DateOfBirth", born.isoformat())
-        doc.add(part, "SSN", _ssn(rng))
-        doc.add(part, "Sex", rng.choice("MF"))
-        doc.add(part, "Relationship", "C" if child else "A")
-        doc.add(part, "Status", "A")
-        _us_address(doc, part, "Address", local_fips, rng)
-        if child:
-            doc.add(part, "ChildStateOfResidence", _CITIES.get(local_fips[:2], _FALLBACK_CITY)[1])
-            doc.add(part, "PaternityEstablished", "Y")
-
-    for _ in range(orders):
-        order = doc.add(doc.root, "Order")
-        doc.add(order, "FIPS", other_fips)
-        filed = on - timedelta(days=700 + rng.randrange(300))
-        doc.add(order, "FilingDate", filed.isoformat())
-        doc.add(order, "OrderType", "J")
-        doc.add(order, "DebtType", "CS")
-        doc.add(order, "Frequency", "M")
-        doc.add(order, "Amount", _money(rng, 200, 900))
-        doc.add(order, "EffectiveDate", (filed + timedelta(days=30)).isoformat())
-        doc.add(order, "EndDate", (filed + timedelta(days=30 + 365 * 12)).isoformat())
-        arrears = doc.add(order, "Arrears")
-        doc.add(arrears, "NonTANF", _money(rng, 0, 5000))
-        doc.add(arrears, "AsOfDate", on.isoformat())
-        doc.add(order, "MedicalSupportOrdered", "Y")
-        doc.add(order, "Docket", f"TEST-{rng.randrange(10**6):06d}")
-        doc.add(order, "ControllingOrder", "Y")
-
-    for index in range(collections):
-        collection = doc.add(doc.root, "Collection")
-        collected = on - timedelta(days=30 * (index + 1))
-        doc.add(collection, "CollectionDate", collected.isoformat())
-        doc.add(collection, "PostingDate", (collected + timedelta(days=2)).isoformat())
-        doc.add(collection, "Amount", _money(rng, 50, 900))
-        doc.add(collection, "Source", rng.choice("GINSUW"))
-        doc.add(collection, "Method", "E")
-
-    if information_lines:
-        information = doc.add(doc.root, "Information")
-        for number in range(min(information_lines, 5)):
-            doc.add(information, "Line", f"SYNTHETIC TEST NOTE {number + 1}: PLEASE PROCESS")
-    return doc.bytes()
+    counts = {"case": 1, "ncp-identification": 1, "ncp-locate": 1,
+              "participant": participants, "order": orders, "collection": collections,
+              "information": 1 if information_lines else 0}
+    txn = csenet_samples.varied(function, action, reason or "", on=on, seed=seed,
+                                local_fips=local_fips, other_fips=other_fips,
+                                counts=counts, case_id=case_id, serial=serial,
+                                information_lines=information_lines, given=_GIVEN)
+    return xmlform.to_xml(txn)
 
 
 def transaction_error(local_fips: str = "4800000", other_fips: str = "0600000", *,

@@ -16,7 +16,7 @@ The messages (all synthetic, from :mod:`gateway.demo.samples`):
 2. Texas -> California: the answer (CSI/P/FSINF), dropped once the request has arrived.
 3. California -> Netherlands: a Hague Convention maintenance application, HTTPS direct.
 4. Netherlands -> California: its acknowledgement (Annex 2), once the application arrived.
-5. California: an invalid request (bad SSN area, amount with three decimals): refused at
+5. California: an invalid request (bad SSN area, a reason code not in the table): refused at
    intake, moved to ``rejected/`` with ``.error.json`` naming codes and paths.
 
 Everything it reports comes from the nodes' own spools, inboxes and audit trails; nothing
@@ -71,12 +71,12 @@ class Planned:
 
 def _invalid_request() -> bytes:
     """A California request with two mistakes a case system could make: an SSN in an area
-    never issued (666) and an amount with three decimals. Values stay synthetic."""
+    never issued (666) and a reason code the Valid Transactions Table does not have for a
+    request (FSINF answers a CSI request; it does not make one). Values stay synthetic."""
     text = samples.interstate_transaction("0600000", "4800000", function="CSI", action="R",
                                           reason="FRINF", seed=5).decode()
     text = re.sub(r"(<NCPIdentification>.*?<SSN>)\d{3}", r"\g<1>666", text, count=1, flags=re.S)
-    text = re.sub(r"(<Order>.*?<Amount>)(\d+)\.(\d\d)", r"\g<1>\2.\g<3>5", text, count=1,
-                  flags=re.S)
+    text = text.replace("<ActionReason>FRINF<", "<ActionReason>FSINF<", 1)
     return text.encode()
 
 

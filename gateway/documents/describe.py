@@ -14,7 +14,7 @@ from gateway.errors import UnknownDocumentType
 
 __all__ = ["INTERNATIONAL_NS", "INTERSTATE_NS", "DocumentInfo", "describe", "document_types"]
 
-INTERSTATE_NS = "urn:cse-gateway:interstate:1"
+INTERSTATE_NS = "urn:cse-gateway:interstate:2"
 INTERNATIONAL_NS = "urn:cse-gateway:international:1"
 
 _INTERSTATE = ("InterstateTransaction", "TransactionError", "InterstateAcknowledgment",
@@ -64,17 +64,39 @@ def _authority_party(root: etree._Element, which: str) -> str | None:
     return f"iso3166:{country}" if country else None
 
 
+def _fips(holder: etree._Element, prefix: str) -> str | None:
+    """``fips:SSCCCLL`` from a CSENet header's three FIPS elements (a sub-code that is not
+    two digits counts as ``00``), or None without the state."""
+    ns = f"{{{INTERSTATE_NS}}}"
+    state = _text(holder.find(f"{ns}{prefix}FIPSState"))
+    if not state:
+        return None
+    county = _text(holder.find(f"{ns}{prefix}FIPSCounty")) or "000"
+    sub = _text(holder.find(f"{ns}{prefix}FIPSSub")) or "00"
+    return f"fips:{state}{county}{sub if sub.isdigit() and len(sub) == 2 else '00'}"
+
+
+def _csenet_transaction(root: etree._Element, namespace: str, name: str,
+                        service: str) -> DocumentInfo:
+    header = root.find(f"{{{INTERSTATE_NS}}}Header")
+    holder = root if header is None else header
+    return DocumentInfo(namespace, name, service, sender=_fips(holder, "Local"),
+                        destination=_fips(holder, "Other"),
+                        case_id=_text(holder.find(f"{{{INTERSTATE_NS}}}CaseID")))
+
+
 def describe(tree: etree._ElementTree | etree._Element) -> DocumentInfo:
     """The :class:`DocumentInfo` of a business document; raises UnknownDocumentType for any
     other root (envelopes, receipts, foreign documents).
 
-    InterstateTransaction, TransactionError, InterstateAcknowledgment and DocumentExchange
-    go from LocalFIPS to OtherFIPS (case: CaseID). TransmittalForm and
-    MaintenanceApplication go from the requesting to the requested Central Authority (case:
-    RequestingReference); AcknowledgementForm and StatusOfApplicationReport are the requested
-    authority's answers and go the other way (case: RequestedReference, else
-    RequestingReference). A US authority is ``fips:<FIPS>``, a foreign one
-    ``iso3166:<Country>``.
+    InterstateTransaction (a CSENet transaction) goes from Local-FIPS to Other-FIPS
+    (state, county and sub-code elements of its header; case: CaseID). TransactionError,
+    InterstateAcknowledgment and DocumentExchange go from LocalFIPS to OtherFIPS.
+    TransmittalForm and MaintenanceApplication go from the requesting to the requested
+    Central Authority (case: RequestingReference); AcknowledgementForm and
+    StatusOfApplicationReport are the requested authority's answers and go the other way
+    (case: RequestedReference, else RequestingReference). A US authority is
+    ``fips:<FIPS>``, a foreign one ``iso3166:<Country>``.
     """
     root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
     qname = etree.QName(root)
@@ -85,6 +107,8 @@ def describe(tree: etree._ElementTree | etree._Element) -> DocumentInfo:
             f"{{{namespace}}}{name} is not a business document type" if namespace
             else f"{name} (no namespace) is not a business document type"
         )
+    if service == "interstate" and name == "InterstateTransaction":
+        return _csenet_transaction(root, namespace, name, service)
     if service == "interstate":
         ns = f"{{{INTERSTATE_NS}}}"
         holder = root.find(f"{ns}Header") if name == "InterstateTransaction" else root

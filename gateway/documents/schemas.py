@@ -163,7 +163,10 @@ class CompiledSchema:
         qname = etree.QName(tree.getroot())
         extra = PYTHON_RULES.get((qname.namespace or "", qname.localname))
         if extra is not None:
-            failures.extend(extra(tree))
+            # an element the schema already refused is not reported again by these checks
+            refused = {issue.path for issue in out}
+            failures.extend(f for f in extra(tree) if f.element is None
+                            or readable_path(f.element) not in refused)
         for failure in failures:
             element = failure.element
             line, column = positions(element) if element is not None else (None, None)

@@ -26,11 +26,14 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
+from gateway.documents.csenet import edits, xmlform
+from gateway.documents.csenet.layout import field_key
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import ConfigError, XmlError
 
@@ -44,7 +47,7 @@ isoschematron: Any = importlib.import_module("lxml.isoschematron")
 SCH_NS = "http://purl.oclc.org/dsdl/schematron"
 SVRL_NS = "http://purl.oclc.org/dsdl/svrl"
 GW_NS = "urn:cse-gateway:schematron:1"
-INTERSTATE_NS = "urn:cse-gateway:interstate:1"
+INTERSTATE_NS = "urn:cse-gateway:interstate:2"
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,38 @@ def _document_exchange(tree: etree._ElementTree) -> list[RuleFailure]:
     return out
 
 
+def _interstate_transaction(tree: etree._ElementTree) -> list[RuleFailure]:
+    """The CSENet federal edits on the transaction the XML renders (``Rule.csenet.<rule>``).
+
+    No clock here: the edits that compare with today (transaction date not in the future,
+    dates of birth before today, the GSTAI as-of date) are left to the CSENet path and to
+    callers that know the date. The table and block-count checks are the Schematron's."""
+    root = tree.getroot()
+    txn, found = xmlform.salvage(root, check_counts=False)
+    if txn is not None:
+        found += [i for i in edits.check(txn, today=date.max) if i.rule != "header.table"]
+    out = []
+    ns = f"{{{INTERSTATE_NS}}}"
+    for issue in found:
+        name, _, number = issue.block.partition(" ")
+        tag = "Header" if name == "header" else xmlform.BLOCK_ELEMENTS.get(name)
+        element: etree._Element | None = root
+        if tag is not None:
+            blocks = root.findall(ns + tag)
+            index = int(number or 1) - 1
+            element = blocks[index] if index < len(blocks) else root
+            if issue.field != "-":
+                try:
+                    child = element.find(ns + xmlform.element_name(field_key(issue.field)))
+                except ValueError:
+                    child = None
+                element = child if child is not None else element
+        message = issue.message if issue.field == "-" else f"{issue.field}: {issue.message}"
+        out.append(RuleFailure(element, f"csenet.{issue.rule}", message))
+    return out
+
+
 PYTHON_RULES: dict[tuple[str, str], Callable[[etree._ElementTree], list[RuleFailure]]] = {
     (INTERSTATE_NS, "DocumentExchange"): _document_exchange,
+    (INTERSTATE_NS, "InterstateTransaction"): _interstate_transaction,
 }

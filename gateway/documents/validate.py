@@ -24,7 +24,7 @@ __all__ = ["Report", "validate_bytes", "validate_file", "validate_parsed"]
 @dataclass(frozen=True)
 class Report:
     """The outcome for one document: ``root`` is the root element in Clark notation
-    (``{urn:cse-gateway:interstate:1}InterstateTransaction``) when it could be parsed."""
+    (``{urn:cse-gateway:interstate:2}InterstateTransaction``) when it could be parsed."""
 
     source: str
     valid: bool

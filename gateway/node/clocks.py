@@ -187,8 +187,14 @@ def clock_events(keeper: ClockKeeper | None, tree: etree._ElementTree | etree._E
         return ()
 
 
+#: Outbound messages whose last of these events is a failure or a cancellation never
+#: reached the partner: their clock events do not count (an operator's resend revives them).
+_ENDINGS = ("failed", "cancelled_by_operator", "resent_by_operator")
+
+
 def observations(audit: AuditLog, *, since: datetime | None = None) -> list[Observation]:
-    """Every clock observation in the audit trail."""
+    """Every clock observation in the audit trail, less those of documents we sent that
+    failed for good or were cancelled (the partner never got them)."""
     out = []
     for stored in audit.query(code=(START, STOP), since=since):
         e = stored.event
@@ -196,6 +202,13 @@ def observations(audit: AuditLog, *, since: datetime | None = None) -> list[Obse
                                       from_party=e.from_party, to_party=e.to_party)
         if obs is not None:
             out.append(obs)
+    last: dict[str, str] = {}
+    for stored in audit.query(code=_ENDINGS, since=since):
+        if stored.event.message_id:
+            last[stored.event.message_id] = stored.event.code
+    dead = {mid for mid, code in last.items() if code != "resent_by_operator"}
+    if dead:
+        out = [o for o in out if not (o.outbound and o.message_id in dead)]
     return out
 
 

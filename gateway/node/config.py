@@ -54,6 +54,9 @@ __all__ = [
 
 SERVICES = ("interstate", "international")
 READY_MODES = ("stable", "marker")
+OUTBOX_FORMATS = ("xml", "csenet", "auto")
+INBOX_FORMATS = ("xml", "csenet")
+NEWLINES = ("any", "lf", "crlf")  # CSENet framing (gateway.documents.csenet.NEWLINES)
 TRANSPORT_SCHEMES = ("https", "sftp", "file", "memory")
 
 
@@ -74,6 +77,8 @@ class SpoolConfig:
 class OutboxConfig:
     path: Path
     service: str | None = None
+    format: str = "xml"      # xml, csenet (CSENet 2000 files), auto (by the file's first byte)
+    newline: str = "any"     # CSENet framing: any, lf, crlf
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,8 @@ class Config:
     schedule: ScheduleConfig
     audit: AuditConfig = AuditConfig()
     store: StoreConfig = StoreConfig()
+    inbox_format: str = "xml"    # xml, or csenet: interstate transactions as CSENet lines
+    inbox_newline: str = "lf"    # the line ending of delivered CSENet files: lf or crlf
     clocks: ClocksConfig = field(default_factory=ClocksConfig)
 
     def partner(self, party: str) -> PartnerConfig:
@@ -550,16 +557,22 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
     outboxes = []
     for i, t in enumerate(r.tables(doc, "outbox")):
         w = f"outbox[{i}]"
-        r.known(t, w, {"path", "service"})
+        r.known(t, w, {"path", "service", "format", "newline"})
         path = r.path(t, "path", f"{w}.path", required=True)
         service = r.choice(t, "service", f"{w}.service", None, SERVICES)
+        fmt = r.choice(t, "format", f"{w}.format", "xml", OUTBOX_FORMATS) or "xml"
+        newline = r.choice(t, "newline", f"{w}.newline", "any", NEWLINES) or "any"
         if path is not None:
-            outboxes.append(OutboxConfig(path, service))
+            outboxes.append(OutboxConfig(path, service, fmt, newline))
     dirs: dict[str, Path] = {}
-    for name in ("inbox", "rejected"):
-        t = r.table(doc, name, name)
-        r.known(t, name, {"path"})
-        dirs[name] = r.path(t, "path", f"{name}.path", name) or r.base / name
+    t = r.table(doc, "inbox", "inbox")
+    r.known(t, "inbox", {"path", "format", "newline"})
+    dirs["inbox"] = r.path(t, "path", "inbox.path", "inbox") or r.base / "inbox"
+    inbox_format = r.choice(t, "format", "inbox.format", "xml", INBOX_FORMATS) or "xml"
+    inbox_newline = r.choice(t, "newline", "inbox.newline", "lf", ("lf", "crlf")) or "lf"
+    t = r.table(doc, "rejected", "rejected")
+    r.known(t, "rejected", {"path"})
+    dirs["rejected"] = r.path(t, "path", "rejected.path", "rejected") or r.base / "rejected"
     t = r.table(doc, "intake", "intake")
     r.known(t, "intake", {"ready", "poll_interval", "min_age"})
     intake = IntakeConfig(
@@ -674,6 +687,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         partners=tuple(partners), routes=tuple(routes), routing=routing, retry=retry,
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
         schedule=schedule, audit=audit, store=store, clocks=clocks,
+        inbox_format=inbox_format, inbox_newline=inbox_newline,
     )
 
 

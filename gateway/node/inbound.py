@@ -36,6 +36,8 @@ from datetime import datetime, timedelta
 
 from lxml import etree
 
+from gateway.documents.csenet.records import HeaderToServer
+from gateway.documents.csenet.xmlform import from_xml
 from gateway.documents.describe import describe
 from gateway.documents.schemas import SchemaRegistry
 from gateway.documents.validate import validate_parsed
@@ -63,7 +65,7 @@ from gateway.store.states import Direction, IllegalTransition, State
 from transports import Transport, TransportError
 from transports.base import PeerInfo
 
-__all__ = ["Answer", "Inbound", "inbox_name"]
+__all__ = ["Answer", "Inbound", "as_received_csenet", "inbox_name"]
 
 log = logging.getLogger("gateway.node.inbound")
 
@@ -78,10 +80,23 @@ class Answer:
     body: bytes = b""
 
 
-def inbox_name(header: Header) -> str:
+def inbox_name(header: Header, *, csenet: bool = False) -> str:
     """The delivered file's name: deterministic per message, so redelivery after a crash
-    replaces the same file instead of making a second one."""
-    return f"{header.action}-{header.message_id}.xml"
+    replaces the same file instead of making a second one (``.txt`` for a transaction
+    delivered as a CSENet line)."""
+    return f"{header.action}-{header.message_id}.{'txt' if csenet else 'xml'}"
+
+
+def as_received_csenet(tree: etree._ElementTree, now: datetime, terminator: bytes) -> bytes:
+    """A validated ``InterstateTransaction`` as the CSENet line a state receives from the
+    federal server: the 121-byte header (FIPS codes and case IDs swapped to the receiver's
+    point of reference, Date-Received and Time-Received from ``now``) and the data blocks
+    unchanged."""
+    txn = from_xml(tree)
+    header = txn.header
+    if isinstance(header, HeaderToServer):
+        header = header.delivered(now.date(), now.time().replace(microsecond=0, tzinfo=None))
+    return (header.text + txn.to_text()[len(txn.header.text):]).encode("ascii") + terminator
 
 
 class Inbound:
@@ -191,10 +206,10 @@ class Inbound:
         return 1
 
     def recover(self) -> int:
-        """Finish inbound messages a crash left ``delivering`` or ``received``."""
+        """Finish inbound messages a crash left ``delivering`` or ``received`` (in a
+        shared store, those this node recorded: their temporary files are in its inbox)."""
         count = 0
-        for record in self.spool.select(states=[State.DELIVERING], direction=Direction.IN,
-                                        limit=100_000):
+        for record in self.spool.left_by_me(State.DELIVERING, Direction.IN):
             envelope = self.spool.payload(record.id, "envelope") or b""
             receipt = self.spool.payload(record.id, "receipt") or b""
             header = parse_envelope(envelope, max_bytes=self.policy.max_bytes).header
@@ -202,8 +217,7 @@ class Inbound:
             self._finish_delivery(record, header, receipt, receipt_id,
                                   record.transport or PULL)
             count += 1
-        for record in self.spool.select(states=[State.RECEIVED], direction=Direction.IN,
-                                        limit=100_000):
+        for record in self.spool.left_by_me(State.RECEIVED, Direction.IN):
             data = self.spool.payload(record.id, "envelope") or b""
             try:
                 parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)
@@ -356,6 +370,13 @@ class Inbound:
                 clock = clock_events(self.clocks, tree, outbound=False,
                                      conversation_id=header.conversation_id,
                                      ref_to=header.ref_to_message_id)
+                if self._csenet(header):
+                    try:
+                        document = as_received_csenet(
+                            tree, now, b"\r\n" if self.config.inbox_newline == "crlf"
+                            else b"\n")
+                    except GatewayError as exc:
+                        error = exc
             del tree
         receipt_id = str(uuid.uuid4())
         receipt = self._receipt_for(header, parsed.digest, error, now, receipt_id)
@@ -364,7 +385,8 @@ class Inbound:
             # before it is renamed into the inbox, so recovery knows whether the rename
             # happened and never writes a document the state system may have taken already.
             self.config.inbox.mkdir(parents=True, exist_ok=True)
-            tmp = write_temp(self.config.inbox / inbox_name(header), document)
+            tmp = write_temp(self.config.inbox / inbox_name(
+                header, csenet=self._csenet(header)), document)
             try:
                 with self.spool.transaction(now) as txn:
                     if record is None:
@@ -402,7 +424,7 @@ class Inbound:
         """Rename the recorded temporary file into the inbox (unless a crash came after
         the rename: then it is gone and the document is delivered already), then commit
         ``delivered`` with the receipt."""
-        target = self.config.inbox / inbox_name(header)
+        target = self.config.inbox / inbox_name(header, csenet=self._csenet(header))
         tmp = self.config.inbox / (record.source or "")
         if record.source and tmp.is_file():
             commit_temp(tmp, target)
@@ -414,6 +436,11 @@ class Inbound:
             if channel != HTTPS:
                 self._queue_receipt(txn, header, receipt, receipt_id)
         return Answer(200, receipt)
+
+    def _csenet(self, header: Header) -> bool:
+        """Whether this message is delivered as a CSENet line (``inbox.format``)."""
+        return self.config.inbox_format == "csenet" and \
+            header.action == "InterstateTransaction"
 
     def _queue_receipt(self, txn: Txn, header: Header, receipt: bytes, receipt_id: str) -> None:
         """Send the receipt back as its own message (pulled / folder deliveries)."""

@@ -30,8 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.errors import Duplicate, GatewayError, SpoolError
+from gateway.documents.csenet import Framing
+from gateway.errors import Duplicate, FileUnreadable, GatewayError, SpoolError
 from gateway.node.config import IntakeConfig, OutboxConfig
+from gateway.node.csenet_intake import CsenetFile, is_xml
 from gateway.store.fsutil import (
     durable_move,
     durable_write,
@@ -114,8 +116,8 @@ class Refused:
 
 
 class Preparer(Protocol):
-    def __call__(self, data: bytes, *, source: str, service: str | None,
-                 now: datetime) -> Prepared | Refused: ...
+    def __call__(self, data: bytes, *, source: str, service: str | None, now: datetime,
+                 message_id: str | None = None) -> Prepared | Refused: ...
 
 
 class _Pending:
@@ -170,6 +172,11 @@ class OutboxScanner:
         self.prepare = prepare
         self.max_bytes = max_bytes
         self._previous: dict[str, FileSeen] = {}
+        self.csenet = CsenetFile(
+            spool=spool, prepare=prepare, service=outbox.service,
+            framing=Framing(outbox.newline), rejected_dir=rejected_dir,
+            record_prepared=lambda outcome, document, source, key, now: self._record_all(
+                [_Pending(FileSeen(source, 0, 0, 0), key, outcome, document)], now)[0])
 
     def _listing(self) -> list[FileSeen]:
         out = []
@@ -282,12 +289,14 @@ class OutboxScanner:
         record) whether a file was removed, or None."""
         path = self.outbox.path / seen.name
         key = self.intake_key(seen)
+        if not self.spool.claim_intake(key, now):
+            return False  # another node sharing this outbox is taking it
+        if self._is_csenet(path):
+            return self._take_csenet(seen, path, key, now, result)
         existing = self.spool.find_intake(key)
         if existing is not None:
             result.finished += 1
             return self._finish(existing, seen)
-        if not self.spool.claim_intake(key, now):
-            return None  # another node sharing this outbox is taking it
         try:
             data = read_file(path, max_bytes=self.max_bytes)
         except GatewayError as exc:
@@ -310,6 +319,34 @@ class OutboxScanner:
             return self._finish(existing, item.seen)
         (result.accepted if message.state is State.SEALED else result.rejected).append(message)
         return self._finish(message, item.seen)
+
+    def _is_csenet(self, path: Path) -> bool:
+        if self.outbox.format != "auto":
+            return self.outbox.format == "csenet"
+        try:
+            with path.open("rb") as handle:
+                return not is_xml(handle.read(64))
+        except OSError:
+            return False  # gone or unreadable: the XML path reports it
+
+    def _take_csenet(self, seen: FileSeen, path: Path, key: str, now: datetime,
+                     result: ScanResult) -> bool:
+        """A CSENet file: every transaction recorded (see :mod:`.csenet_intake`), then the
+        file and its marker removed (the caller holds the file's claim)."""
+        try:
+            accepted, rejected = self.csenet.take(path, seen.name, key, now)
+        except FileUnreadable:
+            if not path.exists():
+                return False  # another scanner took it
+            raise
+        result.accepted.extend(accepted)
+        result.rejected.extend(rejected)
+        removed = False
+        for victim in (path, path.with_name(seen.name + MARKER)):
+            with contextlib.suppress(FileNotFoundError):
+                victim.unlink()
+                removed = True
+        return removed
 
     def _record_all(self, items: Sequence[_Pending], now: datetime) -> list[Message]:
         """Record ``items`` in one transaction: every one or none."""

@@ -107,12 +107,15 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
     """The outbox preparer: validate, describe (destination from the document, never the
     file name), check the sender is this node (:func:`check_sender`), route, build the
     header, seal to the destination's encryption certificate.
-    Returns :class:`Prepared` or :class:`Refused` (never raises for a bad document)."""
+    Returns :class:`Prepared` or :class:`Refused` (never raises for a bad document).
+    ``message_id`` fixes the envelope's MessageId (a CSENet transaction's is derived from
+    its business key, so the spool's unique message IDs stop a second send); an AS4
+    partner's messages get AS4 message IDs."""
     max_bytes = config.limits.max_message_bytes
     clocks = ClockKeeper(config.clocks) if config.clocks.enabled else None
 
-    def prepare(data: bytes, *, source: str, service: str | None,
-                now: datetime) -> Prepared | Refused:
+    def prepare(data: bytes, *, source: str, service: str | None, now: datetime,
+                message_id: str | None = None) -> Prepared | Refused:
         report, tree = validate_parsed(data, source=source, registry=registry,
                                        max_bytes=max_bytes)
         if not report.valid or tree is None:
@@ -141,8 +144,8 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
                                                         document_type=info.name,
                                                         to_party=to_party, now=now)
             else:
-                header = Header(new_id(), keys.identity.party, to_party, info.service,
-                                info.name, now)
+                header = Header(message_id or new_id(), keys.identity.party, to_party,
+                                info.service, info.name, now)
                 message_id = header.message_id
                 cert = keys.recipient_cert(to_party, now)
                 envelope = seal(data, header, sender=keys.identity, recipient_cert=cert)

@@ -177,9 +177,10 @@ class AuditLog:
         self.conn = conn
         self._shared = getattr(conn, "dialect", "sqlite") == "postgresql"
         try:
-            if self._shared:
-                missing = {"audit_events", "audit_checkpoints", "audit_receipts",
-                           "audit_anchor"} - conn.tables()
+            if self._shared:  # the schema is the migrations' (gateway store migrate)
+                missing = set() if create else {
+                    "audit_events", "audit_checkpoints", "audit_receipts",
+                    "audit_anchor"} - conn.tables()
                 if missing:
                     raise AuditError("this database holds no audit trail (run gateway "
                                      "store migrate)")

@@ -22,10 +22,11 @@ How the nodes share the work without losing or doubling any of it:
   and retention, under a renewable lease in ``store_roles``.
 
 Transactions are ``READ COMMITTED``; a transition reads its message ``FOR UPDATE`` so the
-state it checks is the state it changes. Connections come from a ``psycopg_pool`` pool
-that checks each one before handing it out, so the nodes recover by themselves after the
-database was away (operations in the meantime raise :class:`gateway.errors.SpoolError`
-and the daemon's jobs try again on their next run).
+state it checks is the state it changes. Connections come from a ``psycopg_pool`` pool,
+which drops a connection found broken when it is given back, so the nodes recover by
+themselves after the database was away (operations in the meantime, and the first use of
+each connection made before, raise :class:`gateway.errors.SpoolError`, roll back, and the
+daemon's jobs try again on their next run).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from gateway.store.spool import (
     Txn,
     to_epoch,
 )
-from gateway.store.states import State
+from gateway.store.states import Direction, State
 
 __all__ = ["DEFAULT_LEASE", "PgTxn", "PostgresSpool", "redact_url"]
 
@@ -89,6 +90,9 @@ class PgTxn(Txn):
         self.released: list[int] = []
 
     def _insert_row(self, values: Mapping[str, Any]) -> int:
+        # the recording node is remembered (lease_holder, no lease): crash recovery of
+        # half-done inbound work is that node's (its inbox holds the temporary file)
+        values = {**values, "lease_holder": self._spool.holder}
         names = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         row = self.conn.execute(
@@ -152,12 +156,13 @@ class PostgresSpool(SpoolReads):
         self.lease = lease
         self.timeout = timeout
         self._fences: dict[int, int] = {}
+        self._foreign: dict[str, float] = {}  # outbox files other nodes claimed, until
+        self._claims = 0
         self._fence_lock = threading.Lock()
         self._pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=timeout,
             kwargs={"autocommit": True, "connect_timeout": 10},
-            check=ConnectionPool.check_connection, name="gateway-store",
-            reconnect_timeout=0)
+            name="gateway-store", reconnect_timeout=0)
         with self._translate():
             self._pool.open(wait=False)
             if create:
@@ -226,10 +231,18 @@ class PostgresSpool(SpoolReads):
 
     # --- claims ---------------------------------------------------------------------
 
+    def _due_filter(self, now: datetime) -> tuple[str, tuple[Any, ...]]:
+        # a node sends what it recorded or last claimed itself; another node's work only
+        # once that node left it alone for a lease (dead or stuck): the nodes do not all
+        # race for every message
+        return (" AND (lease_holder = ? OR lease_holder IS NULL OR updated_at < ?)",
+                (self.holder, to_epoch(now) - self.lease))
+
     def due(self, now: datetime, limit: int = 100,
             exclude_partners: Sequence[str] = ()) -> list[Message]:
-        """As the SQLite store's, plus messages left ``sending`` past their lease (a node
-        died while sending them)."""
+        """As the SQLite store's, for this node's share of the work (what it recorded or
+        last claimed, and other nodes' work left alone for a lease), plus messages left
+        ``sending`` past their lease (a node died while sending them)."""
         found = super().due(now, limit, exclude_partners)
         if len(found) < limit:
             skip = ""
@@ -294,11 +307,24 @@ class PostgresSpool(SpoolReads):
                 continue
         return count
 
+    def left_by_me(self, state: State, direction: Direction,
+                   limit: int = 100_000) -> list[Message]:
+        """Messages in ``state`` that this node recorded or last claimed (crash recovery at
+        start: another node's half-done inbound delivery is its own, its temporary file
+        is in that node's inbox)."""
+        rows = self._rows(SELECT_MESSAGE + " WHERE state = ? AND direction = ? AND "
+                          "lease_holder = ? ORDER BY id LIMIT ?",
+                          (str(state), str(direction), self.holder, limit))
+        return [Message.from_row(r) for r in rows]
+
     def claim_intake(self, intake_key: str, now: datetime) -> bool:
         """Whether this node takes the outbox file ``intake_key`` (several nodes scan one
         shared outbox): the first to ask holds it for a lease; another node may take it
         once that lease expires (its holder died before recording it)."""
         epoch = to_epoch(now)
+        with self._fence_lock:
+            if self._foreign.get(intake_key, 0.0) > epoch:
+                return False  # another node held it a moment ago: no query every scan
         with self._connection() as conn:
             row = conn.execute(
                 "INSERT INTO intake_claims (intake_key, holder, expires) VALUES (?, ?, ?) "
@@ -306,9 +332,15 @@ class PostgresSpool(SpoolReads):
                 "expires = excluded.expires WHERE intake_claims.expires < ? "
                 "OR intake_claims.holder = excluded.holder RETURNING holder",
                 (intake_key, self.holder, epoch + self.lease, epoch)).fetchone()
-            if row is not None and epoch > 0:
-                # forget claims whose files were recorded long ago (a day past their lease)
+            self._claims += 1
+            if row is not None and self._claims % 1000 == 1:
+                # now and then, forget claims whose files were recorded long ago
                 conn.execute("DELETE FROM intake_claims WHERE expires < ?", (epoch - 86400,))
+        if row is None:
+            with self._fence_lock:
+                if len(self._foreign) > 10_000:
+                    self._foreign = {k: t for k, t in self._foreign.items() if t > epoch}
+                self._foreign[intake_key] = epoch + min(self.lease, 1.0)
         return row is not None
 
     def leader(self, role: str, now: datetime) -> bool:

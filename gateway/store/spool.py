@@ -339,6 +339,9 @@ class Spool(Protocol):
 
     def recover_sending(self, now: datetime) -> int: ...
 
+    def left_by_me(self, state: State, direction: Direction,
+                   limit: int = 100_000) -> list[Message]: ...
+
     def claim_intake(self, intake_key: str, now: datetime) -> bool: ...
 
     def leader(self, role: str, now: datetime) -> bool: ...
@@ -483,13 +486,19 @@ class SpoolReads:
         skip = ""
         if exclude_partners:
             skip = f" AND COALESCE(partner, '') NOT IN ({','.join('?' for _ in exclude_partners)})"
+        mine, mine_params = self._due_filter(now)
         rows = self._rows(
             SELECT_MESSAGE + " WHERE ((state = 'sealed' AND direction IN "
             "('out','receipt')) OR (state = 'received' AND direction = 'relay') OR "
-            f"state = 'retrying') AND COALESCE(next_attempt_at, 0) <= ?{skip} "
+            f"state = 'retrying') AND COALESCE(next_attempt_at, 0) <= ?{mine}{skip} "
             "ORDER BY COALESCE(next_attempt_at, 0), id LIMIT ?",
-            (to_epoch(now), *exclude_partners, limit))
+            (to_epoch(now), *mine_params, *exclude_partners, limit))
         return [Message.from_row(r) for r in rows]
+
+    def _due_filter(self, now: datetime) -> tuple[str, tuple[Any, ...]]:
+        """Extra SQL (and its parameters) narrowing :meth:`due` to this node's share of
+        the work (a shared store); none here."""
+        return "", ()
 
     def claim(self, row_id: int, expect: State, now: datetime) -> Message | None:
         """Atomically move a due message to ``sending`` (attempts + 1). Returns ``None``
@@ -504,6 +513,12 @@ class SpoolReads:
                                       detail={"attempt": current.attempts + 1})
         except IllegalTransition:
             return None
+
+    def left_by_me(self, state: State, direction: Direction,
+                   limit: int = 100_000) -> list[Message]:
+        """Messages in ``state`` this node recorded (crash recovery at start): with one
+        node per store, every one."""
+        return self.select(states=[state], direction=direction, limit=limit)
 
     def recover_sending(self, now: datetime) -> int:
         """After a restart: messages left ``sending`` by a crash go back to ``retrying``

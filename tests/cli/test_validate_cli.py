@@ -42,14 +42,15 @@ def test_text_output_one_line_per_error(tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     good = write(tmp_path, "good.xml", samples.transaction_error())
     bad = write(tmp_path, "bad.xml", samples.interstate_transaction().replace(
-        b"<FunctionCode>ENF", b"<FunctionCode>XYZ"))
+        b"<FunctionalTypeCode>ENF", b"<FunctionalTypeCode>XYZ"))
     assert main(["validate", good, bad]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     parsed = [LINE.match(line) for line in lines]
     assert all(parsed), lines
     assert {(m["file"], m["code"], m["path"]) for m in parsed if m} == {
-        (bad, "SchemaEnumeration", "/InterstateTransaction/Header/FunctionCode"),
+        (bad, "Rule.csenet.field.enumeration",
+         "/InterstateTransaction/Header/FunctionalTypeCode"),
         (bad, "Rule.FunctionActionReason", "/InterstateTransaction/Header"),
     }
 

@@ -110,11 +110,11 @@ def test_demo_rejects_the_invalid_file_with_its_codes(
     result, directory, _ = demo
     [rejected] = result["rejected"]
     assert rejected["file"] == "ca-invalid-request.xml"
-    assert rejected["codes"] == ["SchemaDigits", "SchemaPattern"]
+    assert rejected["codes"] == ["Rule.FunctionActionReason", "SchemaPattern"]
     paths = {e["path"] for e in rejected["errors"]}
     assert "/InterstateTransaction/NCPIdentification/SSN" in paths
     report = json.loads(Path(rejected["error_file"]).read_text())
-    assert {e["code"] for e in report["errors"]} == {"SchemaDigits", "SchemaPattern"}
+    assert {e["code"] for e in report["errors"]} == {"Rule.FunctionActionReason", "SchemaPattern"}
     invalid = next(p for p in plan() if not p.valid)
     assert (directory / "ca" / "rejected" / invalid.file).read_bytes() == invalid.data
     assert list((directory / "ca" / "outbox").iterdir()) == []

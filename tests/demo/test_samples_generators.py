@@ -72,7 +72,7 @@ def test_block_limits_enforced() -> None:
 def test_document_exchange_carries_its_pdf() -> None:
     data = samples.document_exchange(pdf_bytes=50_000, seed=3)
     root = parse_xml(data).getroot()
-    ns = "{urn:cse-gateway:interstate:1}"
+    ns = "{urn:cse-gateway:interstate:2}"
     pdf = base64.b64decode("".join((root.findtext(f"{ns}Content") or "").split()))
     assert len(pdf) == 50_000
     assert pdf.startswith(b"%PDF-1.4")

@@ -73,6 +73,17 @@ def test_the_csenet_xml_form() -> None:
         ["clock_started"]
 
 
+def test_the_other_interstate_documents_in_version_2() -> None:
+    ns = "urn:cse-gateway:interstate:2"
+    root = etree.Element(f"{{{ns}}}InterstateAcknowledgment", nsmap={None: ns})  # type: ignore[dict-item]
+    for name, text in (("LocalFIPS", "4800000"), ("OtherFIPS", "0600000"),
+                       ("CaseID", "TX0000000000001"), ("OtherCaseID", "CA0000000000001")):
+        etree.SubElement(root, f"{{{ns}}}{name}").text = text
+    assert facts_from_tree(root) == Facts(
+        doc="InterstateAcknowledgment", case_id="TX0000000000001",
+        other_case_id="CA0000000000001", local_fips="4800000", other_fips="0600000")
+
+
 def test_unknown_documents_give_nothing() -> None:
     assert facts_from_tree(etree.fromstring(b"<Other xmlns='urn:x'/>")) is None
 

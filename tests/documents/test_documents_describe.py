@@ -11,7 +11,7 @@ from gateway.documents.describe import DocumentInfo, describe
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import UnknownDocumentType
 
-IS = "urn:cse-gateway:interstate:1"
+IS = "urn:cse-gateway:interstate:2"
 HG = "urn:cse-gateway:international:1"
 
 
@@ -61,7 +61,7 @@ def test_accepts_element_too() -> None:
 @pytest.mark.parametrize("data", [
     b"<Envelope xmlns='urn:cse-gateway:envelope:1'/>",
     b"<InterstateTransaction/>",
-    b"<Other xmlns='urn:cse-gateway:interstate:1'/>",
+    b"<Other xmlns='urn:cse-gateway:interstate:2'/>",
 ])
 def test_other_roots_are_unknown(data: bytes) -> None:
     with pytest.raises(UnknownDocumentType):

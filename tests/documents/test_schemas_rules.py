@@ -16,7 +16,7 @@ from gateway.documents.schemas import default_registry, load_schema
 from gateway.documents.xmlsafe import parse_xml
 from gateway.resources import xsd_root
 
-NS = {"i": "urn:cse-gateway:interstate:1", "h": "urn:cse-gateway:international:1"}
+NS = {"i": "urn:cse-gateway:interstate:2", "h": "urn:cse-gateway:international:1"}
 Mutation = Callable[[etree._Element], None]
 
 
@@ -79,36 +79,20 @@ def issues(data: bytes) -> list[tuple[str, str]]:
 
 
 IT = samples.interstate_transaction
+HEADER = "/InterstateTransaction/Header"
 IT_RULES: dict[str, tuple[bytes, str]] = {
-    "BlockCountCase": (mutate(IT(), text("i:Header/i:Blocks/i:Case", "0")),
-                       "/InterstateTransaction/Header/Blocks"),
-    "BlockCountNCPIdentification": (
-        mutate(IT(), text("i:Header/i:Blocks/i:NCPIdentification", "0")),
-        "/InterstateTransaction/Header/Blocks"),
-    "BlockCountNCPLocate": (mutate(IT(), remove("i:NCPLocate")),
-                            "/InterstateTransaction/Header/Blocks"),
-    "BlockCountParticipant": (mutate(IT(), text("i:Header/i:Blocks/i:Participant", "3")),
-                              "/InterstateTransaction/Header/Blocks"),
-    "BlockCountOrder": (mutate(IT(), text("i:Header/i:Blocks/i:Order", "2")),
-                        "/InterstateTransaction/Header/Blocks"),
-    "BlockCountCollection": (mutate(IT(), remove("i:Collection")),
-                             "/InterstateTransaction/Header/Blocks"),
-    "BlockCountInformation": (mutate(IT(), text("i:Header/i:Blocks/i:Information", "0")),
-                              "/InterstateTransaction/Header/Blocks"),
-    "FunctionActionReason": (mutate(IT(), text("i:Header/i:ReasonCode", "GSC02")),
-                             "/InterstateTransaction/Header"),
-    "InterstateFIPS": (mutate(IT(), text("i:Header/i:OtherFIPS", "0612345")),
-                       "/InterstateTransaction/Header"),
-    "ResolutionDate": (mutate(IT(), text("i:Header/i:ActionResolutionDate", "2000-01-01")),
-                       "/InterstateTransaction/Header"),
-    "OrderEndDate": (mutate(IT(orders=2), text("i:Order[2]/i:EndDate", "2000-01-01")),
-                     "/InterstateTransaction/Order[2]/EndDate"),
-    "CollectionPostingDate": (mutate(IT(), text("i:Collection/i:PostingDate", "2000-01-01")),
-                              "/InterstateTransaction/Collection/PostingDate"),
-    "AddressEndDate": (
-        mutate(IT(), insert_after("i:NCPLocate/i:ResidentialAddress/i:EffectiveDate",
-                                  "EndDate", "2000-01-01")),
-        "/InterstateTransaction/NCPLocate/ResidentialAddress/EndDate"),
+    # a block removed (or an indicator changed) while the header's indicator still satisfies
+    # the federal indicator rules: only the block count fails
+    "BlockCountCase": (mutate(IT(), remove("i:Case")), HEADER),
+    "BlockCountNCPIdentification": (mutate(IT(), remove("i:NCPIdentification")), HEADER),
+    "BlockCountNCPLocate": (mutate(IT(), remove("i:NCPLocate")), HEADER),
+    "BlockCountParticipant": (mutate(IT(), text("i:Header/i:ParticipantDataInd", "3")),
+                              HEADER),
+    "BlockCountOrder": (mutate(IT(), text("i:Header/i:OrderDataInd", "2")), HEADER),
+    "BlockCountCollection": (mutate(IT(), remove("i:Collection")), HEADER),
+    "BlockCountInformation": (mutate(IT(), text("i:Header/i:InformationInd", "0")), HEADER),
+    "FunctionActionReason": (mutate(IT(), text("i:Header/i:ActionReason", "GSC02")), HEADER),
+    "InterstateFIPS": (mutate(IT(), text("i:Header/i:OtherFIPSState", "06")), HEADER),
 }
 OTHER_RULES: dict[str, tuple[bytes, str]] = {
     "AckDateOrder": (mutate(samples.interstate_acknowledgment(),
@@ -238,12 +222,29 @@ def test_code_table_is_baked_in_at_load(tmp_path: Path) -> None:
 
 
 def test_rule_messages_never_carry_personal_values() -> None:
-    data = mutate(IT(), text("i:Header/i:Blocks/i:Participant", "3"),
-                  text("i:Order/i:EndDate", "2000-01-01"))
+    data = mutate(IT(), text("i:Header/i:ParticipantDataInd", "3"),
+                  insert_after("i:Order/i:OrderEffectiveDate", "OrderEndDate", "20000101"),
+                  text("i:NCPIdentification/i:NameLast", "ZQXSECRET"),
+                  text("i:Case/i:CaseStatus", "Q"))
     root = etree.fromstring(data)
     personal = {el.text for el in root.iter() if etree.QName(el).localname in
-                ("SSN", "Last", "First", "Line1", "City", "DateOfBirth") and el.text}
+                ("SSN", "NameLast", "NameFirst", "ResidentialAddressLine1", "ResidentialCity",
+                 "DateOfBirth") and el.text}
     found = default_registry().issues(parse_xml(data), data=data)
-    assert len(found) == 2
+    assert sorted(i.code for i in found) == ["Rule.BlockCountParticipant",
+                                             "Rule.csenet.date.order",
+                                             "Rule.csenet.field.enumeration"]
     for issue in found:
         assert not any(value in issue.message for value in personal)
+
+
+@pytest.mark.parametrize(("change", "code", "path"), [
+    (text("i:NCPIdentification/i:SSN", "98765432A"), "SchemaPattern",
+     "/InterstateTransaction/NCPIdentification/SSN"),
+    (remove("i:Case/i:CaseType"), "Rule.csenet.field.required", "/InterstateTransaction/Case"),
+    (text("i:Header/i:CSENetVersionNumber", "002"), "Rule.csenet.header.version",
+     "/InterstateTransaction/Header/CSENetVersionNumber"),
+    (remove("i:Order/i:OrderType"), "Rule.csenet.order.type", "/InterstateTransaction/Order"),
+])
+def test_federal_edits_run_on_the_xml_form(change: Mutation, code: str, path: str) -> None:
+    assert issues(mutate(IT(), change)) == [(code, path)]

@@ -157,7 +157,7 @@ def test_rejected_file_and_rejected_receipt(tmp_path: Path, key_cache: Path,
     gw_a.scan()
     report = json.loads((a.rejected / "bad.xml.error.json").read_text())
     assert report["code"] == "SchemaUnexpectedElement"
-    assert report["errors"][0]["line"] == 11
+    assert report["errors"][0]["line"] == 15
     assert report["errors"][0]["path"] == "/InterstateTransaction/Header/Nonsense"
     assert (a.rejected / "bad.xml").read_bytes() == bad
     noroute = json.loads((a.rejected / "noroute.xml.error.json").read_text())

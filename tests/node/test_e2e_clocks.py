@@ -54,9 +54,7 @@ def transaction(route: str, code: str, case: str, other_case: str) -> bytes:
     data = interstate_transaction(local, other, function=function, action=action,
                                   reason=reason, case_id=case, seed=5)
     root = etree.fromstring(data)
-    ns = "{urn:cse-gateway:interstate:1}"
-    element = root.find(f"{ns}Header/{ns}OtherCaseID")
-    assert element is not None
+    [element] = root.xpath("*[local-name()='Header']/*[local-name()='OtherCaseID']")
     element.text = other_case
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 

@@ -91,7 +91,7 @@ def test_https_partner_down_then_back(tmp_path: Path, key_cache: Path) -> None:
                 for i in range(10)}
         for name, data in docs.items():
             drop(a, name, data)
-        bad = b"<InterstateTransaction xmlns='urn:cse-gateway:interstate:1'/>"
+        bad = b"<InterstateTransaction xmlns='urn:cse-gateway:interstate:2'/>"
         drop(a, "bad.xml", bad)
         wait_until(lambda: states(a).count(State.RETRYING) == 10, 30,
                    "A to retry while B is down")

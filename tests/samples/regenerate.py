@@ -60,38 +60,47 @@ def invalid() -> dict[str, tuple[bytes, list[list[str]]]]:
     ten = it9.replace(participant.group(0), participant.group(0) * 2, 1)
     ma = samples.maintenance_application()
     return {
-        # --- InterstateTransaction ---
+        # --- InterstateTransaction (the XML form of a CSENet transaction) ---
         "interstate-transaction.ssn-area-666.xml": (
             sub(it, r"(<NCPIdentification>.*?<SSN>)\d{3}", r"\g<1>666"),
             [["SchemaPattern", f"{IT}/NCPIdentification/SSN"]]),
         "interstate-transaction.ssn-area-900.xml": (
-            sub(it, r"(<Participant>\s*<Name>.*?<Participant>\s*<Name>.*?<SSN>)\d{3}", r"\g<1>900"),
+            sub(it, r"(<Participant>.*?<Participant>.*?<SSN>)\d{3}", r"\g<1>900"),
             [["SchemaPattern", f"{IT}/Participant[2]/SSN"]]),
         "interstate-transaction.function-code.xml": (
-            sub(it, r"<FunctionCode>ENF<", "<FunctionCode>XYZ<"),
-            [["SchemaEnumeration", f"{IT}/Header/FunctionCode"],
-             ["Rule.FunctionActionReason", f"{IT}/Header"]]),
+            sub(it, r"<FunctionalTypeCode>ENF<", "<FunctionalTypeCode>XYZ<"),
+            [["Rule.FunctionActionReason", f"{IT}/Header"],
+             ["Rule.csenet.field.enumeration", f"{IT}/Header/FunctionalTypeCode"]]),
         "interstate-transaction.ten-participants.xml": (
-            ten, [["Rule.BlockCountParticipant", f"{IT}/Header/Blocks"],
+            ten, [["Rule.BlockCountParticipant", f"{IT}/Header"],
                   ["SchemaUnexpectedElement", f"{IT}/Participant[10]"]]),
         "interstate-transaction.missing-case-id.xml": (
             sub(it, r"\s*<CaseID>[^<]*</CaseID>", ""),
-            [["SchemaUnexpectedElement", f"{IT}/Header/OtherCaseID"]]),
+            [["Rule.csenet.header.case-id-missing", f"{IT}/Header"]]),
         "interstate-transaction.block-count.xml": (
-            sub(it, r"<Participant>2</Participant>", "<Participant>3</Participant>"),
-            [["Rule.BlockCountParticipant", f"{IT}/Header/Blocks"]]),
+            sub(it, r"<ParticipantDataInd>2<", "<ParticipantDataInd>3<"),
+            [["Rule.BlockCountParticipant", f"{IT}/Header"]]),
         "interstate-transaction.reason-code.xml": (
-            sub(it, r"<ReasonCode>ERARR<", "<ReasonCode>LSADR<"),
+            sub(it, r"<ActionReason>ERARR<", "<ActionReason>LSADR<"),
             [["Rule.FunctionActionReason", f"{IT}/Header"]]),
         "interstate-transaction.order-end-date.xml": (
-            sub(it, r"(<Order>\s*<FIPS>.*?<EndDate>)\d{4}", r"\g<1>1999"),
-            [["Rule.OrderEndDate", f"{IT}/Order/EndDate"]]),
-        "interstate-transaction.amount-fraction.xml": (
-            sub(it, r"(<Order>\s*<FIPS>.*?<Amount>\d+\.\d\d)<", r"\g<1>5<"),
-            [["SchemaDigits", f"{IT}/Order/Amount"]]),
+            sub(it, r"(<OrderEffectiveDate>\d{8}</OrderEffectiveDate>)",
+                r"\g<1><OrderEndDate>19990101</OrderEndDate>"),
+            [["Rule.csenet.date.order", f"{IT}/Order/OrderEndDate"]]),
+        "interstate-transaction.amount-decimal-point.xml": (
+            sub(it, r"<OrderFreqAmount>0*(\d{3})(\d\d)<", r"<OrderFreqAmount>000000\1.\2<"),
+            [["SchemaPattern", f"{IT}/Order/OrderFreqAmount"]]),
         "interstate-transaction.same-state.xml": (
-            sub(it, r"<OtherFIPS>4800000<", "<OtherFIPS>0600100<"),
+            sub(it, r"<OtherFIPSState>48<", "<OtherFIPSState>06<"),
             [["Rule.InterstateFIPS", f"{IT}/Header"]]),
+        "interstate-transaction.missing-order.xml": (
+            sub(sub(it, r"\s*<Order>.*?</Order>", ""), r"<OrderDataInd>1<",
+                "<OrderDataInd>0<"),
+            [["Rule.csenet.header.order-ind", f"{IT}/Header/OrderDataInd"],
+             ["Rule.csenet.header.table-blocks", f"{IT}/Header/OrderDataInd"]]),
+        "interstate-transaction.case-status.xml": (
+            sub(it, r"<CaseStatus>O<", "<CaseStatus>X<"),
+            [["Rule.csenet.field.enumeration", f"{IT}/Case/CaseStatus"]]),
         # --- TransactionError / InterstateAcknowledgment ---
         "transaction-error.severity.xml": (
             sub(samples.transaction_error(), r"<Severity>Fatal<", "<Severity>Severe<"),
@@ -124,6 +133,9 @@ def invalid() -> dict[str, tuple[bytes, list[list[str]]]]:
         "maintenance-application.currency.xml": (
             sub(ma, r'<Amount currency="EUR"', '<Amount currency="EUX"'),
             [["SchemaEnumeration", f"{MA}/Decision/Amount/@currency"]]),
+        "maintenance-application.amount-fraction.xml": (
+            sub(ma, r'(<Amount currency="EUR">\d+\.\d\d)<', r"\g<1>5<"),
+            [["SchemaDigits", f"{MA}/Decision/Amount"]]),
         "maintenance-application.debtor-role.xml": (
             sub(samples.maintenance_application(application_type="Art10.2.b"),
                 r'role="Debtor"', 'role="Creditor"'),
@@ -156,7 +168,7 @@ def invalid() -> dict[str, tuple[bytes, list[list[str]]]]:
         # --- the hardened parser ---
         "hostile.xxe.xml": (
             b'<?xml version="1.0"?>\n<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
-            b'<InterstateTransaction xmlns="urn:cse-gateway:interstate:1">&x;'
+            b'<InterstateTransaction xmlns="urn:cse-gateway:interstate:2">&x;'
             b"</InterstateTransaction>\n",
             [["XmlForbidden", ""]]),
         "hostile.billion-laughs.xml": (

@@ -227,3 +227,13 @@ def test_copy_from_sqlite_keeps_messages_payloads_and_the_chain(
         assert sealed(pg, "m-new") > max(rows)  # new ids continue after the copied ones
     finally:
         pg.close()
+
+
+def test_half_done_inbound_work_is_recovered_by_the_node_that_recorded_it(
+        nodes: list[PostgresSpool]) -> None:
+    a, b, _ = nodes
+    with a.transaction(NOW) as txn:
+        row = txn.insert(NewMessage(Direction.IN, message_id="in-1"), State.RECEIVED).id
+        txn.transition(row, State.DELIVERING, changes={"source": ".in-1.tmp"})
+    assert [m.id for m in a.left_by_me(State.DELIVERING, Direction.IN)] == [row]
+    assert b.left_by_me(State.DELIVERING, Direction.IN) == []  # its temp file is in a's inbox

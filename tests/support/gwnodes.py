@@ -95,6 +95,9 @@ class NodeSpec(NodeFolders):
     https: dict[str, object] | None = None
     inbound_folders: list[Path] = field(default_factory=list)
     extra: str = ""
+    #: more keys of the ``[[outbox]]`` and ``[inbox]`` tables (``format``, ``newline``)
+    outbox_options: dict[str, object] = field(default_factory=dict)
+    inbox_options: dict[str, object] = field(default_factory=dict)
     #: this node's keys, when not the ``keys`` given to :func:`write_config`
     key_profile: KeyProfile | None = None
 
@@ -123,8 +126,10 @@ def write_config(node: NodeSpec, cache_root: Path, all_nodes: list[NodeSpec], *,
     lines = [
         "[node]", f"party = {_toml_value(node.party)}", 'keys_dir = "keys"', "",
         "[spool]", 'database = "spool/gateway.db"', "",
-        "[[outbox]]", 'path = "outbox"', "",
-        "[inbox]", 'path = "inbox"', "",
+        "[[outbox]]", 'path = "outbox"',
+        *(f"{k} = {_toml_value(v)}" for k, v in node.outbox_options.items()), "",
+        "[inbox]", 'path = "inbox"',
+        *(f"{k} = {_toml_value(v)}" for k, v in node.inbox_options.items()), "",
         "[rejected]", 'path = "rejected"', "",
         "[intake]", 'ready = "marker"', 'poll_interval = "200ms"', "",
     ]

@@ -4,10 +4,10 @@
 action / reason, the document type), never personal data. :func:`facts_from_tree` reads
 them from a validated document of any business type the gateway carries:
 
-- ``urn:cse-gateway:interstate:1`` (``InterstateTransaction``, ``InterstateAcknowledgment``,
-  ``TransactionError``, ``DocumentExchange`` with its UIFSA ``FormType``);
-- ``urn:cse-gateway:interstate:2`` (the XML form of a CSENet 2000 transaction: header
-  fields named after the IGD, FIPS as state + county + sub-code);
+- ``urn:cse-gateway:interstate:1`` and ``:2`` (``InterstateTransaction``,
+  ``InterstateAcknowledgment``, ``TransactionError``, ``DocumentExchange`` with its UIFSA
+  ``FormType``); a version 2 transaction is the XML form of a CSENet 2000 transaction,
+  its header fields named after the IGD and its FIPS codes as state + county + sub-code;
 - ``urn:cse-gateway:international:1`` (Hague forms: the requesting and requested
   authorities' references play the part of the two case IDs).
 
@@ -75,10 +75,26 @@ def _text(root: etree._Element, path: str) -> str | None:
     return element.text.strip() or None
 
 
-def _interstate_1(root: etree._Element, name: str) -> Facts:
-    ns = f"{{{INTERSTATE_1}}}"
-    holder = root.find(f"{ns}Header") if name == "InterstateTransaction" else root
-    holder = root if holder is None else holder
+def _fips(get: Callable[[str], str | None], prefix: str) -> str | None:
+    """``LocalFIPS`` (7 digits), or the CSENet header's state + county + sub-code (a
+    sub-code that is not two digits counts as ``00``, as routing reads it)."""
+    whole = get(f"{prefix}FIPS")
+    if whole:
+        return token(whole)
+    state, county = get(f"{prefix}FIPSState"), get(f"{prefix}FIPSCounty")
+    if not state or not county:
+        return None
+    sub = get(f"{prefix}FIPSSub") or "00"
+    return token(f"{state}{county}{sub if sub.isdigit() and len(sub) == 2 else '00'}")
+
+
+def _interstate(root: etree._Element, name: str, namespace: str) -> Facts:
+    """Either interstate version: the transaction's keys are in its ``Header`` (v1 names
+    ``FunctionCode`` / ``ReasonCode``, v2 the IGD's ``FunctionalTypeCode`` /
+    ``ActionReason``); the other documents carry them at the top."""
+    ns = f"{{{namespace}}}"
+    header = root.find(f"{ns}Header") if name == "InterstateTransaction" else None
+    holder = root if header is None else header
 
     def get(field: str) -> str | None:
         return _text(holder, ns + field)
@@ -87,30 +103,9 @@ def _interstate_1(root: etree._Element, name: str) -> Facts:
     if name == "DocumentExchange":
         form = token(get("FormType"))
         doc = f"{name}/{form}" if form else name
-    return Facts(doc=doc, function=token(get("FunctionCode")),
-                 action=token(get("ActionCode")), reason=token(get("ReasonCode")),
-                 case_id=token(get("CaseID")), other_case_id=token(get("OtherCaseID")),
-                 local_fips=token(get("LocalFIPS")), other_fips=token(get("OtherFIPS")))
-
-
-def _fips(get: Callable[[str], str | None], prefix: str) -> str | None:
-    state, county = get(f"{prefix}FIPSState"), get(f"{prefix}FIPSCounty")
-    if not state or not county:
-        return None
-    sub = get(f"{prefix}FIPSSub") or "00"
-    return token(f"{state}{county}{sub if sub.isdigit() and len(sub) == 2 else '00'}")
-
-
-def _interstate_2(root: etree._Element, name: str) -> Facts:
-    ns = f"{{{INTERSTATE_2}}}"
-    header = root.find(f"{ns}Header")
-    holder = root if header is None else header
-
-    def get(field: str) -> str | None:
-        return _text(holder, ns + field)
-
-    return Facts(doc=name, function=token(get("FunctionalTypeCode")),
-                 action=token(get("ActionCode")), reason=token(get("ActionReason")),
+    return Facts(doc=doc, function=token(get("FunctionCode") or get("FunctionalTypeCode")),
+                 action=token(get("ActionCode")),
+                 reason=token(get("ReasonCode") or get("ActionReason")),
                  case_id=token(get("CaseID")), other_case_id=token(get("OtherCaseID")),
                  local_fips=_fips(get, "Local"), other_fips=_fips(get, "Other"))
 
@@ -147,10 +142,8 @@ def facts_from_tree(tree: etree._ElementTree | etree._Element, *,
     root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
     qname = etree.QName(root)
     namespace, name = qname.namespace or "", qname.localname
-    if namespace == INTERSTATE_1:
-        facts = _interstate_1(root, name)
-    elif namespace == INTERSTATE_2:
-        facts = _interstate_2(root, name)
+    if namespace in (INTERSTATE_1, INTERSTATE_2):
+        facts = _interstate(root, name, namespace)
     elif namespace == INTERNATIONAL_1:
         facts = _international(root, name)
     else:

@@ -1,0 +1,534 @@
+"""The federal edits: what the IGD says a valid transaction is, as checks on a
+:class:`~gateway.documents.csenet.records.Transaction`.
+
+:func:`check` runs every edit and returns every issue (never the first only). It is pure:
+the date the "not in the future" and "before today" edits compare with is ``today``.
+Rule ids and their codes are in :mod:`.issues`; ``docs/csenet.md`` lists the edits and the
+readings chosen where the IGD's text is ambiguous.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal
+from functools import cache
+
+from gateway.documents.csenet.issues import CsenetIssue
+from gateway.documents.csenet.layout import BLOCK_RECORDS, FieldSpec, record_spec
+from gateway.documents.csenet.records import (
+    HeaderToServer,
+    Record,
+    Transaction,
+    read_field,
+)
+from gateway.documents.csenet.table import lookup
+
+__all__ = ["case_id_problem", "check", "check_fields"]
+
+# Fields the IGD marks required whose comment sets no condition. Every other "required"
+# mark is conditional and is checked by a rule below.
+UNCONDITIONAL: dict[str, frozenset[str]] = {
+    "header-to-server": frozenset({
+        "Local-FIPS-State", "Local-FIPS-County", "Other-FIPS-State", "Other-FIPS-County",
+        "CSENet-Version-Number", "Transaction-Serial-Number", "Action-Code",
+        "Functional-Type-Code", "Transaction-Date", "Attachments-Ind"}),
+    "case": frozenset({"Case-Type", "Case-Status"}),
+    "ncp-identification": frozenset({"Name-Last", "Name-First"}),
+    "order": frozenset({"Order-ID", "Debt-Type"}),
+}
+UNCONDITIONAL["header-from-server"] = UNCONDITIONAL["header-to-server"]
+
+# Reserved fields: blank (a numeric one may also be zero-filled).
+RESERVED: dict[str, frozenset[str]] = {
+    "header-to-server": frozenset({"Error-Reason-Code", "Transaction-Type", "Due-Date",
+                                   "Response-Date"}),
+    "header-from-server": frozenset({"Error-Reason-Code", "Transaction-Type",
+                                     "Processing-Complete", "Attachments-Due-Date",
+                                     "Sent-To-State-Host", "Interstate-Forms-Printed"}),
+}
+# Values the IGD adds in brackets to a field's comment (a later release) beside its list.
+EXTRA_VALUES: dict[tuple[str, str], frozenset[str]] = {
+    ("participant", "Dependent-Paternity-Status"): frozenset("123456"),
+}
+NEGATIVE_ALLOWED = frozenset({("order", "Order-Arrears-Total-Amount")})
+
+
+SSN_FIELDS = {("ncp-identification", "SSN"), ("ncp-identification", "Alias-SSN-1"),
+              ("ncp-identification", "Alias-SSN-2"), ("participant", "SSN")}
+
+
+def ssn_never_issued(digits: str) -> bool:
+    """Whether nine digits are an SSN the SSA never issues (area 000, 666 or 900-999, group
+    00, serial 0000). The advertising range 987-65-4320..4329, the only SSNs synthetic data
+    may use, is let through on purpose: those are never issued to a person either."""
+    if digits.startswith("98765432"):
+        return False
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000"
+
+
+def case_id_problem(text: str) -> str | None:
+    """Why a (non-blank) case ID breaks the IGD's case ID rules, or ``None``."""
+    if text.startswith(" "):
+        return "its first position is a blank"
+    if set(text) <= {"0"}:
+        return "it is all zeros"
+    if "*" in text or "\\" in text:
+        return "it holds an asterisk or a backslash"
+    if set(text) <= {"0", " "}:
+        return "it is only blanks and zeros"
+    return None
+
+
+class _Checker:
+    """One transaction's edits: collects issues with their columns in the transaction."""
+
+    def __init__(self, txn: Transaction, today: dt.date, position: int) -> None:
+        self.txn = txn
+        self.today = today
+        self.position = position
+        self.issues: list[CsenetIssue] = []
+        header = txn.header
+        self.f, self.a, self.r = header.function, header.action, header.reason
+        self.s2 = self.r[1:2]
+        self.req_upd = self.a in ("R", "U")
+        self.pee = self.f in ("PAT", "EST", "ENF")
+        self.offsets: dict[int, int] = {}   # id(block) -> 0-based offset in the transaction
+        at = len(header.text)
+        for _, _, block in txn.blocks():
+            self.offsets[id(block)] = at
+            at += len(block.text)
+        self.offsets[id(header)] = 0
+
+    def is_(self, function: str, action: str, reason: str | None = None) -> bool:
+        return self.f == function and self.a == action and (reason is None or self.r == reason)
+
+    def add(self, record: Record, label: str, key: str | None, rule: str, message: str) -> None:
+        base = self.offsets[id(record)]
+        if key is None:
+            self.issues.append(CsenetIssue(self.position, label, "-", None, rule, message))
+            return
+        spec = record.spec().field(key)
+        self.issues.append(CsenetIssue(self.position, label, spec.name,
+                                       (base + spec.start, base + spec.end), rule, message))
+
+
+def _typed(record: Record, key: str) -> object:
+    try:
+        return record.value(key)
+    except ValueError:
+        return None
+
+
+def _amount(record: Record, key: str) -> Decimal:
+    value = _typed(record, key)
+    return value if isinstance(value, Decimal) else Decimal(0)
+
+
+def _field_issue(spec: FieldSpec, text: str) -> tuple[str, str] | None:
+    """(rule, message) for a field whose text breaks its type or list, else ``None``."""
+    stripped = text.strip()
+    if spec.numeric and stripped:
+        body = text[1:] if (spec.record, spec.key) in NEGATIVE_ALLOWED and \
+            text.startswith("-") else text
+        if not (body.isascii() and body.isdigit()):
+            return "field.numeric", f"{spec.length} digits (or blank when unused)"
+        if spec.kind in ("date", "time"):
+            try:
+                read_field(spec, text)
+            except ValueError:
+                kind = "CCYYMMDD date" if spec.kind == "date" else "HHMMSS time"
+                return f"field.{spec.kind}", f"not a real {kind}"
+    allowed = EXTRA_VALUES.get((spec.record, spec.key))
+    if (spec.values and stripped and spec.kind != "count" and text not in spec.values
+            and stripped not in spec.values and (allowed is None or stripped not in allowed)):
+        return "field.enumeration", f"allowed: {' '.join(spec.values)}"
+    return None
+
+
+def _blank(spec: FieldSpec, text: str) -> bool:
+    return not text.strip() or (spec.kind == "date" and set(text) <= {"0"})
+
+
+@cache
+def _plan(name: str) -> tuple[tuple[FieldSpec, str], ...]:
+    """The fields of a record that any field rule concerns, each with what to check:
+    ``reserved``, ``required`` or ``type`` (free text with no list is never looked at)."""
+    spec = record_spec(name)
+    required = UNCONDITIONAL.get(name, frozenset())
+    reserved = RESERVED.get(name, frozenset())
+    plan = []
+    for fspec in spec.fields:
+        if fspec.key == "Overdue-Ind":
+            continue  # checked on its own: "must be 0"
+        if fspec.key in reserved:
+            plan.append((fspec, "reserved"))
+        elif fspec.key in required:
+            plan.append((fspec, "required"))
+        elif fspec.numeric or fspec.values:
+            plan.append((fspec, "type"))
+    return tuple(plan)
+
+
+def check_fields(record: Record) -> Iterable[tuple[str, str, str]]:
+    """(field key, rule, message) for each field of a record that breaks its type, list,
+    unconditional "required" mark or reserved rule."""
+    text_all = record.text
+    for spec, what in _plan(record.RECORD):
+        text = text_all[spec.offset:spec.offset + spec.length]
+        if what == "reserved":
+            if text.strip() and not (spec.numeric and set(text) <= {"0"}):
+                yield spec.key, "field.reserved", "reserved: must be blank"
+            continue
+        if what == "required" and _blank(spec, text):
+            yield spec.key, "field.required", "required"
+            continue
+        problem = _field_issue(spec, text)
+        if problem is not None:
+            yield spec.key, *problem
+        elif (spec.record, spec.key) in SSN_FIELDS and text.isdigit() and \
+                ssn_never_issued(text):
+            yield spec.key, "field.ssn", "not an SSN the SSA issues"
+    if record.RECORD == "header-to-server" and record.raw("Overdue-Ind") not in ("0", " "):
+        yield "Overdue-Ind", "field.reserved", "must be 0"
+    for column in record.spec().gaps:
+        if text_all[column - 1] != " ":
+            yield "-", "field.gap", f"column {column} separates two fields and must be blank"
+
+
+def _labels(txn: Transaction) -> Iterable[tuple[str, Record]]:
+    yield "header", txn.header
+    for name, number, block in txn.blocks():
+        many = name in ("participant", "order", "collection")
+        yield (f"{name} {number}" if many else name), block
+
+
+def check(txn: Transaction, *, today: dt.date, position: int = 1) -> list[CsenetIssue]:
+    """Every federal edit on one transaction; an empty list when it is valid."""
+    c = _Checker(txn, today, position)
+    for label, record in _labels(txn):
+        for key, rule, message in check_fields(record):
+            c.add(record, label, None if key == "-" else key, rule, message)
+    _header(c)
+    _indicators(c)
+    for label, record in _labels(txn):
+        checker = _BLOCK_CHECKS.get(record.RECORD)
+        if checker is not None:
+            checker(c, record, label)
+    _information(c)
+    return c.issues
+
+
+# --- header -----------------------------------------------------------------------------
+
+
+def _header(c: _Checker) -> None:
+    h = c.txn.header
+    if h.version.strip() and h.version != "003":
+        c.add(h, "header", "CSENet-Version-Number", "header.version", "must be 003")
+    serial = h.serial
+    if serial.isascii() and serial.isdigit() and int(serial) < 1:
+        c.add(h, "header", "Transaction-Serial-Number", "header.serial", "must be 1 or greater")
+    when = _typed(h, "Transaction-Date")
+    if isinstance(when, dt.date) and when > c.today:
+        c.add(h, "header", "Transaction-Date", "header.future-date",
+              "the transaction date is after today")
+    row = lookup(c.f, c.a, c.r)
+    if row is None and c.f.strip() and c.a.strip():
+        c.add(h, "header", "Action-Reason", "header.table",
+              "this function, action and reason are not a row of the Valid Transactions Table")
+    # Case IDs. The IGD describes them as the receiving state sees them (after the server
+    # swaps the two); seen from the sender, its own Case-ID is needed except in LO1
+    # responses and acknowledgments, and the other state's in responses, acknowledgments
+    # and CSI transactions (docs/csenet.md, "Readings").
+    to_server = isinstance(h, HeaderToServer)
+    own, other = ("Case-ID", "Other-Case-ID") if to_server else ("Other-Case-ID", "Case-ID")
+    needs_own = not (c.f == "LO1" and c.a in ("P", "A"))
+    needs_other = c.a in ("P", "A") or c.f == "CSI"
+    for key, needed in ((own, needs_own), (other, needs_other)):
+        text = h.raw(key)
+        if not text.strip():
+            if needed:
+                c.add(h, "header", key, "header.case-id-missing",
+                      "this transaction needs this case ID")
+            continue
+        problem = case_id_problem(text)
+        if problem:
+            c.add(h, "header", key, "header.case-id", f"not a valid case ID: {problem}")
+    try:
+        counts = h.counts()
+    except ValueError:
+        return
+    if h.attachments == "Y" and counts[6] == 0:
+        c.add(h, "header", "Information-Ind", "header.attachments",
+              "Attachments-Ind is Y: an Information block must list the attachments")
+    if row is not None and row.blocks:
+        held = dict(zip((name for name, _, _ in BLOCK_RECORDS), counts, strict=True))
+        for block in row.blocks:
+            if not held.get(block):
+                indicator = next(ind for name, ind, _ in BLOCK_RECORDS if name == block)
+                c.add(h, "header", indicator, "header.table-blocks",
+                      f"the Valid Transactions Table requires a {block} block for "
+                      f"{c.f} {c.a} {c.r or '(no reason)'}")
+
+
+def _indicators(c: _Checker) -> None:
+    h = c.txn.header
+    try:
+        case, ncp_id, locate, parts, orders, colls, info = h.counts()
+    except ValueError:
+        return
+    grpay = c.is_("MSC", "R", "GRPAY")
+    optional_case = (c.a in ("A", "C", "M") or (c.f == "MSC" and c.req_upd)
+                     or c.is_("CSI", "R") or c.is_("MSC", "P", "REJCT")
+                     or (c.is_("CSI", "P") and c.s2 != "S"))
+    if case != 1 and (grpay or not optional_case):
+        c.add(h, "header", "Case-Data-Ind", "header.case-ind",
+              "this transaction must carry a Case block")
+    optional_id = c.a in ("A", "C", "M") or c.f in ("COL", "MSC", "CSI")
+    if ncp_id != 1 and (grpay or c.is_("COL", "P", "CISUB") or not optional_id):
+        c.add(h, "header", "NCP-Identification-Ind", "header.ncp-identification-ind",
+              "this transaction must carry an NCP Identification block")
+    if locate != 1 and ((c.pee and c.req_upd) or (c.is_("LO1", "P") and c.s2 == "S")):
+        c.add(h, "header", "NCP-Locate-Data-Ind", "header.ncp-locate-ind",
+              "this transaction must carry an NCP Locate block")
+    if parts < 2 and ((c.pee and c.req_upd) or grpay):
+        c.add(h, "header", "Participant-Data-Ind", "header.participant-ind",
+              "at least two Participant blocks (the custodial party and a dependent)")
+    elif parts < 1 and c.is_("CSI", "P") and c.s2 == "S":
+        c.add(h, "header", "Participant-Data-Ind", "header.participant-ind",
+              "a successful CSI response carries at least one Participant block")
+    if orders < 1 and c.f == "ENF" and c.req_upd:
+        c.add(h, "header", "Order-Data-Ind", "header.order-ind",
+              "an ENF request or update carries at least one Order block")
+    if colls < 1 and c.is_("COL", "P", "CITAX"):
+        c.add(h, "header", "Collection-Data-Ind", "header.collection-ind",
+              "COL P CITAX carries at least one Collection block")
+    if info != 1 and c.f == "MSC" and c.a == "P" and c.r in ("REJCT", "GSCAS", "GSTAI"):
+        c.add(h, "header", "Information-Ind", "header.information-ind",
+              f"MSC P {c.r} carries an Information block")
+
+
+# --- data blocks ------------------------------------------------------------------------
+
+
+def _after(c: _Checker, rec: Record, label: str, pairs: Iterable[tuple[str, str]]) -> None:
+    for start_key, end_key in pairs:
+        start, end = _typed(rec, start_key), _typed(rec, end_key)
+        if isinstance(start, dt.date) and isinstance(end, dt.date) and end <= start:
+            c.add(rec, label, end_key, "date.order", f"must be after {start_key}")
+
+
+def _past(c: _Checker, rec: Record, label: str, key: str) -> None:
+    born = _typed(rec, key)
+    if isinstance(born, dt.date) and born >= c.today:
+        c.add(rec, label, key, "date.past", "must be before today")
+
+
+def _case(c: _Checker, rec: Record, label: str) -> None:
+    if rec.blank("Payment-Mail-Address-Line-1") and (
+            (c.f in ("EST", "ENF") and c.req_upd) or c.is_("MSC", "R", "GRPAY")):
+        c.add(rec, label, "Payment-Mail-Address-Line-1", "case.payment-address",
+              "required for EST and ENF requests and updates and MSC R GRPAY")
+
+
+def _locate_empty(txn: Transaction) -> bool:
+    loc = txn.ncp_locate
+    return loc is None or all(loc.blank(k) for k in (
+        "Residential-Address-Line-1", "Mailing-Address-Line-1", "Employer-Name"))
+
+
+def _ncp_identification(c: _Checker, rec: Record, label: str) -> None:
+    if rec.blank("SSN"):
+        scoped = (c.pee and c.req_upd) or (c.f in ("PAT", "EST", "COL") and c.a == "P")
+        if c.is_("ENF", "P") or (scoped and _locate_empty(c.txn)):
+            c.add(rec, label, "SSN", "ncp.ssn",
+                  "required for ENF responses, and where the NCP Locate block has no "
+                  "address or employer")
+    if rec.blank("Height-Ft") != rec.blank("Height-In"):
+        key = "Height-Ft" if rec.blank("Height-Ft") else "Height-In"
+        c.add(rec, label, key, "ncp.height", "Height-Ft and Height-In are given together")
+    _past(c, rec, label, "Date-Of-Birth")
+
+
+def _ncp_locate(c: _Checker, rec: Record, label: str) -> None:
+    main = ("Residential-Address-Line-1", "Mailing-Address-Line-1", "Employer-Name")
+    if all(rec.blank(k) for k in main):
+        id_block = c.txn.ncp_identification
+        no_ssn = id_block is None or id_block.blank("SSN")
+        if ((c.f in ("LO1", "PAT", "EST", "ENF") and c.a == "P" and c.s2 == "S")
+                or (((c.f in ("PAT", "EST") and c.a in ("R", "P"))
+                     or c.is_("COL", "P")) and no_ssn)
+                or (c.f == "ENF" and c.req_upd)):
+            c.add(rec, label, "Residential-Address-Line-1", "locate.address-or-employer",
+                  "a residential or mailing address or an employer name is required here")
+    needs: list[tuple[str, str]] = []
+    if not rec.blank("Residential-Address-Line-1"):
+        needs += [("Residential-Address-Effective-Date", "Residential-Address-Line-1"),
+                  ("Residential-Address-Confirmed-Ind", "Residential-Address-Line-1")]
+    if not rec.blank("Mailing-Address-Line-1"):
+        needs.append(("Mailing-Address-Confirmed-Ind", "Mailing-Address-Line-1"))
+        if (c.pee and c.req_upd) or (c.f in ("LO1", "PAT", "EST", "ENF") and c.a == "P"):
+            needs.append(("Mailing-Address-Effective-Date", "Mailing-Address-Line-1"))
+    if c.is_("LO1", "P") and c.s2 == "U":
+        if not rec.blank("Residential-Address-Line-1"):
+            needs.append(("Residential-Address-End-Date", "Residential-Address-Line-1"))
+        if not rec.blank("Mailing-Address-Line-1"):
+            needs.append(("Mailing-Address-End-Date", "Mailing-Address-Line-1"))
+    for prefix in ("Employer", "Employer2", "Employer3"):
+        if rec.blank(f"{prefix}-Name"):
+            continue
+        needs += [(f"{prefix}-Effective-Date", f"{prefix}-Name"),
+                  (f"{prefix}-Confirmed-Ind", f"{prefix}-Name")]
+        address_scope = (c.f == "ENF" and c.req_upd) if prefix == "Employer" else \
+            (c.is_("ENF", "R") or c.is_("LO1", "P"))
+        if address_scope:
+            needs.append((f"{prefix}-Address-Line-1", f"{prefix}-Name"))
+    for key, because in needs:
+        if rec.blank(key):
+            c.add(rec, label, key, "locate.details", f"required when {because} is given")
+    _after(c, rec, label, (
+        ("Residential-Address-Effective-Date", "Residential-Address-End-Date"),
+        ("Mailing-Address-Effective-Date", "Mailing-Address-End-Date")))
+    for n in ("", "2", "3"):
+        keys = (f"Wage{n}-Qtr", f"Wage{n}-Year", f"Wage{n}-Amount")
+        blank = [rec.blank(k) for k in keys]
+        if any(blank) and not all(blank):
+            c.add(rec, label, keys[blank.index(True)], "locate.wage",
+                  "wage quarter, year and amount are given together")
+        year = rec.raw(keys[1])
+        if year.isdigit() and not 1900 <= int(year) <= 2099:
+            c.add(rec, label, keys[1], "locate.wage", "a year between 1900 and 2099")
+
+
+def _participant(c: _Checker, rec: Record, label: str) -> None:
+    named = not (rec.blank("Name-Last") and rec.blank("Name-First"))
+    relation = rec.raw("Relationship").strip()
+    if (rec.blank("Name-Last") or rec.blank("Name-First")) and (
+            (c.f in ("PAT", "EST", "CSI") and c.req_upd) or c.is_("CSI", "P")
+            or (c.f == "ENF" and c.req_upd and relation == "D")):
+        key = "Name-Last" if rec.blank("Name-Last") else "Name-First"
+        c.add(rec, label, key, "participant.name", "the participant's name is required here")
+    if not relation and ((named and c.f in ("LO1", "PAT", "EST", "ENF")
+                          and c.a in ("R", "U", "P")) or c.is_("MSC", "R", "GRPAY")):
+        c.add(rec, label, "Relationship", "participant.role", "required for a named participant")
+    if named and rec.blank("Participant-Status"):
+        c.add(rec, label, "Participant-Status", "participant.role",
+              "required for a named participant")
+    if rec.blank("Date-Of-Birth") and (
+            (c.f == "PAT" and c.req_upd) or (c.f in ("EST", "ENF") and c.req_upd
+                                            and relation == "D")):
+        c.add(rec, label, "Date-Of-Birth", "participant.dob", "required here")
+    if c.f == "PAT" and c.req_upd and relation == "D" and rec.blank("Dependent-Relation-CP"):
+        c.add(rec, label, "Dependent-Relation-CP", "participant.dependent",
+              "required for a dependent in a PAT request or update")
+    _past(c, rec, label, "Date-Of-Birth")
+    if label == "participant 1" and c.is_("MSC", "R", "GRPAY"):
+        roles = {p.raw("Relationship") for p in c.txn.participants}
+        if not {"C", "D"} <= roles:
+            c.add(rec, label, "Relationship", "participant.grpay",
+                  "MSC R GRPAY needs one participant with C and one with D")
+
+
+def _order(c: _Checker, rec: Record, label: str) -> None:
+    responses = c.pee and c.a == "P"
+    enf_ru = c.f == "ENF" and c.req_upd
+    otype = rec.raw("Order-Type").strip()
+    if not c.is_("CSI", "P"):
+        for key in ("Order-FIPS-State", "Order-FIPS-County"):
+            if rec.blank(key):
+                c.add(rec, label, key, "order.fips", "required except in CSI responses")
+    if c.f != "CSI" and rec.blank("Order-Filing-Date"):
+        c.add(rec, label, "Order-Filing-Date", "order.filing-date", "required except in CSI")
+    if not otype and (enf_ru or responses):
+        c.add(rec, label, "Order-Type", "order.type",
+              "required for ENF requests and updates and PAT, EST, ENF responses")
+    pat_not_p = c.is_("PAT", "P") and otype != "P"
+    if rec.blank("Order-Effective-Date") and (
+            enf_ru or (c.f in ("EST", "ENF") and c.a == "P") or pat_not_p):
+        c.add(rec, label, "Order-Effective-Date", "order.effective-date", "required here")
+    if rec.blank("Medical-Ordered") and ((c.f in ("EST", "ENF") and c.a == "P") or pat_not_p):
+        c.add(rec, label, "Medical-Ordered", "order.medical-ordered", "required here")
+    if rec.blank("Order-Freq") and _amount(rec, "Order-Freq-Amount") > 0:
+        c.add(rec, label, "Order-Freq", "order.frequency",
+              "required when Order-Freq-Amount is above zero")
+    if rec.blank("Order-Freq-Amount") and rec.blank("Order-Arrears-Total-Amount"):
+        c.add(rec, label, "Order-Freq-Amount", "order.frequency",
+              "required when Order-Arrears-Total-Amount is blank")
+    if enf_ru or responses:
+        if rec.blank("Order-Arrears-Freq") and _amount(rec, "Order-Arrears-Freq-Amount") > 0:
+            c.add(rec, label, "Order-Arrears-Freq", "order.frequency",
+                  "required when Order-Arrears-Freq-Amount is above zero")
+        if not rec.blank("Order-Arrears-Freq") and rec.blank("Order-Arrears-Freq-Amount"):
+            c.add(rec, label, "Order-Arrears-Freq-Amount", "order.frequency",
+                  "required when Order-Arrears-Freq is given")
+        for part in ("Arrears-TANF", "Arrears-Non-TANF", "Foster-Care", "Medical"):
+            if _amount(rec, f"{part}-Amount") > 0:
+                for end in ("From-Date", "Thru-Date"):
+                    if rec.blank(f"{part}-{end}"):
+                        c.add(rec, label, f"{part}-{end}", "order.arrears-dates",
+                              f"required when {part}-Amount is above zero")
+    _after(c, rec, label, (
+        ("Order-Effective-Date", "Order-End-Date"), ("Order-Effective-Date", "Order-Cancel-Date"),
+        ("Arrears-TANF-From-Date", "Arrears-TANF-Thru-Date"),
+        ("Arrears-Non-TANF-From-Date", "Arrears-Non-TANF-Thru-Date"),
+        ("Foster-Care-From-Date", "Foster-Care-Thru-Date"),
+        ("Medical-From-Date", "Medical-Thru-Date")))
+
+
+def _collection(c: _Checker, rec: Record, label: str) -> None:
+    if c.is_("COL", "P", "CITAX"):
+        for key in ("Date-Of-Collection", "Date-Of-Posting", "Payment-Amount",
+                    "Payment-Source", "Interstate-Payment-Method"):
+            if rec.blank(key):
+                c.add(rec, label, key, "collection.citax", "required for COL P CITAX")
+    collected, posted = _typed(rec, "Date-Of-Collection"), _typed(rec, "Date-Of-Posting")
+    if isinstance(collected, dt.date) and isinstance(posted, dt.date) and posted < collected:
+        c.add(rec, label, "Date-Of-Posting", "collection.posting",
+              "must not be before Date-Of-Collection")
+
+
+def _information(c: _Checker) -> None:
+    rec = c.txn.information
+    if rec is None:
+        return
+    label = "information"
+    if rec.blank("Status-Change-Code") and not c.is_("MSC", "P", "REJCT"):
+        c.add(rec, label, "Status-Change-Code", "information.status",
+              "required except for MSC P REJCT")
+    new_id = rec.raw("New-Case-ID")
+    if not new_id.strip():
+        if c.is_("MSC", "P", "GSCAS"):
+            c.add(rec, label, "New-Case-ID", "information.new-case-id",
+                  "required for MSC P GSCAS")
+    elif (problem := case_id_problem(new_id)) is not None:
+        c.add(rec, label, "New-Case-ID", "header.case-id", f"not a valid case ID: {problem}")
+    lines = [rec.raw(f"Information-Text-Line-{n}") for n in (1, 2, 3)]
+    if c.txn.header.attachments == "Y" and not any(line.strip() for line in lines):
+        c.add(rec, label, "Information-Text-Line-1", "information.text",
+              "Attachments-Ind is Y: lines 1-3 must list the attachments")
+    if c.is_("MSC", "P", "REJCT") and not lines[0][:24].strip():
+        c.add(rec, label, "Information-Text-Line-1", "information.text",
+              "MSC P REJCT: the first 24 positions identify the rejected transaction")
+    if c.is_("MSC", "P", "GSTAI"):
+        line = lines[0]
+        as_of: dt.date | None
+        try:
+            as_of = dt.date(int(line[24:28]), int(line[28:30]), int(line[30:32]))
+        except ValueError:
+            as_of = None
+        if not (line[:24].isdigit() and as_of is not None and as_of <= c.today):
+            c.add(rec, label, "Information-Text-Line-1", "information.gstai",
+                  "12 digits arrears, 12 digits interest, then an as-of date CCYYMMDD "
+                  "not after today")
+
+
+_BLOCK_CHECKS = {
+    "case": _case,
+    "ncp-identification": _ncp_identification,
+    "ncp-locate": _ncp_locate,
+    "participant": _participant,
+    "order": _order,
+    "collection": _collection,
+}
