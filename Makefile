@@ -1,5 +1,6 @@
 # CSE Gateway — every command a person or CI runs.
-#   make demo   run a small gateway network on 127.0.0.1 and show messages flowing
+#   make demo   run a small gateway network on 127.0.0.1, show messages flowing, keep it
+#               and the operator console up until Ctrl-C
 #   make test   create .venv, install what the tests need (OS packages too), run the suite
 #   make check  ruff + mypy --strict
 #   make bench  run every benchmark under bench/ and print the figures
@@ -41,7 +42,7 @@ bench: venv os-deps
 	$(PY) -m bench
 
 demo: venv os-deps
-	$(PY) -m gateway demo
+	$(PY) -m gateway demo --keep-running
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

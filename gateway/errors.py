@@ -66,6 +66,7 @@ translated into these at the module that calls the library; they never leak upwa
     │   ├── As4InvalidReceipt         As4InvalidReceipt         EBMS:0302
     │   └── As4DecompressionFailure   As4DecompressionFailure   EBMS:0303
     ├── DemoFailed                    DemoFailed        1   (gateway demo: a node or sshd)
+    ├── LoginRefused                  LoginRefused      1   (console: wrong password, code, locked)
     └── InternalError                 InternalError    70
 """
 
@@ -110,6 +111,7 @@ __all__ = [
     "KeyFileInsecure",
     "KeyMaterialError",
     "LeaseLost",
+    "LoginRefused",
     "MessageNotFound",
     "PartyInvalid",
     "ReceiptInvalid",
@@ -498,6 +500,13 @@ class DemoFailed(GatewayError):
     """``gateway demo`` could not build or run its network (a node or sshd did not start)."""
 
     code = "DemoFailed"
+
+
+class LoginRefused(GatewayError):
+    """The console refused a login; ``details["reason"]`` says why for the audit event
+    (unknown, password, code, locked, disabled, certificate), never shown to the user."""
+
+    code = "LoginRefused"
 
 
 class InternalError(GatewayError):

@@ -8,6 +8,9 @@ need=()
 command -v ssh-keygen >/dev/null 2>&1 && command -v sftp >/dev/null 2>&1 || need+=(openssh-client)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# the console's browser tests: Debian's Chromium and its matching chromedriver
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 # the PostgreSQL store's tests start a throw-away cluster with initdb/pg_ctl
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # systemd-analyze checks packaging/cse-gateway.service (tests/packaging); no systemd runs here

@@ -40,6 +40,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "csenet_cmd",
     "as4_cmd",
     "demo_cmd",
+    "console_cmd",
+    "operators_cmd",
     "store_cmd",
 )
 

@@ -16,12 +16,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import getpass
-import hashlib
 import io
 import json
-import os
-import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -31,24 +27,21 @@ from cryptography import x509
 
 from gateway.cli.output import err, out, out_json
 from gateway.errors import (
-    AuditError,
     AuditTampered,
-    GatewayError,
-    MessageNotFound,
     UsageError,
 )
-from gateway.protocol.certs import load_certificates_file
+from gateway.service.audit import EventFilter, intact, list_events, node_pin, timeline
+from gateway.service.context import open_audit, os_user
 from gateway.store.audit import (
     DEFAULT_KEEP,
     EVENT_CODES,
     AuditLog,
     KeySigner,
     StoredEvent,
-    StoredReceipt,
     retention_cutoff,
 )
 from gateway.store.audit_bundle import bundle_checkpoints, export_bundle, verify_bundle
-from gateway.store.audit_chain import VerifyReport, event_hash, event_record, fingerprint
+from gateway.store.audit_chain import VerifyReport, fingerprint
 from gateway.store.postgres import open_audit_log
 
 _CSV_COLUMNS = ("seq", "at", "code", "message_id", "case_id", "from_party", "to_party",
@@ -183,28 +176,14 @@ def open_log(args: argparse.Namespace) -> AuditLog:
     url = _store_url(args)
     if url is not None:
         return open_audit_log(url, read_only=True)
-    path = database_path(args)
-    if not path.is_file():
-        raise UsageError("no database file here", where=str(path))
-    try:
-        conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
-        return AuditLog(conn, create=False)
-    except sqlite3.Error as exc:
-        raise AuditError(f"cannot open the database: {exc}", where=str(path)) from None
+    return open_audit(database_path(args))
 
 
 def open_log_for_writing(args: argparse.Namespace) -> AuditLog:
     url = _store_url(args)
     if url is not None:
         return open_audit_log(url, read_only=False)
-    path = database_path(args)
-    if not path.is_file():
-        raise UsageError("no database file here", where=str(path))
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-        return AuditLog(conn, create=False)
-    except sqlite3.Error as exc:
-        raise AuditError(f"cannot open the database: {exc}", where=str(path)) from None
+    return open_audit(database_path(args), write=True)
 
 
 def node_signer(args: argparse.Namespace) -> KeySigner:
@@ -218,10 +197,7 @@ def node_signer(args: argparse.Namespace) -> KeySigner:
 
 def operator() -> str:
     """The actor for audit events written by a CLI action: the operator's OS user."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return f"uid-{os.getuid()}"
+    return os_user()
 
 
 #: Certificates checkpoints must be signed by: fingerprint -> where it came from.
@@ -278,21 +254,8 @@ def explicit_pins(args: argparse.Namespace) -> Pins:
 
 
 def node_pins(args: argparse.Namespace) -> tuple[Pins, str | None]:
-    """The node's own signing certificate from the configuration's key directory (only the
-    certificate: no private key or passphrase is needed), and why not when the
-    configuration names a key directory without one. ({}, None) without a configuration.
-
-    The keystore keeps one signing certificate (``KEYS/sign.crt``) and no earlier ones;
-    certificates of keys the node signed with before a rotation are given with
-    ``--signer-cert``."""
-    keys_dir = _keys_dir(args)
-    if keys_dir is None:
-        return {}, None
-    file = keys_dir / "sign.crt"
-    if not file.is_file():
-        return {}, f"the node's key directory has no signing certificate ({file})"
-    cert = load_certificates_file(file)[0]
-    return {fingerprint(cert): f"node signing certificate {file}"}, None
+    """The node's own signing certificate (see :func:`gateway.service.audit.node_pin`)."""
+    return node_pin(_keys_dir(args))
 
 
 # --- list -------------------------------------------------------------------------------
@@ -300,10 +263,14 @@ def node_pins(args: argparse.Namespace) -> tuple[Pins, str | None]:
 
 def run_list(args: argparse.Namespace) -> int:
     log = open_log(args)
-    events = log.query(message_id=args.message, case_id=args.case, partner=args.partner,
-                       code=args.code, since=args.since, until=args.until, limit=args.limit,
-                       descending=args.reverse)
-    emit_events(events, args.format)
+    page = list_events(log, EventFilter(message_id=args.message, case_id=args.case,
+                                        partner=args.partner, codes=tuple(args.code or ()),
+                                        since=args.since, until=args.until),
+                       limit=args.limit, descending=args.reverse)
+    emit_events(page.events, args.format)
+    if page.more:
+        err(f"the list is cut at {args.limit} event(s): raise --limit, narrow it with "
+            "--message/--case/--partner/--code/--since/--until, or --reverse for the newest")
     return 0
 
 
@@ -353,26 +320,16 @@ def text_line(e: StoredEvent, *, status: str = "") -> str:
 # --- show -------------------------------------------------------------------------------
 
 
-def intact(e: StoredEvent) -> bool:
-    """The event's own hash matches its content (the chain around it is `audit verify`'s)."""
-    columns = e.event.columns()
-    return event_hash(event_record(e.seq, e.prev_hash, columns)) == e.hash
-
-
 def run_show(args: argparse.Namespace) -> int:
     log = open_log(args)
-    with log.snapshot():
-        events = list(log.query(message_id=args.message_id))
-        receipts = log.receipts(args.message_id)
-    if not events:
-        raise MessageNotFound("no audit events for this message ID", where=args.message_id)
-    checked = [receipt_status(args, log, r, events) for r in receipts]
+    tl = timeline(log, args.message_id, _keys_dir(args))
+    events, checked = tl.events, tl.receipts
     if args.format == "json":
         out_json({"message_id": args.message_id,
                   "events": [{**e.to_dict(), "intact": intact(e)} for e in events],
                   "receipts": checked})
         return 0
-    out(f"message {args.message_id}: {len(events)} event(s), {len(receipts)} receipt(s)")
+    out(f"message {args.message_id}: {len(events)} event(s), {len(checked)} receipt(s)")
     for e in events:
         out(text_line(e, status="" if intact(e) else "ALTERED (hash mismatch)"))
     for r in checked:
@@ -383,70 +340,6 @@ def run_show(args: argparse.Namespace) -> int:
     if any(not intact(e) for e in events):
         out("some events do not match their hashes: run `gateway audit verify`")
     return 0
-
-
-def receipt_status(args: argparse.Namespace, log: AuditLog, r: StoredReceipt,
-                   events: list[StoredEvent]) -> dict[str, Any]:
-    sha = hashlib.sha256(r.data).hexdigest()
-    anchor = next((e for e in events if e.seq == r.event_seq), None)
-    if sha != r.sha256:
-        integrity = "DO NOT match their recorded digest"
-    elif anchor is None or anchor.event.code != "receipt_stored" or anchor.event.digest != sha:
-        integrity = "NOT the receipt the chain recorded"
-    else:
-        integrity = f"match the digest recorded in the chain (event {r.event_seq})"
-    return {"event_seq": r.event_seq, "direction": r.direction,
-            "at": r.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "bytes": len(r.data),
-            "sha256": sha, "integrity": integrity,
-            "signature": signature_status(args, r, events)}
-
-
-def signature_status(args: argparse.Namespace, r: StoredReceipt,
-                     events: list[StoredEvent]) -> dict[str, str]:
-    """Verify the receipt's signature with :func:`gateway.protocol.receipts.verify_receipt` against
-    the node's key directory (trust store and registered partner certificates), as of the
-    time the receipt was stored; say why when that is not possible (never pretend)."""
-    try:
-        from gateway.node.keystore import Keystore  # noqa: PLC0415 - optional until configured
-        from gateway.protocol.party import Party  # noqa: PLC0415
-        from gateway.protocol.receipts import verify_receipt  # noqa: PLC0415
-    except ImportError:
-        return {"status": "unavailable", "reason": "the receipt verifier is not installed"}
-    keys_dir = _keys_dir(args)
-    if keys_dir is None:
-        return {"status": "unavailable", "reason": "no configuration: the node's key "
-                "directory is needed (give --config)"}
-    # The receipt is signed by the original message's recipient, and acknowledges one of
-    # the envelope digests the chain recorded for that message (most recent first).
-    signer = next((e.event.to_party for e in reversed(events) if e.event.to_party), None)
-    digests = list(dict.fromkeys(
-        e.event.digest for e in reversed(events)
-        if e.event.digest and e.event.code not in ("receipt_stored", "checkpoint")))
-    if signer is None or not digests:
-        return {"status": "unavailable", "reason": "the chain does not record the recipient "
-                "and envelope digest this receipt acknowledges"}
-    try:
-        store = Keystore(keys_dir)
-        party = Party.parse(signer)
-        trust = store.trust()
-    except GatewayError as exc:
-        return {"status": "unavailable", "reason": f"{exc.code}: {exc.message}"}
-    failure: GatewayError | None = None
-    for digest in digests:
-        try:
-            verified = verify_receipt(r.data, expected_signer=party, sent_envelope_digest=digest,
-                                      trust=trust, directory=store, now=r.at)
-        except GatewayError as exc:
-            if failure is None or "EnvelopeDigest" not in exc.message:
-                failure = exc
-            continue
-        return {"status": "verified",
-                "reason": f"{verified.status}, receipt {verified.receipt_id}, signed by "
-                          f"{signer} (certificate {verified.signer_fingerprint[:16]}), "
-                          f"for envelope {digest[:16]}"}
-    assert failure is not None  # noqa: S101 - digests is not empty
-    cause = failure.details.get("cause", failure.code)
-    return {"status": "INVALID", "reason": f"{cause}: {failure.message}"}
 
 
 def _keys_dir(args: argparse.Namespace) -> Path | None:

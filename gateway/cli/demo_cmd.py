@@ -52,18 +52,55 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def start_demo_console(progress: Callable[[str], None], net: DemoNetwork) -> Callable[[], None]:
+    """The operator console over California's node on a free port of 127.0.0.1, with a
+    throw-away operator account; returns what stops it."""
+    from gateway.console.accounts import Accounts  # noqa: PLC0415 - only for the demo
+    from gateway.console.server import start_console  # noqa: PLC0415
+    from gateway.node.console_config import ConsoleConfig  # noqa: PLC0415
+    from gateway.service.context import NodeContext  # noqa: PLC0415
+
+    ca = net.nodes["ca"]
+    folder = ca.config_path.parent / "console"
+    config = ConsoleConfig(port=0, accounts=folder / "accounts.db")
+    accounts = Accounts(config.accounts)
+    creds = (accounts.reset("demo") if accounts.get("demo") is not None
+             else accounts.add("demo", "operator", time.time()))
+    secret_file = folder / "demo-totp-secret"
+    secret_file.write_text(creds.totp_secret + "\n")
+    secret_file.chmod(0o600)
+    ctx = NodeContext.open(ca.config_path)
+    running = start_console(ctx, config, accounts=accounts)
+    progress("")
+    progress(f"Operator console for ca: {running.url}")
+    progress(f"  log in as: demo   password: {creds.password}")
+    progress(f"  one-time code: {command_name()} operators code --secret-file {secret_file}")
+    progress(f"  (or add the TOTP secret {creds.totp_secret} to an authenticator app)")
+
+    def stop() -> None:
+        running.stop()
+        ctx.close()
+
+    return stop
+
+
 def keep_running(progress: Callable[[str], None], net: DemoNetwork) -> None:
-    """Wait for Ctrl-C (or SIGTERM) with the network up, saying what to try meanwhile."""
+    """Wait for Ctrl-C (or SIGTERM) with the network and the console up, saying what to
+    try meanwhile."""
     ca, tx = net.nodes["ca"], net.nodes["tx"]
+    stop_console = start_demo_console(progress, net)
     progress("")
     progress(f"The network is still running. In another terminal, from {Path.cwd()}:")
     progress(f"  cp tests/samples/valid/interstate-transaction.xml {ca.outbox}/")
     progress(f"  {command_name()} --config {ca.config_path} messages list")
     progress(f"  ls {tx.inbox}")
     progress("Press Ctrl-C to stop the nodes, verify every audit trail and see the summary.")
-    with contextlib.suppress(KeyboardInterrupt):
-        while True:
-            time.sleep(1)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(1)
+    finally:
+        stop_console()
 
 
 def summary(r: DemoResult) -> None:

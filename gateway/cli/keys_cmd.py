@@ -30,6 +30,7 @@ from gateway.node.config import load_config
 from gateway.node.keystore import Keystore, generate_node, read_passphrase
 from gateway.protocol import certs
 from gateway.protocol.party import Party, PartyInvalid
+from gateway.service.status import certificates
 
 __all__ = ["register"]
 
@@ -148,18 +149,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _rows(store: Keystore, now: datetime) -> list[dict[str, Any]]:
-    return [
-        {
-            "role": e.role,
-            "party": str(e.party) if e.party else "",
-            "subject": e.cert.subject.rfc4514_string(),
-            "fingerprint": e.fingerprint,
-            "not_after": e.cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "days_left": int(e.days_left(now) // 1),
-            "path": str(e.path),
-        }
-        for e in store.entries()
-    ]
+    return certificates(store.path, now)
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """``gateway status``: counts by state and partner, oldest pending age, expiring
-certificates. Reads the spool directly (safe while the daemon runs: SQLite WAL)."""
+certificates. Reads the spool directly (safe while the daemon runs: SQLite WAL); the
+logic is :func:`gateway.service.status.node_status` (the console's dashboard calls it too)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,8 @@ from typing import Any
 
 from gateway.cli.clocks_cmd import clock_summary
 from gateway.cli.output import out, out_json, table
-from gateway.errors import GatewayError
-from gateway.node.config import load_config
-from gateway.node.nodekeys import load_node_keys
-from gateway.node.storeopen import open_spool
-from gateway.protocol.certs import fingerprint
-from gateway.store.states import PENDING
+from gateway.service.context import NodeContext
+from gateway.service.status import node_status
 
 
 def register(subparsers: Any) -> None:
@@ -25,51 +22,25 @@ def register(subparsers: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
     now = datetime.now(UTC)
-    spool = open_spool(config)
-    try:
-        counts = spool.counts()
-        oldest = spool.oldest(sorted(PENDING))
-    finally:
-        spool.close()
-    expiring: list[dict[str, Any]] = []
-    key_error = None
-    try:
-        keys = load_node_keys(config)
-        found = [("sign", keys.identity.signing_cert),
-                 ("encrypt", keys.identity.encryption_cert)]
-        # the extra decryption keys (KEYS/decrypt/), named by certificate fingerprint as
-        # `gateway keys list` shows them
-        found += [(f"decrypt:{fingerprint(c)[:16]}", c) for _, c in keys.identity.decryption]
-        found += [(f"partner {p}", c) for p, cs in keys.encryption.items() for c in cs]
-        for what, cert in found:
-            days = (cert.not_valid_after_utc - now).total_seconds() / 86400
-            if days <= config.security.cert_warn_days:
-                expiring.append({"certificate": what, "days_left": round(days, 1)})
-    except GatewayError as exc:
-        key_error = f"{exc.code}: {exc}"
+    with NodeContext.open(args.config) as ctx:
+        config = ctx.config
+        result = node_status(ctx, now)
     clocks = clock_summary(config, args, now) if config.clocks.enabled else None
-    result = {
-        "node": config.node.party,
-        "counts": [{"direction": d, "state": s, "partner": p, "count": n}
-                   for d, s, p, n in counts],
-        "oldest_pending_seconds": None if oldest is None else round(now.timestamp() - oldest),
-        "certificates_expiring": expiring,
-        "keys_error": key_error,
-        "clocks": clocks,
-    }
+    result["clocks"] = clocks
     if args.format == "json":
         out_json(result)
         return 0
-    out(f"node {config.node.party}")
-    rows = [[d, s, p or "-", str(n)] for d, s, p, n in counts]
+    out(f"node {result['node']}")
+    rows = [[c["direction"], c["state"], c["partner"] or "-", str(c["count"])]
+            for c in result["counts"]]
     out(table(rows, ["direction", "state", "partner", "count"]) if rows else "no messages")
     age = result["oldest_pending_seconds"]
     out(f"oldest pending: {'none' if age is None else f'{age} s'}")
-    if key_error:
-        out(f"keys: {key_error}")
-    for item in expiring:
+    out(f"failed in the last 24 h: {result['failed_last_24h']}")
+    if result["keys_error"]:
+        out(f"keys: {result['keys_error']}")
+    for item in result["certificates_expiring"]:
         days = item["days_left"]
         out(f"certificate {item['certificate']} "
             + (f"expires in {days} days" if days >= 0 else f"EXPIRED {-days} days ago"))

@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway.errors import ConfigError
 from gateway.node.clocks import ClocksConfig, parse_clocks
+from gateway.node.console_config import ConsoleConfig, read_console
 from gateway.node.routing import RoutingTable, build_table, valid_party
 
 __all__ = [
@@ -259,6 +260,7 @@ class Config:
     inbox_format: str = "xml"    # xml, or csenet: interstate transactions as CSENet lines
     inbox_newline: str = "lf"    # the line ending of delivered CSENet files: lf or crlf
     clocks: ClocksConfig = field(default_factory=ClocksConfig)
+    console: ConsoleConfig | None = None  # [console]: see console_config.py
 
     def partner(self, party: str) -> PartnerConfig:
         for partner in self.partners:
@@ -536,7 +538,7 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
 
 _TOP = {"node", "spool", "outbox", "inbox", "rejected", "intake", "inbound", "listeners",
         "partners", "routes", "retry", "breaker", "limits", "schema_sets", "security",
-        "schedule", "audit", "store", "clocks"}
+        "schedule", "audit", "store", "clocks", "console"}
 
 
 def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
@@ -688,6 +690,7 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         breaker=breaker, limits=limits, schema_sets=tuple(schema_sets), security=security,
         schedule=schedule, audit=audit, store=store, clocks=clocks,
         inbox_format=inbox_format, inbox_newline=inbox_newline,
+        console=read_console(r, doc),
     )
 
 

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
 from gateway.store.audit import AuditEvent, AuditLog, check_event
+from gateway.store.query import MessageQuery, query_sql
 from gateway.store.sealing import MAGIC, Sealer
 from gateway.store.states import Direction, IllegalTransition, State, audit_code
 
@@ -357,6 +358,15 @@ class Spool(Protocol):
     def without_payload(self, state: State, direction: Direction, kind: str,
                         limit: int = 100) -> list[Message]: ...
 
+    def search(self, query: MessageQuery) -> list[Message]:
+        """One page of the messages ``query`` selects, in its order (read-only; the SQL
+        is :func:`gateway.store.query.query_sql`)."""
+        ...
+
+    def count(self, query: MessageQuery) -> int:
+        """How many messages ``query`` selects, ignoring its page (read-only)."""
+        ...
+
     def counts(self) -> list[tuple[str, str, str, int]]: ...
 
     def oldest(self, states: Sequence[State]) -> float | None: ...
@@ -462,6 +472,17 @@ class SpoolReads:
         sql += " ORDER BY id LIMIT ?"
         params.append(limit)
         return [Message.from_row(r) for r in self._rows(sql, params)]
+
+    def search(self, query: MessageQuery) -> list[Message]:
+        where, order, params = query_sql(query)
+        rows = self._rows(f"{SELECT_MESSAGE} {where} {order} LIMIT ? OFFSET ?",
+                          [*params, query.limit, query.offset])
+        return [Message.from_row(r) for r in rows]
+
+    def count(self, query: MessageQuery) -> int:
+        where, _, params = query_sql(query)
+        rows = self._rows(f"SELECT COUNT(*) FROM messages {where}", params)  # noqa: S608
+        return int(rows[0][0])
 
     def counts(self) -> list[tuple[str, str, str, int]]:
         """``(direction, state, partner, count)`` for every combination present."""

@@ -93,13 +93,16 @@ def test_status_and_messages(node: NodeSpec, capsys: pytest.CaptureFixture[str])
     shown = json.loads(text)
     assert shown["state"] == "retrying"
     assert shown["payloads"] == ["document", "envelope"]
-    code, text = cli(capsys, *cfg, "messages", "resend", str(first.id))
+    code, text = cli(capsys, *cfg, "messages", "resend", str(first.id),
+                     "--reason", "partner-recovered")
     assert code == 2  # a usage error: only failed or cancelled messages can be resent
     assert "cannot resend" in text
-    code, text = cli(capsys, *cfg, "messages", "cancel", str(first.id))
+    code, text = cli(capsys, *cfg, "messages", "cancel", str(first.id),
+                     "--reason", "sent-in-error")
     assert code == 0
     assert spool.get(first.id).state is State.CANCELLED
-    code, text = cli(capsys, *cfg, "messages", "resend", str(first.id))
+    code, text = cli(capsys, *cfg, "messages", "resend", str(first.id),
+                     "--reason", "partner-recovered")
     assert code == 0
     again = spool.get(first.id)
     assert again.state is State.SEALED

@@ -211,11 +211,17 @@ def _where(node: ast.expr, assigned: dict[str, list[str]]) -> list[str] | None:
 
 
 def loader_keys() -> set[str]:
-    """Dotted keys the loader accepts, read from gateway/node/config.py: each
+    """Dotted keys the loader accepts, read from gateway/node/config.py and the section
+    modules beside it (``*_config.py``, e.g. console_config.py): each
     ``r.known(table, where, {keys})`` call, ``where`` resolved from its literal or the
     latest assignment before the call; ``_transport`` serves both transport tables."""
-    source = (REPO / "gateway" / "node" / "config.py").read_text(encoding="utf-8")
-    tree = ast.parse(source)
+    keys: set[str] = set()
+    for file in sorted((REPO / "gateway" / "node").glob("*config.py")):
+        keys |= _known_keys(ast.parse(file.read_text(encoding="utf-8")))
+    return keys
+
+
+def _known_keys(tree: ast.Module) -> set[str]:
     sets: dict[str, set[str]] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Set):

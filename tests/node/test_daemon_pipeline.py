@@ -506,7 +506,8 @@ def test_failed_message_is_put_back_in_rejected_with_its_reason(
     # the operator resends it: the copy goes, the message is queued again
     from gateway.cli import main
 
-    assert main(["--config", str(a.config_path), "messages", "resend", str(out.id)]) == 0
+    assert main(["--config", str(a.config_path), "messages", "resend", str(out.id),
+                 "--reason", "partner-recovered"]) == 0
     assert "removed its failure copy" in capsys.readouterr().out
     assert not (a.rejected / "case-77.xml").exists()
     assert not (a.rejected / "case-77.xml.error.json").exists()

@@ -1,0 +1,135 @@
+"""``gateway operators add|list|disable|reset``: the console's operator accounts.
+
+``add`` and ``reset`` print the new password and TOTP secret once (with an
+``otpauth://`` URI for an authenticator app); they are stored only as an argon2id hash
+and in the accounts file (mode 0600). Each change is an audit event in the node's trail
+(actor: the OS user). ``code`` prints the current one-time code for a TOTP secret (what
+an authenticator app shows; for the demo's throw-away login and for scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gateway.cli.output import out, out_json, table
+from gateway.console import totp
+from gateway.console.accounts import ROLES, Accounts
+from gateway.errors import UsageError
+from gateway.node.config import load_config
+from gateway.service.context import NodeContext, os_user
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("operators", help="the console's operator accounts")
+    sub = parser.add_subparsers(dest="operators_command", metavar="SUBCOMMAND", required=True)
+    add = sub.add_parser("add", help="create an account; prints its password and TOTP "
+                         "secret once")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="viewer")
+    add.add_argument("--format", choices=("text", "json"), default="text")
+    add.set_defaults(func=run_add)
+    ls = sub.add_parser("list", help="every account, its role and status")
+    ls.add_argument("--format", choices=("text", "json"), default="text")
+    ls.set_defaults(func=run_list)
+    dis = sub.add_parser("disable", help="refuse every login of an account")
+    dis.add_argument("name")
+    dis.set_defaults(func=run_disable)
+    reset = sub.add_parser("reset", help="a new password and TOTP secret; unlocks and "
+                           "enables the account")
+    reset.add_argument("name")
+    reset.add_argument("--format", choices=("text", "json"), default="text")
+    reset.set_defaults(func=run_reset)
+    code = sub.add_parser("code", help="the current one-time code for a TOTP secret")
+    code.add_argument("--secret-file", type=Path, required=True, metavar="FILE",
+                      help="a file holding the base32 secret")
+    code.set_defaults(func=run_code)
+
+
+def _accounts(args: argparse.Namespace) -> Accounts:
+    config = load_config(args.config)
+    if config.console is None:
+        raise UsageError("no [console] section in the configuration", where=str(config.path))
+    return Accounts(config.console.accounts)
+
+
+def _record(args: argparse.Namespace, code: str, name: str, **detail: str) -> None:
+    with NodeContext.open(args.config) as ctx, ctx.spool.transaction(datetime.now(UTC)) as txn:
+        txn.audit(code, actor=os_user(), detail={"operator": name, **detail})
+
+
+def _credentials(args: argparse.Namespace, creds: Any, role: str | None) -> None:
+    if args.format == "json":
+        out_json({"name": creds.name, "role": role, "password": creds.password,
+                  "totp_secret": creds.totp_secret, "otpauth": creds.otpauth})
+        return
+    out(f"operator:    {creds.name}" + (f" ({role})" if role else ""))
+    out(f"password:    {creds.password}")
+    out(f"TOTP secret: {creds.totp_secret}")
+    out(f"otpauth URI: {creds.otpauth}")
+    out("Give these to the operator once, by a safe channel; they are not shown again.")
+
+
+def run_add(args: argparse.Namespace) -> int:
+    accounts = _accounts(args)
+    try:
+        creds = accounts.add(args.name, args.role, time.time())
+    finally:
+        accounts.close()
+    _record(args, "operator_added", args.name, role=args.role)
+    _credentials(args, creds, args.role)
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    accounts = _accounts(args)
+    try:
+        found = accounts.list()
+    finally:
+        accounts.close()
+    now = time.time()
+    rows: list[dict[str, Any]] = [{"name": a.name, "role": a.role,
+             "status": "disabled" if a.disabled else "locked" if a.locked_until
+             and a.locked_until > now else "active", "failed_logins": a.failures}
+            for a in found]
+    if args.format == "json":
+        out_json(rows)
+        return 0
+    out(table([[r["name"], r["role"], r["status"], str(r["failed_logins"])] for r in rows],
+              ["name", "role", "status", "failed logins"]) if rows else "no operators")
+    return 0
+
+
+def run_disable(args: argparse.Namespace) -> int:
+    accounts = _accounts(args)
+    try:
+        accounts.disable(args.name)
+    finally:
+        accounts.close()
+    _record(args, "operator_disabled", args.name)
+    out(f"operator {args.name} disabled (a running console ends its sessions at their next "
+        "request it makes)")
+    return 0
+
+
+def run_reset(args: argparse.Namespace) -> int:
+    accounts = _accounts(args)
+    try:
+        creds = accounts.reset(args.name)
+    finally:
+        accounts.close()
+    _record(args, "operator_reset", args.name)
+    _credentials(args, creds, None)
+    return 0
+
+
+def run_code(args: argparse.Namespace) -> int:
+    try:
+        secret = args.secret_file.read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"cannot read the secret ({exc.strerror})",
+                         where=str(args.secret_file)) from None
+    out(totp.code_at(secret, totp.step_of(time.time())))
+    return 0
