@@ -5,13 +5,15 @@ ignored, and either its size, mtime and inode are unchanged across two polls
 (``ready = "stable"``) or a ``NAME.ready`` marker exists beside it (``ready = "marker"``).
 :func:`ready_files` is that decision, pure.
 
-For each ready file the scanner reads it, asks the *preparer* (validate, route, seal: see
-:mod:`gateway.node.outbound`) what to do, and records the outcome in one spool transaction
-keyed by an *intake key* (outbox, name, inode, size, mtime): the key is unique, so when
-several scanners race for the same file exactly one records it, and a rescan after a crash
-recognises a file that was already recorded. Only after that commit is the file removed
-from the outbox. A refused file is copied durably to ``rejected/NAME`` with
-``NAME.error.json`` (codes, lines, paths; no document content) before the original goes.
+For each ready file the scanner reads it and asks the *preparer* (validate, route, seal:
+see :mod:`gateway.node.outbound`) what to do; the outcomes of a chunk of files (25 in the
+daemon) are recorded together in one spool transaction, each keyed by an *intake key*
+(outbox, name, inode, size, mtime): the key is unique, so when several scanners race for
+the same file exactly one records it (a chunk that meets such a race is rolled back and
+recorded file by file), and a rescan after a crash recognises a file that was already
+recorded. Only after that commit are the chunk's files removed from the outbox. A refused
+file is copied durably to ``rejected/NAME`` with ``NAME.error.json`` (codes, lines, paths;
+no document content) before the original goes.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from gateway.store.fsutil import (
     is_temporary_name,
     read_file,
 )
-from gateway.store.spool import Message, NewMessage, Spool
+from gateway.store.spool import Message, NewMessage, Spool, Txn
 from gateway.store.states import Direction, State
 
 __all__ = [
@@ -118,6 +120,16 @@ class Preparer(Protocol):
                  message_id: str | None = None) -> Prepared | Refused: ...
 
 
+class _Pending:
+    """A file read and prepared, waiting to be recorded with the rest of its chunk."""
+
+    __slots__ = ("data", "key", "outcome", "seen")
+
+    def __init__(self, seen: FileSeen, key: str, outcome: Prepared | Refused,
+                 data: bytes) -> None:
+        self.seen, self.key, self.outcome, self.data = seen, key, outcome, data
+
+
 @dataclass
 class ScanResult:
     accepted: list[Message] = field(default_factory=list)
@@ -163,8 +175,8 @@ class OutboxScanner:
         self.csenet = CsenetFile(
             spool=spool, prepare=prepare, service=outbox.service,
             framing=Framing(outbox.newline), rejected_dir=rejected_dir,
-            record_prepared=lambda outcome, document, source, key, now: self._record(
-                outcome, document, FileSeen(source, 0, 0, 0), key, now))
+            record_prepared=lambda outcome, document, source, key, now: self._record_all(
+                [_Pending(FileSeen(source, 0, 0, 0), key, outcome, document)], now)[0])
 
     def _listing(self) -> list[FileSeen]:
         out = []
@@ -205,10 +217,13 @@ class OutboxScanner:
     def scan(self, now: datetime, *, limit: int | None = None, chunk: int = 25,
              progress: Callable[[], object] | None = None,
              stopping: Callable[[], bool] | None = None) -> ScanResult:
-        """One poll: take every ready file (up to ``limit``). After each ``chunk`` files
-        the outbox directory is fsynced (removals made durable together), ``progress`` is
-        called (the daemon starts sending while a big batch comes in) and the scan ends
-        early if ``stopping()`` says so (the rest waits for the next start)."""
+        """One poll: take every ready file (up to ``limit``), ``chunk`` files at a time:
+        each file of a chunk is read and prepared (validated, sealed), then the whole
+        chunk is recorded in one spool transaction (one commit instead of one per file;
+        all or nothing), and only then are its files removed from the outbox and the
+        directory fsynced. After each chunk ``progress`` is called (the daemon starts
+        sending while a big batch comes in) and the scan ends early if ``stopping()``
+        says so (the rest waits for the next start)."""
         current = self._listing()
         ready = ready_files(self._previous, current, mode=self.intake.ready,
                             now_ns=int(now.timestamp() * 1e9),
@@ -216,28 +231,62 @@ class OutboxScanner:
         self._drop_orphan_markers(current)
         self._previous = {f.name: f for f in current}
         result = ScanResult()
-        pending_sync = False
-        for index, seen in enumerate(ready[:limit], start=1):
+        files = ready[:limit]
+        for first in range(0, len(files), max(chunk, 1)):
+            if self._take_chunk(files[first:first + max(chunk, 1)], now, result):
+                fsync_dir(self.outbox.path)
+            if progress is not None:
+                progress()
+            if stopping is not None and stopping():
+                break
+        return result
+
+    def _take_chunk(self, chunk: Sequence[FileSeen], now: datetime, result: ScanResult
+                    ) -> bool:
+        """Take the files of one chunk; True when something was removed from the outbox
+        (the caller fsyncs the directory)."""
+        removed = False
+        pending: list[_Pending] = []
+        for seen in chunk:
             try:
-                pending_sync |= self._take(seen, now, result)
+                item = self._prepare_one(seen, now, result)
+                if isinstance(item, bool):
+                    removed |= item
+                elif item is not None:
+                    pending.append(item)
             except GatewayError as exc:
                 log.error("intake of %s failed: %s (%s); will retry next scan", seen.name,
                           exc.code, exc.message)
-            if index % chunk == 0:
-                if pending_sync:
-                    fsync_dir(self.outbox.path)
-                    pending_sync = False
-                if progress is not None:
-                    progress()
-                if stopping is not None and stopping():
-                    break
-        if pending_sync:
-            fsync_dir(self.outbox.path)
-        return result
+        if not pending:
+            return removed
+        try:
+            recorded = self._record_all(pending, now)
+        except Duplicate:
+            # another scanner recorded one of them first: the chunk was rolled back as a
+            # whole; record the files one by one (each Duplicate handled on its own)
+            recorded = None
+        except GatewayError as exc:
+            log.error("intake of %d files failed: %s (%s); will retry next scan",
+                      len(pending), exc.code, exc.message)
+            return removed
+        for index, item in enumerate(pending):
+            try:
+                if recorded is None:
+                    removed |= self._record_alone(item, now, result)
+                else:
+                    message = recorded[index]
+                    (result.accepted if message.state is State.SEALED
+                     else result.rejected).append(message)
+                    removed |= self._finish(message, item.seen)
+            except GatewayError as exc:
+                log.error("intake of %s failed: %s (%s); will retry next scan",
+                          item.seen.name, exc.code, exc.message)
+        return removed
 
-    def _take(self, seen: FileSeen, now: datetime, result: ScanResult) -> bool:
-        """Take one file; True when something was removed from the outbox (the caller
-        fsyncs the directory)."""
+    def _prepare_one(self, seen: FileSeen, now: datetime, result: ScanResult
+                     ) -> _Pending | bool | None:
+        """Read and prepare one file: a :class:`_Pending` to record, or (nothing to
+        record) whether a file was removed, or None."""
         path = self.outbox.path / seen.name
         key = self.intake_key(seen)
         if not self.spool.claim_intake(key, now):
@@ -252,23 +301,24 @@ class OutboxScanner:
             data = read_file(path, max_bytes=self.max_bytes)
         except GatewayError as exc:
             if not path.exists():
-                return False  # another scanner took it
-            outcome: Prepared | Refused = Refused(exc.code, exc.message)
-            data = b""
-        else:
-            if len(data) != seen.size:
-                return False  # changed since listed: not complete; the next poll decides
-            outcome = self.prepare(data, source=seen.name, service=self.outbox.service, now=now)
+                return None  # another scanner took it
+            return _Pending(seen, key, Refused(exc.code, exc.message), b"")
+        if len(data) != seen.size:
+            return None  # changed since listed: not complete; the next poll decides
+        outcome = self.prepare(data, source=seen.name, service=self.outbox.service, now=now)
+        return _Pending(seen, key, outcome, data)
+
+    def _record_alone(self, item: _Pending, now: datetime, result: ScanResult) -> bool:
         try:
-            message = self._record(outcome, data, seen, key, now)
+            message = self._record_all([item], now)[0]
         except Duplicate:
-            existing = self.spool.find_intake(key)
+            existing = self.spool.find_intake(item.key)
             if existing is None:
                 return False
             result.finished += 1  # another scanner recorded it first
-            return self._finish(existing, seen)
+            return self._finish(existing, item.seen)
         (result.accepted if message.state is State.SEALED else result.rejected).append(message)
-        return self._finish(message, seen)
+        return self._finish(message, item.seen)
 
     def _is_csenet(self, path: Path) -> bool:
         if self.outbox.format != "auto":
@@ -298,29 +348,34 @@ class OutboxScanner:
                 removed = True
         return removed
 
-    def _record(self, outcome: Prepared | Refused, data: bytes, seen: FileSeen, key: str,
-                now: datetime) -> Message:
-        digest = hashlib.sha256(data).hexdigest()
+    def _record_all(self, items: Sequence[_Pending], now: datetime) -> list[Message]:
+        """Record ``items`` in one transaction: every one or none."""
         with self.spool.transaction(now) as txn:
-            if isinstance(outcome, Prepared):
-                new = replace(outcome.message, source=seen.name, intake_key=key,
-                              document_digest=digest)
-                msg = txn.insert(new, State.RECEIVED, payloads={"document": data},
-                                 detail={"bytes": len(data)})
-                for code, detail in outcome.events:
-                    txn.audit(code, msg, detail=dict(detail))
-                return txn.transition(msg.id, State.SEALED, expect=State.RECEIVED,
-                                      payloads={"envelope": outcome.envelope})
-            new = NewMessage(Direction.OUT, message_id=outcome.message_id, source=seen.name,
-                             intake_key=key, case_id=outcome.case_id, document_digest=digest)
+            return [self._record(txn, item, now) for item in items]
+
+    @staticmethod
+    def _record(txn: Txn, item: _Pending, now: datetime) -> Message:
+        outcome, data, seen, key = item.outcome, item.data, item.seen, item.key
+        digest = hashlib.sha256(data).hexdigest()
+        if isinstance(outcome, Prepared):
+            new = replace(outcome.message, source=seen.name, intake_key=key,
+                          document_digest=digest)
             msg = txn.insert(new, State.RECEIVED, payloads={"document": data},
                              detail={"bytes": len(data)})
-            report = error_report(seen.name, outcome, now, msg.id)
-            return txn.transition(msg.id, State.REJECTED, expect=State.RECEIVED,
-                                  error_code=outcome.code,
-                                  changes={"error_text": outcome.message[:500]},
-                                  payloads={"error": report},
-                                  detail={"issues": len(outcome.issues)})
+            for code, detail in outcome.events:
+                txn.audit(code, msg, detail=dict(detail))
+            return txn.transition(msg.id, State.SEALED, expect=State.RECEIVED,
+                                  payloads={"envelope": outcome.envelope})
+        new = NewMessage(Direction.OUT, message_id=outcome.message_id, source=seen.name,
+                         intake_key=key, case_id=outcome.case_id, document_digest=digest)
+        msg = txn.insert(new, State.RECEIVED, payloads={"document": data},
+                         detail={"bytes": len(data)})
+        report = error_report(seen.name, outcome, now, msg.id)
+        return txn.transition(msg.id, State.REJECTED, expect=State.RECEIVED,
+                              error_code=outcome.code,
+                              changes={"error_text": outcome.message[:500]},
+                              payloads={"error": report},
+                              detail={"issues": len(outcome.issues)})
 
     def _finish(self, message: Message, seen: FileSeen) -> bool:
         """After the durable record: copy a rejected file out, then remove the original

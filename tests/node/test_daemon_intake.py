@@ -181,3 +181,84 @@ def test_orphan_marker_is_removed(env: dict[str, object]) -> None:
     assert (outbox / "gone.xml.ready").exists()  # not on the first sight
     s.scan(NOW)
     assert list(outbox.iterdir()) == []
+
+
+def _drop_many(outbox: Path, count: int, *, bad: frozenset[int] = frozenset()) -> None:
+    for i in range(count):
+        body = f"<bad>{i}</bad>" if i in bad else f"<ok>{i}</ok>"
+        (outbox / f"m{i:03}.xml").write_bytes(body.encode())
+        (outbox / f"m{i:03}.xml.ready").write_bytes(b"")
+
+
+def test_a_chunk_of_files_is_recorded_in_one_transaction(env: dict[str, object],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    spool: SqliteSpool = env["spool"]  # type: ignore[assignment]
+    _drop_many(outbox, 30, bad=frozenset({7}))
+    opened: list[datetime] = []
+    original = spool.transaction
+
+    def counting(now: datetime):  # type: ignore[no-untyped-def]
+        opened.append(now)
+        return original(now)
+
+    monkeypatch.setattr(spool, "transaction", counting)
+    result = scanner(env, "marker").scan(NOW, chunk=25)
+    assert len(opened) == 2  # 25 files, then 5: one commit each, not one per file
+    assert len(result.accepted) == 29
+    assert [m.source for m in result.rejected] == ["m007.xml"]
+    assert os.listdir(outbox) == []
+    assert len(spool.select(direction=Direction.OUT, limit=100)) == 30
+
+
+def test_a_chunk_is_recorded_all_or_nothing(env: dict[str, object],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure while recording the 5th file of a chunk records none of the chunk and
+    removes none of its files; the next scan takes them all."""
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    spool: SqliteSpool = env["spool"]  # type: ignore[assignment]
+    _drop_many(outbox, 8)
+    first = scanner(env, "marker")
+    calls = {"n": 0}
+    original = OutboxScanner._record
+
+    def failing(txn, item, now):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise SpoolError("simulated failure inside the chunk's transaction")
+        return original(txn, item, now)
+
+    monkeypatch.setattr(OutboxScanner, "_record", staticmethod(failing))
+    result = first.scan(NOW)
+    assert result.accepted == []
+    assert spool.select(direction=Direction.OUT, limit=100) == []
+    assert len([n for n in os.listdir(outbox) if n.endswith(".xml")]) == 8
+    monkeypatch.setattr(OutboxScanner, "_record", staticmethod(original))
+    assert len(scanner(env, "marker").scan(NOW).accepted) == 8
+    assert os.listdir(outbox) == []
+
+
+def test_a_file_another_scanner_recorded_does_not_block_its_chunk(
+        env: dict[str, object]) -> None:
+    """When one file of a chunk was recorded meanwhile by another scanner, the chunk's
+    transaction fails as a whole (Duplicate) and its files are recorded one by one."""
+    outbox: Path = env["outbox"]  # type: ignore[assignment]
+    spool: SqliteSpool = env["spool"]  # type: ignore[assignment]
+    _drop_many(outbox, 5)
+    mine = scanner(env, "marker")
+    other = scanner(env, "marker")
+    original = mine.prepare
+    raced = {"done": False}
+
+    def racing(data: bytes, **kw: object) -> Prepared | Refused:
+        if not raced["done"]:
+            raced["done"] = True
+            other.scan(NOW, limit=1)  # records (and removes) m000.xml first
+        return original(data, **kw)  # type: ignore[arg-type]
+
+    mine.prepare = racing  # type: ignore[method-assign]
+    result = mine.scan(NOW)
+    assert sorted(m.source or "" for m in result.accepted) == [f"m{i:03}.xml" for i in range(1, 5)]
+    assert result.finished == 1  # m000.xml: recorded by the other scanner
+    assert len(spool.select(direction=Direction.OUT, limit=100)) == 5
+    assert os.listdir(outbox) == []
