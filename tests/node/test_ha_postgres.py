@@ -12,7 +12,9 @@ share one database and one outbox folder and send to a fourth node.
 from __future__ import annotations
 
 import collections
+import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,16 +87,27 @@ def test_kill_9_of_a_node_loses_and_doubles_nothing(tmp_path: Path, cache: Path,
     try:
         for daemon in net.daemons.values():
             daemon.start()
+        receiver = net.daemons["b"].process
+        assert receiver is not None
         for start in range(0, len(names), 30):
+            # Every third victim is left dead past its lease while it holds claims: the
+            # receiver is frozen (SIGSTOP) before the batch is dropped, so sends wait for
+            # an answer instead of finishing first on a quiet machine, and the others
+            # must take the dead node's claims over.
+            past_lease = (kills + 1) % 3 == 0
+            if past_lease:
+                os.kill(receiver.pid, signal.SIGSTOP)
             net.drop({n: sent[n] for n in names[start:start + 30]})
             time.sleep(rng.uniform(0.1, 1.0))
             victim = net.daemons[rng.choice(["a1", "a2", "a3"])]
+            if past_lease:
+                time.sleep(1.5)  # the victim claims sends that now wait on the receiver
             victim.kill()
             kills += 1
-            if kills % 3 == 0:
-                # left dead past its lease: the others must take its claims over
+            if past_lease:
                 time.sleep(rng.uniform(0.2, 1.0))
                 time.sleep(LEASE + 1)
+                os.kill(receiver.pid, signal.SIGCONT)
             victim.start()
         try:
             wait_until(lambda: net.settled(len(sent)), 180, "every message delivered",
@@ -102,6 +115,9 @@ def test_kill_9_of_a_node_loses_and_doubles_nothing(tmp_path: Path, cache: Path,
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{net.diagnosis()}") from None
     finally:
+        frozen = net.daemons["b"].process
+        if frozen is not None and frozen.poll() is None:
+            os.kill(frozen.pid, signal.SIGCONT)  # never leave the receiver stopped
         codes = net.stop()
     assert set(codes.values()) == {0}, net.diagnosis()
     assert kills == len(names) // 30
