@@ -406,7 +406,8 @@ class Gateway:
         if listen and self.config.metrics.enabled:
             self._monitor_spool = open_spool(self.config)  # its own connection(s)
             collector = StoreCollector(self._monitor_spool, party=self.config.node.party,
-                                       certificates=self.certificate_info)
+                                       certificates=self.certificate_info,
+                                       clocks=self.clock_watch)
             self.metrics = MetricsServer(self.config.metrics, collector).start()
         if schedule:
             self._start_scheduler()
