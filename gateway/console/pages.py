@@ -5,7 +5,8 @@ that calls :mod:`gateway.service` and renders a template. Every login, failed lo
 lockout, refusal and action is an audit event (codes in docs/audit.md).
 
 Pages: ``/`` dashboard, ``/messages`` (search, paging, sorting; ``/messages.csv``),
-``/messages/ID`` (detail; ``POST .../resend`` and ``.../cancel``), ``/partners``,
+``/messages/ID`` (detail; ``POST .../resend`` and ``.../cancel``), ``/partners``
+(``POST /partners/ping``),
 ``/certificates``, ``/audit`` (``POST /audit/verify``, ``/audit/export``),
 ``/operators`` (admin), ``/login``, ``POST /logout``."""
 
@@ -32,6 +33,7 @@ from gateway.errors import GatewayError, LoginRefused, MessageNotFound, UsageErr
 from gateway.node.console_config import ConsoleConfig
 from gateway.service import audit as audit_svc
 from gateway.service import messages as msg_svc
+from gateway.service import partners as partner_svc
 from gateway.service.context import NodeContext
 from gateway.service.status import audit_state, certificates, node_status, partner_health
 from gateway.store.query import SORT_COLUMNS, MessageQuery
@@ -172,6 +174,7 @@ class Console:
         routes: dict[tuple[str, str], Callable[[Request, Session], Response]] = {
             ("GET", "/"): self.dashboard, ("GET", "/messages"): self.messages,
             ("GET", "/messages.csv"): self.messages_csv, ("GET", "/partners"): self.partners,
+            ("POST", "/partners/ping"): self.ping,
             ("GET", "/certificates"): self.certificates, ("GET", "/audit"): self.audit_page,
             ("POST", "/audit/verify"): self.audit_verify,
             ("GET", "/audit/export"): self.audit_export, ("GET", "/operators"): self.operators,
@@ -312,11 +315,26 @@ class Console:
                              f"{req.field('reason')}).")
         return redirect(f"/messages/{m.id}")
 
-    def partners(self, req: Request, session: Session) -> Response:
+    def partners(self, req: Request, session: Session, *,
+                 pinged: dict[str, Any] | None = None) -> Response:
         with self.ctx.audit() as trail:
             health = partner_health(self.ctx, trail, self.now(), self._breakers())
         return self.render("partners.html", req, session, partners=health,
-                           live=self.live_breakers is not None)
+                           live=self.live_breakers is not None, pinged=pinged)
+
+    def ping(self, req: Request, session: Session) -> Response:
+        """Ping a partner over each of its transports (what ``gateway partner ping`` does)
+        and show the results on the partners page."""
+        if rank(session.role) < rank("operator"):
+            self.audit("console_refused", actor=session.operator,
+                       detail={"reason": "role", "action": "ping"})
+            return self._error(req, 403, f"Refused: a {session.role} cannot ping partners "
+                               "(the operator role can).")
+        party = (req.field("partner") or "").strip()
+        results = partner_svc.ping_partner(self.ctx, party, operator=session.operator,
+                                           now=datetime.now(UTC))
+        return self.partners(req, session, pinged={
+            "party": party, "ok": all(r.ok for r in results), "results": results})
 
     def certificates(self, req: Request, session: Session) -> Response:
         return self.render("certificates.html", req, session,
