@@ -36,6 +36,7 @@ from gateway.service import messages as msg_svc
 from gateway.service import partners as partner_svc
 from gateway.service.context import NodeContext
 from gateway.service.status import audit_state, certificates, node_status, partner_health
+from gateway.store.console_sessions import SessionStore
 from gateway.store.query import SORT_COLUMNS, MessageQuery
 from gateway.store.spool import from_epoch
 from gateway.store.states import Direction, State
@@ -85,7 +86,8 @@ class Console:
         self.accounts = accounts
         self.clock = clock
         self.live_breakers = live_breakers
-        self.sessions = Sessions(idle=config.idle_timeout, absolute=config.absolute_timeout)
+        self.sessions = Sessions(SessionStore(ctx.spool), idle=config.idle_timeout,
+                                 absolute=config.absolute_timeout)
         self.limiter = RateLimiter(config.login_rate)
         self.env = Environment(loader=PackageLoader("gateway.console", "templates"),
                                autoescape=select_autoescape(default=True),
@@ -101,7 +103,7 @@ class Console:
                status: int = 200, **values: Any) -> Response:
         flash = list(session.flash) if session else []
         if session:
-            session.flash.clear()
+            self.sessions.shown(session)
         html = self.env.get_template(template).render(
             req=req, session=session, node=self.ctx.config.node.party, flash=flash,
             can_act=session is not None and rank(session.role) >= rank("operator"),
@@ -308,11 +310,11 @@ class Console:
                             reason=req.field("reason") or "",
                             ticket=(req.field("ticket") or "").strip() or None, now=self.now())
         except UsageError as exc:
-            session.flash.append(f"Not done: {exc.message}")
+            self.sessions.flash(session, f"Not done: {exc.message}")
             return redirect(f"/messages/{quote(ident)}")
         m = result.message
-        session.flash.append(f"Message {m.id} is now {m.state} ({verb}: "
-                             f"{req.field('reason')}).")
+        self.sessions.flash(session, f"Message {m.id} is now {m.state} ({verb}: "
+                                     f"{req.field('reason')}).")
         return redirect(f"/messages/{m.id}")
 
     def partners(self, req: Request, session: Session, *,
