@@ -256,3 +256,14 @@ def test_reminders_config_is_checked(tmp_path: Path) -> None:
     assert reminders.wanted("iso3166:NL")
     assert reminders.wanted(CA)
     assert not RemindersConfig(tmp_path, ()).enabled
+
+
+def test_the_daemon_schedules_the_reminders_where_configured(pair: Pair) -> None:
+    ca, tx = pair.gw["ca"], pair.gw["tx"]
+    for gw in (ca, tx):
+        gw.start(listen=False)
+    job = ca.scheduler.get_job("clock-reminders")
+    assert job is not None
+    assert job.trigger.interval == timedelta(minutes=5)  # clocks.reminders.interval
+    assert tx.scheduler.get_job("clock-reminders") is None
+    assert tx.scheduler.get_job("send") is not None
