@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, fields, replace
@@ -31,6 +30,7 @@ from typing import Any, Protocol
 
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
 from gateway.store.audit import AuditEvent, AuditLog, StoredEvent, check_event
+from gateway.store.groupcommit import CommitGroups
 from gateway.store.query import MessageQuery, query_sql
 from gateway.store.sealing import MAGIC, Sealer
 from gateway.store.states import Direction, IllegalTransition, State, audit_code
@@ -175,7 +175,8 @@ class AuditSink:
         self._log = AuditLog(conn, create=create)
 
     def append(self, event: AuditEvent) -> None:
-        self._log.append(event)
+        """Append ``event``, which :meth:`Txn.audit` has checked already."""
+        self._log.append_checked(event)
 
     def store_receipt(self, message_id: str, direction: str, data: bytes, at: datetime) -> None:
         self._log.store_receipt(message_id, direction, data, at)
@@ -617,7 +618,8 @@ class SqliteSpool(SpoolReads):
     def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.timeout = timeout
-        self._lock = threading.RLock()
+        self._groups = CommitGroups(self._translate)
+        self._lock = self._groups.lock
         self._shared: sqlite3.Connection | None = None
         self._audit: AuditSink | None = None
         try:
@@ -639,7 +641,9 @@ class SqliteSpool(SpoolReads):
         """The shared connection (opened on first use); use it holding ``self._lock``."""
         if self._shared is not None:
             return self._shared
-        with self._translate():
+        with self._lock, self._translate():
+            if self._shared is not None:  # opened by another thread meanwhile
+                return self._shared
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
@@ -647,42 +651,42 @@ class SqliteSpool(SpoolReads):
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys=ON")
-        self._shared = conn
-        self._audit = AuditSink(conn)
+            self._audit = AuditSink(conn)
+            self._shared = conn
         return conn
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._lock, self._translate():
-            return self._conn().execute(sql, params).fetchall()
+        conn = self._conn()
+        with self._groups.reading(conn), self._translate():
+            return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
         with self._lock:
+            if self._shared is not None:
+                self._groups.idle(self._shared)
+            groups = self._groups
+            if groups.commits:
+                log.info("spool: %d transactions in %d commits (group commit)",
+                         groups.committed_members, groups.commits)
             conn, self._shared, self._audit = self._shared, None, None
             if conn is not None:
                 conn.close()
 
     @contextmanager
     def transaction(self, now: datetime) -> Iterator[Txn]:
-        """A write transaction (``BEGIN IMMEDIATE``): commits on success, rolls back on any
-        exception (which propagates; sqlite errors become :class:`SpoolError`). Threads
+        """A write transaction: commits on success (durably, before the ``with`` block
+        exits), rolls back on any exception (which propagates; sqlite errors become
+        :class:`SpoolError`). Transactions of this process's threads that queue for the
+        connection at the same time share one commit (:mod:`gateway.store.groupcommit`):
+        each is still all or nothing, and none returns before the shared commit. Threads
         of this process queue on the lock (woken at once) rather than in SQLite's busy
         handler, which sleeps in growing steps; other processes meet ``busy_timeout``."""
-        with self._lock:
-            conn = self._conn()
+        conn = self._conn()
+        with self._groups.member(conn):
             assert self._audit is not None  # noqa: S101 - set with the connection
-            with self._translate():
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                txn = Txn(conn, self._audit, now, self.sealer)
-                yield txn
-                txn.flush()
-            except BaseException:
-                with self._translate():
-                    conn.execute("ROLLBACK")
-                raise
-            else:
-                with self._translate():
-                    conn.execute("COMMIT")
+            txn = Txn(conn, self._audit, now, self.sealer)
+            yield txn
+            txn.flush()
 
     # --- what a shared store coordinates (one node owns this one) ----------------------
 
