@@ -65,7 +65,7 @@ class CommitGroups:
         self._translate = translate
         self.max_members = max_members
         self._count_lock = threading.Lock()
-        self._queued = 0                    # threads between arriving and taking the lock
+        self._queued = 0                    # writers between arriving and taking the lock
         self._group: _Group | None = None   # the open database transaction, if any
         self._body: int | None = None       # the thread running a member's body
         #: commits made, and members they held (for tests and benchmarks)
@@ -109,14 +109,18 @@ class CommitGroups:
 
     @contextmanager
     def reading(self, conn: Any) -> Iterator[None]:
-        """Hold the connection for a read; an open group is committed first unless this
-        thread is inside a member's body (it reads its own changes)."""
-        self._arrive()
-        with self.lock:
-            self._took_lock()
-            if self._group is not None and self._body != threading.get_ident():
-                self._commit(conn)
-            yield
+        """Hold the connection for a read of committed data: while a group is open (its
+        writers still queued) the reader waits for its commit rather than forcing it, so
+        reads do not break groups up. A thread inside a member's body reads at once (its
+        own changes included)."""
+        me = threading.get_ident()
+        while True:
+            with self.lock:
+                group = self._group
+                if group is None or self._body == me:
+                    yield
+                    return
+            group.done.wait()  # committed (or failed) by its last writer
 
     def idle(self, conn: Any) -> None:
         """Commit an open group now (before the connection closes)."""

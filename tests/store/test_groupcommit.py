@@ -147,37 +147,42 @@ def test_a_failed_commit_fails_every_member_and_keeps_nothing(tmp_path: Path) ->
     assert _committed(path) == ["after"]
 
 
-def test_a_read_from_another_thread_commits_the_open_group_first(tmp_path: Path) -> None:
+def test_a_read_waits_for_the_open_group_and_sees_only_committed_data(
+        tmp_path: Path) -> None:
+    """A reads while A's changes wait for B (queued) to join and commit: the read neither
+    sees A's uncommitted row nor breaks the group up; it runs after the one commit."""
     path = tmp_path / "g.db"
     conn = _db(path)
     groups = CommitGroups(_translate)
     inside, go = threading.Event(), threading.Event()
-    seen: list[list[str]] = []
-    returned: list[float] = []
+    seen: list[tuple[list[str], list[str]]] = []
 
-    def writer() -> None:
+    def writer(value: str, hold: bool) -> None:
         with groups.member(conn):
-            inside.set()
-            go.wait(10)
-            conn.execute("INSERT INTO t (v) VALUES ('w')")
-        returned.append(time.monotonic())
+            if hold:
+                inside.set()
+                go.wait(10)
+            conn.execute("INSERT INTO t (v) VALUES (?)", (value,))
 
     def reader() -> None:
         with groups.reading(conn):
-            seen.append(_committed(path))  # committed before the read ran
+            own = sorted(r[0] for r in conn.execute("SELECT v FROM t"))
+            seen.append((own, _committed(path)))
 
-    w = threading.Thread(target=writer)
-    w.start()
+    a = threading.Thread(target=writer, args=("a", True))
+    a.start()
     inside.wait(10)
     r = threading.Thread(target=reader)
     r.start()
+    time.sleep(0.1)  # the reader is waiting for the connection
+    b = threading.Thread(target=writer, args=("b", False))
+    b.start()
     _queued(groups, 1)
     go.set()
-    w.join(10)
-    r.join(10)
-    assert seen == [["w"]]
-    assert returned
-    assert groups.commits == 1
+    for t in (a, r, b):
+        t.join(10)
+    assert seen == [(["a", "b"], ["a", "b"])]
+    assert (groups.commits, groups.committed_members) == (1, 2)
 
 
 def test_a_transaction_inside_another_is_refused(tmp_path: Path) -> None:
