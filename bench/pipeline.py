@@ -68,7 +68,7 @@ def _percentile(values: list[float], q: float) -> float:
 def _delivered(spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """source file name -> epoch time its receipt was stored (delivered)."""
     from gateway.node.config import load_config
-    from gateway.store.spool import SqliteSpool
+    from gateway.store.sqlite import SqliteSpool
     from gateway.store.states import Direction, State
 
     spool = SqliteSpool(load_config(spec.config_path).spool.database)

@@ -20,7 +20,7 @@ from gateway.documents.describe import describe
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import GatewayError
 from gateway.node.config import load_config
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import TERMINAL
 from tests.support.gwnodes import (
     Daemon,

@@ -15,7 +15,8 @@ import pytest
 
 from gateway.errors import SpoolError
 from gateway.store.groupcommit import CommitGroups
-from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.spool import NewMessage
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 
 
