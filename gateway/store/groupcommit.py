@@ -177,6 +177,10 @@ class CommitGroups:
             self._group = group
             self._fail(conn, exc)
             return
+        except BaseException:  # interrupted: the waiting members must not wait forever
+            self._group = group
+            self._fail(conn, SpoolError("the shared commit was interrupted"))
+            raise
         self.commits += 1
         self.committed_members += group.members
         group.done.set()
