@@ -236,12 +236,10 @@ class Console:
         with self.ctx.audit() as trail:
             health = partner_health(self.ctx, trail, now, self._breakers())
             trail_state = audit_state(trail)
-            verified = next(iter(trail.query(code="audit_verified", limit=1,
-                                             descending=True)), None)
         certs = [c for c in certificates(self.ctx.keys_dir, now) if c["days_left"] <= 30]
         return self.render("dashboard.html", req, session, status_=status,
                            open_breakers=[h for h in health if h.breaker != "closed"],
-                           certs=certs, trail=trail_state, verified=verified)
+                           certs=certs, trail=trail_state, verified=trail_state["last_verify"])
 
     def _breakers(self) -> dict[str, str] | None:
         return self.live_breakers() if self.live_breakers else None
@@ -342,11 +340,10 @@ class Console:
 
     def audit_verify(self, req: Request, session: Session) -> Response:
         pinned, _ = audit_svc.node_pin(self.ctx.keys_dir)
-        with self.ctx.audit() as trail:
+        with self.ctx.audit(write=True) as trail:
             report = audit_svc.verify_trail(trail, pinned or None)
-        self.audit("audit_verified", actor=session.operator,
-                   detail={"ok": int(report.ok), "events": report.events,
-                           "problems": len(report.problems)})
+            audit_svc.record_verification(trail, report, actor=session.operator,
+                                          via="console", now=self.now())
         return self.audit_page(req, session, report=report)
 
     def audit_export(self, req: Request, session: Session) -> Response:
