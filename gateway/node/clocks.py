@@ -24,6 +24,7 @@ name = "..."
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -50,9 +51,12 @@ from gateway.documents.deadlines import (
     parse_rules,
     shipped_rules,
 )
-from gateway.store.audit import AuditLog
+from gateway.node.reminder_config import RemindersConfig
+from gateway.store.audit import AuditLog, StoredEvent
+from gateway.store.spool import Spool
 
-__all__ = ["ClockKeeper", "ClocksConfig", "clock_events", "parse_clocks", "read_clocks"]
+__all__ = ["ClockKeeper", "ClockWatch", "ClocksConfig", "clock_events", "parse_clocks",
+           "read_clocks"]
 
 log = logging.getLogger("gateway.node.clocks")
 
@@ -65,6 +69,7 @@ class ClocksConfig:
     partner_holidays: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     disable: tuple[str, ...] = ()
     rules: tuple[Rule, ...] = ()
+    reminders: RemindersConfig = field(default_factory=RemindersConfig)
 
 
 def _strings(value: object) -> list[str] | None:
@@ -73,8 +78,8 @@ def _strings(value: object) -> list[str] | None:
     return None
 
 
-def parse_clocks(table: Mapping[str, Any],
-                 problem: Callable[[str, str], None]) -> ClocksConfig:
+def parse_clocks(table: Mapping[str, Any], problem: Callable[[str, str], None], *,
+                 reminders: RemindersConfig | None = None) -> ClocksConfig:
     """``[clocks]`` into a :class:`ClocksConfig`; each problem is reported with its key
     (``problem(key, text)``) and a usable default is kept, so every problem is found.
     Unknown keys are the caller's to report (the loader checks them with every other
@@ -131,7 +136,8 @@ def parse_clocks(table: Mapping[str, Any],
     for i, name in enumerate(disable):
         if name not in known:
             problem(f"clocks.disable[{i}]", "no rule of this name")
-    return ClocksConfig(enabled, tz, own, partner, tuple(disable), tuple(rules))
+    return ClocksConfig(enabled, tz, own, partner, tuple(disable), tuple(rules),
+                        reminders or RemindersConfig())
 
 
 class ClockKeeper:
@@ -215,3 +221,74 @@ def observations(audit: AuditLog, *, since: datetime | None = None) -> list[Obse
 def read_clocks(audit: AuditLog, keeper: ClockKeeper, now: datetime) -> ClockSet:
     """The node's clocks as of ``now``, from its audit trail."""
     return keeper.compute(observations(audit), now)
+
+
+class ClockWatch:
+    """The node's clocks kept up to date from the store for the daemon's watchers (the
+    metrics, the clock alerts, the reminders): the clock events are read incrementally
+    (from the last sequence number seen, as the metrics' audit tally does) and the
+    pairing is computed again only when something new was read, at most once per
+    ``refresh`` seconds (its cost grows with the trail: about a second for a year of a
+    5,000-case state). A clock set read between two computations is at most ``refresh``
+    old; whether a clock is overdue is always judged at the caller's ``now``.
+    Thread-safe: the watchers share one."""
+
+    PAGE = 20_000
+    CODES = (START, STOP, *_ENDINGS)
+
+    def __init__(self, keeper: ClockKeeper, *, refresh: float = 60.0) -> None:
+        self.keeper = keeper
+        self.refresh = refresh
+        self.seq = 0
+        self._lock = threading.Lock()
+        self._seen: list[Observation] = []
+        self._last: dict[str, str] = {}  # message id -> its last ending code
+        self._dirty = True
+        self._set: ClockSet | None = None
+        self._computed: datetime | None = None
+        self._pending: datetime | None = None  # the first event after the last ``now``
+
+    def _add(self, stored: StoredEvent) -> None:
+        e = stored.event
+        if e.code in _ENDINGS:
+            if e.message_id:
+                self._last[e.message_id] = e.code
+            return
+        obs = observation_from_detail(e.code, e.at, e.detail, message_id=e.message_id,
+                                      from_party=e.from_party, to_party=e.to_party)
+        if obs is not None:
+            self._seen.append(obs)
+
+    def update(self, spool: Spool) -> bool:
+        """Read the events written since the last call; whether there were any."""
+        read = False
+        while True:
+            events = spool.audit_after(self.seq, self.CODES, self.PAGE)
+            for stored in events:
+                self._add(stored)
+                self.seq = stored.seq
+            read = read or bool(events)
+            if len(events) < self.PAGE:
+                break
+        self._dirty = self._dirty or read
+        return read
+
+    def clocks(self, spool: Spool, now: datetime) -> ClockSet:
+        """The clocks as of ``now`` (computed again when new events were read and the
+        last computation is ``refresh`` seconds old, or when ``now`` went back)."""
+        with self._lock:
+            self.update(spool)
+            last = self._computed
+            stale = (self._set is None or last is None or now < last
+                     or (self._pending is not None and now >= self._pending)
+                     or (self._dirty and (now - last).total_seconds() >= self.refresh))
+            if stale:
+                dead = {mid for mid, code in self._last.items()
+                        if code != "resent_by_operator"}
+                live = [o for o in self._seen if not (o.outbound and o.message_id in dead)]
+                self._set = self.keeper.compute(live, now)
+                self._computed = now
+                self._pending = min((o.at for o in live if o.at > now), default=None)
+                self._dirty = False
+            assert self._set is not None  # noqa: S101 - set above
+            return self._set

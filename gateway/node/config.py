@@ -52,6 +52,7 @@ from gateway.node.config_model import (
     TransportConfig,
 )
 from gateway.node.console_config import read_console
+from gateway.node.reminder_config import read_reminders
 from gateway.node.routing import build_table, valid_party
 
 __all__ = [
@@ -484,14 +485,15 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
     store = _store(r, r.table(doc, "store", "store"))
     t = r.table(doc, "clocks", "clocks")
     r.known(t, "clocks", {"enabled", "timezone", "holidays", "partner_holidays", "disable",
-                          "rules"})
+                          "rules", "reminders"})
     rule_tables = t.get("rules", [])
     for i, rule in enumerate(rule_tables if isinstance(rule_tables, list) else []):
         if isinstance(rule, Mapping):
             r.known(rule, f"clocks.rules[{i}]", {"name", "title", "citation", "source",
                                                  "start", "answer", "period", "owes",
                                                  "direction", "enabled", "note"})
-    clocks = parse_clocks(t, r.problem)  # the rest of [clocks]: gateway/node/clocks.py
+    clocks = parse_clocks(t, r.problem,  # the rest of [clocks]: gateway/node/clocks.py
+                          reminders=read_reminders(r, t))
     if https is not None and https.max_body == 0:
         https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
                               limits.max_message_bytes * 2)

@@ -30,6 +30,7 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.node import sdnotify
 from gateway.node.alerts import AlertEngine, VerifyResult
 from gateway.node.as4_node import RESPONSE_TYPE, As4Inbound, As4ReceiptCheck
+from gateway.node.clocks import ClockKeeper, ClockWatch
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
@@ -37,6 +38,7 @@ from gateway.node.logs import scheduler_logger
 from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
+from gateway.node.reminders import ReminderDrafter
 from gateway.node.retry import BreakerBoard
 from gateway.node.storeopen import AnySpool, open_spool, sealer_for
 from gateway.protocol import certs
@@ -99,6 +101,12 @@ class Gateway:
         self.scheduler: Any = None
         self.metrics: MetricsServer | None = None
         self._monitor_spool: AnySpool | None = None
+        # the clocks read by the metrics, the clock alerts and the reminders (docs/clocks.md)
+        self.clock_watch = ClockWatch(ClockKeeper(config.clocks)) if config.clocks.enabled \
+            else None
+        self.reminders = None if self.clock_watch is None or not config.clocks.reminders.enabled \
+            else ReminderDrafter(config.clocks.reminders, self.clock_watch, self.spool,
+                                 node=config.node.party, clock=clock)
         self.alerts: AlertEngine | None = None
         if config.alerts.enabled:
             self.alerts = AlertEngine(config.alerts, self.spool, node=config.node.party,
@@ -398,7 +406,8 @@ class Gateway:
         if listen and self.config.metrics.enabled:
             self._monitor_spool = open_spool(self.config)  # its own connection(s)
             collector = StoreCollector(self._monitor_spool, party=self.config.node.party,
-                                       certificates=self.certificate_info)
+                                       certificates=self.certificate_info,
+                                       clocks=self.clock_watch)
             self.metrics = MetricsServer(self.config.metrics, collector).start()
         if schedule:
             self._start_scheduler()
@@ -426,6 +435,9 @@ class Gateway:
         ]
         if self.alerts is not None:
             jobs.append(("alerts", self.check_alerts, self.config.alerts.interval))
+        if self.reminders is not None:
+            jobs.append(("clock-reminders", self.reminders.run_once,
+                         self.config.clocks.reminders.interval))
         for name, func, seconds in jobs:
             scheduler.add_job(_guarded(name, func), "interval", seconds=seconds, id=name,
                               name=name, next_run_time=datetime.now(UTC))

@@ -13,6 +13,9 @@ numbers, and a restarted process carries on where the store is:
   breaker changes (the sender writes ``breaker_opened`` / ``breaker_closed`` events),
   alerts sent. The first scrape of a process reads the whole trail once;
 - the audit chain's head and its last signed checkpoint;
+- open and overdue deadline clocks per rule, partner and owing side, from the clock
+  events (:class:`~gateway.node.clocks.ClockWatch`: read incrementally too, the pairing
+  computed again at most once a minute while new events come in);
 - the certificates' not-after times (from the key directory the daemon loaded).
 
 Names carry the ``cse_`` prefix and base units (seconds, timestamps in epoch seconds);
@@ -30,6 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.core import (
@@ -41,6 +45,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from gateway.errors import ConfigError
+from gateway.node.clocks import ClockWatch
 from gateway.node.monitor_config import MetricsConfig
 from gateway.store.audit import StoredEvent
 from gateway.store.spool import Spool
@@ -159,11 +164,13 @@ class StoreCollector(Collector):
 
     def __init__(self, spool: Spool, *, party: str,
                  certificates: Callable[[], Iterable[CertInfo]] = list,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 clocks: ClockWatch | None = None) -> None:
         self.spool = spool
         self.party = party
         self.certificates = certificates
         self.clock = clock
+        self.clocks = clocks
         self.tally = AuditTally()
 
     def describe(self) -> Iterator[Metric]:
@@ -193,6 +200,28 @@ class StoreCollector(Collector):
         for cert in self.certificates():
             g.add_metric([cert.role, cert.party, cert.fingerprint], cert.not_after)
         yield g
+        yield from self._clocks(now)
+
+    def _clocks(self, now: float) -> Iterator[Metric]:
+        labels = ["rule", "partner", "owed_by"]
+        opened = GaugeMetricFamily("cse_clocks_open", "Open deadline clocks (overdue ones "
+                                   "included) by rule, partner and who owes the answer",
+                                   labels=labels)
+        late = GaugeMetricFamily("cse_clocks_overdue", "Overdue deadline clocks by rule, "
+                                 "partner and who owes the answer", labels=labels)
+        if self.clocks is not None:
+            moment = datetime.fromtimestamp(now, UTC)
+            counts: Counter[tuple[str, str, str]] = Counter()
+            overdue: Counter[tuple[str, str, str]] = Counter()
+            for clock in self.clocks.clocks(self.spool, moment).open():
+                key = (clock.rule.name, clock.partner, "us" if clock.owed_by_us else "partner")
+                counts[key] += 1
+                overdue[key] += clock.overdue(moment)
+            for key, n in sorted(counts.items()):
+                opened.add_metric(list(key), n)
+                late.add_metric(list(key), overdue[key])
+        yield opened
+        yield late
 
     def _messages(self, now: float) -> Iterator[Metric]:
         g = GaugeMetricFamily("cse_messages", "Messages in the spool by direction, state "

@@ -81,6 +81,8 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "temp_removed": "temporary files left by a stopped process were removed at start-up",
     "clock_started": "the document starts a deadline clock (detail: rule, owes, keys)",
     "clock_answer": "the document answers deadline clocks of a rule (detail: rule, keys)",
+    "reminder_drafted": "a CSENet M reminder for an overdue clock was put in the drafts folder",
+    "reminder_refused": "no reminder was drafted for an overdue clock: the draft broke edits",
 })
 
 _STR_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",

@@ -56,6 +56,8 @@ class Observation:
     conversation_id: str | None = None
     ref_to: str | None = None
     code: str = ""
+    our_fips: str | None = None
+    their_fips: str | None = None
 
 
 def _code(facts: Facts) -> str:
@@ -104,8 +106,10 @@ def observation_from_detail(code: str, at: datetime, detail: Mapping[str, object
 
     case, other = get("case"), get("other_case")
     ours, theirs = (case, other) if outbound else (other, case)
+    local, remote = get("local_fips"), get("other_fips")
+    our_fips, their_fips = (local, remote) if outbound else (remote, local)
     return Observation(code, rule, at, outbound, partner, message_id, ours, theirs,
-                       get("conv"), get("ref"), get("code") or "")
+                       get("conv"), get("ref"), get("code") or "", our_fips, their_fips)
 
 
 @dataclass(frozen=True)
