@@ -82,6 +82,11 @@ def check_dump_holds_no_personal_values(net: Network, sent: dict[str, bytes]) ->
     dump = store_copy("postgresql", net.url)
     assert dump.count("[sealed: ") >= 2 * len(sent)  # documents and receipts
     assert leaks(dump, values) == []
+    # nor any node's log (the SQLite side is scanned by tests/store/test_audit_privacy.py)
+    for daemon in net.daemons.values():
+        assert leaks(daemon.log.read_text(errors="replace"), values) == [], daemon.spec.name
+        rejected = daemon.spec.rejected
+        assert not rejected.exists() or list(rejected.iterdir()) == []  # nothing refused
     plain = PostgresSpool(net.url, holder="test-control")  # no sealer: kept as it is
     try:
         document = next(iter(sent.values()))
