@@ -28,9 +28,17 @@ from cryptography import x509
 from gateway.cli.output import err, out, out_json
 from gateway.errors import (
     AuditTampered,
+    GatewayError,
     UsageError,
 )
-from gateway.service.audit import EventFilter, intact, list_events, node_pin, timeline
+from gateway.service.audit import (
+    EventFilter,
+    intact,
+    list_events,
+    node_pin,
+    record_verification,
+    timeline,
+)
 from gateway.service.context import open_audit, os_user
 from gateway.store.audit import (
     DEFAULT_KEEP,
@@ -370,17 +378,37 @@ def run_verify(args: argparse.Namespace) -> int:
         known = [cp for bundle in args.against for cp in bundle_checkpoints(bundle)]
         report = log.verify(pinned=pinned, known=known)
         what = "audit trail"
+    recorded = _record(args, report) if args.bundle is None and args.db is None else None
     if args.format == "json":
         out_json({**report.to_dict(), "pinned_to": [
-            {"fingerprint": fp, "source": source} for fp, source in (pinned or {}).items()]})
+            {"fingerprint": fp, "source": source} for fp, source in (pinned or {}).items()],
+            "recorded_seq": recorded})
         return 0 if report.ok else 1
     print_report(what, report, pinned)
+    if recorded is not None:
+        out(f"recorded as event {recorded} (audit_verified)")
     if report.ok:
         out("OK")
         return 0
     first = report.problems[0]
     raise AuditTampered(f"does not verify: first bad event is {first.seq} ({first.kind})",
                         where=what)
+
+
+def _record(args: argparse.Namespace, report: VerifyReport) -> int | None:
+    """Record the verification of the node's own trail (not of a ``--db`` copy or a
+    bundle, which stay untouched) as an ``audit_verified`` event, so the console's
+    dashboard shows every verify; a trail this user cannot write is only reported."""
+    try:
+        log = open_log_for_writing(args)
+        try:
+            return record_verification(log, report, actor=operator(), via="cli",
+                                       now=datetime.now(UTC))
+        finally:
+            log.conn.close()
+    except GatewayError as exc:
+        err(f"note: the verification was not recorded in the trail ({exc.code}: {exc})")
+        return None
 
 
 def print_report(what: str, r: VerifyReport, pinned: Pins | None) -> None:

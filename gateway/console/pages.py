@@ -6,7 +6,7 @@ lockout, refusal and action is an audit event (codes in docs/audit.md).
 
 Pages: ``/`` dashboard, ``/messages`` (search, paging, sorting; ``/messages.csv``),
 ``/messages/ID`` (detail; ``POST .../resend`` and ``.../cancel``), ``/partners``,
-``/certificates``, ``/audit`` (``POST /audit/verify``, ``/audit/export``),
+``/certificates``, ``/audit`` (``POST /audit/verify``, ``/audit/export``), ``/clocks``,
 ``/operators`` (admin), ``/login``, ``POST /logout``."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from gateway.console.web import COOKIE, Request, Response, redirect
 from gateway.errors import GatewayError, LoginRefused, MessageNotFound, UsageError
 from gateway.node.console_config import ConsoleConfig
 from gateway.service import audit as audit_svc
+from gateway.service import clocks as clock_svc
 from gateway.service import messages as msg_svc
 from gateway.service.context import NodeContext
 from gateway.service.status import audit_state, certificates, node_status, partner_health
@@ -175,6 +176,7 @@ class Console:
             ("GET", "/certificates"): self.certificates, ("GET", "/audit"): self.audit_page,
             ("POST", "/audit/verify"): self.audit_verify,
             ("GET", "/audit/export"): self.audit_export, ("GET", "/operators"): self.operators,
+            ("GET", "/clocks"): self.clocks,
         }
         page = routes.get((req.method, req.path))
         if page is not None:
@@ -236,12 +238,10 @@ class Console:
         with self.ctx.audit() as trail:
             health = partner_health(self.ctx, trail, now, self._breakers())
             trail_state = audit_state(trail)
-            verified = next(iter(trail.query(code="audit_verified", limit=1,
-                                             descending=True)), None)
         certs = [c for c in certificates(self.ctx.keys_dir, now) if c["days_left"] <= 30]
         return self.render("dashboard.html", req, session, status_=status,
                            open_breakers=[h for h in health if h.breaker != "closed"],
-                           certs=certs, trail=trail_state, verified=verified)
+                           certs=certs, trail=trail_state, verified=trail_state["last_verify"])
 
     def _breakers(self) -> dict[str, str] | None:
         return self.live_breakers() if self.live_breakers else None
@@ -342,11 +342,10 @@ class Console:
 
     def audit_verify(self, req: Request, session: Session) -> Response:
         pinned, _ = audit_svc.node_pin(self.ctx.keys_dir)
-        with self.ctx.audit() as trail:
+        with self.ctx.audit(write=True) as trail:
             report = audit_svc.verify_trail(trail, pinned or None)
-        self.audit("audit_verified", actor=session.operator,
-                   detail={"ok": int(report.ok), "events": report.events,
-                           "problems": len(report.problems)})
+            audit_svc.record_verification(trail, report, actor=session.operator,
+                                          via="console", now=self.now())
         return self.audit_page(req, session, report=report)
 
     def audit_export(self, req: Request, session: Session) -> Response:
@@ -372,3 +371,20 @@ class Console:
         now = self.clock()
         return self.render("operators.html", req, session, accounts=self.accounts.list(),
                            now=now, lockout=timedelta(seconds=self.config.lockout))
+
+    def clocks(self, req: Request, session: Session) -> Response:
+        """Deadline clocks (:mod:`gateway.service.clocks`, as ``gateway clocks``)."""
+        due, owed = req.arg("due_within"), req.arg("owed_by")
+        f = clock_svc.ClockFilter(
+            partner=req.arg("partner") or None, rule=req.arg("rule") or None,
+            owed_by=owed if owed in clock_svc.OWED_BY else None,
+            overdue=req.arg("overdue") == "1",
+            due_within=int(due) if due.isdigit() and len(due) < 5 else None,
+            all=req.arg("all") == "1")
+        keeper = clock_svc.keeper_for(self.ctx.config)
+        with self.ctx.audit() as trail:
+            listing = clock_svc.list_clocks(trail, keeper, f, self.now())
+        partners = sorted({*listing.partners, *(p.party for p in self.ctx.config.partners)})
+        return self.render("clocks.html", req, session, listing=listing, f=f,
+                           partners=partners, rules=[r.name for r in keeper.rules],
+                           owed_by=clock_svc.OWED_BY)

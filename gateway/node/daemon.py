@@ -111,7 +111,7 @@ class Gateway:
         if config.alerts.enabled:
             self.alerts = AlertEngine(config.alerts, self.spool, node=config.node.party,
                                       clock=clock, certificates=self.certificate_info,
-                                      verify=self.verify_audit)
+                                      verify=self.verify_audit, clocks=self.clock_watch)
         self._stopped = threading.Event()
         self._signer = KeySigner(self.keys.identity.signing_key, self.keys.identity.signing_cert)
 
@@ -320,6 +320,13 @@ class Gateway:
         with self.spool.audit_log() as audit:
             report = audit.verify(pinned=pinned, max_problems=1)
         problem = report.first_problem
+        # recorded like a verify from the console or the CLI (the dashboard's last verify)
+        detail: dict[str, str | int] = {"ok": int(report.ok), "events": report.events,
+                                        "problems": len(report.problems), "via": "daemon"}
+        if problem is not None:
+            detail["first_bad_seq"] = problem.seq
+        with self.spool.transaction(self.clock()) as txn:
+            txn.audit("audit_verified", actor="daemon", detail=detail)
         return VerifyResult(report.ok, problem.seq if problem else None,
                             problem.kind if problem else "")
 

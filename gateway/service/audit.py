@@ -22,6 +22,7 @@ from gateway.store.audit_chain import (
     event_record,
     fingerprint,
 )
+from gateway.store.audit_events import AuditEvent
 
 __all__ = [
     "EventFilter",
@@ -29,13 +30,20 @@ __all__ = [
     "Timeline",
     "export_events",
     "intact",
+    "last_verification",
     "list_events",
     "node_pin",
     "receipt_status",
+    "record_verification",
     "signature_status",
     "timeline",
+    "verification_detail",
     "verify_trail",
 ]
+
+#: The audit code of a verification of the trail, whoever ran it (detail: ok, events,
+#: problems, via, and first_bad_seq when it failed).
+VERIFIED = "audit_verified"
 
 #: Certificates checkpoints must be signed by: fingerprint -> where it came from.
 Pins = dict[str, str]
@@ -230,6 +238,30 @@ def verify_trail(log: AuditLog, pinned: Pins | None, *,
     """Check the hash chain, the checkpoint signatures (against ``pinned``, or whichever
     certificate each checkpoint carries when None) and every receipt the chain names."""
     return log.verify(pinned=pinned, known=known or [])
+
+
+def verification_detail(report: VerifyReport, via: str) -> dict[str, str | int]:
+    """What an ``audit_verified`` event records of a verification: the outcome and the
+    counts (never an event's content), and ``via``: ``console``, ``cli`` or ``daemon``."""
+    detail: dict[str, str | int] = {"ok": int(report.ok), "events": report.events,
+                                    "problems": len(report.problems), "via": via}
+    if report.problems:
+        detail["first_bad_seq"] = report.problems[0].seq
+    return detail
+
+
+def record_verification(log: AuditLog, report: VerifyReport, *, actor: str, via: str,
+                        now: datetime) -> int:
+    """Append the ``audit_verified`` event of ``report`` to ``log`` (a writable view of the
+    trail that was verified); returns its sequence number."""
+    return log.append(AuditEvent(code=VERIFIED, at=now, actor=actor,
+                                 detail=verification_detail(report, via)))
+
+
+def last_verification(log: AuditLog) -> StoredEvent | None:
+    """The latest recorded verification of the trail (from the console, ``gateway audit
+    verify`` or the daemon's scheduled check), or None when there was none."""
+    return next(iter(log.query(code=VERIFIED, limit=1, descending=True)), None)
 
 
 def export_events(log: AuditLog, out: Path, *, now: datetime, since: datetime | None = None,

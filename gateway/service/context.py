@@ -67,11 +67,11 @@ class NodeContext:
         return self.config.node.keys_dir
 
     @contextmanager
-    def audit(self) -> Iterator[AuditLog]:
-        """A read-only view of the audit trail, closed afterwards."""
+    def audit(self, *, write: bool = False) -> Iterator[AuditLog]:
+        """A view of the audit trail (read-only unless ``write``), closed afterwards."""
         url = self.config.store.url
-        log = (open_audit_log(url, read_only=True) if url is not None
-               else open_audit(self.config.spool.database))
+        log = (open_audit_log(url, read_only=not write) if url is not None
+               else open_audit(self.config.spool.database, write=write))
         try:
             yield log
         finally:

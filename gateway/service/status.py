@@ -14,6 +14,7 @@ from gateway.errors import GatewayError
 from gateway.node.keystore import Keystore
 from gateway.node.nodekeys import load_node_keys
 from gateway.protocol.certs import fingerprint
+from gateway.service.audit import last_verification
 from gateway.service.context import NodeContext
 from gateway.store.audit import AuditLog
 from gateway.store.query import MessageQuery
@@ -68,13 +69,16 @@ def node_status(ctx: NodeContext, now: datetime) -> dict[str, Any]:
 
 
 def audit_state(log: AuditLog) -> dict[str, Any]:
-    """The last signed checkpoint and the last recorded verification, if any."""
+    """The last signed checkpoint and the last recorded verification, if any (from the
+    console, ``gateway audit verify`` or the daemon's scheduled check: ``last_verify``,
+    the ``audit_verified`` event)."""
     cp = log.last_checkpoint()
     tail_seq, _ = log.tail()
     return {"last_seq": tail_seq,
             "last_checkpoint_seq": cp.seq if cp else None,
             "last_checkpoint_at": cp.at if cp else None,
-            "unsigned_tail": tail_seq - (cp.seq if cp else 0)}
+            "unsigned_tail": tail_seq - (cp.seq if cp else 0),
+            "last_verify": last_verification(log)}
 
 
 @dataclass(frozen=True)

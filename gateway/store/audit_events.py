@@ -67,7 +67,8 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "console_lockout": "an operator account was locked after failed logins",
     "console_logout": "an operator logged out of the console",
     "console_refused": "the console refused a request (detail: reason csrf or role)",
-    "audit_verified": "an operator verified the audit trail from the console (detail: ok)",
+    "audit_verified": "the audit trail was verified (detail: ok, events, problems, via "
+                      "console, cli or daemon; first_bad_seq)",
     "audit_exported": "an operator exported an evidence bundle from the console",
     "operator_added": "a console operator account was created (detail: operator, role)",
     "operator_disabled": "a console operator account was disabled",

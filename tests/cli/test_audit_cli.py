@@ -8,6 +8,7 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -267,7 +268,9 @@ def test_prune_command_is_a_dry_run_unless_told(
     code, out, _ = run(capsys, "--config", str(configured), "audit", "verify",
                        "--signer-cert", str(earlier))
     assert code == 0
-    assert "seq 10..32" in out
+    # 31, 32: prune's events; 33: the failed verify above, recorded in the trail
+    assert "seq 10..33" in out
+    assert "recorded as event 34 (audit_verified)" in out
     code, out, _ = run(capsys, "--config", str(configured), "audit", "prune")
     assert "nothing to prune" in out
 
@@ -405,3 +408,34 @@ def test_verify_bundle_pins_the_node_certificate_when_configured(
                        str(bundle), "--signer-cert", str(cert))
     assert code == 0
     assert f"checkpoints signed by {fingerprint(signer.certificate)}: pinned" in out
+
+
+def test_verify_of_the_node_trail_is_recorded_but_not_of_a_copy(
+        configured: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import getpass
+
+    def verified() -> list[dict[str, Any]]:
+        code, out, _ = run(capsys, "--config", str(configured), "audit", "list", "--code",
+                           "audit_verified", "--format", "json")
+        assert code == 0
+        return list(json.loads(out))
+
+    # a failed verify is recorded too: the fixture's checkpoint is not the node's key's
+    assert run(capsys, "--config", str(configured), "audit", "verify")[0] == 1
+    (first,) = verified()
+    assert first["seq"] == 31
+    assert first["actor"] == getpass.getuser()
+    assert first["detail"] == {"ok": 0, "events": 30, "problems": 1, "via": "cli",
+                               "first_bad_seq": 30}
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "verify",
+                       "--any-signer", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["recorded_seq"] == 32
+    assert verified()[1]["detail"] == {"ok": 1, "events": 31, "problems": 0, "via": "cli"}
+    # a database named with --db (perhaps a copy kept as evidence) is left untouched
+    db = configured.parent / "spool.db"
+    code, out, _ = run(capsys, "--config", str(configured), "audit", "verify", "--db", str(db),
+                       "--any-signer")
+    assert code == 0
+    assert "recorded as event" not in out
+    assert len(verified()) == 2

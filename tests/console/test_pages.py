@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pytest
+
 from gateway.console import totp
 from gateway.console.pages import Console
 from gateway.console.web import COOKIE, Request, Response
@@ -107,7 +109,7 @@ def test_every_page_renders_for_a_viewer(setup: Setup) -> None:
     token, _ = login(app, setup, "vic")
     assert app.handle(Request("GET", "/")).status == 303  # no session: to the login
     for path in ("/", "/messages", f"/messages/{setup.fixed.failed}", "/partners",
-                 "/certificates", "/audit", "/messages.csv", "/static/console.css",
+                 "/certificates", "/audit", "/messages.csv", "/static/console.css", "/clocks",
                  f"/messages/{setup.fixed.delivered_after_breaker}"):
         resp = get(app, token, path)
         assert resp.status == 200, (path, resp.body[:300])
@@ -218,7 +220,7 @@ def test_audit_verify_and_export(setup: Setup) -> None:
     page = post(app, token, "/audit/verify", csrf=csrf).body.decode()
     assert "<b>OK</b>" in page
     assert codes(setup, "audit_verified")[0][0] == "vic"
-    assert "by vic: OK" in get(app, token, "/").body.decode()
+    assert "by vic (console): OK" in get(app, token, "/").body.decode()
     assert get(app, token, "/audit/export").status == 400
     bundle = get(app, token, "/audit/export?message=msg-00004")
     assert bundle.status == 200
@@ -226,3 +228,18 @@ def test_audit_verify_and_export(setup: Setup) -> None:
     with zipfile.ZipFile(io.BytesIO(bundle.body)) as zf:
         assert "manifest.json" in zf.namelist()
     assert codes(setup, "audit_exported")[0][0] == "vic"
+
+
+def test_dashboard_shows_a_verify_from_the_command_line(
+        setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    import getpass
+
+    from gateway.cli import main
+
+    app = setup.app()
+    token, _ = login(app, setup, "vic")
+    assert "Last verify: never recorded" in get(app, token, "/").body.decode()
+    assert main(["--config", str(setup.ctx.config.path), "audit", "verify"]) == 0
+    assert "recorded as event" in capsys.readouterr().out
+    page = get(app, token, "/").body.decode()
+    assert f"by {getpass.getuser()} (cli): OK" in page

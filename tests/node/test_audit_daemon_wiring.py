@@ -142,3 +142,20 @@ def test_audit_config_errors_name_the_key(tmp_path: Path) -> None:
     text = str(info.value) + repr(info.value.details)
     assert "audit.checkpoint_interval" in text
     assert "audit.keep" in text
+
+
+def test_scheduled_verify_is_recorded_in_the_trail(
+    pair: tuple[Gateway, Gateway, NodeSpec, Clock],
+) -> None:
+    gw_a, _, _, clock = pair
+    with gw_a.spool.transaction(clock()) as txn:
+        txn.audit("config_loaded", None, detail={"partners": 1})
+    assert gw_a.verify_audit().ok
+    conn = sqlite3.connect(gw_a.config.spool.database)
+    try:
+        (stored,) = AuditLog(conn, create=False).query(code="audit_verified")
+    finally:
+        conn.close()
+    assert stored.event.actor == "daemon"
+    assert dict(stored.event.detail) == {"ok": 1, "events": stored.seq - 1, "problems": 0,
+                                         "via": "daemon"}
