@@ -33,7 +33,7 @@ from tests.support.gwnodes import (
     write_config,
 )
 from tests.support.pki import TestPki
-from tests.support.privacy import values_in
+from tests.support.privacy import leaks, values_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -98,10 +98,6 @@ def audit_text(db: Path) -> str:
         return "\n".join(parts)
     finally:
         conn.close()
-
-
-def leaks(text: str, values: set[str]) -> list[str]:
-    return sorted(v for v in values if v in text)
 
 
 def test_corpus_run_leaves_no_personal_data(tmp_path: Path, repo_root: Path) -> None:
