@@ -40,7 +40,7 @@ from gateway.node.clocks import (
     read_clocks,
 )
 from gateway.store.audit import AuditEvent, AuditLog
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 
 NAME = "clocks"
 ME = "fips:0600000"

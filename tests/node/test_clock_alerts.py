@@ -19,7 +19,7 @@ from gateway.node.alerts import AlertEngine
 from gateway.node.clocks import ClockKeeper, ClocksConfig, ClockWatch
 from gateway.node.config import load_config
 from gateway.node.monitor_config import AlertRules, AlertsConfig
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from tests.node.test_alert_rules import OFF, Clock, Recorder
 
 ME, TX = "fips:0600000", "fips:4800000"

@@ -19,7 +19,7 @@ from lxml import etree
 from gateway.cli import main
 from gateway.demo.samples import interstate_transaction
 from gateway.node.config import load_config
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.node.test_metrics_endpoint import samples, scrape
 from tests.support.gwnodes import (
