@@ -26,7 +26,7 @@ from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
 from gateway.node.reminder_config import RemindersConfig
 from gateway.node.reminders import DRAFTED, ReminderDrafter
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
 from tests.support.privacy import PERSONAL, values_in
 from transports.memory import MemoryNetwork, http_responder
