@@ -9,8 +9,12 @@ in twenty is a Hague application with its acknowledgement and status report. Clo
 are made by the real path (:func:`observe` on the documents' keys) and appended to a real
 SQLite audit trail (checked, hashed, chained), in random order within each day.
 
-Figures: the engine alone (observations in memory -> every clock), and what ``gateway
-clocks`` does (read the events from the trail, then compute). The baseline, measured in
+Figures: the engine alone (observations in memory -> every clock), what ``gateway
+clocks`` does (read the events from the trail, then compute), and what the daemon's
+watchers (the clock metrics at each scrape, the clock alerts, the reminders) pay through
+:class:`~gateway.node.clocks.ClockWatch`: the first read of the whole trail, a read with
+nothing new (the pairing kept), and a read after one new event (read from the last
+sequence number, then paired again). The baseline, measured in
 the same run, is reading the same events from the trail without computing anything: the
 notes give each figure as a ratio to it.
 """
@@ -28,8 +32,15 @@ from pathlib import Path
 
 from bench import Row, format_rows
 from gateway.documents.deadlines import Facts, observe
-from gateway.node.clocks import ClockKeeper, ClocksConfig, observations, read_clocks
+from gateway.node.clocks import (
+    ClockKeeper,
+    ClocksConfig,
+    ClockWatch,
+    observations,
+    read_clocks,
+)
 from gateway.store.audit import AuditEvent, AuditLog
+from gateway.store.sqlite import SqliteSpool
 
 NAME = "clocks"
 ME = "fips:0600000"
@@ -146,6 +157,23 @@ def main(quick: bool = False) -> list[Row]:
         full = _best(lambda: read_clocks(log, keeper, now), rounds)
         result = read_clocks(log, keeper, now)
         conn.close()
+        spool = SqliteSpool(db)
+        try:
+            first = _best(lambda: ClockWatch(keeper).clocks(spool, now), rounds)
+            watch = ClockWatch(keeper, refresh=0)
+            watch.clocks(spool, now)
+            cached = _best(lambda: watch.clocks(spool, now), rounds)
+            news: list[float] = []
+            for i in range(rounds):
+                with spool.transaction(now) as txn:
+                    txn.audit("clock_started", None, message_id=f"new-{i}", from_party=ME,
+                              to_party=STATES[0], detail={
+                                  "rule": "cfr-303.7b4-status-csi", "owes": "partner",
+                                  "dir": "out", "code": "CSI-R-FRINF", "case": f"NEW{i}"})
+                news.append(_best(lambda: watch.clocks(spool, now), 1))
+            fresh = min(news)
+        finally:
+            spool.close()
     answered = sum(1 for c in result.clocks if c.answer is not None)
     if not answered or not result.open():
         raise RuntimeError("the synthetic year paired nothing: the figures would be empty")
@@ -163,6 +191,13 @@ def main(quick: bool = False) -> list[Row]:
         Row(NAME, "gateway clocks (read + compute)", full, "s",
             f"{full / base:.2f}x baseline; {clocks:,} clocks, {open_:,} open, "
             f"{overdue:,} overdue, {late:,} answered late"),
+        Row(NAME, "watch: first read (metrics, alerts, reminders)", first, "s",
+            f"{first / base:.2f}x baseline"),
+        Row(NAME, "watch: a scrape with nothing new", cached, "s",
+            f"{cached / base:.4f}x baseline"),
+        Row(NAME, "watch: a scrape after one new event", fresh, "s",
+            f"{fresh / base:.2f}x baseline (read from the last seq, paired again; at most "
+            "once a minute in the daemon)"),
     ]
 
 

@@ -24,6 +24,7 @@ node B) on this machine, A's outbox to B's inbox, until every receipt is back at
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -68,7 +69,7 @@ def _percentile(values: list[float], q: float) -> float:
 def _delivered(spec) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """source file name -> epoch time its receipt was stored (delivered)."""
     from gateway.node.config import load_config
-    from gateway.store.spool import SqliteSpool
+    from gateway.store.sqlite import SqliteSpool
     from gateway.store.states import Direction, State
 
     spool = SqliteSpool(load_config(spec.config_path).spool.database)
@@ -130,12 +131,17 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+_GROUPS = re.compile(r"spool: (\d+) transactions in (\d+) commits")
+
+
 def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys, *,
-         extra=lambda name: "", during=None,
+         extra=lambda name: "", during=None, groups: dict[str, float] | None = None,
          ) -> tuple[float, list[float], int, tuple[float, float]]:  # type: ignore[no-untyped-def]
     """Returns (messages/s, latencies, delivered count, (A, B) CPU ms per message).
     ``extra(node name)``: more configuration for that node; ``during(stop)``: run in a
-    thread while the messages flow (e.g. a scraper) until the event ``stop`` is set."""
+    thread while the messages flow (e.g. a scraper) until the event ``stop`` is set;
+    ``groups``: filled with each node's spool transactions per commit (group commit, from
+    the line its spool logs when it closes)."""
     import threading
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -180,6 +186,10 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
                 helper.join(10)
             for d in daemons:
                 d.terminate()
+                found = _GROUPS.findall(d.log.read_text(errors="replace"))
+                if groups is not None and found:
+                    txns, commits = (int(v) for v in found[-1])
+                    groups[d.spec.name] = txns / commits
             if server is not None:
                 server.stop()
     latencies = [done[name] - t for name, t in dropped.items() if name in done]
@@ -188,10 +198,15 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
 
 
 def _burst_rows(label: str, n: int, result: tuple[float, list[float], int,  # type: ignore[no-untyped-def]
-                                                  tuple[float, float]], keys) -> list[Row]:
+                                                  tuple[float, float]], keys,
+                groups: dict[str, float] | None = None) -> list[Row]:
     rate, lat, done, (cpu_a, cpu_b) = result
     cores = os.cpu_count() or 1
+    grouped = [Row("pipeline", f"{label} burst {n}: spool transactions per commit, node {k}",
+                   v, "x", "group commit; 1.00 = every transaction committed alone")
+               for k, v in sorted((groups or {}).items())]
     return [
+        *grouped,
         Row("pipeline", f"{label} burst {n}: sustained", rate, "msg/s",
             f"{done}/{n} receipts; {keys.label}"),
         Row("pipeline", f"{label} burst {n}: p50 drop-to-receipt", statistics.median(lat), "s"),
@@ -256,12 +271,14 @@ def main(quick: bool = False) -> list[Row]:
     p256 = KeyProfile(curve="p256")
     n = N_QUICK if quick else N_FULL
     rows: list[Row] = []
-    rsa_run = _run("https", n, None, None, PRODUCT_KEYS)
-    ec_run = _run("https", n, None, None, p256)
-    rows += _burst_rows("https", n, rsa_run, PRODUCT_KEYS)
-    rows += _burst_rows("https p256", n, ec_run, p256)
-    rows += _burst_rows("https ecdsa-sign", n, _run("https", n, None, None, ecdsa), ecdsa)
-    rows += _burst_rows("sftp", n, _run("sftp", n, None, None, PRODUCT_KEYS), PRODUCT_KEYS)
+    runs = {}
+    for label, transport, keys in (("https", "https", PRODUCT_KEYS), ("https p256", "https", p256),
+                                   ("https ecdsa-sign", "https", ecdsa),
+                                   ("sftp", "sftp", PRODUCT_KEYS)):
+        groups: dict[str, float] = {}
+        runs[label] = _run(transport, n, None, None, keys, groups=groups)
+        rows += _burst_rows(label, n, runs[label], keys, groups)
+    rsa_run, ec_run = runs["https"], runs["https p256"]
     rows += _paced_rows("https", quick, PRODUCT_KEYS)
     rows += _paced_rows("https p256", quick, p256)
     limit = {"RSA-3072": _seal_open_rate(quick, PRODUCT_KEYS),

@@ -116,7 +116,7 @@ def _done(net, url: str | None, n: int) -> bool:  # type: ignore[no-untyped-def]
     if url is not None:
         return net.settled(n)
     from gateway.node.config import load_config
-    from gateway.store.spool import SqliteSpool
+    from gateway.store.sqlite import SqliteSpool
     from gateway.store.states import Direction, State
 
     spool = SqliteSpool(load_config(net.senders[0].config_path).spool.database)

@@ -11,7 +11,7 @@ from gateway.cli.output import err, out
 from gateway.errors import UsageError
 from gateway.node.alerts import Alert, AlertEngine, Delivery
 from gateway.node.config import load_config
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 
 
 def register(subparsers: Any) -> None:

@@ -1,22 +1,22 @@
 """``gateway clocks``: deadline clocks (open ones soonest due first, overdue marked), the
-rules in effect, and the summary ``gateway status`` shows. Reads the audit trail (safe
-while the daemon runs)."""
+rules in effect, and the answers no request matches. Reads the audit trail (safe while the
+daemon runs); the logic is :mod:`gateway.service.clocks` (the console's Clocks page calls
+it too)."""
 
 from __future__ import annotations
 
 import argparse
-from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.cli.audit_cmd import open_log
 from gateway.cli.output import out, out_json, table
-from gateway.documents.deadlines import Clock, ClockSet
-from gateway.errors import GatewayError, UsageError
-from gateway.node.clocks import ClockKeeper, ClocksConfig, read_clocks
-from gateway.node.config import Config, config_path, load_config
+from gateway.errors import UsageError
+from gateway.node.clocks import ClockKeeper
+from gateway.node.config import config_path, load_config
+from gateway.service import clocks as svc
 
-__all__ = ["clock_summary", "register"]
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
         "clocks", help="deadline clocks: open ones soonest due first, overdue marked")
     parser.add_argument("--partner", metavar="PARTY", help="only clocks with this partner")
     parser.add_argument("--rule", metavar="NAME", help="only clocks of this rule")
-    parser.add_argument("--owed-by", choices=("us", "partner"),
+    parser.add_argument("--owed-by", choices=svc.OWED_BY,
                         help="only answers we owe, or that partners owe us")
     parser.add_argument("--overdue", action="store_true", help="only overdue clocks")
     parser.add_argument("--due-within", type=int, metavar="N",
@@ -52,62 +52,19 @@ def _when(text: str | None) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _row(clock: Clock, now: datetime, today: date) -> dict[str, Any]:
-    start, answer = clock.start, clock.answer
-    return {
-        "rule": clock.rule.name, "citation": clock.rule.citation,
-        "status": clock.status(now), "owed_by": "us" if clock.owed_by_us else "partner",
-        "partner": clock.partner, "our_case": start.our_case, "their_case": start.their_case,
-        "code": start.code, "message_id": start.message_id,
-        "started": start.at.isoformat(), "due": clock.due.isoformat(),
-        "overdue_at": clock.overdue_at.isoformat(),
-        "working_days_left": None if answer else clock.working_days_left(today),
-        "answered": answer.at.isoformat() if answer else None,
-        "answered_by": answer.message_id if answer else None,
-    }
-
-
-def _select(clocks: ClockSet, args: argparse.Namespace, now: datetime,
-            today: date) -> list[Clock]:
-    chosen = clocks.open() if not args.all else sorted(
-        clocks.clocks, key=lambda c: (c.overdue_at, c.start.at, c.rule.name))
-    out_list = []
-    for clock in chosen:
-        if args.partner and clock.partner != args.partner:
-            continue
-        if args.rule and clock.rule.name != args.rule:
-            continue
-        if args.owed_by and clock.owed_by_us != (args.owed_by == "us"):
-            continue
-        if args.overdue and not clock.overdue(now):
-            continue
-        if args.due_within is not None and (
-                not clock.is_open or clock.working_days_left(today) > args.due_within):
-            continue
-        out_list.append(clock)
-    return out_list
-
-
 def _rules(keeper: ClockKeeper, fmt: str) -> int:
+    rows = svc.rule_rows(keeper)
     if fmt == "json":
-        out_json([{"name": r.name, "title": r.title, "citation": r.citation,
-                   "source": r.source, "period": str(r.period), "owes": r.owes,
-                   "direction": r.direction, "enabled": r.enabled,
-                   "start": [p.text for p in r.start], "answer": [p.text for p in r.answer]}
-                  for r in keeper.rules])
+        out_json(rows)
         return 0
-    out(table([[r.name, str(r.period), r.owes, "yes" if r.enabled else "no", r.citation]
-               for r in keeper.rules], ["rule", "period", "owed by", "enabled", "citation"]))
+    out(table([[r["name"], r["period"], r["owes"], "yes" if r["enabled"] else "no",
+                r["citation"]] for r in rows],
+              ["rule", "period", "owed by", "enabled", "citation"]))
     return 0
 
 
-def _unmatched(clocks: ClockSet, args: argparse.Namespace) -> int:
-    rows = [{"answered": o.at.isoformat(), "partner": o.partner,
-             "sent_by": "us" if o.outbound else "partner", "code": o.code,
-             "our_case": o.our_case, "their_case": o.their_case, "message_id": o.message_id}
-            for o in sorted(clocks.unmatched, key=lambda o: o.at)
-            if not args.partner or o.partner == args.partner]
-    if args.format == "json":
+def _unmatched(rows: list[dict[str, Any]], fmt: str) -> int:
+    if fmt == "json":
         out_json(rows)
     elif not rows:
         out("every answer matches a recorded request")
@@ -121,28 +78,25 @@ def _unmatched(clocks: ClockSet, args: argparse.Namespace) -> int:
 
 
 def run_clocks(args: argparse.Namespace) -> int:
-    if args.db is not None and args.config is None and not config_path(None).exists():
-        keeper = ClockKeeper(ClocksConfig())  # a bare database: the shipped rules, UTC
-    else:
-        keeper = ClockKeeper(load_config(args.config).clocks)
+    bare = args.db is not None and args.config is None and not config_path(None).exists()
+    keeper = svc.keeper_for(None if bare else load_config(args.config))
     if args.rules:
         return _rules(keeper, args.format)
     now = _when(args.at)
-    today = now.astimezone(keeper.tz).date()
+    f = svc.ClockFilter(partner=args.partner, rule=args.rule, owed_by=args.owed_by,
+                        overdue=args.overdue, due_within=args.due_within, all=args.all)
     audit = open_log(args)
     try:
-        clocks = read_clocks(audit, keeper, now)
+        if args.unmatched:
+            return _unmatched(svc.unmatched_rows(audit, keeper, now, args.partner),
+                              args.format)
+        listing = svc.list_clocks(audit, keeper, f, now)
     finally:
         audit.conn.close()
-    if args.rule and args.rule not in {r.name for r in keeper.rules}:
-        raise UsageError(f"no clock rule named {args.rule} (gateway clocks --rules lists them)")
-    if args.unmatched:
-        return _unmatched(clocks, args)
-    selected = _select(clocks, args, now, today)
-    rows = [_row(c, now, today) for c in selected]
+    rows = listing.rows
     if args.format == "json":
         out_json({"at": now.isoformat(), "clocks": rows,
-                  "unmatched_answers": len(clocks.unmatched)})
+                  "unmatched_answers": listing.unmatched})
         return 0
     if not rows:
         out("no clocks" if args.all else "no open clocks")
@@ -154,34 +108,6 @@ def run_clocks(args: argparse.Namespace) -> int:
                    for r in rows],
                   ["due", "status", "rule", "owed by", "partner", "our case", "their case",
                    "started by", "working days left"]))
-    if clocks.unmatched:
-        out(f"{len(clocks.unmatched)} answer(s) match no recorded request")
+    if listing.unmatched:
+        out(f"{listing.unmatched} answer(s) match no recorded request")
     return 0
-
-
-def clock_summary(config: Config, args: argparse.Namespace,
-                  now: datetime) -> dict[str, Any]:
-    """Open and overdue clocks by owing side, and the next due date: for ``gateway
-    status``."""
-    keeper = ClockKeeper(config.clocks)
-    try:
-        audit = open_log(argparse.Namespace(db=getattr(args, "db", None), config=args.config))
-        try:
-            clocks = read_clocks(audit, keeper, now)
-        finally:
-            audit.conn.close()
-    except GatewayError as exc:  # the rest of the status is still worth showing
-        return {"enabled": True, "error": f"{exc.code}: {exc}"}
-    open_ = clocks.open()
-    counts: Counter[tuple[str, str]] = Counter()
-    for clock in open_:
-        side = "us" if clock.owed_by_us else "partner"
-        counts[(side, "overdue" if clock.overdue(now) else "open")] += 1
-    return {
-        "enabled": config.clocks.enabled,
-        "open_owed_by_us": counts[("us", "open")] + counts[("us", "overdue")],
-        "overdue_owed_by_us": counts[("us", "overdue")],
-        "open_owed_by_partners": counts[("partner", "open")] + counts[("partner", "overdue")],
-        "overdue_owed_by_partners": counts[("partner", "overdue")],
-        "next_due": open_[0].due.isoformat() if open_ else None,
-    }

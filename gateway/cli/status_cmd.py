@@ -8,8 +8,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.cli.clocks_cmd import clock_summary
 from gateway.cli.output import out, out_json, table
+from gateway.service.clocks import clock_status
 from gateway.service.context import NodeContext
 from gateway.service.status import node_status
 
@@ -26,7 +26,7 @@ def run_status(args: argparse.Namespace) -> int:
     with NodeContext.open(args.config) as ctx:
         config = ctx.config
         result = node_status(ctx, now)
-    clocks = clock_summary(config, args, now) if config.clocks.enabled else None
+        clocks = clock_status(ctx, now) if config.clocks.enabled else None
     result["clocks"] = clocks
     if args.format == "json":
         out_json(result)

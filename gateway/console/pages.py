@@ -6,8 +6,8 @@ lockout, refusal and action is an audit event (codes in docs/audit.md).
 
 Pages: ``/`` dashboard, ``/messages`` (search, paging, sorting; ``/messages.csv``),
 ``/messages/ID`` (detail; ``POST .../resend`` and ``.../cancel``), ``/partners``
-(``POST /partners/ping``),
-``/certificates``, ``/audit`` (``POST /audit/verify``, ``/audit/export``),
+(``POST /partners/ping``), ``/certificates``, ``/audit`` (``POST /audit/verify``,
+``/audit/export``), ``/clocks``,
 ``/operators`` (admin), ``/login``, ``POST /logout``."""
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from gateway.console.web import COOKIE, Request, Response, redirect
 from gateway.errors import GatewayError, LoginRefused, MessageNotFound, UsageError
 from gateway.node.console_config import ConsoleConfig
 from gateway.service import audit as audit_svc
+from gateway.service import clocks as clock_svc
 from gateway.service import messages as msg_svc
 from gateway.service import partners as partner_svc
 from gateway.service.context import NodeContext
@@ -180,6 +181,7 @@ class Console:
             ("GET", "/certificates"): self.certificates, ("GET", "/audit"): self.audit_page,
             ("POST", "/audit/verify"): self.audit_verify,
             ("GET", "/audit/export"): self.audit_export, ("GET", "/operators"): self.operators,
+            ("GET", "/clocks"): self.clocks,
         }
         page = routes.get((req.method, req.path))
         if page is not None:
@@ -389,3 +391,20 @@ class Console:
         now = self.clock()
         return self.render("operators.html", req, session, accounts=self.accounts.list(),
                            now=now, lockout=timedelta(seconds=self.config.lockout))
+
+    def clocks(self, req: Request, session: Session) -> Response:
+        """Deadline clocks (:mod:`gateway.service.clocks`, as ``gateway clocks``)."""
+        due, owed = req.arg("due_within"), req.arg("owed_by")
+        f = clock_svc.ClockFilter(
+            partner=req.arg("partner") or None, rule=req.arg("rule") or None,
+            owed_by=owed if owed in clock_svc.OWED_BY else None,
+            overdue=req.arg("overdue") == "1",
+            due_within=int(due) if due.isdigit() and len(due) < 5 else None,
+            all=req.arg("all") == "1")
+        keeper = clock_svc.keeper_for(self.ctx.config)
+        with self.ctx.audit() as trail:
+            listing = clock_svc.list_clocks(trail, keeper, f, self.now())
+        partners = sorted({*listing.partners, *(p.party for p in self.ctx.config.partners)})
+        return self.render("clocks.html", req, session, listing=listing, f=f,
+                           partners=partners, rules=[r.name for r in keeper.rules],
+                           owed_by=clock_svc.OWED_BY)

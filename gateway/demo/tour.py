@@ -49,7 +49,8 @@ from gateway.node.nodekeys import load_node_keys
 from gateway.protocol.party import Party
 from gateway.protocol.receipts import verify_receipt
 from gateway.store.audit import AuditLog
-from gateway.store.spool import Message, SqliteSpool
+from gateway.store.spool import Message
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 
 __all__ = ["DemoResult", "Planned", "plan", "run_demo"]

@@ -12,7 +12,12 @@ Rules (thresholds in :class:`~gateway.node.monitor_config.AlertRules`):
   again at 7 and at 1 (each threshold once per certificate);
 - ``audit_verify``: the periodic verification of the audit chain found a problem;
 - ``login_failures``: at least N failed console logins (audit codes ``login_codes``)
-  within ``login_window``.
+  within ``login_window``;
+- ``clock_due_within``: an open deadline clock is due within N working days (of whoever
+  owes it), once per clock; ``clock_overdue``: an open clock is past its due date, once
+  per clock (clocks that became overdue within the last 7 days: a node that starts
+  watching does not send the history). ``clock_owed_by`` limits both to the answers we
+  owe or partners owe. Read from the clock events (:class:`~gateway.node.clocks.ClockWatch`).
 
 Each alert fires once for what raised it (its ``key``): a ``alert_raised`` audit event
 records it, so a restarted daemon does not raise it again. Delivery is per rule: the first
@@ -32,6 +37,7 @@ from typing import Protocol
 
 from gateway.errors import GatewayError
 from gateway.node.alert_channels import Alert, Channel, Delivery, channels_for
+from gateway.node.clocks import ClockWatch
 from gateway.node.metrics import AuditTally, CertInfo
 from gateway.node.monitor_config import AlertsConfig
 from gateway.store.audit import StoredEvent
@@ -44,6 +50,7 @@ log = logging.getLogger("gateway.node.alerts")
 
 _LOOKBACK = timedelta(days=7)  # alert_raised events read back at start (fire-once keys)
 _FAILED_LOOKBACK = 86400.0  # failures this recent, not yet alerted, are alerted at start
+_CLOCK_RULES = ("clock_due_within", "clock_overdue")  # their keys are kept however old
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,8 @@ class AlertEngine:
     def __init__(self, config: AlertsConfig, spool: Spool, *, node: str, clock: _Clock,
                  certificates: Callable[[], Iterable[CertInfo]] = list,
                  verify: Callable[[], VerifyResult] | None = None,
-                 channels: Sequence[Channel] | None = None) -> None:
+                 channels: Sequence[Channel] | None = None,
+                 clocks: ClockWatch | None = None) -> None:
         self.config = config
         self.rules = config.rules
         self.spool = spool
@@ -72,6 +80,7 @@ class AlertEngine:
         self.clock = clock
         self.certificates = certificates
         self.verify = verify
+        self.clocks = clocks
         self.channels = list(channels) if channels is not None else channels_for(config)
         self.tally = AuditTally()
         self._lock = threading.Lock()
@@ -108,7 +117,7 @@ class AlertEngine:
         for stored in _all_after(self.spool, 0, ("alert_raised", "alert_sent")):
             e = stored.event
             rule, key = e.detail.get("rule"), e.detail.get("key")
-            if e.at < since or not isinstance(rule, str):
+            if not isinstance(rule, str) or (e.at < since and rule not in _CLOCK_RULES):
                 continue
             if e.code == "alert_raised" and isinstance(key, str):
                 self._fired.add((rule, key))
@@ -132,6 +141,9 @@ class AlertEngine:
             found += self._audit(now, self.rules.audit_verify)
         if self.rules.login_failures is not None:
             found += self._logins_failed(now, self.rules.login_failures)
+        if self.clocks is not None and (self.rules.clock_overdue
+                                        or self.rules.clock_due_within is not None):
+            found += self._clocks(now, self.clocks)
         fresh = [a for a in found if (a.rule, a.key) not in self._fired]
         self._fired |= {(a.rule, a.key) for a in fresh}
         return fresh
@@ -232,6 +244,35 @@ class AlertEngine:
                       f"{len(self._logins)} failed console logins in "
                       f"{self.rules.login_window / 60:.0f} minutes",
                       {"count": len(self._logins)})]
+
+    def _clocks(self, now: datetime, watch: ClockWatch) -> list[Alert]:
+        found = []
+        owed_by, within = self.rules.clock_owed_by, self.rules.clock_due_within
+        today = now.astimezone(watch.keeper.tz).date()
+        for clock in watch.clocks(self.spool, now).open():
+            side = "us" if clock.owed_by_us else "partner"
+            if owed_by not in ("any", side):
+                continue
+            start = clock.start
+            key = f"{clock.rule.name}:{start.message_id or start.at.isoformat()}"
+            facts: dict[str, str | int] = {
+                "clock_rule": clock.rule.name, "partner": clock.partner, "owed_by": side,
+                "due": clock.due.isoformat(), "message_id": start.message_id or "-",
+                "case": start.our_case or "-"}
+            who = "we owe" if clock.owed_by_us else f"{clock.partner} owes"
+            if clock.overdue(now):
+                if self.rules.clock_overdue and now - clock.overdue_at < _LOOKBACK:
+                    found.append(Alert("clock_overdue", key, f"{clock.rule.name}: the answer "
+                                       f"{who} in case {start.our_case or '-'} was due "
+                                       f"{clock.due.isoformat()}", facts))
+                continue
+            left = clock.working_days_left(today)
+            if within is not None and left <= within:
+                found.append(Alert("clock_due_within", key, f"{clock.rule.name}: the answer "
+                                   f"{who} in case {start.our_case or '-'} is due "
+                                   f"{clock.due.isoformat()} ({left} working days left)",
+                                   {**facts, "working_days_left": left}))
+        return found
 
     # --- delivery ---------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ class Gateway:
         if config.alerts.enabled:
             self.alerts = AlertEngine(config.alerts, self.spool, node=config.node.party,
                                       clock=clock, certificates=self.certificate_info,
-                                      verify=self.verify_audit)
+                                      verify=self.verify_audit, clocks=self.clock_watch)
         self._stopped = threading.Event()
         self._signer = KeySigner(self.keys.identity.signing_key, self.keys.identity.signing_cert)
 

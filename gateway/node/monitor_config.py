@@ -84,6 +84,9 @@ class AlertRules:
     login_failures: int | None = 5  # failed console logins within login_window
     login_window: float = 15 * 60.0
     login_codes: tuple[str, ...] = ("console_login_failed",)
+    clock_due_within: int | None = 2  # working days before an open clock's due date
+    clock_overdue: bool = True
+    clock_owed_by: str = "any"  # which clocks the two clock rules watch: us, partner, any
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,8 @@ def _rules(r: Any, alerts: Mapping[str, Any]) -> AlertRules:
     t = r.table(alerts, "rules", "alerts.rules")
     w = "alerts.rules"
     r.known(t, w, {"message_failed", "breaker_open", "oldest_pending", "certificate_expiry",
-                   "audit_verify", "login_failures", "login_window", "login_codes"})
+                   "audit_verify", "login_failures", "login_window", "login_codes",
+                   "clock_due_within", "clock_overdue", "clock_owed_by"})
     d = AlertRules()
     days_raw = t.get("certificate_expiry", list(d.certificate_expiry))
     days = d.certificate_expiry
@@ -228,6 +232,10 @@ def _rules(r: Any, alerts: Mapping[str, Any]) -> AlertRules:
     else:
         logins = int(r.number(t, "login_failures", f"{w}.login_failures", 5, minimum=1,
                               integer=True))
+    due_within: int | None = None
+    if t.get("clock_due_within") is not False:
+        due_within = int(r.number(t, "clock_due_within", f"{w}.clock_due_within",
+                                  d.clock_due_within or 2, integer=True))
     return AlertRules(
         message_failed=_bool(r, t, "message_failed", f"{w}.message_failed", True),
         breaker_open=_off_or_duration(r, t, "breaker_open", f"{w}.breaker_open",
@@ -241,6 +249,10 @@ def _rules(r: Any, alerts: Mapping[str, Any]) -> AlertRules:
         login_window=r.duration(t, "login_window", f"{w}.login_window", d.login_window,
                                 positive=True),
         login_codes=_strings(r, t, "login_codes", f"{w}.login_codes", d.login_codes),
+        clock_due_within=due_within,
+        clock_overdue=_bool(r, t, "clock_overdue", f"{w}.clock_overdue", True),
+        clock_owed_by=r.choice(t, "clock_owed_by", f"{w}.clock_owed_by", "any",
+                               ("us", "partner", "any")) or "any",
     )
 
 

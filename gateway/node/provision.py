@@ -89,6 +89,14 @@ OPTIONAL_EXAMPLES: dict[str, tuple[str, ...]] = {
         'host = "127.0.0.1"',
         "port = 9464",
     ),
+    "clocks": (
+        "# Deadline clocks (on by default); reminders: draft CSENet M transactions to review:",
+        "[clocks]",
+        'timezone = "America/Chicago"',
+        "[clocks.reminders]",
+        'folder = "reminders"',
+        'partners = ["*"]',
+    ),
     "alerts": (
         "# Alerts by e-mail and/or an HTTPS webhook:",
         "[alerts]",

@@ -152,7 +152,11 @@ class ReminderDrafter:
             return 0
         name = draft_name(clock)
         target = self.folder / name
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the reminders folder ({exc.strerror})",
+                             where=str(self.folder)) from None
         if not target.exists():
             try:
                 durable_write(target, encode_file([txn], framing=self.framing),

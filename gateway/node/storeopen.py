@@ -10,7 +10,7 @@ from gateway.node.config import Config
 from gateway.node.nodekeys import NodeKeys
 from gateway.store.postgres import PostgresSpool, redact_url
 from gateway.store.sealing import Sealer
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 
 __all__ = ["AnySpool", "node_name", "open_spool", "sealer_for", "store_where"]
 

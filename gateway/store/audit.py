@@ -242,6 +242,14 @@ class AuditLog:
             seq, _ = self._append_checked(event)
         return seq
 
+    def append_checked(self, event: AuditEvent) -> int:
+        """:meth:`append` for an event the caller has already passed through
+        :func:`check_event` (the spool checks each when it is recorded, so a bad event is
+        refused at once, not at commit; checking it again here would double the cost)."""
+        with self._writing("append to the audit trail"):
+            seq, _ = self._append_checked(event)
+        return seq
+
     def _append_checked(self, event: AuditEvent) -> tuple[int, str]:
         if self._shared:
             self.conn.lock_chain()  # one chain for every node: appends take turns

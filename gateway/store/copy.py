@@ -27,7 +27,7 @@ from gateway.store.audit_events import AuditEvent
 from gateway.store.pg_schema import migrate
 from gateway.store.pgconn import PgConn
 from gateway.store.postgres import redact_url
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 
 __all__ = ["CopyResult", "copy_sqlite_to_postgres"]
 

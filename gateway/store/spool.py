@@ -1,32 +1,27 @@
-"""The durable spool: every message, its state, its payloads, in one SQLite database.
+"""The spool's shared part: messages, their states and payloads, and one write transaction.
 
-SQLite in WAL mode with ``synchronous=FULL`` (a committed transaction survives a power
-cut), ``busy_timeout`` so several processes can share the file; the threads of one
-process share one connection (see :class:`SqliteSpool`). Payloads (the original document,
-the sealed or received envelope, receipts, error reports) are BLOBs in the same database,
-so storing a payload and changing a state commit together.
+A store keeps every message (one row with an explicit state) and its payloads (the
+original document, the sealed or received envelope, receipts, error reports), so storing a
+payload and changing a state commit together. Two stores implement the narrow
+:class:`Spool` protocol the pipelines use: :mod:`gateway.store.sqlite` (one node, one
+database file) and :mod:`gateway.store.postgres` (several gateways sharing one queue).
+Both use the SQL here: :class:`SpoolReads` for reads and :class:`Txn` for a transaction; a
+store supplies its connection and a few hooks.
 
 Every state change goes through :meth:`Txn.transition` (or :meth:`Txn.insert`), which
 checks the change against :mod:`gateway.store.states` (an illegal one raises) and appends the
-matching audit event in the same transaction (:func:`_audit_sink`). Claims are
-``UPDATE ... WHERE id=? AND state=?`` inside a write transaction, so two workers can never
-both win.
-
-The pipelines use the narrow :class:`Spool` protocol; :mod:`gateway.store.postgres`
-implements it for several gateways sharing one queue, with the same SQL (:class:`Txn` and
-:class:`SpoolReads` are shared; a store supplies its connection and a few hooks).
+matching audit event in the same transaction. Claims are ``UPDATE ... WHERE id=? AND
+state=?`` inside a write transaction, so two workers can never both win.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
@@ -39,7 +34,6 @@ __all__ = [
     "Message",
     "NewMessage",
     "Spool",
-    "SqliteSpool",
     "Txn",
     "from_epoch",
     "to_epoch",
@@ -47,48 +41,6 @@ __all__ = [
 
 log = logging.getLogger("gateway.store.spool")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id              INTEGER PRIMARY KEY,
-    message_id      TEXT,
-    direction       TEXT NOT NULL,
-    state           TEXT NOT NULL,
-    source          TEXT,
-    intake_key      TEXT UNIQUE,
-    partner         TEXT,
-    transport       TEXT,
-    from_party      TEXT,
-    to_party        TEXT,
-    service         TEXT,
-    action          TEXT,
-    case_id         TEXT,
-    ref_to          TEXT,
-    document_digest TEXT,
-    envelope_digest TEXT,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    created_at      REAL NOT NULL,
-    updated_at      REAL NOT NULL,
-    next_attempt_at REAL,
-    expires_at      REAL,
-    error_code      TEXT,
-    error_text      TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS messages_mid
-    ON messages(direction, message_id) WHERE message_id IS NOT NULL AND state != 'rejected';
-CREATE INDEX IF NOT EXISTS messages_due ON messages(state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS messages_mid_any ON messages(message_id);
-CREATE TABLE IF NOT EXISTS store_keys (
-    id       TEXT PRIMARY KEY,
-    cert     TEXT NOT NULL,
-    wrapped  BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS payloads (
-    message  INTEGER NOT NULL REFERENCES messages(id),
-    kind     TEXT NOT NULL,
-    data     BLOB NOT NULL,
-    PRIMARY KEY (message, kind)
-);
-"""
 
 def to_epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
@@ -175,7 +127,8 @@ class AuditSink:
         self._log = AuditLog(conn, create=create)
 
     def append(self, event: AuditEvent) -> None:
-        self._log.append(event)
+        """Append ``event``, which :meth:`Txn.audit` has checked already."""
+        self._log.append_checked(event)
 
     def store_receipt(self, message_id: str, direction: str, data: bytes, at: datetime) -> None:
         self._log.store_receipt(message_id, direction, data, at)
@@ -183,7 +136,7 @@ class AuditSink:
 
 class Txn:
     """One write transaction: inserts, transitions, payloads and audit events commit
-    together or not at all. Obtain it from :meth:`SqliteSpool.transaction`."""
+    together or not at all. Obtain it from a store's ``transaction(now)``."""
 
     def __init__(self, conn: Any, audit: AuditSink, now: datetime,
                  sealer: Sealer | None = None) -> None:
@@ -600,110 +553,3 @@ class SpoolReads:
             except IllegalTransition:
                 continue
         return count
-
-
-class SqliteSpool(SpoolReads):
-    """The SQLite spool. Thread-safe: the threads of one process share one connection,
-    one statement or transaction at a time (a lock); other processes (the CLI, another
-    daemon) use their own connections and meet SQLite's locking and ``busy_timeout``.
-
-    One connection instead of one per thread: SQLite's page cache is per connection, and
-    a write by one connection invalidates what the others cached, so with the daemon's
-    send, receive and scan threads each on its own connection most pages were read back
-    from the file after every commit (measured: 0.5-0.9 ms more CPU per message with 8
-    threads than with one). The writes were serialised by a lock already; reads now wait
-    for a transaction in progress to commit instead of reading the snapshot before it."""
-
-    def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
-        self.path = Path(path)
-        self.timeout = timeout
-        self._lock = threading.RLock()
-        self._shared: sqlite3.Connection | None = None
-        self._audit: AuditSink | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SpoolError(f"cannot create the spool directory ({exc.strerror})",
-                             where=str(self.path.parent)) from None
-        with self._lock, self._translate():
-            self._conn().executescript(_SCHEMA)
-
-    @contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise SpoolError(f"spool database error: {exc}", where=str(self.path)) from None
-
-    def _conn(self) -> sqlite3.Connection:
-        """The shared connection (opened on first use); use it holding ``self._lock``."""
-        if self._shared is not None:
-            return self._shared
-        with self._translate():
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-            conn.execute("PRAGMA foreign_keys=ON")
-        self._shared = conn
-        self._audit = AuditSink(conn)
-        return conn
-
-    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._lock, self._translate():
-            return self._conn().execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        with self._lock:
-            conn, self._shared, self._audit = self._shared, None, None
-            if conn is not None:
-                conn.close()
-
-    @contextmanager
-    def transaction(self, now: datetime) -> Iterator[Txn]:
-        """A write transaction (``BEGIN IMMEDIATE``): commits on success, rolls back on any
-        exception (which propagates; sqlite errors become :class:`SpoolError`). Threads
-        of this process queue on the lock (woken at once) rather than in SQLite's busy
-        handler, which sleeps in growing steps; other processes meet ``busy_timeout``."""
-        with self._lock:
-            conn = self._conn()
-            assert self._audit is not None  # noqa: S101 - set with the connection
-            with self._translate():
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                txn = Txn(conn, self._audit, now, self.sealer)
-                yield txn
-                txn.flush()
-            except BaseException:
-                with self._translate():
-                    conn.execute("ROLLBACK")
-                raise
-            else:
-                with self._translate():
-                    conn.execute("COMMIT")
-
-    # --- what a shared store coordinates (one node owns this one) ----------------------
-
-    def claim_intake(self, intake_key: str, now: datetime) -> bool:
-        """Whether this node may take the outbox file ``intake_key``: always (the intake
-        key's unique constraint still refuses a second record)."""
-        return True
-
-    def leader(self, role: str, now: datetime) -> bool:
-        """Whether this node does ``role`` (checkpoints, retention): the only node does."""
-        return True
-
-    @contextmanager
-    def audit_log(self) -> Iterator[AuditLog]:
-        """The audit trail on a connection of its own (long reads such as a verification
-        must not hold the spool's write lock)."""
-        with self._translate():
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
-        try:
-            yield AuditLog(conn)
-        finally:
-            conn.close()

@@ -11,7 +11,7 @@ from gateway.cli import main
 from gateway.demo.samples import interstate_transaction
 from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
 from transports.memory import MemoryNetwork

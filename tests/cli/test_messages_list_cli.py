@@ -12,7 +12,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.node.config import load_config
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from tests.support.opsdata import NOW, ops_node, populate
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.spool import NewMessage
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 
 

@@ -109,7 +109,7 @@ def test_every_page_renders_for_a_viewer(setup: Setup) -> None:
     token, _ = login(app, setup, "vic")
     assert app.handle(Request("GET", "/")).status == 303  # no session: to the login
     for path in ("/", "/messages", f"/messages/{setup.fixed.failed}", "/partners",
-                 "/certificates", "/audit", "/messages.csv", "/static/console.css",
+                 "/certificates", "/audit", "/messages.csv", "/static/console.css", "/clocks",
                  f"/messages/{setup.fixed.delivered_after_breaker}"):
         resp = get(app, token, path)
         assert resp.status == 200, (path, resp.body[:300])

@@ -11,7 +11,7 @@ from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from gateway.node.metrics import CertInfo, StoreCollector
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 
 REPO = Path(__file__).resolve().parents[2]
 MONITORING = REPO / "docs" / "monitoring"

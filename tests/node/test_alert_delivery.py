@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from gateway.demo.samples import interstate_transaction
 from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import NodeSpec, PartnerSpec, free_port, write_config
 from tests.support.pki import TestPki

@@ -16,7 +16,8 @@ from gateway.node.alert_channels import AlertDeliveryError, Delivery
 from gateway.node.alerts import AlertEngine, VerifyResult
 from gateway.node.metrics import CertInfo
 from gateway.node.monitor_config import AlertRules, AlertsConfig
-from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.spool import NewMessage
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from gateway.node.storeopen import sealer_for
 from gateway.protocol.as4 import mime, receipt
 from gateway.protocol.certs import load_certificates_file
 from gateway.store.audit import AuditLog
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import (
     Daemon,

@@ -17,7 +17,7 @@ from prometheus_client.registry import CollectorRegistry
 from gateway.documents.deadlines import Facts, observe, shipped_rules
 from gateway.node.clocks import ClockKeeper, ClocksConfig, ClockWatch
 from gateway.node.metrics import StoreCollector
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 
 ME, TX, NL = "fips:0600000", "fips:4800000", "iso3166:NL"
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)  # a Monday

@@ -19,11 +19,14 @@ from lxml import etree
 from gateway.demo.samples import interstate_transaction
 from gateway.documents.csenet import check, decode
 from gateway.documents.csenet.table import lookup
+from gateway.documents.deadlines import Facts, observe, shipped_rules
 from gateway.errors import ConfigError
+from gateway.node.clocks import ClockKeeper, ClocksConfig, ClockWatch
 from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
 from gateway.node.reminder_config import RemindersConfig
 from gateway.node.reminders import DRAFTED, ReminderDrafter
+from gateway.store.sqlite import SqliteSpool
 from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
 from tests.support.privacy import PERSONAL, values_in
 from transports.memory import MemoryNetwork, http_responder
@@ -256,3 +259,47 @@ def test_reminders_config_is_checked(tmp_path: Path) -> None:
     assert reminders.wanted("iso3166:NL")
     assert reminders.wanted(CA)
     assert not RemindersConfig(tmp_path, ()).enabled
+
+
+def test_the_daemon_schedules_the_reminders_where_configured(pair: Pair) -> None:
+    ca, tx = pair.gw["ca"], pair.gw["tx"]
+    for gw in (ca, tx):
+        gw.start(listen=False)
+    job = ca.scheduler.get_job("clock-reminders")
+    assert job is not None
+    assert job.trigger.interval == timedelta(minutes=5)  # clocks.reminders.interval
+    assert tx.scheduler.get_job("clock-reminders") is None
+    assert tx.scheduler.get_job("send") is not None
+
+
+def test_a_draft_the_edits_refuse_is_recorded_once_and_not_written(tmp_path: Path) -> None:
+    """A request whose keys cannot make a valid CSENet reminder (a case ID longer than
+    15 characters, one of zeros only): no file, one ``reminder_refused`` event naming the
+    edit (never the value), and no second try."""
+    spool = SqliteSpool(tmp_path / "gateway.db")
+    clock = Clock()
+    start = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    for mid, case in (("m-long", "CA-2026-000000000001"), ("m-zero", "000000000000000")):
+        facts = Facts("InterstateTransaction", "ENF", "R", "ERARR", case, None,
+                      "0600000", "4800000")
+        with spool.transaction(start) as txn:
+            for code, detail in observe(facts, shipped_rules(), outbound=True):
+                txn.audit(code, None, message_id=mid, from_party=CA, to_party=TX,
+                          detail=detail)
+    folder = tmp_path / "reminders"
+    drafter = ReminderDrafter(RemindersConfig(folder, (TX,)),
+                              ClockWatch(ClockKeeper(ClocksConfig()), refresh=0), spool,
+                              node=CA, clock=clock)
+    clock.now = start + timedelta(days=30)
+    try:
+        assert drafter.run_once() == 0
+        assert drafter.run_once() == 0
+        refused = {e.event.message_id: dict(e.event.detail)
+                   for e in spool.audit_after(0, ["reminder_refused"])}
+        assert len(spool.audit_after(0, ["reminder_refused"])) == 2
+        assert refused["m-long"]["issues"] == "field.length"
+        assert refused["m-zero"]["issues"] == "header.case-id"
+        assert all("0000000000" not in str(d) for d in refused.values())
+        assert not folder.exists()
+    finally:
+        spool.close()

@@ -25,7 +25,7 @@ from gateway.documents.csenet.errorfile import parse_error_record
 from gateway.errors import ConfigError
 from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import Daemon, NodeSpec, PartnerSpec, wait_until, write_config
 from transports.memory import MemoryNetwork, http_responder

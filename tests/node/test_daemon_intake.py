@@ -15,7 +15,8 @@ import pytest
 from gateway.errors import SpoolError
 from gateway.node.config import IntakeConfig, OutboxConfig
 from gateway.node.intake import FileSeen, OutboxScanner, Prepared, Refused, ready_files, redact
-from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.spool import NewMessage
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

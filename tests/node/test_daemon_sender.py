@@ -17,7 +17,8 @@ from gateway.node.config import Config, load_config
 from gateway.node.nodekeys import ReceiptOutcome
 from gateway.node.outbound import Sender, TransportPool, apply_receipt
 from gateway.node.retry import BreakerBoard
-from gateway.store.spool import Message, NewMessage, SqliteSpool
+from gateway.store.spool import Message, NewMessage
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from transports.errors import HttpStatus
 from transports.memory import MemoryNetwork

@@ -4,7 +4,8 @@ California sends a case status inquiry (CSI R) and an enforcement request (ENF R
 clocks open at both ends (owed by Texas). Later Texas answers the inquiry (CSI P) and
 acknowledges the request (ENF A): the status and registry clocks close at both ends, while
 the 75-day clock of the enforcement request (answered only by a provision of information)
-stays open. Read with ``gateway clocks`` and ``gateway status`` on each node."""
+stays open. Read with ``gateway clocks`` and ``gateway status`` on each node, and in
+California's metrics (``cse_clocks_open``, ``cse_clocks_overdue``)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from lxml import etree
 from gateway.cli import main
 from gateway.demo.samples import interstate_transaction
 from gateway.node.config import load_config
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
+from tests.node.test_metrics_endpoint import samples, scrape
 from tests.support.gwnodes import (
     Daemon,
     NodeSpec,
@@ -89,7 +91,9 @@ def test_clocks_open_and_close_at_both_ends(tmp_path: Path, key_cache: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     pki = TestPki(tmp_path / "pki")
     ca_port, tx_port = free_port(), free_port()
-    ca = https_node("ca", CA, tmp_path, pki, ca_port, extra=FAST)
+    metrics_port = free_port()
+    ca = https_node("ca", CA, tmp_path, pki, ca_port,
+                    extra=FAST + f"[metrics]\nenabled = true\nport = {metrics_port}\n")
     tx = https_node("tx", TX, tmp_path, pki, tx_port, extra=FAST)
     ca.partners = [PartnerSpec(TX, [https_to(pki, "ca", tx_port)])]
     tx.partners = [PartnerSpec(CA, [https_to(pki, "tx", ca_port)])]
@@ -153,6 +157,13 @@ def test_clocks_open_and_close_at_both_ends(tmp_path: Path, key_cache: Path,
             assert code == 0
             owed = "open_owed_by_us" if side == "us" else "open_owed_by_partners"
             assert status["clocks"][owed] == 1
+        # the daemon's metrics count the same open clock (one scrape: a fresh pairing)
+        got = samples(scrape(metrics_port))
+        clock_samples = {k: v for k, v in got.items() if k[0].startswith("cse_clocks_")}
+        labels = (("owed_by", "partner"), ("partner", TX),
+                  ("rule", "cfr-303.7d2-responding-75"))
+        assert clock_samples == {("cse_clocks_open", labels): 1,
+                                 ("cse_clocks_overdue", labels): 0}
         # the trail holds the events, keys and codes only
         code = main(["--config", str(ca.config_path), "audit", "list", "--code",
                      "clock_started", "--format", "json"])

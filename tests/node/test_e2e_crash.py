@@ -15,7 +15,7 @@ import pytest
 
 from gateway.demo.samples import interstate_transaction
 from gateway.node.config import load_config
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import (
     Daemon,

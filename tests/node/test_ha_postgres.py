@@ -2,6 +2,8 @@
 share one database and one outbox folder and send to a fourth node.
 
 - every message is delivered exactly once, byte-identical, and the nodes share the work;
+  a dump of the shared store afterwards, as a backup holds it, gives none of the documents'
+  personal values to a reader without the nodes' keys;
 - `kill -9` of one of them at random moments while a few hundred messages flow: the
   others (or the restarted node) take over its claims, nothing is lost or doubled, and the
   deployment's one audit chain verifies;
@@ -16,13 +18,18 @@ import random
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from gateway.store.postgres import PostgresSpool
+from gateway.store.spool import NewMessage
+from gateway.store.states import Direction, State
 from tests.support.gwnodes import wait_until
 from tests.support.hanet import LEASE, Network, documents
 from tests.support.postgres import Cluster, running_cluster
+from tests.support.privacy import leaks, personal_values, store_copy
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,6 +70,34 @@ def test_three_nodes_share_one_outbox_and_deliver_each_message_once(
     assert set(codes.values()) == {0}, net.diagnosis()
     holders = check_exactly_once(net, sent)
     assert len(holders) >= 2, f"the work was not shared: {holders}"
+    check_dump_holds_no_personal_values(net, sent)
+
+
+def check_dump_holds_no_personal_values(net: Network, sent: dict[str, bytes]) -> None:
+    """pg_dump of the shared store: documents and receipts are sealed, envelopes are CMS
+    encrypted for the partner (their base64 is read decoded, see tests/support/privacy.py);
+    then, as a positive control, one document kept unsealed is found."""
+    values = personal_values(list(sent.values()))
+    assert len(values) > 20
+    dump = store_copy("postgresql", net.url)
+    assert dump.count("[sealed: ") >= 2 * len(sent)  # documents and receipts
+    assert leaks(dump, values) == []
+    # nor any node's log (the SQLite side is scanned by tests/store/test_audit_privacy.py)
+    for daemon in net.daemons.values():
+        assert leaks(daemon.log.read_text(errors="replace"), values) == [], daemon.spec.name
+        rejected = daemon.spec.rejected
+        assert not rejected.exists() or list(rejected.iterdir()) == []  # nothing refused
+    plain = PostgresSpool(net.url, holder="test-control")  # no sealer: kept as it is
+    try:
+        document = next(iter(sent.values()))
+        with plain.transaction(datetime.now(UTC)) as txn:
+            txn.insert(NewMessage(Direction.OUT, message_id="control"), State.RECEIVED,
+                       payloads={"document": document})
+    finally:
+        plain.close()
+    in_clear = {v for v in values if v.encode() in document}
+    assert len(in_clear) > 10
+    assert leaks(store_copy("postgresql", net.url), values) == sorted(in_clear)
 
 
 def test_kill_9_of_a_node_loses_and_doubles_nothing(tmp_path: Path, cache: Path,

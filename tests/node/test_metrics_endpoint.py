@@ -21,7 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 from gateway.demo.samples import interstate_transaction
 from gateway.node.config import load_config
 from gateway.node.metrics import StoreCollector
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import (
     Daemon,

@@ -18,7 +18,7 @@ from gateway.node.config import load_config
 from gateway.node.logs import JsonFormatter
 from gateway.node.metrics import MetricsServer, StoreCollector
 from gateway.node.monitor_config import MetricsConfig
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from tests.support.gwnodes import free_port
 from tests.support.pki import TestPki
 

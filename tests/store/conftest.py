@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 
 STORES = [pytest.param("sqlite", id="sqlite"),
           pytest.param("postgresql", id="postgresql", marks=pytest.mark.integration)]

@@ -5,8 +5,6 @@ another message does not open."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,7 @@ from gateway.store.sealing import Sealer
 from gateway.store.spool import NewMessage
 from gateway.store.states import Direction, State
 from tests.store.conftest import Store
-from tests.support.postgres import find_bin
-from tests.support.privacy import values_in
+from tests.support.privacy import leaks, store_copy, values_in
 from tests.support.security import issue
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -65,25 +62,8 @@ def record(spool: Any, documents: list[bytes], prefix: str = "m") -> list[int]:
 
 
 def copy_of(store: Store) -> str:
-    """What someone who copies the store gets: the SQLite file (and its write-ahead log),
-    or a plain-text dump of the PostgreSQL store."""
-    if store.kind == "sqlite":
-        parts = [Path(store.where), Path(store.where + "-wal")]
-        return "".join(p.read_bytes().decode("latin-1") for p in parts if p.exists())
-    pg_dump = find_bin("pg_dump")
-    assert pg_dump is not None
-    schema = store.where.rsplit("%3D", 1)[1]  # the test's own schema (see tests/conftest.py)
-    dump = subprocess.run([str(pg_dump), "--data-only", "--inserts", "-n", schema,
-                           store.where.split("?")[0]],
-                          check=True, capture_output=True, timeout=120).stdout.decode("latin-1")
-    # bytea columns are dumped in hex: decode them, as whoever holds the dump would
-    blobs = [bytes.fromhex(h).decode("latin-1") for h in re.findall(r"'\\x([0-9a-f]*)'", dump)]
-    assert blobs, "the dump holds no payloads"
-    return dump + "".join(blobs)
-
-
-def leaks(text: str, values: set[str]) -> list[str]:
-    return sorted(v for v in values if v in text)
+    """What someone who copies the store gets (see :func:`store_copy`)."""
+    return store_copy(store.kind, store.where)
 
 
 def test_a_copy_of_the_store_holds_no_personal_values(store: Store, repo_root: Path) -> None:

@@ -20,7 +20,7 @@ from gateway.documents.describe import describe
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import GatewayError
 from gateway.node.config import load_config
-from gateway.store.spool import SqliteSpool
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import TERMINAL
 from tests.support.gwnodes import (
     Daemon,
@@ -33,7 +33,7 @@ from tests.support.gwnodes import (
     write_config,
 )
 from tests.support.pki import TestPki
-from tests.support.privacy import values_in
+from tests.support.privacy import leaks, values_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -98,10 +98,6 @@ def audit_text(db: Path) -> str:
         return "\n".join(parts)
     finally:
         conn.close()
-
-
-def leaks(text: str, values: set[str]) -> list[str]:
-    return sorted(v for v in values if v in text)
 
 
 def test_corpus_run_leaves_no_personal_data(tmp_path: Path, repo_root: Path) -> None:

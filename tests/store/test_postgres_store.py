@@ -189,7 +189,7 @@ def test_copy_from_sqlite_keeps_messages_payloads_and_the_chain(
         tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     from gateway.store.audit_chain import fingerprint
     from gateway.store.sealing import Sealer
-    from gateway.store.spool import SqliteSpool
+    from gateway.store.sqlite import SqliteSpool
     from tests.store.test_at_rest import encryption_key
     from tests.support.audit_keys import make_signer
 

@@ -121,7 +121,17 @@ class Network:
             spool.close()
 
     def stop(self) -> dict[str, int]:
-        return {n: d.terminate() for n, d in self.daemons.items()}
+        """SIGTERM every node and wait for each, all of them even when one fails to stop
+        (whatever is left is then killed by tests/conftest.py's leftover check)."""
+        codes, failure = {}, None
+        for name, daemon in self.daemons.items():
+            try:
+                codes[name] = daemon.terminate()
+            except Exception as exc:  # stop the others first, then report it
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return codes
 
 
 def documents(count: int, offset: int = 0) -> dict[str, bytes]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gateway.store.spool import NewMessage, SqliteSpool
+from gateway.store.spool import NewMessage
+from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import NodeSpec, PartnerSpec, write_config
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import reaper
 from tests.support.gwnodes import free_port
 
 __all__ = ["Cluster", "find_bin", "start_cluster"]
@@ -109,6 +110,7 @@ def start_cluster() -> Cluster:
         raise RuntimeError("PostgreSQL is not installed (initdb/pg_ctl not found); "
                            "run scripts/os-deps.sh as root")
     root = Path(tempfile.mkdtemp(prefix="gw-pg-"))
+    reaper.watch(root, remove=True)  # stopped and removed even if this process is killed
     os.chmod(root, 0o755)  # noqa: S103 - the postgres user must reach its data folder
     (root / "run").mkdir()
     if os.geteuid() == 0:
@@ -138,3 +140,4 @@ def running_cluster() -> Iterator[Cluster]:
     finally:
         cluster.stop("immediate")
         shutil.rmtree(cluster.root, ignore_errors=True)
+        reaper.unwatch(cluster.root)

@@ -171,12 +171,20 @@ def _plan(name: str) -> tuple[tuple[FieldSpec, str], ...]:
     return tuple(plan)
 
 
+@cache
+def _ssn_fields(name: str) -> frozenset[str]:
+    return frozenset(key for record, key in SSN_FIELDS if record == name)
+
+
 def check_fields(record: Record) -> Iterable[tuple[str, str, str]]:
     """(field key, rule, message) for each field of a record that breaks its type, list,
     unconditional "required" mark or reserved rule."""
     text_all = record.text
+    ssn = _ssn_fields(record.RECORD)
     for spec, what in _plan(record.RECORD):
         text = text_all[spec.offset:spec.offset + spec.length]
+        if what == "type" and text.isspace():
+            continue  # an unused field breaks no type, list or SSN rule
         if what == "reserved":
             if text.strip() and not (spec.numeric and set(text) <= {"0"}):
                 yield spec.key, "field.reserved", "reserved: must be blank"
@@ -187,8 +195,7 @@ def check_fields(record: Record) -> Iterable[tuple[str, str, str]]:
         problem = _field_issue(spec, text)
         if problem is not None:
             yield spec.key, *problem
-        elif (spec.record, spec.key) in SSN_FIELDS and text.isdigit() and \
-                ssn_never_issued(text):
+        elif spec.key in ssn and text.isdigit() and ssn_never_issued(text):
             yield spec.key, "field.ssn", "not an SSN the SSA issues"
     if record.RECORD == "header-to-server" and record.raw("Overdue-Ind") not in ("0", " "):
         yield "Overdue-Ind", "field.reserved", "must be 0"

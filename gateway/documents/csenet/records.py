@@ -119,7 +119,11 @@ class Record:
 
     @classmethod
     def spec(cls) -> RecordSpec:
-        return record_spec(cls.RECORD)
+        found: RecordSpec | None = cls.__dict__.get("_spec")
+        if found is None:  # looked up once per record class (every field read asks)
+            found = record_spec(cls.RECORD)
+            cls._spec = found  # type: ignore[attr-defined]
+        return found
 
     @classmethod
     def build(cls, values: Mapping[str, Value] | None = None) -> Self:

@@ -19,6 +19,7 @@ it against the layout.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from lxml import etree
@@ -47,6 +48,7 @@ BLOCK_ELEMENTS = {"case": "Case", "ncp-identification": "NCPIdentification",
 _ELEMENT_BLOCKS = {v: k for k, v in BLOCK_ELEMENTS.items()}
 
 
+@functools.lru_cache(maxsize=2048)
 def element_name(key: str) -> str:
     """The XML element for a field key: each hyphen-separated part capitalised, parts in
     capitals (FIPS, NCP, SSN, ...) kept (``Mother-s-Maiden-Or-Father-s-Name`` ->
@@ -98,20 +100,39 @@ def _issue(block: str, field: str, message: str) -> CsenetIssue:
     return CsenetIssue(1, block, field, None, "xml.form", message)
 
 
+_ELEMENTS: dict[str, dict[str, tuple[int, FieldSpec]]] = {}
+
+
+def _elements(spec: RecordSpec) -> dict[str, tuple[int, FieldSpec]]:
+    """Qualified element tag -> (position in the record, field) for ``spec``; built once
+    per record layout (every validated transaction reads it), keyed by the record's name.
+    The layouts' fields follow each other without overlap, which :func:`_record` uses."""
+    index = _ELEMENTS.get(spec.name)
+    if index is None:
+        if any(a.offset + a.length > b.offset for a, b in zip(spec.fields, spec.fields[1:],
+                                                                strict=False)):
+            raise ValueError(f"the {spec.name} layout's fields are not in column order")
+        index = _ELEMENTS[spec.name] = {_NS + element_name(f.key): (i, f)
+                                        for i, f in enumerate(spec.fields)}
+    return index
+
+
 def _record(element: etree._Element, spec: RecordSpec, label: str,
             issues: list[CsenetIssue]) -> str:
-    by_name: dict[str, FieldSpec] = {element_name(f.key): f for f in spec.fields}
-    chars = [" "] * spec.length
+    by_tag = _elements(spec)
+    pieces: list[str] = []
+    end = 0  # the column after the last field written
     last = -1
     for child in element:
-        if not isinstance(child.tag, str):
+        tag = child.tag
+        if not isinstance(tag, str):
             continue  # comments and processing instructions carry nothing
-        qname = etree.QName(child)
-        fspec = by_name.get(qname.localname) if qname.namespace == INTERSTATE_NS else None
-        if fspec is None:
-            issues.append(_issue(label, qname.localname, "not a field of this block"))
+        found = by_tag.get(tag)
+        if found is None:
+            issues.append(_issue(label, etree.QName(child).localname,
+                                 "not a field of this block"))
             continue
-        index = spec.fields.index(fspec)
+        index, fspec = found
         if index <= last:
             issues.append(_issue(label, fspec.name, "out of IGD order or repeated"))
             continue
@@ -131,8 +152,11 @@ def _record(element: etree._Element, spec: RecordSpec, label: str,
             issues.append(_issue(label, fspec.name,
                                  f"1 to {fspec.length} characters (omit a blank field)"))
             continue
-        chars[fspec.offset:fspec.offset + fspec.length] = text.ljust(fspec.length)
-    return "".join(chars)
+        pieces.append(" " * (fspec.offset - end))
+        pieces.append(text.ljust(fspec.length))
+        end = fspec.offset + fspec.length
+    pieces.append(" " * (spec.length - end))
+    return "".join(pieces)
 
 
 def from_xml(document: bytes | etree._Element | etree._ElementTree, *,
