@@ -12,9 +12,10 @@ What is checked depends on the transport, and no business document is ever sent:
   ways, the partner holds the key of the certificate we encrypt to, it has our signing
   certificate registered, and its receipt is signed by the key we have registered for it.
   A ``Rejected`` one names what the partner refused (e.g. ``SignerNotRegistered``).
-- **HTTPS to an AS4 access point**: a ``GET`` of its URL over mutual TLS (our client
-  certificate, its CA pinned); any HTTP answer counts (AS4 has no ping we could answer
-  ourselves).
+- **HTTPS to an AS4 access point**, or between a relay (a federal hub) and its partners,
+  which register no encryption certificates for each other as the relay never opens
+  messages: a ``GET`` of its URL over mutual TLS (our client certificate, its CA
+  pinned); any HTTP answer counts.
 - **SFTP, a local folder**: connect (host key pinned, key authentication) and list the
   remote folder; the number of files waiting there is reported, never their names.
 """
@@ -93,6 +94,11 @@ def _message(keys: NodeKeys, partner: PartnerConfig, tc: TransportConfig,
     started = time.monotonic()
     try:
         to = Party.parse(partner.party)
+        if not keys.encryption.get(to):
+            # a relay (a federal hub) never opens messages, so its partners register no
+            # encryption certificate for it, nor it for them: nothing to seal a ping to
+            return _tls(partner, tc, options, note="no encryption certificate of "
+                        f"{partner.party} is registered here, so no signed ping")
         header = Header(str(uuid.uuid4()), keys.identity.party, to, "ping", PING_ACTION, now)
         envelope = seal(PING_DOCUMENT, header, sender=keys.identity,
                         recipient_cert=keys.recipient_cert(to, now))
@@ -135,16 +141,17 @@ def _message(keys: NodeKeys, partner: PartnerConfig, tc: TransportConfig,
                    "verified")
 
 
-def _tls(partner: PartnerConfig, tc: TransportConfig, options: dict[str, Any]) -> PingResult:
+def _tls(partner: PartnerConfig, tc: TransportConfig, options: dict[str, Any], *,
+         note: str = "an AS4 access point") -> PingResult:
     started = time.monotonic()
     try:
         status = probe(tc.url, cert=options["cert"], key=options["key"], ca=options["ca"],
                        timeout=float(options.get("timeout", PING_TIMEOUT)))
     except TransportError as exc:
-        return _result(partner, tc, "tls", started, code=exc.code, reason=str(exc))
+        return _result(partner, tc, "tls", started, code=exc.code, reason=f"{exc} ({note})")
     return _result(partner, tc, "tls", started,
                    reason=f"mutual TLS established; the endpoint answered HTTP {status} to a "
-                   "GET (an AS4 access point: no message sent)")
+                   f"GET ({note}: no message sent)")
 
 
 def _session(partner: PartnerConfig, tc: TransportConfig, options: dict[str, Any],

@@ -41,6 +41,7 @@ class Net:
     a: NodeSpec
     b: NodeSpec
     x: NodeSpec  # a node B has never registered
+    r: NodeSpec  # a node that has no encryption certificate of B (as a relay's partners)
     gateway_b: Gateway
     folder: Path
 
@@ -55,16 +56,19 @@ def net(tmp_path: Path) -> Iterator[Net]:
     folder.mkdir()
     a = NodeSpec("a", A, tmp_path / "a")
     x = NodeSpec("x", X, tmp_path / "x")
+    r = NodeSpec("r", A, tmp_path / "r")
     b = https_node("b", B, tmp_path, pki, b_port)
     a.partners = [PartnerSpec(B, [https_to(pki, "a", b_port), (folder.as_uri(), {})])]
     x.partners = [PartnerSpec(B, [https_to(pki, "x", b_port)])]
+    r.partners = [PartnerSpec(B, [https_to(pki, "r", b_port)])]
     b.partners = [PartnerSpec(A, [("file:///nonexistent", {})])]
     write_config(a, cache, [a, b])
     write_config(b, cache, [a, b])
     write_config(x, cache, [x, b])
+    write_config(r, cache, [r])
     gateway_b = Gateway(load_config(b.config_path)).start(schedule=False)
     try:
-        yield Net(a, b, x, gateway_b, folder)
+        yield Net(a, b, x, r, gateway_b, folder)
     finally:
         gateway_b.stop()
 
@@ -103,6 +107,17 @@ def test_an_unknown_sender_is_refused_with_the_reason(net: Net) -> None:
     assert "refused the ping" in result.reason
     (answered,) = events(net.b, "ping_answered")
     assert answered["error_code"] == "CertificateUntrusted"
+
+
+def test_without_the_partners_encryption_certificate_tls_is_checked(net: Net) -> None:
+    # a relay's partners register no encryption certificate for it (it never opens
+    # messages): there is nothing to seal a ping to, so the connection is what is checked
+    with NodeContext.open(net.r.config_path) as ctx:
+        (result,) = ping_partner(ctx, B, operator="olga", now=datetime.now(UTC))
+    assert (result.ok, result.check) == (True, "tls"), result
+    assert "mutual TLS established; the endpoint answered HTTP 404" in result.reason
+    assert "no encryption certificate of fips:4800000 is registered here" in result.reason
+    assert events(net.b, "ping_answered") == []
 
 
 def test_partner_down_and_the_cli(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
