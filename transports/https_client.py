@@ -41,7 +41,7 @@ from transports.errors import (
     http_error,
 )
 
-__all__ = ["HttpsTransport", "check_health", "client_context"]
+__all__ = ["HttpsTransport", "check_health", "client_context", "probe"]
 
 log = logging.getLogger("gateway.transports.https_client")
 
@@ -347,3 +347,44 @@ def check_health(
     if answer.status != 200:
         raise http_error(answer.status, body, endpoint=endpoint)
     return body
+
+
+def probe(
+    url: str,
+    *,
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    ca: str | os.PathLike[str],
+    timeout: float = 5.0,
+) -> int:
+    """``GET`` the path of an HTTPS endpoint with mutual TLS (``ca`` pinned, the server
+    name checked, ``cert``/``key`` presented) and return the answer's HTTP status,
+    whatever it is: proof that TLS works both ways and a server answers, with nothing
+    sent (a partner's connectivity check, e.g. an AS4 access point's). Raises a
+    :class:`TransportError` when there is no answer."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise EndpointInvalid(f"not an https:// URL: {url}")
+    host, port = parts.hostname, parts.port or 443
+    where = f"{host}:{port}"
+    conn = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                       context=client_context(cert=cert, key=key, ca=ca))
+    try:
+        conn.request("GET", parts.path or "/", headers={"Connection": "close"})
+        answer = conn.getresponse()
+        answer.read(4096)
+    except ssl.SSLError as exc:
+        if _is_tls_refusal(exc):
+            raise TlsRejected(f"{where}: {_tls_reason(exc)}", endpoint=url) from exc
+        raise ConnectionLost(f"TLS with {where} failed: {exc.reason}", endpoint=url) from exc
+    except TimeoutError as exc:
+        raise Timeout(f"{where}: no answer within {timeout:g} s", endpoint=url) from exc
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+            http.client.HTTPException) as exc:
+        raise ConnectionLost(f"{where} closed the connection without answering "
+                             f"({type(exc).__name__})", endpoint=url) from exc
+    except OSError as exc:
+        raise connect_error(exc, where, endpoint=url) from exc
+    finally:
+        conn.close()
+    return int(answer.status)

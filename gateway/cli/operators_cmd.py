@@ -20,6 +20,7 @@ from gateway.console.accounts import ROLES, Accounts
 from gateway.errors import UsageError
 from gateway.node.config import load_config
 from gateway.service.context import NodeContext, os_user
+from gateway.store.console_sessions import SessionStore
 
 
 def register(subparsers: Any) -> None:
@@ -102,15 +103,21 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _end_sessions(args: argparse.Namespace, name: str) -> int:
+    """End the operator's console sessions, which every console reads from the store."""
+    with NodeContext.open(args.config) as ctx:
+        return SessionStore(ctx.spool).delete_operator(name)
+
+
 def run_disable(args: argparse.Namespace) -> int:
     accounts = _accounts(args)
     try:
         accounts.disable(args.name)
     finally:
         accounts.close()
+    ended = _end_sessions(args, args.name)
     _record(args, "operator_disabled", args.name)
-    out(f"operator {args.name} disabled (a running console ends its sessions at their next "
-        "request it makes)")
+    out(f"operator {args.name} disabled; {ended} console session(s) ended")
     return 0
 
 
@@ -120,6 +127,7 @@ def run_reset(args: argparse.Namespace) -> int:
         creds = accounts.reset(args.name)
     finally:
         accounts.close()
+    _end_sessions(args, args.name)  # the old password and code opened them
     _record(args, "operator_reset", args.name)
     _credentials(args, creds, None)
     return 0

@@ -5,21 +5,25 @@
     gateway partner export [-o FILE] [--endpoint URL] [--tls-ca FILE] [--name NAME]
     gateway partner import FILE [--yes] [--route PATTERN]... [--no-route]
                                 [--client-cert FILE --client-key FILE]
+    gateway partner ping PARTY [--format text|json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.output import confirm, err, out
+from gateway.cli.output import confirm, err, out, out_json, table
 from gateway.errors import FileUnreadable, UsageError
 from gateway.node.config import load_config
 from gateway.node.partners import Bundle, build_bundle, parse_bundle, plan_import
 from gateway.protocol import certs
+from gateway.service.context import NodeContext, os_user
+from gateway.service.partners import ping_partner
 
 __all__ = ["register"]
 
@@ -60,6 +64,18 @@ def register(subparsers: Any) -> None:
                    help="our TLS client certificate for this partner (default: tls/client.crt)")
     i.add_argument("--client-key", type=Path, metavar="FILE")
     i.set_defaults(func=run_import)
+
+    p = sub.add_parser("ping", help="check that a partner answers, over each of its transports",
+                       description="Send no document: over HTTPS to a CSE gateway a signed "
+                                   "ping answered by a signed receipt (verified), to an AS4 "
+                                   "access point a mutual TLS connection, over SFTP or to a "
+                                   "folder a connection that lists it. Exit 0 when every "
+                                   "transport answered, 1 otherwise. Recorded in the audit "
+                                   "trail (partner_pinged) with your OS user.")
+    p.add_argument("party", metavar="PARTY", help="the partner, as configured (e.g. "
+                   "fips:4800000)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=run_ping)
 
 
 def _show(bundle: Bundle) -> None:
@@ -110,3 +126,15 @@ def run_import(args: argparse.Namespace) -> int:
         out(line)
     err("restart the daemon to use the new partner (e.g. systemctl restart cse-gateway)")
     return 0
+
+
+def run_ping(args: argparse.Namespace) -> int:
+    with NodeContext.open(args.config) as ctx:
+        results = ping_partner(ctx, args.party, operator=os_user(), now=datetime.now(UTC))
+    if args.format == "json":
+        out_json([dataclasses.asdict(r) for r in results])
+    else:
+        out(table([[r.url, r.check, "ok" if r.ok else str(r.code), f"{r.latency_ms} ms",
+                    r.reason] for r in results],
+                  ["transport", "check", "result", "latency", "what it showed"]))
+    return 0 if results and all(r.ok for r in results) else 1

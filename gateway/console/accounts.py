@@ -3,7 +3,7 @@ accounts``, mode 0600), apart from the spool, so that a copy of the spool never 
 password hashes.
 
 Roles, each including the one before: ``viewer`` (read every page), ``operator`` (resend,
-cancel), ``admin`` (sees the accounts page; accounts are managed with
+cancel, ping partners), ``admin`` (sees the accounts page; accounts are managed with
 ``gateway operators add|list|disable|reset``). Passwords are hashed with argon2id
 (argon2-cffi's defaults, RFC 9106's second recommended profile). Every account has a TOTP
 secret and must give a code at login, unless it logs in with a TLS client certificate

@@ -5,8 +5,9 @@ that calls :mod:`gateway.service` and renders a template. Every login, failed lo
 lockout, refusal and action is an audit event (codes in docs/audit.md).
 
 Pages: ``/`` dashboard, ``/messages`` (search, paging, sorting; ``/messages.csv``),
-``/messages/ID`` (detail; ``POST .../resend`` and ``.../cancel``), ``/partners``,
-``/certificates``, ``/audit`` (``POST /audit/verify``, ``/audit/export``), ``/clocks``,
+``/messages/ID`` (detail; ``POST .../resend`` and ``.../cancel``), ``/partners``
+(``POST /partners/ping``), ``/certificates``, ``/audit`` (``POST /audit/verify``,
+``/audit/export``), ``/clocks``,
 ``/operators`` (admin), ``/login``, ``POST /logout``."""
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from gateway.node.console_config import ConsoleConfig
 from gateway.service import audit as audit_svc
 from gateway.service import clocks as clock_svc
 from gateway.service import messages as msg_svc
+from gateway.service import partners as partner_svc
 from gateway.service.context import NodeContext
 from gateway.service.status import audit_state, certificates, node_status, partner_health
+from gateway.store.console_sessions import SessionStore
 from gateway.store.query import SORT_COLUMNS, MessageQuery
 from gateway.store.spool import from_epoch
 from gateway.store.states import Direction, State
@@ -84,7 +87,8 @@ class Console:
         self.accounts = accounts
         self.clock = clock
         self.live_breakers = live_breakers
-        self.sessions = Sessions(idle=config.idle_timeout, absolute=config.absolute_timeout)
+        self.sessions = Sessions(SessionStore(ctx.spool), idle=config.idle_timeout,
+                                 absolute=config.absolute_timeout)
         self.limiter = RateLimiter(config.login_rate)
         self.env = Environment(loader=PackageLoader("gateway.console", "templates"),
                                autoescape=select_autoescape(default=True),
@@ -100,7 +104,7 @@ class Console:
                status: int = 200, **values: Any) -> Response:
         flash = list(session.flash) if session else []
         if session:
-            session.flash.clear()
+            self.sessions.shown(session)
         html = self.env.get_template(template).render(
             req=req, session=session, node=self.ctx.config.node.party, flash=flash,
             can_act=session is not None and rank(session.role) >= rank("operator"),
@@ -173,6 +177,7 @@ class Console:
         routes: dict[tuple[str, str], Callable[[Request, Session], Response]] = {
             ("GET", "/"): self.dashboard, ("GET", "/messages"): self.messages,
             ("GET", "/messages.csv"): self.messages_csv, ("GET", "/partners"): self.partners,
+            ("POST", "/partners/ping"): self.ping,
             ("GET", "/certificates"): self.certificates, ("GET", "/audit"): self.audit_page,
             ("POST", "/audit/verify"): self.audit_verify,
             ("GET", "/audit/export"): self.audit_export, ("GET", "/operators"): self.operators,
@@ -307,18 +312,33 @@ class Console:
                             reason=req.field("reason") or "",
                             ticket=(req.field("ticket") or "").strip() or None, now=self.now())
         except UsageError as exc:
-            session.flash.append(f"Not done: {exc.message}")
+            self.sessions.flash(session, f"Not done: {exc.message}")
             return redirect(f"/messages/{quote(ident)}")
         m = result.message
-        session.flash.append(f"Message {m.id} is now {m.state} ({verb}: "
-                             f"{req.field('reason')}).")
+        self.sessions.flash(session, f"Message {m.id} is now {m.state} ({verb}: "
+                                     f"{req.field('reason')}).")
         return redirect(f"/messages/{m.id}")
 
-    def partners(self, req: Request, session: Session) -> Response:
+    def partners(self, req: Request, session: Session, *,
+                 pinged: dict[str, Any] | None = None) -> Response:
         with self.ctx.audit() as trail:
             health = partner_health(self.ctx, trail, self.now(), self._breakers())
         return self.render("partners.html", req, session, partners=health,
-                           live=self.live_breakers is not None)
+                           live=self.live_breakers is not None, pinged=pinged)
+
+    def ping(self, req: Request, session: Session) -> Response:
+        """Ping a partner over each of its transports (what ``gateway partner ping`` does)
+        and show the results on the partners page."""
+        if rank(session.role) < rank("operator"):
+            self.audit("console_refused", actor=session.operator,
+                       detail={"reason": "role", "action": "ping"})
+            return self._error(req, 403, f"Refused: a {session.role} cannot ping partners "
+                               "(the operator role can).")
+        party = (req.field("partner") or "").strip()
+        results = partner_svc.ping_partner(self.ctx, party, operator=session.operator,
+                                           now=datetime.now(UTC))
+        return self.partners(req, session, pinged={
+            "party": party, "ok": all(r.ok for r in results), "results": results})
 
     def certificates(self, req: Request, session: Session) -> Response:
         return self.render("certificates.html", req, session,

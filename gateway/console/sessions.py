@@ -1,12 +1,19 @@
 """Server-side sessions and login rate limits for the console.
 
-A session is a random token (the ``__Host-`` cookie's value; only its SHA-256 is kept)
-mapped to the operator, role, a CSRF token and two clocks: it ends after ``idle``
-seconds without a request and ``absolute`` seconds after login, whichever comes first.
-Sessions live in the console process's memory: a restart logs everyone out.
+A session is a random token (the ``__Host-`` cookie's value) kept in the store
+(:mod:`gateway.store.console_sessions`) by its SHA-256 only, with the operator, role,
+second factor and two clocks: it ends after ``idle`` seconds without a request and
+``absolute`` seconds after login, whichever comes first. Because it lives in the store, a
+restarted console keeps its sessions, and every console process on the same store
+(``gateway run``'s and a ``gateway console`` beside it) knows them. Logging out ends one
+session; disabling or resetting an operator (``gateway operators disable|reset``) ends
+all of theirs.
 
-Login attempts are limited per client address (``per_minute`` in any 60 s window), on top
-of the per-account lockout of :mod:`gateway.console.accounts`."""
+The CSRF token is derived from the session token (HMAC-SHA256 keyed by it), so it is
+never stored and reveals nothing about the token; it stays the same for the session's
+life. Login attempts are limited per client address (``per_minute`` in any 60 s window,
+per console process), on top of the per-account lockout of
+:mod:`gateway.console.accounts`."""
 
 from __future__ import annotations
 
@@ -15,71 +22,74 @@ import hmac
 import secrets
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from gateway.store.console_sessions import SessionRow, SessionStore
 
 __all__ = ["RateLimiter", "Session", "Sessions"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Session:
+    key: str  # SHA-256 of the token: how the store knows it
     operator: str
     role: str
     csrf: str
     created: float
     seen: float
     factor: str
-    flash: list[str] = field(default_factory=list)
+    flash: tuple[str, ...] = ()  # notes left for this page by the previous request
 
 
 def _key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _csrf(token: str) -> str:
+    return hmac.new(token.encode(), b"gateway-console-csrf", hashlib.sha256).hexdigest()
+
+
+def _session(row: SessionRow, token: str) -> Session:
+    return Session(row.token_hash, row.operator, row.role, _csrf(token), row.created_at,
+                   row.seen_at, row.factor, row.flash)
+
+
 class Sessions:
-    def __init__(self, *, idle: float, absolute: float) -> None:
+    def __init__(self, store: SessionStore, *, idle: float, absolute: float) -> None:
+        self.store = store
         self.idle = idle
         self.absolute = absolute
-        self._lock = threading.Lock()
-        self._by_key: dict[str, Session] = {}
 
     def create(self, operator: str, role: str, factor: str, now: float) -> tuple[str, Session]:
+        """A new session (the expired ones of anyone are cleared on the way)."""
+        self.store.purge(now, idle=self.idle, absolute=self.absolute)
         token = secrets.token_urlsafe(32)
-        session = Session(operator, role, secrets.token_urlsafe(32), now, now, factor)
-        with self._lock:
-            self._by_key[_key(token)] = session
-        return token, session
+        row = self.store.create(_key(token), operator, role, factor, now)
+        return token, _session(row, token)
 
     def get(self, token: str | None, now: float) -> tuple[Session | None, str | None]:
         """The live session for ``token`` (its idle clock restarted), or None and why:
         "idle" or "absolute" when it just expired (it is removed), None when unknown."""
         if not token:
             return None, None
-        key = _key(token)
-        with self._lock:
-            session = self._by_key.get(key)
-            if session is None:
-                return None, None
-            if now - session.seen > self.idle:
-                del self._by_key[key]
-                return None, "idle"
-            if now - session.created > self.absolute:
-                del self._by_key[key]
-                return None, "absolute"
-            session.seen = now
-            return session, None
+        row, expired = self.store.touch(_key(token), now, idle=self.idle,
+                                        absolute=self.absolute)
+        return (None, expired) if row is None else (_session(row, token), None)
 
-    def end(self, token: str | None) -> Session | None:
-        if not token:
-            return None
-        with self._lock:
-            return self._by_key.pop(_key(token), None)
+    def flash(self, session: Session, text: str) -> None:
+        """A note shown on the session's next page."""
+        self.store.add_flash(session.key, text)
+
+    def shown(self, session: Session) -> None:
+        """Its notes were shown: drop them."""
+        if session.flash:
+            self.store.clear_flash(session.key)
+
+    def end(self, token: str | None) -> bool:
+        return bool(token) and self.store.delete(_key(token or ""))
 
     def end_all(self, operator: str) -> int:
-        with self._lock:
-            doomed = [k for k, s in self._by_key.items() if s.operator == operator]
-            for k in doomed:
-                del self._by_key[k]
-        return len(doomed)
+        return self.store.delete_operator(operator)
 
     @staticmethod
     def csrf_ok(session: Session, given: str | None) -> bool:

@@ -55,6 +55,7 @@ from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config
 from gateway.node.nodekeys import NodeKeys
 from gateway.node.outbound import apply_receipt, safe_token
+from gateway.node.ping import answer_ping
 from gateway.node.routing import decide
 from gateway.protocol.envelope import Header, ParsedEnvelope, parse_envelope
 from gateway.protocol.receipts import build_receipt
@@ -132,6 +133,10 @@ class Inbound:
             return self._relay(parsed, data, channel, now)
         if header.service == "receipt":
             return self._receipt(parsed, data, now)
+        if header.service == "ping":  # a partner's connectivity check: never stored
+            return Answer(*answer_ping(parsed, keys=self.keys, spool=self.spool, now=now,
+                                       policy=self.policy, channel=channel,
+                                       receipt_for=self._receipt_for))
         existing = self.spool.find(Direction.IN, header.message_id)
         if existing is not None and existing.state is not State.REJECTED:
             return self._duplicate(existing, now)  # a rejected copy is no reason to refuse

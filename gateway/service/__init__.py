@@ -11,5 +11,6 @@ the clock and the operator's name, and prints or renders the result.
   (timeline, attempts, receipts, route, next attempt); resend and cancel with a reason.
 - :mod:`.audit`: list, show, verify and export the audit trail; receipt checks.
 - :mod:`.status`: counts, partner health and certificates.
+- :mod:`.partners`: ping a partner over each of its transports.
 - :mod:`.clocks`: deadline clocks (open, overdue, filtered), the rules, the summary.
 """

@@ -69,6 +69,9 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "console_refused": "the console refused a request (detail: reason csrf or role)",
     "audit_verified": "the audit trail was verified (detail: ok, events, problems, via "
                       "console, cli or daemon; first_bad_seq)",
+    "partner_pinged": "an operator pinged a partner over one transport (detail: ok, check, "
+                      "latency_ms, endpoint)",
+    "ping_answered": "a partner's ping was answered; nothing stored or delivered",
     "audit_exported": "an operator exported an evidence bundle from the console",
     "operator_added": "a console operator account was created (detail: operator, role)",
     "operator_disabled": "a console operator account was disabled",

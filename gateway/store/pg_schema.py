@@ -6,7 +6,8 @@ Running :func:`migrate` again does nothing (idempotent). The tables mirror the S
 store's (``gateway/store/spool.py``, ``gateway/store/audit.py``) plus what several nodes
 sharing one queue need: a lease on each message being sent (``lease_holder``,
 ``lease_expires``, ``fence``), claims on outbox files (``intake_claims``) and the roles one
-node at a time performs (``store_roles``).
+node at a time performs (``store_roles``), and the operator console's sessions
+(``console_sessions``, :mod:`gateway.store.console_sessions`).
 """
 
 from __future__ import annotations
@@ -103,9 +104,23 @@ CREATE TABLE store_keys (
 );
 """
 
+_V3 = """
+CREATE TABLE console_sessions (
+    token_hash TEXT PRIMARY KEY,
+    operator   TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    factor     TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    seen_at    DOUBLE PRECISION NOT NULL,
+    flash      TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX console_sessions_operator ON console_sessions(operator);
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "messages, payloads, leases, intake claims, roles, audit trail", _V1),
     (2, "data keys of sealed payloads (wrapped for the node's encryption certificates)", _V2),
+    (3, "operator console sessions (SHA-256 of each token, never the token)", _V3),
 )
 
 

@@ -243,3 +243,29 @@ def test_dashboard_shows_a_verify_from_the_command_line(
     assert "recorded as event" in capsys.readouterr().out
     page = get(app, token, "/").body.decode()
     assert f"by {getpass.getuser()} (cli): OK" in page
+
+
+def test_ping_a_partner_needs_the_operator_role_and_csrf(setup: Setup) -> None:
+    app = setup.app()
+    viewer, viewer_csrf = login(app, setup, "vic")
+    refused = post(app, viewer, "/partners/ping", csrf=viewer_csrf, partner="fips:4800000")
+    assert refused.status == 403
+    assert "cannot ping partners" in refused.body.decode()
+    assert ("vic", {"reason": "role", "action": "ping"}) in codes(setup, "console_refused")
+    token, csrf = login(app, setup, "olga")
+    assert post(app, token, "/partners/ping", partner="fips:4800000").status == 403  # no CSRF
+    assert codes(setup, "partner_pinged") == []
+    # B's transports: an in-memory mailbox (listed) and a folder that does not exist
+    page = post(app, token, "/partners/ping", csrf=csrf, partner="fips:4800000")
+    assert page.status == 200
+    html = page.body.decode()
+    assert "Ping fips:4800000" in html
+    assert "memory://ops-b" in html
+    assert "connected and listed the folder (0 file(s) waiting)" in html
+    assert "file:///nonexistent" in html
+    assert "ConnectFailed" in html
+    assert "the folder does not exist" in html
+    pinged = codes(setup, "partner_pinged")
+    assert [(actor, d["ok"], d["check"]) for actor, d in pinged] == [
+        ("olga", 1, "session"), ("olga", 0, "session")]
+    assert post(app, token, "/partners/ping", csrf=csrf, partner="fips:9900000").status == 400
