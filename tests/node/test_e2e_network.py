@@ -188,7 +188,9 @@ def test_refused_message_comes_back_and_sighup_reloads_keys(tmp_path: Path,
     try:
         first = interstate_transaction("0600000", "4800000", seed=21)
         drop(a, "first.xml", first)
-        wait_until((a.rejected / "first.xml.error.json").exists, 30,
+        # the error report is written first (it claims the name), the document after it
+        wait_until(lambda: (a.rejected / "first.xml.error.json").exists()
+                   and (a.rejected / "first.xml").exists(), 30,
                    "the failed message back in A's rejected folder")
         report = json.loads((a.rejected / "first.xml.error.json").read_text())
         assert (report["stage"], report["code"]) == ("delivery", "CertificateUntrusted")
