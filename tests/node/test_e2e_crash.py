@@ -18,6 +18,7 @@ from gateway.node.config import load_config
 from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import (
+    CHAOS_SETTINGS,
     Daemon,
     NodeSpec,
     PartnerSpec,
@@ -37,20 +38,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 A, B = "fips:0600000", "fips:4800000"
 TOTAL = int(os.environ.get("GATEWAY_CRASH_MESSAGES", "300"))
 BATCH = 30
-SETTINGS = """
-[retry]
-base = "200ms"
-factor = 2
-max_delay = "1s"
-jitter = 0.2
-expiry = "10m"
-[breaker]
-failure_threshold = 50
-reset_after = "500ms"
-[schedule]
-outbox_scan = "100ms"
-retry_scan = "100ms"
-"""
+SETTINGS = CHAOS_SETTINGS
 
 
 

@@ -5,17 +5,14 @@ keys made by ``openssl`` and by ``gateway keys generate``."""
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms as acms
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.cli import main as gateway_main
 from gateway.errors import AlgorithmNotAllowed
-from gateway.node.keystore import Keystore, load_private_key
+from gateway.node.keystore import Keystore
 from gateway.protocol.envelope import (
     Header,
     SealedContent,
@@ -28,34 +25,14 @@ from gateway.protocol.party import Party
 from gateway.protocol.receipts import build_receipt
 from gateway.protocol.seal import OpenPolicy, open_envelope, seal
 from tests.support import openssl
+from tests.support.openssl import DOC, A, B, now
 from tests.support.security import pair
 
 pytestmark = pytest.mark.integration
 
-DOC = b'<?xml version="1.0"?>\n<Note xmlns="urn:x">TESTPERSON 987654322\r\n\xc3\xa9</Note>'
-A, B = Party.parse("fips:0600000"), Party.parse("iso3166:NL")
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
-
-
 def openssl_node(directory: Path, party: Party) -> tuple[NodeIdentity, Path]:
     """A node whose CA, signing and encryption keys were all made by openssl."""
-    directory.mkdir()
-    ca = openssl.make_ca(directory)
-    sign_cert, sign_key = openssl.make_leaf(directory, ca, "sign", usage="sign",
-                                            party=str(party).replace("urn:", ""))
-    enc_cert, enc_key = openssl.make_leaf(directory, ca, "enc", usage="encrypt")
-    key = load_private_key(enc_key)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    identity = NodeIdentity(party, load_private_key(sign_key), _cert(sign_cert), key,
-                            _cert(enc_cert))
-    return identity, ca[0]
+    return openssl.make_node(directory, party)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +101,7 @@ def test_openssl_built_message_opens_in_gateway_openssl_keys(tmp_path: Path, pss
     data = openssl_envelope(tmp_path, h, DOC, sign_cert=base / "a" / "sign.pem",
                             sign_key=base / "a" / "sign.key", recip=base / "b" / "enc.pem",
                             pss=pss)
-    opened = open_envelope(data, node=recipient, trust=[_cert(sender_ca)],
+    opened = open_envelope(data, node=recipient, trust=[openssl.load_cert(sender_ca)],
                            directory=StaticDirectory({A: [sender.signing_cert]}), now=now())
     assert opened.document == DOC
     assert opened.header == h

@@ -6,16 +6,12 @@ choices (SHA-1 KDF, cofactor DH, AES-128) are refused. Keys made by ``openssl`` 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.errors import AlgorithmNotAllowed
-from gateway.node.keystore import load_private_key
 from gateway.protocol import cms
 from gateway.protocol.cms import enveloped
 from gateway.protocol.cms.kari import key_agree_info
@@ -30,34 +26,14 @@ from gateway.protocol.identity import NodeIdentity, StaticDirectory
 from gateway.protocol.party import Party
 from gateway.protocol.seal import open_envelope, seal
 from tests.support import openssl
+from tests.support.openssl import DOC, A, B, now
 from tests.support.security import pair
 
 pytestmark = pytest.mark.integration
 
-DOC = b'<?xml version="1.0"?>\n<Note xmlns="urn:x">TESTPERSON 987654322\r\n\xc3\xa9</Note>'
-A, B = Party.parse("fips:0600000"), Party.parse("iso3166:NL")
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def _cert(path: Path) -> x509.Certificate:
-    return x509.load_pem_x509_certificate(path.read_bytes())
-
-
 def openssl_ec_node(directory: Path, party: Party) -> tuple[NodeIdentity, Path]:
-    """A node whose CA, signing and encryption keys are P-256 keys made by openssl."""
-    directory.mkdir()
-    ca = openssl.make_ca(directory, ec=True)
-    sign_cert, sign_key = openssl.make_leaf(directory, ca, "sign", usage="sign", ec=True,
-                                            party=str(party))
-    enc_cert, enc_key = openssl.make_leaf(directory, ca, "enc", usage="encrypt", ec=True)
-    key = load_private_key(enc_key)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    identity = NodeIdentity(party, load_private_key(sign_key), _cert(sign_cert), key,
-                            _cert(enc_cert))
-    return identity, ca[0]
+    """A node whose CA, signing and encryption keys (P-256) were all made by openssl."""
+    return openssl.make_node(directory, party, ec=True)
 
 
 OsNodes = tuple[Path, NodeIdentity, Path, NodeIdentity]
@@ -140,7 +116,7 @@ def test_openssl_built_message_opens_in_gateway(tmp_path: Path, os_nodes: OsNode
     openssl.encrypt_ec(tmp_path, Path("os-signed.der"), base / "b" / "enc.pem",
                        Path("os-payload.der"), keyid=keyid)
     data = build_envelope(h, (tmp_path / "os-payload.der").read_bytes())
-    opened = open_envelope(data, node=recipient, trust=[_cert(sender_ca)],
+    opened = open_envelope(data, node=recipient, trust=[openssl.load_cert(sender_ca)],
                            directory=StaticDirectory({A: [sender.signing_cert]}), now=now())
     assert opened.document == DOC
     assert opened.header == h

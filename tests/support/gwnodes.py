@@ -29,9 +29,9 @@ from gateway.protocol.certs import load_certificates_file
 from gateway.protocol.party import Party
 from tests.support.pki import TestPki
 
-__all__ = ["EC_KEYS", "PRODUCT_KEYS", "TEST_KEYS", "Daemon", "KeyProfile", "NodeSpec",
-           "PartnerSpec", "free_port", "generate_keys", "https_node", "https_to", "register",
-           "wait_until", "write_config"]
+__all__ = ["CHAOS_SETTINGS", "EC_KEYS", "PRODUCT_KEYS", "TEST_KEYS", "Daemon", "KeyProfile",
+           "NodeSpec", "PartnerSpec", "free_port", "generate_keys", "https_node", "https_to",
+           "register", "wait_until", "write_config"]
 
 @dataclass(frozen=True)
 class KeyProfile:
@@ -54,6 +54,23 @@ class KeyProfile:
 TEST_KEYS = KeyProfile()
 PRODUCT_KEYS = KeyProfile(rsa_bits=3072)
 EC_KEYS = KeyProfile(curve="p256")
+
+#: settings for the tests that kill daemons and expect every message through: quick
+#: retries, a breaker that (almost) never opens, a 10-minute expiry
+CHAOS_SETTINGS = """
+[retry]
+base = "200ms"
+factor = 2
+max_delay = "1s"
+jitter = 0.2
+expiry = "10m"
+[breaker]
+failure_threshold = 50
+reset_after = "500ms"
+[schedule]
+outbox_scan = "100ms"
+retry_scan = "100ms"
+"""
 _CACHE: dict[tuple[str, KeyProfile], Path] = {}
 
 

@@ -14,6 +14,7 @@ from gateway.demo.samples import interstate_transaction
 from gateway.store.postgres import PostgresSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import (
+    CHAOS_SETTINGS,
     TEST_KEYS,
     Daemon,
     KeyProfile,
@@ -30,20 +31,7 @@ __all__ = ["LEASE", "SETTINGS", "Network", "documents"]
 
 A, B = "fips:0600000", "fips:4800000"
 LEASE = 4.0
-SETTINGS = """
-[retry]
-base = "200ms"
-factor = 2
-max_delay = "1s"
-jitter = 0.2
-expiry = "10m"
-[breaker]
-failure_threshold = 50
-reset_after = "500ms"
-[schedule]
-outbox_scan = "100ms"
-retry_scan = "100ms"
-"""
+SETTINGS = CHAOS_SETTINGS
 
 
 class Network:

@@ -6,7 +6,25 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from gateway.node.keystore import load_private_key
+from gateway.protocol.identity import NodeIdentity
+from gateway.protocol.party import Party
+
+#: what the cross-implementation tests seal: CRLF, a non-ASCII byte, a synthetic SSN
+DOC = b'<?xml version="1.0"?>\n<Note xmlns="urn:x">TESTPERSON 987654322\r\n\xc3\xa9</Note>'
+#: the sending and the receiving party
+A, B = Party.parse("fips:0600000"), Party.parse("iso3166:NL")
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class OpenSSLError(AssertionError):
@@ -103,3 +121,24 @@ def encrypt(directory: Path, content: Path, recip: Path, out: Path,
         "-recip", recip, "-keyopt", "rsa_padding_mode:oaep", "-keyopt", "rsa_oaep_md:sha256",
         "-keyopt", "rsa_mgf1_md:sha256", *(["-keyid"] if keyid else []), "-out", out,
         cwd=directory)
+
+
+def make_node(directory: Path, party: Party, *, ec: bool = False) -> tuple[NodeIdentity, Path]:
+    """A node whose CA, signing and encryption keys were all made by openssl (RSA, or
+    P-256 with ``ec``): its identity and its CA certificate file."""
+    directory.mkdir()
+    ca = make_ca(directory, ec=ec)
+    sign_cert, sign_key = make_leaf(directory, ca, "sign", usage="sign", ec=ec,
+                                    party=str(party).replace("urn:", ""))
+    enc_cert, enc_key = make_leaf(directory, ca, "enc", usage="encrypt", ec=ec)
+    key = load_private_key(enc_key)
+    expected = EllipticCurvePrivateKey if ec else RSAPrivateKey
+    assert isinstance(key, expected)
+    identity = NodeIdentity(party, load_private_key(sign_key), load_cert(sign_cert), key,
+                            load_cert(enc_cert))
+    return identity, ca[0]
+
+
+def load_cert(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
