@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.demo.lifetime import end_with_this_process
 from gateway.demo.sshd import DemoSshd, find_sshd
 from gateway.errors import DemoFailed, GatewayError, UsageError
 from gateway.node.keystore import Keystore, generate_node
@@ -300,7 +301,8 @@ class DemoNetwork:
                 node.process = subprocess.Popen(
                     [sys.executable, "-m", "gateway", "--config", str(node.config_path),
                      "-" + "v" * self.verbosity, "run"], stdout=out, stderr=out,
-                    stdin=subprocess.DEVNULL, env=env, cwd=node.root, start_new_session=True)
+                    stdin=subprocess.DEVNULL, env=env, cwd=node.root, start_new_session=True,
+                    preexec_fn=end_with_this_process())  # noqa: PLW1509 - see lifetime.py
         deadline = time.monotonic() + timeout
         waiting = dict(self.nodes)
         while waiting:

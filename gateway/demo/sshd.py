@@ -27,13 +27,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from gateway.demo.lifetime import end_with_this_process
 from gateway.errors import DemoFailed
 
 __all__ = ["DemoSshd", "LoopbackSshd", "find_sshd", "make_ssh_key", "write_known_hosts"]
@@ -112,6 +113,10 @@ class LoopbackSshd:
     def key_for(self, client: str) -> Path:
         return self.workdir / f"{client}_ed25519"
 
+    def _preexec(self) -> Callable[[], None] | None:
+        """What the child runs before ``sshd``: nothing here (tests manage their own)."""
+        return None
+
     def _binary(self) -> Path:
         """The sshd to run (subclasses may install it when missing)."""
         found = self.sshd or find_sshd()
@@ -160,7 +165,8 @@ class LoopbackSshd:
             with self.log_file.open("ab") as log:
                 self._process = subprocess.Popen(
                     [str(sshd), "-D", "-e", "-f", str(self.config)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                    preexec_fn=self._preexec())  # noqa: PLW1509 - see gateway/demo/lifetime.py
             problem = self._wait_ready(timeout)
             if not problem:
                 write_known_hosts(self.known_hosts, self.port, self.host_public)
@@ -245,6 +251,10 @@ class DemoSshd(LoopbackSshd):
 
     def client_key(self, client: str) -> Path:
         return self.key_for(client)
+
+    def _preexec(self) -> Callable[[], None] | None:
+        """The demo's sshd ends with the demo (:mod:`gateway.demo.lifetime`)."""
+        return end_with_this_process()
 
     def start(self, timeout: float = 15.0, attempts: int = 3) -> DemoSshd:
         super().start(timeout, attempts)
