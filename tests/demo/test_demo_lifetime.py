@@ -4,7 +4,6 @@ with it (gateway.demo.lifetime): nothing of it keeps running."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,26 +11,15 @@ from pathlib import Path
 import pytest
 
 from gateway.demo.lifetime import end_with_this_process
+from tests.support.demoproc import start_kept_demo
 from tests.support.reaper import running_under
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_a_killed_demo_takes_its_nodes_and_sshd_with_it(tmp_path: Path) -> None:
-    directory = tmp_path / "cse-demo"
-    log = tmp_path / "demo.out"
-    with log.open("w") as out:
-        demo = subprocess.Popen([sys.executable, "-m", "gateway", "demo", "--keep-running",
-                                 "--dir", str(directory)], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=REPO)
+    demo, directory, _ = start_kept_demo(tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while "Press Ctrl-C" not in log.read_text():
-            assert demo.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the demo did not reach --keep-running"
-            time.sleep(0.2)
         children = {pid: args for pid, args in running_under(directory).items()
                     if pid != demo.pid}
         assert sum(" run" in a for a in children.values()) == 4, children  # the four nodes

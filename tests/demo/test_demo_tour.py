@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.demoproc import REPO, start_kept_demo
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 README_DIR = "/tmp/cse-demo"
 
 
@@ -39,18 +40,8 @@ def test_the_tour_has_all_its_steps() -> None:
 
 
 def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
-    directory = tmp_path / "cse-demo"
-    log = tmp_path / "demo.out"
-    with log.open("w") as out:
-        demo = subprocess.Popen([sys.executable, "-m", "gateway", "demo", "--keep-running",
-                                 "--dir", str(directory)], stdout=out,
-                                stderr=subprocess.STDOUT, cwd=REPO)
+    demo, directory, log = start_kept_demo(tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while "Press Ctrl-C" not in log.read_text():
-            assert demo.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the demo did not reach --keep-running"
-            time.sleep(0.2)
         ca = [sys.executable, "-m", "gateway", "--config", f"{directory}/ca/gateway.toml"]
         outputs: dict[str, str] = {}
         cwd = REPO
