@@ -106,7 +106,8 @@ class SqliteSpool(SpoolReads):
             raise SpoolError(f"spool database error: {exc}", where=str(self.path)) from None
 
     def _conn(self) -> sqlite3.Connection:
-        """The shared connection (opened on first use); use it holding ``self._lock``."""
+        """The shared connection (opened on first use, under the lock); statements on it go
+        through ``self._groups`` (:meth:`transaction`, :meth:`_rows`)."""
         if self._shared is not None:
             return self._shared
         with self._lock, self._translate():
