@@ -225,3 +225,42 @@ def test_spool_transactions_of_many_threads_share_commits(tmp_path: Path) -> Non
     with spool.audit_log() as audit:
         assert audit.verify().ok
     spool.close()
+
+
+class _InterruptedCommit:
+    """A connection whose next COMMIT is interrupted (as by Ctrl-C in the committing
+    thread); everything else goes to the real connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.interrupt = True
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+        return self.conn.execute(sql, *args)
+
+
+def test_an_interrupted_commit_fails_its_waiting_members_and_keeps_nothing(
+        tmp_path: Path) -> None:
+    """The thread committing for the group is interrupted: it sees the interruption, the
+    members waiting on that commit get a SpoolError instead of waiting forever, and
+    nothing of the group stays."""
+    path = tmp_path / "g.db"
+    conn = _db(path)
+    wrapped = _InterruptedCommit(conn)
+    groups = CommitGroups(_translate)
+    bodies = [lambda: conn.execute("INSERT INTO t (v) VALUES ('a')"),
+              lambda: conn.execute("INSERT INTO t (v) VALUES ('b')")]
+    outcome = _run_group(groups, wrapped, bodies)  # type: ignore[arg-type]
+    assert sorted(type(o).__name__ for o in outcome) == ["KeyboardInterrupt", "SpoolError"]
+    assert _committed(path) == []
+    assert not conn.in_transaction
+    with groups.member(wrapped):
+        conn.execute("INSERT INTO t (v) VALUES ('after')")
+    assert _committed(path) == ["after"]
