@@ -85,8 +85,12 @@ class CommitGroups:
             if self._body == me:
                 raise SpoolError("a spool transaction was opened inside another one")
             group = self._open(conn)
-            with self._translate():
-                conn.execute("SAVEPOINT member")
+            try:
+                with self._translate():
+                    conn.execute("SAVEPOINT member")
+            except GatewayError:
+                self._settle(conn)  # never leave a group open that no writer will commit
+                raise
             self._body = me
             try:
                 yield

@@ -264,3 +264,34 @@ def test_an_interrupted_commit_fails_its_waiting_members_and_keeps_nothing(
     with groups.member(wrapped):
         conn.execute("INSERT INTO t (v) VALUES ('after')")
     assert _committed(path) == ["after"]
+
+
+class _RefusedSavepoint(_InterruptedCommit):
+    """A connection that refuses the next SAVEPOINT (as a full disk might)."""
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql.startswith("SAVEPOINT") and self.interrupt:
+            self.interrupt = False
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.conn.execute(sql, *args)
+
+
+def test_a_member_that_cannot_start_leaves_no_group_open(tmp_path: Path) -> None:
+    """The savepoint of a lone writer fails after the group's transaction began: the
+    writer gets a SpoolError, and the transaction is not left open (a read would
+    otherwise wait for a commit no writer is coming to make)."""
+    conn = _db(tmp_path / "g.db")
+    wrapped = _RefusedSavepoint(conn)
+    groups = CommitGroups(_translate)
+    with pytest.raises(SpoolError, match="disk I/O"), groups.member(wrapped):
+        pass
+    assert not conn.in_transaction
+    done = threading.Event()
+
+    def read() -> None:
+        with groups.reading(wrapped):
+            done.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert done.wait(5), "the read waited for a group nobody will commit"
