@@ -143,7 +143,7 @@ class As4ReceiptCheck:
 
     def __call__(self, data: bytes, *, message: Message, now: datetime,
                  parsed: ParsedEnvelope | None = None) -> ReceiptOutcome:
-        partner = _configured(self.config, message.partner)
+        partner = self.config.find_partner(message.partner)
         if partner is None or partner.as4 is None:
             return self.fallback()(data, message=message, now=now, parsed=parsed)
         pmode = partner.as4
@@ -167,13 +167,6 @@ class As4ReceiptCheck:
             raise ReceiptInvalid(f"the AS4 receipt does not verify ({exc.code})",
                                  where=exc.where or "receipt") from None
         return ReceiptOutcome(True, verified.message_id, verified.ref_to_message_id or "")
-
-
-def _configured(config: Config, party: str | None) -> PartnerConfig | None:
-    for partner in config.partners:
-        if partner.party == party:
-            return partner
-    return None
 
 
 def _inbox_name(message_id: str) -> str:
