@@ -143,7 +143,7 @@ class As4ReceiptCheck:
 
     def __call__(self, data: bytes, *, message: Message, now: datetime,
                  parsed: ParsedEnvelope | None = None) -> ReceiptOutcome:
-        partner = _configured(self.config, message.partner)
+        partner = self.config.find_partner(message.partner)
         if partner is None or partner.as4 is None:
             return self.fallback()(data, message=message, now=now, parsed=parsed)
         pmode = partner.as4
@@ -167,13 +167,6 @@ class As4ReceiptCheck:
             raise ReceiptInvalid(f"the AS4 receipt does not verify ({exc.code})",
                                  where=exc.where or "receipt") from None
         return ReceiptOutcome(True, verified.message_id, verified.ref_to_message_id or "")
-
-
-def _configured(config: Config, party: str | None) -> PartnerConfig | None:
-    for partner in config.partners:
-        if partner.party == party:
-            return partner
-    return None
 
 
 def _inbox_name(message_id: str) -> str:
@@ -287,13 +280,31 @@ class As4Inbound:
             tmp.unlink(missing_ok=True)
             raced = self.spool.find(Direction.IN, user.message_id)
             return self._duplicate(raced, now) if raced is not None else (503, b"")
-        commit_temp(tmp, target)
+        self._finish(record, answer)
+        return 200, answer
+
+    def recover(self) -> int:
+        """Finish AS4 deliveries a crash left ``delivering`` (the document is in its
+        temporary file in the inbox, or already renamed into place)."""
+        count = 0
+        for record in self.spool.left_by_me(State.DELIVERING, Direction.IN):
+            if record.transport == "as4":
+                self._finish(record, self.spool.payload(record.id, "receipt") or b"")
+                count += 1
+        return count
+
+    def _finish(self, record: Message, answer: bytes) -> None:
+        """Rename the recorded temporary file into the inbox (unless a crash came after
+        the rename), then commit ``delivered`` with the receipt we answered."""
+        target = self.config.inbox / _inbox_name(record.message_id or "")
+        tmp = self.config.inbox / (record.source or "")
+        if record.source and tmp.is_file():
+            commit_temp(tmp, target)
         with self.spool.transaction(self.clock()) as txn:
             txn.transition(record.id, State.DELIVERED, expect=State.DELIVERING,
                            changes={"source": target.name})
-            txn.store_receipt(user.message_id, "sent", answer)
+            txn.store_receipt(record.message_id or "", "sent", answer)
             txn.audit("receipt_sent", record, detail={"status": "Delivered"})
-        return 200, answer
 
     def _reject(self, partner: PartnerConfig, user: ebms.UserMessage, stored: bytes,
                 exc: As4Error, now: datetime) -> tuple[int, bytes]:

@@ -226,7 +226,11 @@ class Config:
     alerts: AlertsConfig = AlertsConfig()  # noqa: RUF009
 
     def partner(self, party: str) -> PartnerConfig:
-        for partner in self.partners:
-            if partner.party == party:
-                return partner
-        raise KeyError(party)
+        found = self.find_partner(party)
+        if found is None:
+            raise KeyError(party)
+        return found
+
+    def find_partner(self, party: str | None) -> PartnerConfig | None:
+        """The partner whose party is ``party``, or None."""
+        return next((p for p in self.partners if p.party == party), None)

@@ -120,7 +120,8 @@ class Gateway:
     def recover(self) -> dict[str, int]:
         """Finish what a crash left: inbound ``received`` messages are processed, sends
         that were in flight go back to ``retrying``."""
-        done = {"inbound": self.inbound.recover(), "sending": self.sender.recover()}
+        done = {"inbound": self.inbound.recover() + self.as4.recover(),
+                "sending": self.sender.recover()}
         done["temporary_files"] = self.remove_orphaned_temps()
         if any(done.values()):
             log.warning("recovered after an unclean stop: %s", done,

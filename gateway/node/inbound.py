@@ -71,6 +71,7 @@ __all__ = ["Answer", "Inbound", "as_received_csenet", "inbox_name"]
 log = logging.getLogger("gateway.node.inbound")
 
 HTTPS, PULL = "https", "pull"
+AS4 = "as4"  # the transport of the records As4Inbound keeps (it recovers them itself)
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,8 @@ class Inbound:
         shared store, those this node recorded: their temporary files are in its inbox)."""
         count = 0
         for record in self.spool.left_by_me(State.DELIVERING, Direction.IN):
+            if record.transport == AS4:
+                continue  # an AS4 message: As4Inbound.recover finishes it
             envelope = self.spool.payload(record.id, "envelope") or b""
             receipt = self.spool.payload(record.id, "receipt") or b""
             header = parse_envelope(envelope, max_bytes=self.policy.max_bytes).header
@@ -224,6 +227,8 @@ class Inbound:
                                   record.transport or PULL)
             count += 1
         for record in self.spool.left_by_me(State.RECEIVED, Direction.IN):
+            if record.transport == AS4:
+                continue  # never left received: recorded and opened in one transaction
             data = self.spool.payload(record.id, "envelope") or b""
             try:
                 parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)

@@ -242,12 +242,9 @@ class StoreCollector(Collector):
 
     def _from_audit(self) -> Iterator[Metric]:
         t = self.tally
-        c = CounterMetricFamily("cse_send_attempts", "Send attempts by partner, transport, "
-                                "outcome (ok, failed) and error code",
-                                labels=["partner", "transport", "outcome", "code"])
-        for key, n in sorted(t.attempts.items()):
-            c.add_metric(list(key), n)
-        yield c
+        yield _counter("cse_send_attempts", "Send attempts by partner, transport, outcome "
+                       "(ok, failed) and error code", ["partner", "transport", "outcome", "code"],
+                       t.attempts.items())
         h = HistogramMetricFamily("cse_send_duration_seconds", "Duration of send attempts "
                                   "by partner and transport", labels=["partner", "transport"])
         for (partner, transport), hist in sorted(t.durations.items()):
@@ -255,18 +252,12 @@ class StoreCollector(Collector):
             buckets.append(("+Inf", hist.count))
             h.add_metric([partner, transport], buckets, hist.total)
         yield h
-        c = CounterMetricFamily("cse_receipts", "Receipts received (for our messages) and "
-                                "sent (for partners' messages), by status",
-                                labels=["direction", "status", "partner"])
-        for rkey, n in sorted(t.receipts.items()):
-            c.add_metric(list(rkey), n)
-        yield c
-        c = CounterMetricFamily("cse_inbound_requests", "Envelopes arriving, by channel and "
-                                "outcome (received, duplicate, rejected with its code)",
-                                labels=["channel", "outcome", "code"])
-        for ikey, n in sorted(t.inbound.items()):
-            c.add_metric(list(ikey), n)
-        yield c
+        yield _counter("cse_receipts", "Receipts received (for our messages) and sent (for "
+                       "partners' messages), by status", ["direction", "status", "partner"],
+                       t.receipts.items())
+        yield _counter("cse_inbound_requests", "Envelopes arriving, by channel and outcome "
+                       "(received, duplicate, rejected with its code)",
+                       ["channel", "outcome", "code"], t.inbound.items())
         g = GaugeMetricFamily("cse_partner_breaker_open", "1 while the partner's circuit "
                               "breaker is open", labels=["partner"])
         g2 = GaugeMetricFamily("cse_partner_breaker_changed_timestamp_seconds",
@@ -280,11 +271,17 @@ class StoreCollector(Collector):
         c = CounterMetricFamily("cse_console_login_failures", "Failed console logins")
         c.add_metric([], t.login_failures)
         yield c
-        c = CounterMetricFamily("cse_alerts_sent", "Alerts delivered, by rule",
-                                labels=["rule"])
-        for rule, n in sorted(t.alerts.items()):
-            c.add_metric([rule], n)
-        yield c
+        yield _counter("cse_alerts_sent", "Alerts delivered, by rule", ["rule"],
+                       [((rule,), n) for rule, n in t.alerts.items()])
+
+
+def _counter(name: str, documentation: str, labels: list[str],
+             counts: Iterable[tuple[tuple[str, ...], int]]) -> CounterMetricFamily:
+    """A labelled counter family with one sample per (label values, count), sorted."""
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, n in sorted(counts):
+        family.add_metric(list(key), n)
+    return family
 
 
 class MetricsServer:

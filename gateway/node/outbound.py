@@ -47,7 +47,7 @@ from gateway.errors import (
 )
 from gateway.node import as4_node
 from gateway.node.clocks import ClockKeeper, clock_events
-from gateway.node.config import Config, PartnerConfig, TransportConfig
+from gateway.node.config import Config, TransportConfig
 from gateway.node.intake import Prepared, Preparer, Refused
 from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
 from gateway.node.retry import BreakerBoard, after_failure
@@ -139,7 +139,8 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
             if decision.local:
                 raise RoutingError("the destination is this node itself")
             to_party = Party.parse(info.destination)
-            pmode = _pmode(config, decision.partner)
+            partner = config.find_partner(decision.partner)
+            pmode = partner.as4 if partner is not None else None  # None: our own protocol
             if pmode is not None:  # an AS4 access point: an eb:UserMessage, not CMS
                 message_id, envelope = as4_node.prepare(pmode, keys, data,
                                                         document_type=info.name,
@@ -165,13 +166,6 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
         return Prepared(new, data, envelope, events)
 
     return prepare
-
-
-def _pmode(config: Config, party: object) -> Any:
-    """The AS4 PMode of the partner ``party``, or None (our own protocol)."""
-    partner: PartnerConfig | None = next(
-        (p for p in config.partners if p.party == str(party)), None)
-    return partner.as4 if partner is not None else None
 
 
 def wire_name(message: Message) -> str:

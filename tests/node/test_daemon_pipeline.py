@@ -684,3 +684,33 @@ def test_unreadable_input_gets_a_bare_400_and_is_recorded(
     assert record.state is State.REJECTED
     assert record.error_code in {"EnvelopeInvalid", "XmlForbidden", "XmlMalformed",
                                  "SchemaInvalid", "EncodingInvalid"}
+
+
+def test_as4_delivery_left_delivering_is_finished_at_restart(tmp_path: Path, key_cache: Path,
+                                                            net: Net) -> None:
+    """An AS4 message a crash left ``delivering`` (recorded, its document in a temporary
+    file, the rename not done) is finished by recovery: its stored envelope is an AS4
+    message, not ours, so the generic inbound recovery must leave it to the AS4 side."""
+    from gateway.node import as4_node
+    from gateway.store.fsutil import write_temp
+
+    _, b = two_nodes(tmp_path, key_cache, net)
+    gw_b = net.nodes["b"]
+    document = interstate_transaction("0600000", "4800000", seed=31)
+    b.inbox.mkdir(parents=True, exist_ok=True)
+    target = b.inbox / as4_node._inbox_name("as4-msg-1@example.org")
+    tmp = write_temp(target, document)
+    stored = as4_node.to_blob("multipart/related; boundary=x", b"--x--")
+    with gw_b.spool.transaction(datetime.now(UTC)) as txn:
+        record = txn.insert(NewMessage(Direction.IN, message_id="as4-msg-1@example.org",
+                                       partner=A, transport="as4", service="as4",
+                                       envelope_digest=hashlib.sha256(stored).hexdigest()),
+                            State.RECEIVED, payloads={"envelope": stored})
+        txn.transition(record.id, State.DELIVERING, expect=State.RECEIVED,
+                       payloads={"receipt": b"<receipt/>"}, changes={"source": tmp.name})
+    assert gw_b.recover()["inbound"] == 1
+    done = gw_b.spool.get(record.id)
+    assert done.state is State.DELIVERED
+    assert done.source == target.name
+    assert [p.name for p in b.inbox.iterdir()] == [target.name]
+    assert target.read_bytes() == document
