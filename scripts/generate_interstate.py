@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from gateway.documents.csenet.edits import NEGATIVE_ALLOWED, SSN_FIELDS
 from gateway.documents.csenet.layout import BLOCK_RECORDS, FieldSpec, record_spec
 from gateway.documents.csenet.table import rows
 from gateway.documents.csenet.xmlform import element_name
@@ -32,13 +33,13 @@ TYPE_NAMES = {"header-to-server": "CsenetHeaderToServer",
               "ncp-identification": "CsenetNCPIdentification", "ncp-locate": "CsenetNCPLocate",
               "participant": "CsenetParticipant", "order": "CsenetOrder",
               "collection": "CsenetCollection", "information": "CsenetInformation"}
-SSN_KEYS = {"SSN", "Alias-SSN-1", "Alias-SSN-2"}
 
 
 def field_type(spec: FieldSpec) -> str:
-    if spec.key in SSN_KEYS and spec.record in ("ncp-identification", "participant"):
+    """The XSD type of a field: the SSN and signed-amount fields are the edits' own sets."""
+    if (spec.record, spec.key) in SSN_FIELDS:
         return "c:SSN"
-    if spec.record == "order" and spec.key == "Order-Arrears-Total-Amount":
+    if (spec.record, spec.key) in NEGATIVE_ALLOWED:
         return "i:CsenetSignedMoney"
     return f"i:CsenetN{spec.length}" if spec.numeric else f"i:CsenetAN{spec.length}"
 

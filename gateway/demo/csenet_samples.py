@@ -12,6 +12,7 @@ import datetime as dt
 import random
 from decimal import Decimal
 
+from gateway.documents.csenet.edits import required_blocks
 from gateway.documents.csenet.records import (
     CaseBlock,
     CollectionBlock,
@@ -31,29 +32,11 @@ DAY = dt.timedelta(days=1)
 
 
 def blocks_needed(row: TableRow) -> dict[str, int]:
-    """How many of each block a minimal valid transaction of this row carries."""
-    f, a, r = row.function, row.action, row.reason
-    s2 = r[1:2]
+    """How many of each block a minimal valid transaction of this row carries: those the
+    row lists, and those the federal indicator edits require."""
     listed = set(row.blocks or ())
-    pee_ru = f in ("PAT", "EST", "ENF") and a in ("R", "U")
-    grpay = (f, a, r) == ("MSC", "R", "GRPAY")
-    optional_case = (a in ("A", "C", "M") or (f == "MSC" and a in ("R", "U"))
-                     or (f, a) == ("CSI", "R") or (f, a, r) == ("MSC", "P", "REJCT")
-                     or ((f, a) == ("CSI", "P") and s2 != "S"))
-    optional_id = a in ("A", "C", "M") or f in ("COL", "MSC", "CSI")
-    return {
-        "case": int("case" in listed or grpay or not optional_case),
-        "ncp-identification": int("ncp-identification" in listed or grpay
-                                  or (f, a, r) == ("COL", "P", "CISUB") or not optional_id),
-        "ncp-locate": int("ncp-locate" in listed or pee_ru or ((f, a) == ("LO1", "P")
-                                                               and s2 == "S")),
-        "participant": 2 if pee_ru or grpay else
-        int("participant" in listed or ((f, a) == ("CSI", "P") and s2 == "S")),
-        "order": int("order" in listed or (f == "ENF" and a in ("R", "U"))),
-        "collection": int("collection" in listed or (f, a, r) == ("COL", "P", "CITAX")),
-        "information": int("information" in listed or (f == "MSC" and a == "P"
-                                                       and r in ("REJCT", "GSCAS", "GSTAI"))),
-    }
+    need = required_blocks(row.function, row.action, row.reason)
+    return {name: max(int(name in listed), least) for name, least in need.items()}
 
 
 def case_block() -> CaseBlock:

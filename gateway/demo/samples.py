@@ -41,9 +41,6 @@ DEFAULT_DAY = date(2026, 11, 20)
 
 _GIVEN = ("ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO", "FOXTROT", "GOLF", "HOTEL", "INDIA",
           "JULIET", "KILO", "LIMA")
-_CITIES = {"06": ("SACRAMENTO", "CA", "95814"), "48": ("AUSTIN", "TX", "78701"),
-           "36": ("ALBANY", "NY", "12207"), "12": ("TALLAHASSEE", "FL", "32301")}
-_FALLBACK_CITY = ("TESTVILLE", "DC", "20001")
 _LANGUAGES = {"NL": "nl", "DE": "de", "FR": "fr", "NO": "no", "GB": "en", "US": "en",
               "ES": "es", "PL": "pl"}
 
@@ -73,34 +70,12 @@ def _rng(seed: int) -> random.Random:
     return random.Random(seed)  # noqa: S311
 
 
-def _ssn(rng: random.Random) -> str:
-    return f"98765432{rng.randrange(10)}"
-
-
 def _case_id(prefix: str, rng: random.Random) -> str:
     return f"{prefix}{rng.randrange(10**12):012d}"
 
 
 def _money(rng: random.Random, low: int, high: int) -> str:
     return f"{rng.randrange(low * 100, high * 100) / 100:.2f}"
-
-
-def _us_address(doc: _Doc, parent: etree._Element, name: str, fips: str,
-                rng: random.Random) -> etree._Element:
-    city, state, zip5 = _CITIES.get(fips[:2], _FALLBACK_CITY)
-    address = doc.add(parent, name)
-    doc.add(address, "Line1", f"{100 + rng.randrange(900)} TEST ST")
-    doc.add(address, "City", city)
-    doc.add(address, "State", state)
-    doc.add(address, "Zip", zip5)
-    return address
-
-
-def _person_name(doc: _Doc, parent: etree._Element, last: str, rng: random.Random,
-                 name: str = "Name") -> None:
-    element = doc.add(parent, name)
-    doc.add(element, "Last", last)
-    doc.add(element, "First", rng.choice(_GIVEN))
 
 
 # --- interstate ------------------------------------------------------------------------

@@ -111,15 +111,13 @@ def describe(tree: etree._ElementTree | etree._Element) -> DocumentInfo:
         return _csenet_transaction(root, namespace, name, service)
     if service == "interstate":
         ns = f"{{{INTERSTATE_NS}}}"
-        holder = root.find(f"{ns}Header") if name == "InterstateTransaction" else root
-        holder = root if holder is None else holder
-        local = _text(holder.find(f"{ns}LocalFIPS"))
-        other = _text(holder.find(f"{ns}OtherFIPS"))
+        local = _text(root.find(f"{ns}LocalFIPS"))
+        other = _text(root.find(f"{ns}OtherFIPS"))
         return DocumentInfo(
             namespace, name, service,
             sender=f"fips:{local}" if local else None,
             destination=f"fips:{other}" if other else None,
-            case_id=_text(holder.find(f"{ns}CaseID")),
+            case_id=_text(root.find(f"{ns}CaseID")),
         )
     ns = f"{{{INTERNATIONAL_NS}}}"
     requesting = _authority_party(root, "RequestingAuthority")

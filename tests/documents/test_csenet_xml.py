@@ -4,6 +4,7 @@ from-server header, and clear refusals for XML that does not map onto the layout
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 from lxml import etree
@@ -72,3 +73,24 @@ def test_refusals_name_block_and_field() -> None:
     assert _refusal(order) == [("case", "Case-Status", "xml.form")]
     with pytest.raises(CsenetInvalid, match="not an InterstateTransaction"):  # version 1
         from_xml(b"<InterstateTransaction xmlns='urn:cse-gateway:interstate:1'/>")
+
+
+def test_refusals_of_the_document_shape() -> None:
+    """What is wrong with the blocks themselves (not a field) is named on the block, with
+    no field: Header first, a known form, data blocks of this namespace in IGD order, and
+    one-digit indicators."""
+    good = to_xml(transaction("LO1", "R", today=TODAY))
+    ns = f"{{{INTERSTATE_NS}}}"
+
+    def refused(change: Callable[[etree._Element], object]) -> list[tuple[str, str, str]]:
+        root = etree.fromstring(good)
+        change(root)
+        return _refusal(etree.tostring(root))
+
+    assert refused(lambda r: r.append(r[0])) == [("header", "-", "xml.form")]
+    assert refused(lambda r: r[0].set("form", "sideways")) == [("header", "-", "xml.form")]
+    assert refused(lambda r: etree.SubElement(r, "{urn:other}Case")) == \
+        [("Case", "-", "xml.form")]
+    assert refused(lambda r: r.append(r.find(ns + "Case"))) == [("case", "-", "xml.form")]
+    assert refused(lambda r: setattr(r[0].find(ns + "CaseDataInd"), "text", "X")) == \
+        [("header", "-", "xml.form")]

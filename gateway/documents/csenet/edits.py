@@ -24,7 +24,7 @@ from gateway.documents.csenet.records import (
 )
 from gateway.documents.csenet.table import lookup
 
-__all__ = ["case_id_problem", "check", "check_fields"]
+__all__ = ["case_id_problem", "check", "check_fields", "required_blocks"]
 
 # Fields the IGD marks required whose comment sets no condition. Every other "required"
 # mark is conditional and is checked by a rule below.
@@ -280,39 +280,57 @@ def _header(c: _Checker) -> None:
                       f"{c.f} {c.a} {c.r or '(no reason)'}")
 
 
+def required_blocks(function: str, action: str, reason: str) -> dict[str, int]:
+    """The fewest blocks of each kind the federal indicator edits ask of a transaction with
+    this function, action and reason (on top of the blocks its table row lists)."""
+    f, a, r = function, action, reason
+    s2 = r[1:2]
+    pee_ru = f in ("PAT", "EST", "ENF") and a in ("R", "U")
+    grpay = (f, a, r) == ("MSC", "R", "GRPAY")
+    optional_case = (a in ("A", "C", "M") or (f == "MSC" and a in ("R", "U"))
+                     or (f, a) == ("CSI", "R") or (f, a, r) == ("MSC", "P", "REJCT")
+                     or ((f, a) == ("CSI", "P") and s2 != "S"))
+    optional_id = a in ("A", "C", "M") or f in ("COL", "MSC", "CSI")
+    return {
+        "case": int(grpay or not optional_case),
+        "ncp-identification": int(grpay or (f, a, r) == ("COL", "P", "CISUB")
+                                  or not optional_id),
+        "ncp-locate": int(pee_ru or ((f, a) == ("LO1", "P") and s2 == "S")),
+        "participant": 2 if pee_ru or grpay else int((f, a) == ("CSI", "P") and s2 == "S"),
+        "order": int(f == "ENF" and a in ("R", "U")),
+        "collection": int((f, a, r) == ("COL", "P", "CITAX")),
+        "information": int(f == "MSC" and a == "P" and r in ("REJCT", "GSCAS", "GSTAI")),
+    }
+
+
 def _indicators(c: _Checker) -> None:
     h = c.txn.header
     try:
         case, ncp_id, locate, parts, orders, colls, info = h.counts()
     except ValueError:
         return
-    grpay = c.is_("MSC", "R", "GRPAY")
-    optional_case = (c.a in ("A", "C", "M") or (c.f == "MSC" and c.req_upd)
-                     or c.is_("CSI", "R") or c.is_("MSC", "P", "REJCT")
-                     or (c.is_("CSI", "P") and c.s2 != "S"))
-    if case != 1 and (grpay or not optional_case):
+    need = required_blocks(c.f, c.a, c.r)
+    if case != 1 and need["case"]:
         c.add(h, "header", "Case-Data-Ind", "header.case-ind",
               "this transaction must carry a Case block")
-    optional_id = c.a in ("A", "C", "M") or c.f in ("COL", "MSC", "CSI")
-    if ncp_id != 1 and (grpay or c.is_("COL", "P", "CISUB") or not optional_id):
+    if ncp_id != 1 and need["ncp-identification"]:
         c.add(h, "header", "NCP-Identification-Ind", "header.ncp-identification-ind",
               "this transaction must carry an NCP Identification block")
-    if locate != 1 and ((c.pee and c.req_upd) or (c.is_("LO1", "P") and c.s2 == "S")):
+    if locate != 1 and need["ncp-locate"]:
         c.add(h, "header", "NCP-Locate-Data-Ind", "header.ncp-locate-ind",
               "this transaction must carry an NCP Locate block")
-    if parts < 2 and ((c.pee and c.req_upd) or grpay):
+    if parts < need["participant"]:
         c.add(h, "header", "Participant-Data-Ind", "header.participant-ind",
-              "at least two Participant blocks (the custodial party and a dependent)")
-    elif parts < 1 and c.is_("CSI", "P") and c.s2 == "S":
-        c.add(h, "header", "Participant-Data-Ind", "header.participant-ind",
+              "at least two Participant blocks (the custodial party and a dependent)"
+              if need["participant"] == 2 else
               "a successful CSI response carries at least one Participant block")
-    if orders < 1 and c.f == "ENF" and c.req_upd:
+    if orders < need["order"]:
         c.add(h, "header", "Order-Data-Ind", "header.order-ind",
               "an ENF request or update carries at least one Order block")
-    if colls < 1 and c.is_("COL", "P", "CITAX"):
+    if colls < need["collection"]:
         c.add(h, "header", "Collection-Data-Ind", "header.collection-ind",
               "COL P CITAX carries at least one Collection block")
-    if info != 1 and c.f == "MSC" and c.a == "P" and c.r in ("REJCT", "GSCAS", "GSTAI"):
+    if info != 1 and need["information"]:
         c.add(h, "header", "Information-Ind", "header.information-ind",
               f"MSC P {c.r} carries an Information block")
 
