@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from gateway.cli.output import out, out_json, table
 from gateway.console import totp
 from gateway.console.accounts import ROLES, Accounts
 from gateway.errors import UsageError
-from gateway.node.config import load_config
+from gateway.node.config import Config, load_config
 from gateway.service.context import NodeContext, os_user
 from gateway.store.console_sessions import SessionStore
 
@@ -49,15 +51,27 @@ def register(subparsers: Any) -> None:
     code.set_defaults(func=run_code)
 
 
-def _accounts(args: argparse.Namespace) -> Accounts:
-    config = load_config(args.config)
+def _accounts(config: Config) -> Accounts:
     if config.console is None:
         raise UsageError("no [console] section in the configuration", where=str(config.path))
     return Accounts(config.console.accounts)
 
 
-def _record(args: argparse.Namespace, code: str, name: str, **detail: str) -> None:
-    with NodeContext.open(args.config) as ctx, ctx.spool.transaction(datetime.now(UTC)) as txn:
+@contextmanager
+def _changing(args: argparse.Namespace) -> Iterator[tuple[NodeContext, Accounts]]:
+    """The node (its audit trail and console sessions) and the accounts, both opened
+    before an account changes: a store that cannot be opened fails the command before
+    a new password is made that would never be shown."""
+    with NodeContext.open(args.config) as ctx:
+        accounts = _accounts(ctx.config)
+        try:
+            yield ctx, accounts
+        finally:
+            accounts.close()
+
+
+def _record(ctx: NodeContext, code: str, name: str, **detail: str) -> None:
+    with ctx.spool.transaction(datetime.now(UTC)) as txn:
         txn.audit(code, actor=os_user(), detail={"operator": name, **detail})
 
 
@@ -74,18 +88,15 @@ def _credentials(args: argparse.Namespace, creds: Any, role: str | None) -> None
 
 
 def run_add(args: argparse.Namespace) -> int:
-    accounts = _accounts(args)
-    try:
+    with _changing(args) as (ctx, accounts):
         creds = accounts.add(args.name, args.role, time.time())
-    finally:
-        accounts.close()
-    _record(args, "operator_added", args.name, role=args.role)
+        _record(ctx, "operator_added", args.name, role=args.role)
     _credentials(args, creds, args.role)
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
-    accounts = _accounts(args)
+    accounts = _accounts(load_config(args.config))
     try:
         found = accounts.list()
     finally:
@@ -103,32 +114,25 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _end_sessions(args: argparse.Namespace, name: str) -> int:
+def _end_sessions(ctx: NodeContext, name: str) -> int:
     """End the operator's console sessions, which every console reads from the store."""
-    with NodeContext.open(args.config) as ctx:
-        return SessionStore(ctx.spool).delete_operator(name)
+    return SessionStore(ctx.spool).delete_operator(name)
 
 
 def run_disable(args: argparse.Namespace) -> int:
-    accounts = _accounts(args)
-    try:
+    with _changing(args) as (ctx, accounts):
         accounts.disable(args.name)
-    finally:
-        accounts.close()
-    ended = _end_sessions(args, args.name)
-    _record(args, "operator_disabled", args.name)
+        ended = _end_sessions(ctx, args.name)
+        _record(ctx, "operator_disabled", args.name)
     out(f"operator {args.name} disabled; {ended} console session(s) ended")
     return 0
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    accounts = _accounts(args)
-    try:
+    with _changing(args) as (ctx, accounts):
         creds = accounts.reset(args.name)
-    finally:
-        accounts.close()
-    _end_sessions(args, args.name)  # the old password and code opened them
-    _record(args, "operator_reset", args.name)
+        _end_sessions(ctx, args.name)  # the old password and code opened them
+        _record(ctx, "operator_reset", args.name)
     _credentials(args, creds, None)
     return 0
 

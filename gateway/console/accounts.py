@@ -160,15 +160,18 @@ class Accounts:
             if cur.rowcount == 0:
                 raise UsageError("no operator with that name", where=name)
 
+    _ACCOUNT = "SELECT name, role, disabled, failures, locked_until, created_at FROM operators"
+
     def list(self) -> list[Account]:
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT name, role, disabled, failures, locked_until, created_at "
-                "FROM operators ORDER BY name").fetchall()
+            rows = self._conn.execute(f"{self._ACCOUNT} ORDER BY name").fetchall()
         return [Account(r[0], r[1], bool(r[2]), r[3], r[4], r[5]) for r in rows]
 
     def get(self, name: str) -> Account | None:
-        return next((a for a in self.list() if a.name == name), None)
+        """One account by name (the console asks on every request)."""
+        with self._lock:
+            r = self._conn.execute(f"{self._ACCOUNT} WHERE name = ?", (name,)).fetchone()
+        return None if r is None else Account(r[0], r[1], bool(r[2]), r[3], r[4], r[5])
 
     def totp_secret(self, name: str) -> str | None:
         """For tests and the demo's throw-away login only."""

@@ -217,9 +217,9 @@ class Console:
                                               req.field("code") or "", now,
                                               certificate_name=req.certificate_name)
         except LoginRefused as exc:
-            known = self.accounts.get(name) is not None
-            actor = name if known else "unknown"
             reason = str(exc.details.get("reason", "refused"))
+            actor = "unknown" if reason == "unknown" else name  # a name that is no account
+            # may be a mistyped password: it is not recorded
             self.audit("console_login_failed", actor=actor,
                        detail={"reason": reason, "client": req.client[:64]})
             if exc.details.get("locked"):

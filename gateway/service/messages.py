@@ -251,8 +251,9 @@ def message_detail(ctx: NodeContext, ident: str, now: datetime) -> MessageDetail
     kept (their names, never their content), the audit timeline with receipts checked,
     each attempt, the route and transports, and the next attempt with its reason."""
     m = find_message(ctx.spool, ident)
-    payloads = [k for k in ("document", "envelope", "receipt", "error", "failure_report")
-                if ctx.spool.has_payload(m.id, k)]
+    kept = ctx.spool.payload_kinds(m.id)
+    payloads: list[str] = [k for k in ("document", "envelope", "receipt", "error",
+                                       "failure_report") if k in kept]
     tl = None
     if m.message_id:
         try:

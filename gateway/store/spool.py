@@ -413,6 +413,11 @@ class SpoolReads:
         return bool(self._rows("SELECT 1 FROM payloads WHERE message = ? AND kind = ?",
                                (row_id, kind)))
 
+    def payload_kinds(self, row_id: int) -> set[str]:
+        """The kinds of payload message ``row_id`` keeps (without opening them)."""
+        return {str(r[0]) for r in self._rows("SELECT kind FROM payloads WHERE message = ?",
+                                              (row_id,))}
+
     def without_payload(self, state: State, direction: Direction, kind: str,
                         limit: int = 100) -> list[Message]:
         """Messages in ``state`` and ``direction`` that have no ``kind`` payload (work

@@ -11,6 +11,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.console.pages import Console
+from gateway.errors import SpoolError
 from gateway.service.context import NodeContext
 from gateway.store.console_sessions import SessionStore
 from tests.console.conftest import Setup
@@ -75,3 +76,20 @@ def test_operators_disable_ends_their_sessions(setup: Setup,
     sessions = SessionStore(setup.ctx.spool)
     assert (sessions.count("olga"), sessions.count("vic")) == (0, 1)
     assert [get(app, t, "/").status for t in (*olga, vic)] == [303, 303, 200]
+
+
+def test_operators_reset_changes_nothing_when_the_store_cannot_be_opened(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store is opened before the account changes: a reset that cannot end the
+    sessions or record the event must not leave a new password nobody was shown."""
+    config = setup.ctx.config.path
+    with config.open("a") as f:
+        f.write(f'\n[console]\naccounts = "{setup.config.accounts}"\n')
+    before = setup.accounts.totp_secret("olga")
+
+    def unavailable(*args: object, **kwargs: object) -> NodeContext:
+        raise SpoolError("spool database error: unavailable")
+
+    monkeypatch.setattr(NodeContext, "open", unavailable)
+    assert main(["--config", str(config), "operators", "reset", "olga"]) != 0
+    assert setup.accounts.totp_secret("olga") == before

@@ -99,6 +99,7 @@ def test_old_payloads_stay_readable_after_a_key_rollover(store: Store) -> None:
     with pytest.raises(SpoolError, match="sealed"):
         keyless.payload(new, "document")
     assert keyless.has_payload(new, "document")
+    assert "document" in keyless.payload_kinds(new)  # names only: nothing is opened
 
 
 def test_a_payload_moved_to_another_message_does_not_open(store: Store) -> None:
