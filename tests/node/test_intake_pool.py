@@ -22,17 +22,17 @@ from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
 from gateway.node.intake import Prepared, PrepareJob, Refused
 from gateway.node.intake_pool import IntakePool
+from gateway.node.keystore import generate_node
 from gateway.node.nodekeys import load_node_keys
 from gateway.node.outbound import make_preparer
+from gateway.protocol.party import Party
 from gateway.protocol.seal import open_envelope
 from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import (
-    EC_KEYS,
     Daemon,
     NodeSpec,
     PartnerSpec,
-    generate_keys,
     register,
     wait_until,
     write_config,
@@ -41,7 +41,6 @@ from tests.support.gwnodes import (
 pytestmark = pytest.mark.integration  # every test here starts worker processes
 
 A, B = "fips:0600000", "fips:4800000"
-NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +80,7 @@ def documents() -> list[bytes]:
 def opened(envelope: bytes, spec: NodeSpec) -> tuple[bytes, str, str, str, str, datetime]:
     keys = load_node_keys(load_config(spec.config_path))
     message = open_envelope(envelope, node=keys.identity, trust=keys.trust,
-                            directory=keys.directory, now=NOW)
+                            directory=keys.directory, now=datetime.now(UTC))
     h = message.header
     return (message.document, str(h.from_party), str(h.to_party), h.service, h.action,
             h.created)
@@ -102,7 +101,8 @@ def test_workers_prepare_what_the_daemon_would(gateway_a: tuple[Gateway, NodeSpe
     assert pool is not None
     assert len(pool.pids()) == 2
     docs = documents()
-    jobs = [PrepareJob(d, f"doc{i}.xml", "interstate", NOW) for i, d in enumerate(docs)]
+    now = datetime.now(UTC)
+    jobs = [PrepareJob(d, f"doc{i}.xml", "interstate", now) for i, d in enumerate(docs)]
     pooled = pool.submit(jobs)()
     here = make_preparer(gw.config, gw.keys, registry=gw.registry)
     assert all(o is not None for o in pooled)
@@ -203,7 +203,7 @@ def test_a_killed_worker_loses_nothing(gateway_a: tuple[Gateway, NodeSpec, NodeS
         envelope = gw.spool.payload(m.id, "envelope") or b""
         assert opened(envelope, b)[0] == docs[int((m.source or "")[1:3])]
     # new workers took over
-    job = PrepareJob(docs[0], "again.xml", "interstate", NOW)
+    job = PrepareJob(docs[0], "again.xml", "interstate", datetime.now(UTC))
     assert isinstance(pool.submit([job])()[0], Prepared)
     second = pool.pids()
     assert len(second) == 2
@@ -220,21 +220,26 @@ def test_reload_recycles_the_workers_onto_the_new_keys(
     pool = gw.start_intake_pool()
     assert pool is not None
     doc = interstate_transaction("0600000", "4800000", seed=1)
-    job = PrepareJob(doc, "r.xml", "interstate", NOW)
+    job = PrepareJob(doc, "r.xml", "interstate", datetime.now(UTC))
     before = pool.submit([job])()[0]
     assert isinstance(before, Prepared)
     assert sealed_to(before.envelope, b)
     old = pool.pids()
     # B rolls over to a P-256 encryption key; A's key directory changes on disk
-    b2_spec = NodeSpec("b2", B, a.root.parent / "b2", key_profile=EC_KEYS)
-    write_config(b2_spec, key_cache, [a, b2_spec])  # B2 knows A
-    register(a.keys, generate_keys(key_cache, B, EC_KEYS), B)
+    # (valid longer than B's first certificate, so it is the one to seal to)
+    b2_spec = NodeSpec("b2", B, a.root.parent / "b2")
+    generate_node(b2_spec.keys, Party.parse(B), now=datetime.now(UTC), curve="p256",
+                  days=1000)
+    write_config(b2_spec, key_cache, [b2_spec])
+    register(b2_spec.keys, a.keys, A)
+    register(a.keys, b2_spec.keys, B)
     # workers started now (as after a worker died) for the daemon's snapshot read the
     # changed directory: they must not seal with it
     with caplog.at_level(logging.WARNING, logger="gateway.node.intake"):
         pool.recycle(gw.keys)
         assert pool.submit([job])() == [None]  # prepared in-process instead
-    assert any("do not read the daemon's keys" in r.getMessage() for r in caplog.records)
+        wait_until(lambda: any("do not read the daemon's keys" in r.getMessage()
+                               for r in caplog.records), 10, "the warning")
     assert pool.submit([job])() == [None]  # until the reload
     assert gw.reload_keys() is True
     after = pool.submit([job])()[0]
