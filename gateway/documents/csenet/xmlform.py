@@ -104,14 +104,15 @@ def _issue(block: str, field: str, message: str) -> CsenetIssue:
 
 _ELEMENTS: dict[str, dict[str, tuple[int, FieldSpec]]] = {}
 # record name -> qualified element tag -> (position in the record, 0-based offset, fewest
-# and most characters its element may hold, field): what _fast_record reads
+# and most characters its element may hold): what _fast_record reads
 _FAST: dict[str, dict[str, tuple[int, int, int, int]]] = {}
 
 
 def _elements(spec: RecordSpec) -> dict[str, tuple[int, FieldSpec]]:
     """Qualified element tag -> (position in the record, field) for ``spec``; built once
     per record layout (every validated transaction reads it), keyed by the record's name.
-    The layouts' fields follow each other without overlap, which :func:`_record` uses."""
+    The layouts' fields follow each other without overlap, which :func:`_walk_record` and
+    :func:`_fast_record` use."""
     index = _ELEMENTS.get(spec.name)
     if index is None:
         if any(a.offset + a.length > b.offset for a, b in zip(spec.fields, spec.fields[1:],
@@ -128,10 +129,12 @@ def _fast_record(element: etree._Element, spec: RecordSpec) -> str | None:
     """The record an element renders when nothing about it needs a word (every child a
     field of the layout, in order, once, holding printable ASCII that is not blank, of its
     field's width or less, exactly its width when numeric, and no elements); else ``None``
-    and :func:`_record` says what is wrong. Each condition is one :func:`_record` checks, so
-    the text is the one it would build."""
-    _elements(spec)
-    by_tag = _FAST[spec.name]
+    and :func:`_walk_record` says what is wrong. Each condition is one :func:`_walk_record`
+    checks, so the text is the one it would build."""
+    by_tag = _FAST.get(spec.name)
+    if by_tag is None:
+        _elements(spec)
+        by_tag = _FAST[spec.name]
     pieces: list[str] = []
     end = 0  # the column after the last text written
     last = -1
@@ -157,9 +160,15 @@ def _fast_record(element: etree._Element, spec: RecordSpec) -> str | None:
 
 def _record(element: etree._Element, spec: RecordSpec, label: str,
             issues: list[CsenetIssue]) -> str:
+    """The record an element renders; what keeps a field from mapping goes to ``issues``
+    (the field is left blank)."""
     fast = _fast_record(element, spec)
-    if fast is not None:
-        return fast
+    return fast if fast is not None else _walk_record(element, spec, label, issues)
+
+
+def _walk_record(element: etree._Element, spec: RecordSpec, label: str,
+                 issues: list[CsenetIssue]) -> str:
+    """:func:`_record` child by child, saying what is wrong with each."""
     by_tag = _elements(spec)
     pieces: list[str] = []
     end = 0  # the column after the last field written
