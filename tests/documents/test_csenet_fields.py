@@ -18,6 +18,7 @@ from lxml import etree
 from gateway.demo.csenet_samples import transaction
 from gateway.documents.csenet import Record, Transaction, check, xmlform
 from gateway.documents.csenet import fields as f
+from gateway.documents.csenet.errorfile import error_record
 from gateway.documents.csenet.layout import RECORD_NAMES, FieldSpec
 from gateway.documents.csenet.records import BLOCK_CLASSES, HeaderToServer
 
@@ -132,7 +133,6 @@ def test_check_fields_matches_the_walk(row: tuple[str, str, str]) -> None:
 
 
 def test_error_record_gaps_are_in_the_pattern() -> None:
-    from gateway.documents.csenet.errorfile import error_record
     txn = transaction("ENF", "R", "ERARR", today=TODAY)
     bad = replace(txn, header=HeaderToServer(txn.header.text[:17] + "00000000000X"
                                              + txn.header.text[29:]))
