@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from functools import cache
 
 from gateway.documents.csenet.fields import NEGATIVE_ALLOWED, SSN_FIELDS, check_fields
 from gateway.documents.csenet.issues import CsenetIssue
-from gateway.documents.csenet.layout import BLOCK_RECORDS
+from gateway.documents.csenet.layout import BLOCK_RECORDS, FieldSpec, record_spec
 from gateway.documents.csenet.records import HeaderToServer, Record, Transaction
 from gateway.documents.csenet.table import lookup
 
@@ -225,9 +226,22 @@ def _indicators(c: _Checker) -> None:
 # --- data blocks ------------------------------------------------------------------------
 
 
-def _after(c: _Checker, rec: Record, label: str, pairs: Iterable[tuple[str, str]]) -> None:
-    for start_key, end_key in pairs:
-        start_text, end_text = rec.raw(start_key), rec.raw(end_key)
+@cache
+def _date_pairs(record: str, pairs: tuple[tuple[str, str], ...],
+                ) -> tuple[tuple[str, slice, str, slice], ...]:
+    spec = record_spec(record)
+    return tuple((start_key, _slice(spec.field(start_key)), end_key, _slice(spec.field(end_key)))
+                 for start_key, end_key in pairs)
+
+
+def _slice(spec: FieldSpec) -> slice:
+    return slice(spec.offset, spec.offset + spec.length)
+
+
+def _after(c: _Checker, rec: Record, label: str, pairs: tuple[tuple[str, str], ...]) -> None:
+    text = rec.text
+    for start_key, start_at, end_key, end_at in _date_pairs(rec.RECORD, pairs):
+        start_text, end_text = text[start_at], text[end_at]
         if end_text > start_text or not (start_text.isdigit() and end_text.isdigit()):
             continue  # not two dates, or in order (CCYYMMDD sorts as the date does)
         start, end = _typed(rec, start_key), _typed(rec, end_key)
@@ -348,6 +362,11 @@ def _participant(c: _Checker, rec: Record, label: str) -> None:
                   "MSC R GRPAY needs one participant with C and one with D")
 
 
+# Each arrears amount of the Order block and the period it needs when above zero.
+_ARREARS = tuple((f"{part}-Amount", (f"{part}-From-Date", f"{part}-Thru-Date"))
+                 for part in ("Arrears-TANF", "Arrears-Non-TANF", "Foster-Care", "Medical"))
+
+
 def _order(c: _Checker, rec: Record, label: str) -> None:
     responses = c.pee and c.a == "P"
     enf_ru = c.f == "ENF" and c.req_upd
@@ -362,8 +381,8 @@ def _order(c: _Checker, rec: Record, label: str) -> None:
         c.add(rec, label, "Order-Type", "order.type",
               "required for ENF requests and updates and PAT, EST, ENF responses")
     pat_not_p = c.is_("PAT", "P") and otype != "P"
-    if rec.blank("Order-Effective-Date") and (
-            enf_ru or (c.f in ("EST", "ENF") and c.a == "P") or pat_not_p):
+    if (enf_ru or (c.f in ("EST", "ENF") and c.a == "P") or pat_not_p) and \
+            rec.blank("Order-Effective-Date"):
         c.add(rec, label, "Order-Effective-Date", "order.effective-date", "required here")
     if ((c.f in ("EST", "ENF") and c.a == "P") or pat_not_p) and rec.blank("Medical-Ordered"):
         c.add(rec, label, "Medical-Ordered", "order.medical-ordered", "required here")
@@ -380,12 +399,12 @@ def _order(c: _Checker, rec: Record, label: str) -> None:
         if not rec.blank("Order-Arrears-Freq") and rec.blank("Order-Arrears-Freq-Amount"):
             c.add(rec, label, "Order-Arrears-Freq-Amount", "order.frequency",
                   "required when Order-Arrears-Freq is given")
-        for part in ("Arrears-TANF", "Arrears-Non-TANF", "Foster-Care", "Medical"):
-            if _positive(rec, f"{part}-Amount"):
-                for end in ("From-Date", "Thru-Date"):
-                    if rec.blank(f"{part}-{end}"):
-                        c.add(rec, label, f"{part}-{end}", "order.arrears-dates",
-                              f"required when {part}-Amount is above zero")
+        for amount, dates in _ARREARS:
+            if _positive(rec, amount):
+                for key in dates:
+                    if rec.blank(key):
+                        c.add(rec, label, key, "order.arrears-dates",
+                              f"required when {amount} is above zero")
     _after(c, rec, label, (
         ("Order-Effective-Date", "Order-End-Date"), ("Order-Effective-Date", "Order-Cancel-Date"),
         ("Arrears-TANF-From-Date", "Arrears-TANF-Thru-Date"),

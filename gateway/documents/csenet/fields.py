@@ -221,13 +221,24 @@ def _clean_pattern(name: str) -> re.Pattern[str]:
     plan = {fspec.key: (what, ssn) for fspec, what, ssn in _plan(name)}
     parts = []
     column = 1
+    free = 0  # characters of free text (no rule reads it) since the last field read
     for fspec in spec.fields:
+        if fspec.key not in plan and fspec.start == column and not (
+                name == "header-to-server" and fspec.key == "Overdue-Ind"):
+            free += fspec.length
+            column = fspec.end + 1
+            continue
+        if free:
+            parts.append(f".{{{free}}}")
+            free = 0
         parts.append(" " * (fspec.start - column))  # the error record's separator blanks
         if fspec.key in plan:
             parts.append(field_pattern(fspec, *plan[fspec.key]))
-        elif name == "header-to-server" and fspec.key == "Overdue-Ind":
+        elif fspec.key == "Overdue-Ind":
             parts.append("[0 ]")
         else:
-            parts.append(f".{{{fspec.length}}}")  # free text: no rule reads it
+            parts.append(f".{{{fspec.length}}}")
         column = fspec.end + 1
+    if free:
+        parts.append(f".{{{free}}}")
     return re.compile("".join(parts), re.DOTALL)

@@ -136,6 +136,7 @@ def _fast_record(element: etree._Element, spec: RecordSpec) -> str | None:
         _elements(spec)
         by_tag = _FAST[spec.name]
     pieces: list[str] = []
+    append = pieces.append
     end = 0  # the column after the last text written
     last = -1
     for child in element:
@@ -150,9 +151,11 @@ def _fast_record(element: etree._Element, spec: RecordSpec) -> str | None:
         if not fewest <= size <= most or text.isspace() or len(child):
             return None
         last = index
-        pieces.append(" " * (offset - end) + text)
+        if offset != end:
+            append(" " * (offset - end))
+        append(text)
         end = offset + size
-    pieces.append(" " * (spec.length - end))
+    append(" " * (spec.length - end))
     record = "".join(pieces)
     # printable ASCII throughout (so "not blank" above meant "not only spaces")
     return record if record.isascii() and record.isprintable() else None
@@ -254,9 +257,14 @@ def salvage(root: etree._Element, *, check_counts: bool = True,
             issues.append(_issue(name, "-", "data blocks follow the IGD order"))
         last = position
         cls = BLOCK_CLASSES[name]
-        number = len(found.get(name, [])) + 1
-        label = f"{name} {number}" if name in ("participant", "order", "collection") else name
-        found.setdefault(name, []).append(cls(_record(child, cls.spec(), label, issues)))
+        spec = cls.spec()
+        same = found.setdefault(name, [])
+        text = _fast_record(child, spec)
+        if text is None:
+            many = name in ("participant", "order", "collection")
+            label = f"{name} {len(same) + 1}" if many else name
+            text = _walk_record(child, spec, label, issues)
+        same.append(cls(text))
     try:
         counts = header.counts()
     except ValueError:
