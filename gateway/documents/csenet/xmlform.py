@@ -118,10 +118,11 @@ def _elements(spec: RecordSpec) -> dict[str, tuple[int, FieldSpec]]:
         if any(a.offset + a.length > b.offset for a, b in zip(spec.fields, spec.fields[1:],
                                                                 strict=False)):
             raise ValueError(f"the {spec.name} layout's fields are not in column order")
-        index = _ELEMENTS[spec.name] = {_NS + element_name(f.key): (i, f)
-                                        for i, f in enumerate(spec.fields)}
+        index = {_NS + element_name(f.key): (i, f) for i, f in enumerate(spec.fields)}
+        # _FAST first: a thread that finds the record in _ELEMENTS finds it in _FAST too
         _FAST[spec.name] = {tag: (i, f.offset, f.length if f.numeric else 1, f.length)
                             for tag, (i, f) in index.items()}
+        _ELEMENTS[spec.name] = index
     return index
 
 
