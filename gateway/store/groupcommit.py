@@ -54,15 +54,20 @@ class _Group:
 
 
 class CommitGroups:
-    """Group commit over one connection shared by threads (SQLite, ``isolation_level``
-    None). ``translate()`` wraps every statement: it turns driver errors into
+    """Group commit over one connection shared by threads (SQLite with
+    ``isolation_level`` None, or the PostgreSQL store's write connection).
+    ``translate()`` wraps every statement: it turns driver errors into
     :class:`~gateway.errors.SpoolError`. Use :meth:`member` for a write transaction,
     :meth:`reading` around a read, and :meth:`idle` before closing the connection."""
 
     def __init__(self, translate: Callable[[], AbstractContextManager[None]], *,
-                 max_members: int = 64) -> None:
+                 max_members: int = 64,
+                 on_begin: Callable[[Any], None] | None = None) -> None:
         self.lock = threading.RLock()
         self._translate = translate
+        #: run right after a group's ``BEGIN IMMEDIATE``, outside any member's savepoint
+        #: (the PostgreSQL store takes its audit chain's lock there)
+        self._on_begin = on_begin
         self.max_members = max_members
         self._count_lock = threading.Lock()
         self._queued = 0                    # writers between arriving and taking the lock
@@ -144,10 +149,24 @@ class CommitGroups:
 
     def _open(self, conn: Any) -> _Group:
         if self._group is None:
-            with self._translate():
-                conn.execute("BEGIN IMMEDIATE")
+            try:
+                with self._translate():
+                    conn.execute("BEGIN IMMEDIATE")
+                    if self._on_begin is not None:
+                        self._on_begin(conn)
+            except BaseException:
+                self._abandon(conn)  # never leave a transaction open that no group owns
+                raise
             self._group = _Group()
         return self._group
+
+    def _abandon(self, conn: Any) -> None:
+        try:
+            with self._translate():
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except GatewayError:
+            pass  # the caller reports the first error
 
     def _undo_member(self, conn: Any) -> None:
         """Roll back the failed member's savepoint; if even that fails, the whole group's
@@ -191,12 +210,7 @@ class CommitGroups:
 
     def _fail(self, conn: Any, exc: GatewayError) -> None:
         group, self._group = self._group, None
-        if conn.in_transaction:
-            try:
-                with self._translate():
-                    conn.execute("ROLLBACK")
-            except GatewayError:
-                pass  # the connection reports the first error; members get that one
+        self._abandon(conn)  # members get the first error, not the rollback's
         if group is not None:
             group.error = exc
             group.done.set()

@@ -2,7 +2,8 @@
 trail were written for, so both stores share their SQL (:class:`PgConn`).
 
 What it translates: ``?`` placeholders become ``%s``; ``BEGIN IMMEDIATE`` (SQLite's "take
-the write lock now") is a plain ``BEGIN``; a bare ``BEGIN`` (a consistent read, as
+the write lock now") is ``BEGIN`` at ``READ COMMITTED`` (the lock a writer needs, the
+audit chain's, is :meth:`PgConn.lock_chain`); a bare ``BEGIN`` (a consistent read, as
 :meth:`gateway.store.audit.AuditLog.snapshot` uses it) is ``REPEATABLE READ``; rows are
 tuples that also map column names to values (``dict(row)`` works, as with
 ``sqlite3.Row``). It adds :meth:`PgConn.lock_chain`: the transaction-scoped advisory lock
@@ -57,7 +58,7 @@ def row_factory(cursor: Any) -> RowMaker[Row]:
 def _translate(sql: str, params: Sequence[Any]) -> str:
     head = sql.strip().upper()
     if head == "BEGIN IMMEDIATE":
-        return "BEGIN"
+        return "BEGIN ISOLATION LEVEL READ COMMITTED"
     if head == "BEGIN":
         return "BEGIN ISOLATION LEVEL REPEATABLE READ"
     if not params:

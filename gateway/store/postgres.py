@@ -14,19 +14,27 @@ How the nodes share the work without losing or doubling any of it:
 * **Outbox files claimed once** (:meth:`PostgresSpool.claim_intake`), inbound duplicates
   refused by the unique index on (direction, message ID) inside the transaction that
   records the arrival, whichever node receives.
-* **One audit chain for the deployment.** Audit events of a transaction are appended just
-  before it commits, under a transaction-scoped advisory lock on the chain's head
-  (:meth:`gateway.store.pgconn.PgConn.lock_chain`): appends take turns, the chain never
-  forks, and the lock is held only for the append and the commit.
+* **One audit chain for the deployment.** Audit events are appended under a
+  transaction-scoped advisory lock on the chain's head
+  (:meth:`gateway.store.pgconn.PgConn.lock_chain`): appends take turns and the chain
+  never forks.
+* **Group commit.** A node's write transactions run on one connection of their own and
+  share commits (:mod:`gateway.store.groupcommit`, as on SQLite): each is still all or
+  nothing (its own savepoint) and none returns before the commit that holds it. A group
+  takes the chain's lock first, right after its ``BEGIN``, before any row lock: a group
+  waiting for the chain holds nothing another node's group could be waiting for, so
+  groups of different nodes never deadlock, and a group's commit (one WAL flush) covers
+  every member's audit events.
 * **Roles held by one node at a time** (:meth:`PostgresSpool.leader`): signing checkpoints
   and retention, under a renewable lease in ``store_roles``.
 
 Transactions are ``READ COMMITTED``; a transition reads its message ``FOR UPDATE`` so the
-state it checks is the state it changes. Connections come from a ``psycopg_pool`` pool,
-which drops a connection found broken when it is given back, so the nodes recover by
-themselves after the database was away (operations in the meantime, and the first use of
-each connection made before, raise :class:`gateway.errors.SpoolError`, roll back, and the
-daemon's jobs try again on their next run).
+state it checks is the state it changes. Reads use connections from a ``psycopg_pool``
+pool, which drops a connection found broken when it is given back; the write connection
+is opened again when found broken. So the nodes recover by themselves after the database
+was away (operations in the meantime, and the first use of each connection made before,
+raise :class:`gateway.errors.SpoolError`, roll back, and the daemon's jobs try again on
+their next run).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from gateway.errors import IllegalTransition, LeaseLost, MessageNotFound, SpoolError
 from gateway.store.audit import AuditLog
+from gateway.store.groupcommit import CommitGroups
 from gateway.store.pg_schema import applied_versions, migrate
 from gateway.store.pgconn import PgConn
 from gateway.store.spool import (
@@ -159,6 +168,8 @@ class PostgresSpool(SpoolReads):
         self._foreign: dict[str, float] = {}  # outbox files other nodes claimed, until
         self._claims = 0
         self._fence_lock = threading.Lock()
+        self._groups = CommitGroups(self._translate, on_begin=PgConn.lock_chain)
+        self._writer: tuple[PgConn, AuditSink] | None = None
         self._pool = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, timeout=timeout,
             kwargs={"autocommit": True, "connect_timeout": 10},
@@ -193,34 +204,63 @@ class PostgresSpool(SpoolReads):
             yield PgConn(raw)
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._connection() as conn:
-            return list(conn.execute(sql, params).fetchall())
+        for again in (False, True):
+            with self._translate(), self._pool.connection() as raw:
+                try:
+                    return list(PgConn(raw).execute(sql, params).fetchall())
+                except psycopg.OperationalError:
+                    if again or not raw.broken:
+                        raise
+                    # a pooled connection that broke while idle (the database restarted);
+                    # the pool drops it as it comes back, and a read is safe to repeat
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
+        with self._groups.lock:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                try:
+                    self._groups.idle(writer[0])
+                finally:
+                    writer[0].close()
+            if self._groups.commits:
+                log.info("spool: %d transactions in %d commits (group commit)",
+                         self._groups.committed_members, self._groups.commits)
         self._pool.close()
+
+    def _write_connection(self) -> tuple[PgConn, AuditSink]:
+        """The connection write transactions share (opened again when found broken)."""
+        writer = self._writer
+        if writer is not None and not (writer[0].raw.closed or writer[0].raw.broken):
+            return writer
+        with self._groups.lock:
+            writer = self._writer
+            if writer is None or writer[0].raw.closed or writer[0].raw.broken:
+                if writer is not None:
+                    log.warning("the store's write connection to %s broke; opening a "
+                                "new one", self.where)
+                    writer[0].close()
+                    self._writer = None
+                with self._translate():
+                    raw = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+                conn = PgConn(raw, owned=True)
+                writer = self._writer = (conn, AuditSink(conn))
+            return writer
 
     @contextmanager
     def transaction(self, now: datetime) -> Iterator[PgTxn]:
-        """A write transaction: commits on success (the audit events appended last, under
-        the chain lock), rolls back on any exception (which propagates; database errors
-        become :class:`SpoolError`)."""
-        with self._connection() as conn:
-            # READ COMMITTED: each statement sees what committed before it, so the chain's
-            # head read after taking its lock is the real head
-            conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            try:
-                txn = PgTxn(conn, AuditSink(conn), now, self)
-                txn.sealer = self.sealer
-                yield txn
-                txn.flush()
-                conn.execute("COMMIT")
-            except BaseException:
-                if not conn.raw.closed:
-                    try:
-                        conn.rollback()
-                    except psycopg.Error:
-                        log.warning("rollback failed on %s", self.where)
-                raise
+        """A write transaction: commits on success (durably, before the ``with`` block
+        exits), rolls back on any exception (which propagates; database errors become
+        :class:`SpoolError`). Transactions of this node's threads that queue at the same
+        time share one commit (see the module's notes on group commit). ``READ
+        COMMITTED``: each statement sees what committed before it, so the chain's head
+        read under its lock is the real head."""
+        conn, sink = self._write_connection()
+        with self._groups.member(conn):
+            txn = PgTxn(conn, sink, now, self)
+            txn.sealer = self.sealer
+            yield txn
+            txn.flush()
         with self._fence_lock:
             for row_id in txn.released:
                 self._fences.pop(row_id, None)

@@ -295,3 +295,25 @@ def test_a_member_that_cannot_start_leaves_no_group_open(tmp_path: Path) -> None
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     assert done.wait(5), "the read waited for a group nobody will commit"
+
+
+def test_a_group_whose_begin_step_fails_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """``on_begin`` (the PostgreSQL store takes its chain lock there) fails: the writer
+    gets the error, the transaction begun for the group is rolled back, and the next
+    writer starts a group of its own and commits."""
+    conn = _db(tmp_path / "g.db")
+    calls: list[str] = []
+
+    def begin(c: sqlite3.Connection) -> None:
+        calls.append("begin")
+        if len(calls) == 1:
+            raise SpoolError("lock refused")
+
+    groups = CommitGroups(_translate, on_begin=begin)
+    with pytest.raises(SpoolError, match="lock refused"), groups.member(conn):
+        conn.execute("INSERT INTO t (v) VALUES ('never')")
+    assert not conn.in_transaction
+    with groups.member(conn):
+        conn.execute("INSERT INTO t (v) VALUES ('kept')")
+    assert calls == ["begin", "begin"]
+    assert _committed(tmp_path / "g.db") == ["kept"]

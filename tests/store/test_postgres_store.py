@@ -5,6 +5,7 @@ and recovery after the database was away. Real PostgreSQL (a throw-away cluster)
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from gateway.cli import main
-from gateway.errors import LeaseLost, SpoolError
+from gateway.errors import Duplicate, LeaseLost, SpoolError
 from gateway.store.pg_schema import MIGRATIONS, migrate
 from gateway.store.postgres import PostgresSpool
 from gateway.store.spool import NewMessage
@@ -237,3 +238,129 @@ def test_half_done_inbound_work_is_recovered_by_the_node_that_recorded_it(
         txn.transition(row, State.DELIVERING, changes={"source": ".in-1.tmp"})
     assert [m.id for m in a.left_by_me(State.DELIVERING, Direction.IN)] == [row]
     assert b.left_by_me(State.DELIVERING, Direction.IN) == []  # its temp file is in a's inbox
+
+
+def test_nodes_with_many_threads_share_commits_and_never_deadlock(
+        nodes: list[PostgresSpool]) -> None:
+    """Group commit on the shared store: 3 nodes x 4 threads, each recording messages,
+    every node trying to claim each one (row locks ``FOR UPDATE``) and the recorder
+    finishing it, with a duplicate insert (refused inside its group) now and then. Nothing
+    deadlocks, every change lands exactly once, the one chain is intact, and the nodes'
+    transactions shared commits."""
+    errors: list[BaseException] = []
+    duplicates = [0]
+
+    def work(spool: PostgresSpool, k: int) -> None:
+        try:
+            for i in range(10):
+                row = sealed(spool, f"g-{k}-{i}")
+                for s in nodes:
+                    s.claim(row, State.SEALED, NOW)
+                with spool.transaction(NOW) as txn:
+                    txn.transition(row, State.SENT)
+                if i % 3 == 0:
+                    try:
+                        sealed(spool, f"g-{k}-{i}")
+                    except Duplicate:
+                        duplicates[0] += 1  # (one thread per k: no race on the count)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(nodes[k % 3], k)) for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert duplicates[0] == 12 * 4
+    sent = nodes[0].select(states=[State.SENT], limit=1000)
+    assert sorted(m.message_id or "" for m in sent) == sorted(
+        f"g-{k}-{i}" for k in range(12) for i in range(10))
+    with nodes[0].audit_log() as log:
+        report = log.verify()
+    assert report.ok, report.problems
+    assert report.events == 120 * 4  # intake, sealed, sending, sent; refused ones left none
+    members = sum(s._groups.committed_members for s in nodes)
+    commits = sum(s._groups.commits for s in nodes)
+    # every successful transaction committed: 120 x (record, claim, sent); the refused
+    # duplicates and the claims another node won (SKIP LOCKED or state) commit nothing
+    assert members >= 120 * 3
+    assert commits < members, (commits, members)
+
+
+def test_a_refused_member_leaves_its_group_and_the_chain_intact(pg_url: str) -> None:
+    """A member whose statement fails (a duplicate message ID: the PostgreSQL transaction
+    is aborted until its savepoint is rolled back) is refused alone; a member queued with
+    it in the same group still commits, with its audit events."""
+    spool = PostgresSpool(pg_url, holder="a")
+    try:
+        sealed(spool, "d-1")
+        started, go = threading.Event(), threading.Event()
+        outcome: dict[str, object] = {}
+
+        def first() -> None:
+            with spool.transaction(NOW) as txn:
+                txn.insert(NewMessage(Direction.OUT, message_id="d-2"), State.RECEIVED)
+                started.set()
+                go.wait(10)  # the second writer queues behind this one: same group
+            outcome["first"] = "ok"
+
+        def second() -> None:
+            try:
+                sealed(spool, "d-1")
+            except Duplicate:
+                outcome["second"] = "duplicate"
+
+        a = threading.Thread(target=first)
+        a.start()
+        assert started.wait(10)
+        b = threading.Thread(target=second)
+        b.start()
+        deadline = time.monotonic() + 10
+        while spool._groups._queued == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.set()
+        a.join(20)
+        b.join(20)
+        assert outcome == {"first": "ok", "second": "duplicate"}
+        assert {m.message_id for m in spool.select(limit=10)} == {"d-1", "d-2"}
+        with spool.audit_log() as log:
+            report = log.verify()
+        assert report.ok, report.problems
+        assert report.events == 3  # d-1 intake + sealed, d-2 intake
+    finally:
+        spool.close()
+
+
+def test_groups_of_different_nodes_locking_the_same_rows_never_deadlock(
+        nodes: list[PostgresSpool]) -> None:
+    """The case group commit could deadlock in: every thread of every node locks shared
+    messages (``FOR UPDATE``, waiting) in its own order and appends an audit event, so a
+    group holds row locks of its earlier members while its later members wait. Because a
+    group takes the audit chain's lock before any row lock, no group ever waits for the
+    chain while holding a row another group waits for: every transaction commits."""
+    rows = [sealed(nodes[0], f"s-{i}") for i in range(4)]
+    errors: list[BaseException] = []
+
+    def work(spool: PostgresSpool, k: int) -> None:
+        try:
+            for i in range(12):
+                row = rows[(k + i * (1 + k % 3)) % len(rows)]
+                with spool.transaction(NOW) as txn:
+                    message = txn.get(row)  # FOR UPDATE: waits for a holder
+                    txn.audit("duplicate", message, actor=f"t{k}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(nodes[k % 3], k)) for k in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    with nodes[0].audit_log() as log:
+        report = log.verify()
+    assert report.ok, report.problems
+    assert report.events == 4 * 2 + 12 * 12

@@ -48,6 +48,8 @@ class Cluster:
     root: Path
     port: int
     pg_ctl: Path
+    #: fsync as in production (benchmarks); the tests run without it, for speed
+    durable: bool = False
 
     @property
     def data(self) -> Path:
@@ -91,7 +93,8 @@ class Cluster:
 
     def start(self) -> None:
         self._ctl("-o", f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-                  "-c fsync=off -c max_connections=200 -c shared_buffers=32MB",
+                  f"-c fsync={'on' if self.durable else 'off'} -c max_connections=200 "
+                  "-c shared_buffers=32MB",
                   "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -102,9 +105,10 @@ class Cluster:
         return (self.data / "postmaster.pid").exists()
 
 
-def start_cluster() -> Cluster:
-    """initdb a cluster in a new temporary folder and start it. Raises RuntimeError with
-    what is missing when PostgreSQL is not installed."""
+def start_cluster(*, durable: bool = False) -> Cluster:
+    """initdb a cluster in a new temporary folder and start it (``durable``: with fsync,
+    as in production). Raises RuntimeError with what is missing when PostgreSQL is not
+    installed."""
     initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
         raise RuntimeError("PostgreSQL is not installed (initdb/pg_ctl not found); "
@@ -119,7 +123,7 @@ def start_cluster() -> Cluster:
     subprocess.run(_as_postgres([str(initdb), "-D", str(root / "data"), "-A", "trust",
                                  "-U", "postgres", "-E", "UTF8", "--no-sync"]),
                    check=True, capture_output=True, timeout=120)
-    cluster = Cluster(root=root, port=free_port(), pg_ctl=pg_ctl)
+    cluster = Cluster(root=root, port=free_port(), pg_ctl=pg_ctl, durable=durable)
     for attempt in range(3):
         try:
             cluster.start()
@@ -133,8 +137,8 @@ def start_cluster() -> Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster() -> Iterator[Cluster]:
-    cluster = start_cluster()
+def running_cluster(*, durable: bool = False) -> Iterator[Cluster]:
+    cluster = start_cluster(durable=durable)
     try:
         yield cluster
     finally:
