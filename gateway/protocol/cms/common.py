@@ -119,6 +119,16 @@ def _time(value: datetime) -> core.Asn1Value:
     return core.GeneralizedTime(value)
 
 
+def _time_der(value: datetime) -> bytes:
+    """The DER of :func:`_time` (what every signature's signing-time holds): a UTCTime is
+    written directly (``YYMMDDHHMMSSZ``, 13 bytes), a time outside 1950-2049 through
+    asn1crypto's GeneralizedTime."""
+    utc = value.astimezone(UTC)
+    if 1950 <= utc.year < 2050:
+        return b"\x17\x0d" + utc.strftime("%y%m%d%H%M%SZ").encode("ascii")
+    return bytes(_time(value).dump())
+
+
 @cache
 def _algorithm_der(name: str) -> bytes:
     """DER AlgorithmIdentifiers we write (built once)."""
