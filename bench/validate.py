@@ -8,7 +8,10 @@ DocumentExchange (EDE with a PDF), each measured four ways:
 - ``gateway rules only``: the Schematron rules on a parsed tree (no parse, no XSD).
 
 The note on ``gateway validate`` gives the ratio to bare lxml parse+XSD (target for 10 KB:
-within 3x). Each figure is the best of several timed rounds (the machine is shared).
+within 3x). For the transaction, two more rows measure the CSENet part of its rules (the
+XML mapped onto the CSENet records, then the federal edits: ``Rule.csenet.*``) against its
+floor, reading every field element's tag and text. Each figure is the best of several timed
+rounds (the machine is shared).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from lxml import etree
 from bench import Row, format_rows
 from gateway.demo import samples
 from gateway.documents.schemas import default_registry
+from gateway.documents.schematron import INTERSTATE_NS, PYTHON_RULES
 from gateway.documents.validate import validate_bytes
 from gateway.documents.xmlsafe import parse_xml
 
@@ -87,12 +91,42 @@ def _measure(label: str, data: bytes, *, budget: float, rounds: int) -> list[Row
     ]
 
 
+def _csenet(label: str, data: bytes, *, budget: float, rounds: int) -> list[Row]:
+    """The interstate rule's CSENet part (mapping + federal edits) and its floor."""
+    tree = parse_xml(data, huge_text=True)
+    root = tree.getroot()
+    csenet = PYTHON_RULES[(INTERSTATE_NS, "InterstateTransaction")]
+    if csenet(tree):
+        raise RuntimeError("benchmark transaction breaks a CSENet edit")
+
+    def floor() -> object:
+        return [(field.tag, field.text) for block in root for field in block]
+
+    def rules() -> object:
+        return csenet(tree)
+
+    rates: dict[str, float] = {}
+    for _ in range(2):
+        for name, func in (("floor", floor), ("csenet", rules)):
+            rates[name] = max(rates.get(name, 0.0),
+                              _rate(func, budget=budget, rounds=rounds))
+    size = f"{len(data) / 1024:,.0f} KB"
+    fields = sum(len(block) for block in root)
+    return [
+        Row(BENCH, f"{label} ({size}) read {fields} field elements", rates["floor"],
+            "docs/s", "floor: tag and text of every field"),
+        Row(BENCH, f"{label} ({size}) CSENet rules (map + edits)", rates["csenet"], "docs/s",
+            f"{rates['floor'] / rates['csenet']:.2f}x the time of the floor"),
+    ]
+
+
 def main(quick: bool = False) -> list[Row]:
     budget, rounds = (0.05, 3) if quick else (0.3, 5)
     small = samples.interstate_transaction(participants=9, orders=4, collections=6,
                                            information_lines=5)
     large = samples.document_exchange(pdf_bytes=740_000)
     rows = _measure("transaction", small, budget=budget, rounds=rounds)
+    rows += _csenet("transaction", small, budget=budget, rounds=rounds)
     rows += _measure("EDE document", large, budget=budget, rounds=rounds)
     return rows
 

@@ -28,6 +28,7 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
@@ -263,34 +264,79 @@ class Sender:
         self._lock = threading.Lock()
         self._inflight: set[int] = set()
         self._lanes: dict[str, int] = {}
+        #: per partner, the due messages the last dispatch found but had no free lane for
+        #: (row id, state), in the spool's order: a lane that frees takes the next from
+        #: here rather than reading the whole due list again (see :meth:`_refill`)
+        self._waiting: dict[str, deque[tuple[int, State]]] = {}
         self._executor: Executor | None = None
 
     # --- scheduling -----------------------------------------------------------------
 
     def dispatch(self, executor: Executor, *, limit: int = 500) -> int:
-        """Submit every due message whose partner has a free lane; returns how many."""
+        """Submit every due message whose partner has a free lane; returns how many. The
+        due messages left over for want of a lane are remembered per partner (until the
+        next dispatch that reads that partner's messages again)."""
         now = self.clock()
         self._executor = executor
         blocked = set(self.breakers.blocked(now.timestamp()))
         lane_size = self.config.limits.send_workers
         with self._lock:
             full = {p for p, n in self._lanes.items() if n >= lane_size}
+        skipped = blocked | full
+        waiting: dict[str, deque[tuple[int, State]]] = {}
         submitted = 0
-        for message in self.spool.due(now, limit=limit, exclude_partners=sorted(blocked | full)):
+        for message in self.spool.due(now, limit=limit, exclude_partners=sorted(skipped)):
             partner = message.partner or ""
             with self._lock:
-                if (message.id in self._inflight or partner in blocked
-                        or self._lanes.get(partner, 0) >= lane_size):
+                if message.id in self._inflight or partner in blocked:
+                    continue
+                if self._lanes.get(partner, 0) >= lane_size:
+                    waiting.setdefault(partner, deque()).append((message.id, message.state))
                     continue
                 self._inflight.add(message.id)
                 self._lanes[partner] = self._lanes.get(partner, 0) + 1
-            try:
-                executor.submit(self._run, message.id, message.state, partner)
-            except RuntimeError:  # executor shut down: leave it for the next start
-                self._release(message.id, partner)
+            if not self._submit(executor, message.id, message.state, partner):
                 break
             submitted += 1
+        with self._lock:  # what was read replaces what was remembered, partner by partner
+            kept = {p: q for p, q in self._waiting.items() if p in skipped}
+            self._waiting = {**kept, **waiting}
         return submitted
+
+    def _submit(self, executor: Executor, row_id: int, state: State, partner: str) -> bool:
+        """Hand a message whose lane is taken to a worker; False if the executor is shut
+        down (the message is left for the next start)."""
+        try:
+            executor.submit(self._run, row_id, state, partner)
+        except RuntimeError:
+            self._release(row_id, partner)
+            return False
+        return True
+
+    def _refill(self, executor: Executor, partner: str) -> None:
+        """A lane of ``partner`` is free again: send the next message the last dispatch
+        found waiting for it; when none is left, look for due work as :meth:`dispatch`
+        does. A remembered message that was settled meanwhile costs only a claim that
+        finds it no longer due (:meth:`send` returns None)."""
+        lane_size = self.config.limits.send_workers
+        picked: list[tuple[int, State]] = []
+        if partner not in self.breakers.blocked(self.clock().timestamp()):
+            with self._lock:
+                queue = self._waiting.get(partner)
+                while queue and self._lanes.get(partner, 0) < lane_size:
+                    row_id, state = queue.popleft()
+                    if row_id in self._inflight:
+                        continue
+                    self._inflight.add(row_id)
+                    self._lanes[partner] = self._lanes.get(partner, 0) + 1
+                    picked.append((row_id, state))
+        for index, (row_id, state) in enumerate(picked):
+            if not self._submit(executor, row_id, state, partner):
+                for later, _ in picked[index + 1:]:  # shut down: none of them is sent
+                    self._release(later, partner)
+                return
+        if not picked:
+            self.dispatch(executor, limit=lane_size)
 
     def _release(self, row_id: int, partner: str) -> None:
         with self._lock:
@@ -308,7 +354,7 @@ class Sender:
         executor = self._executor
         if executor is not None:  # a lane is free again: refill it at once
             try:
-                self.dispatch(executor, limit=self.config.limits.send_workers)
+                self._refill(executor, partner)
             except GatewayError as exc:
                 log.warning("refill after a send failed: %s", exc.code)
 

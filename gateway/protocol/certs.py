@@ -90,8 +90,12 @@ def pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
+@lru_cache(maxsize=1024)
 def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the DER certificate, lower-case hex (how registrations are named)."""
+    """SHA-256 of the DER certificate, lower-case hex (how registrations are named).
+    Memoised per certificate (equal certificates are equal DER, so this is a pure
+    function of the bytes): opening a message and checking a receipt each name the
+    signer and every registered certificate of the partner."""
     return hashlib.sha256(der(cert)).hexdigest()
 
 

@@ -224,10 +224,30 @@ def _base64_text(element: etree._Element, *, where: str) -> str:
     return element.text or ""
 
 
+#: What :data:`_BASE64_TEXT` allows before the padding: the alphabet and what ``\s``
+#: matches in ASCII (str.isspace: tab, LF, VT, FF, CR, 0x1c-0x1f, space).
+_B64_BODY = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+             + bytes(c for c in range(128) if chr(c).isspace()))
+
+
+def _base64_only(text: str) -> bool:
+    """Whether ``text`` matches :data:`_BASE64_TEXT` (base64 characters and whitespace,
+    then at most two ``=`` each followed by whitespace). ASCII text is checked with one
+    ``bytes.translate`` (about 4x faster than the regular expression over an envelope's
+    payload); anything else goes through the expression itself."""
+    if not text.isascii():
+        return _BASE64_TEXT.fullmatch(text) is not None
+    pad = text.find("=")
+    body = text if pad < 0 else text[:pad]
+    if body.encode("ascii").translate(None, _B64_BODY):
+        return False
+    return pad < 0 or _BASE64_TEXT.fullmatch(text, pad) is not None
+
+
 def _b64_decode(text: str | None, *, where: str) -> bytes:
     # Only base64 characters and whitespace (line breaks) are allowed; a2b_base64 alone
     # (and libxml2's base64Binary check) would silently skip anything else.
-    if text and not _BASE64_TEXT.fullmatch(text):
+    if text and not _base64_only(text):
         raise EnvelopeInvalid("not valid base64 (characters other than base64 and "
                               "whitespace)", where=where)
     try:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -46,11 +47,10 @@ from gateway.store.audit_chain import (
     algorithm_for,
     canonical_json,
     checkpoint_payload,
-    event_hash,
-    event_record,
     fingerprint,
     format_time,
     parse_time,
+    stored_event_hash,
     verify_checkpoint_signature,
 )
 from gateway.store.audit_events import (
@@ -176,6 +176,9 @@ class AuditLog:
     def __init__(self, conn: Any, *, create: bool = True) -> None:
         self.conn = conn
         self._shared = getattr(conn, "dialect", "sqlite") == "postgresql"
+        # inside :meth:`batch`: (thread, seq, hash) of the event this batch appended last
+        self._batch: tuple[int, int, str] | None = None
+        self._batching: int | None = None
         try:
             if self._shared:  # the schema is the migrations' (gateway store migrate)
                 missing = set() if create else {
@@ -242,6 +245,24 @@ class AuditLog:
             seq, _ = self._append_checked(event)
         return seq
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Appends in the body (from this thread, inside the caller's write transaction)
+        are one run at the end of the chain: its tail is read by the first and carried
+        from event to event after that, instead of read back before every event. The
+        transaction holds the database's write lock (SQLite) or the chain's lock
+        (PostgreSQL, taken by the first append) from that first read to its end, so no
+        other writer can append in between."""
+        me = threading.get_ident()
+        if self._batching is not None:  # nested: the outer batch carries on
+            yield
+            return
+        self._batching, self._batch = me, None
+        try:
+            yield
+        finally:
+            self._batching, self._batch = None, None
+
     def append_checked(self, event: AuditEvent) -> int:
         """:meth:`append` for an event the caller has already passed through
         :func:`check_event` (the spool checks each when it is recorded, so a bad event is
@@ -251,17 +272,24 @@ class AuditLog:
         return seq
 
     def _append_checked(self, event: AuditEvent) -> tuple[int, str]:
-        if self._shared:
-            self.conn.lock_chain()  # one chain for every node: appends take turns
-        last_seq, last_hash = self.tail()
+        me = threading.get_ident()
+        carried = self._batch
+        if carried is not None and carried[0] == me and self.conn.in_transaction:
+            _, last_seq, last_hash = carried  # the event this batch appended last
+        else:
+            if self._shared:
+                self.conn.lock_chain()  # one chain for every node: appends take turns
+            last_seq, last_hash = self.tail()
         seq = last_seq + 1
         columns = event.columns()
-        # the record hashed is built from the event's own detail (the stored column is
-        # its canonical JSON, so parsing that back would give the same object)
-        h = event_hash(event_record(seq, last_hash, {**columns, "detail": event.detail}))
+        # the record hashed holds the event's detail, whose canonical JSON is the stored
+        # column: the record's JSON is written around that text (one serialisation)
+        h = stored_event_hash(seq, last_hash, columns)
         self.conn.execute(
             f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",  # noqa: S608
             (seq, *(columns[n] for n in FIELDS), last_hash, h))
+        if self._batching == me:
+            self._batch = (me, seq, h)
         return seq, h
 
     def store_receipt(self, message_id: str, direction: str,

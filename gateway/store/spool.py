@@ -20,7 +20,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -85,12 +85,37 @@ class Message:
         """From a row that maps column names to values (``sqlite3.Row`` or the
         PostgreSQL store's rows)."""
         values = dict(row)
-        values["direction"] = Direction(values["direction"])
-        values["state"] = State(values["state"])
-        return cls(**values)
+        values["direction"] = _DIRECTIONS.get(values["direction"]) \
+            or Direction(values["direction"])
+        values["state"] = _STATES.get(values["state"]) or State(values["state"])
+        if values.keys() != _FIELD_SET:
+            return cls(**values)  # raises TypeError naming the odd column
+        return _built(values)
+
+    def changed(self, values: Mapping[str, Any]) -> Message:
+        """A copy with ``values`` (field name -> value) replaced: ``dataclasses.replace``
+        without its per-field ``__init__`` (a spool transaction makes several per
+        message); the caller passes field names only (:meth:`Txn.transition` checks them)."""
+        fresh = dict(self.__dict__)
+        fresh.update(values)
+        return _built(fresh)
+
+
+def _built(values: dict[str, Any]) -> Message:
+    """A :class:`Message` from exactly its fields, already typed: the frozen dataclass's
+    ``__init__`` sets 23 fields one ``object.__setattr__`` at a time, about three times
+    the cost of this (every spool read builds one per row)."""
+    message = object.__new__(Message)
+    message.__dict__.update(values)
+    return message
+
+
+_DIRECTIONS = {str(d): d for d in Direction}
+_STATES = {str(s): s for s in State}
 
 
 _COLUMNS = tuple(f.name for f in fields(Message))
+_FIELD_SET = frozenset(_COLUMNS)
 _MUTABLE = frozenset(_COLUMNS) - {"id", "direction", "state", "created_at", "updated_at"}
 #: ``SELECT`` of a message row by name (a store may keep more columns, e.g. leases)
 SELECT_MESSAGE = f"SELECT {', '.join(_COLUMNS)} FROM messages"  # noqa: S608
@@ -133,6 +158,10 @@ class AuditSink:
     def store_receipt(self, message_id: str, direction: str, data: bytes, at: datetime) -> None:
         self._log.store_receipt(message_id, direction, data, at)
 
+    def batch(self) -> AbstractContextManager[None]:
+        """The appends of one transaction's flush, as one run (:meth:`AuditLog.batch`)."""
+        return self._log.batch()
+
 
 class Txn:
     """One write transaction: inserts, transitions, payloads and audit events commit
@@ -149,13 +178,20 @@ class Txn:
         # head is read and locked last, for as short a time as possible (a shared store
         # serialises every append on it)
         self._pending: list[Callable[[], None]] = []
+        # rows as this transaction last read or wrote them: it holds the write lock
+        # (SQLite) from its first statement to its commit and changes rows only through
+        # insert/transition, so a row read again would read back exactly this
+        self._known: dict[int, Message] = {}
 
     def flush(self) -> None:
         """Write the audit events of this transaction (the store calls it just before
-        committing)."""
+        committing), as one batch: the chain's head is read once, not once per event."""
         pending, self._pending = self._pending, []
-        for write in pending:
-            write()
+        if not pending:
+            return
+        with self._audit.batch():
+            for write in pending:
+                write()
 
     def audit(self, code: str, message: Message | None = None, **values: Any) -> None:
         base: dict[str, Any] = {}
@@ -191,9 +227,10 @@ class Txn:
         for kind, data in payloads.items():
             self.put_payload(row_id, kind, data)
         # the row as written (not read back: one statement less while holding the lock)
-        fixed = {k: v for k, v in values.items() if k not in ("direction", "state")}
-        message = Message(id=row_id, direction=new.direction, state=state, attempts=0,
-                          error_code=None, error_text=None, **fixed)
+        message = _built({**values, "id": row_id, "direction": new.direction,
+                          "state": state, "attempts": 0, "error_code": None,
+                          "error_text": None})
+        self._known[row_id] = message
         self.audit(code, message, detail=dict(detail or {}))
         return message
 
@@ -249,7 +286,8 @@ class Txn:
         for kind, data in payloads.items():
             self.put_payload(row_id, kind, data)
         # the row as written (not read back: one statement less while holding the lock)
-        message = replace(current, **{**values, "state": target})
+        message = current.changed({**values, "state": target})
+        self._known[row_id] = message
         self.audit(code, message, error_code=error_code, detail=dict(detail or {}),
                    actor=actor)
         return message
@@ -266,10 +304,16 @@ class Txn:
                           (row_id, kind, bytes(data)))
 
     def get(self, row_id: int) -> Message:
+        """The message as it stands in this transaction (read once: later calls return
+        the row as this transaction last read or wrote it)."""
+        known = self._known.get(row_id)
+        if known is not None:
+            return known
         row = self.conn.execute(SELECT_MESSAGE + " WHERE id = ?", (row_id,)).fetchone()
         if row is None:
             raise MessageNotFound("no such message in the spool", details={"id": row_id})
-        return Message.from_row(row)
+        message = self._known[row_id] = Message.from_row(row)
+        return message
 
 
 class Spool(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -292,3 +293,97 @@ def test_unexpected_error_does_not_leave_a_message_sending(setup) -> None:  # ty
     assert after.error_code == "InternalError"
     assert after.next_attempt_at == clock().timestamp() + 10
     assert sender.idle()
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("condition not met in 5 s")
+
+
+def _counting_due(spool: SqliteSpool) -> list[int]:
+    """Count the spool's due-list reads (the instance attribute shadows the method)."""
+    calls: list[int] = []
+    original = spool.due
+
+    def due(*args, **kwargs):  # type: ignore[no-untyped-def]
+        found = original(*args, **kwargs)
+        calls.append(len(found))
+        return found
+
+    spool.due = due  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_freed_lane_takes_the_next_waiting_message_without_rereading(setup) -> None:  # type: ignore[no-untyped-def]
+    # a lane of 2 and 8 due messages: one read of the due list feeds every send; the
+    # spool is read again only when nothing is left waiting (and then finds nothing)
+    _, spool, net, _, sender = setup
+    net.serve("tx-primary", answer_delivered)
+    messages = [sealed(spool, TX, i) for i in range(8)]
+    reads = _counting_due(spool)
+    with ThreadPoolExecutor(4) as executor:
+        assert sender.dispatch(executor) == 2
+        _until(sender.idle)
+    assert sender.idle()
+    assert all(spool.get(m.id).state is State.DELIVERED for m in messages)
+    assert reads[0] == 8
+    assert all(found == 0 for found in reads[1:])
+    assert len(reads) <= 3  # one per lane when the list ran dry (at most)
+    [attempts] = {spool.get(m.id).attempts for m in messages}
+    assert attempts == 1  # each claimed and sent exactly once
+
+
+def test_a_waiting_message_settled_meanwhile_is_not_sent(setup) -> None:  # type: ignore[no-untyped-def]
+    # remembered as due, then cancelled by an operator before its turn: the claim finds
+    # it no longer sealed, so it is not sent (the list is a hint, the spool decides)
+    _, spool, net, clock, sender = setup
+    release = threading.Event()
+
+    def slow(name: str, data: bytes) -> bytes:
+        release.wait(10)
+        return answer_delivered(name, data)
+
+    net.serve("tx-primary", slow)
+    messages = [sealed(spool, TX, i) for i in range(4)]
+    with ThreadPoolExecutor(4) as executor:
+        assert sender.dispatch(executor) == 2
+        _until(lambda: sum(spool.get(m.id).state is State.SENDING for m in messages) == 2)
+        waiting = [m for m in messages if spool.get(m.id).state is State.SEALED]
+        assert len(waiting) == 2
+        with spool.transaction(clock()) as txn:
+            txn.transition(waiting[0].id, State.CANCELLED, expect=State.SEALED,
+                           actor="operator")
+        release.set()
+        _until(lambda: spool.get(waiting[1].id).state is State.DELIVERED)
+    assert spool.get(waiting[0].id).state is State.CANCELLED
+    assert spool.get(waiting[0].id).attempts == 0
+    assert f"{waiting[0].message_id}.xml" not in net.blobs("tx-primary")
+    assert spool.get(waiting[1].id).state is State.DELIVERED
+
+
+def test_a_waiting_message_of_a_blocked_partner_waits_for_the_breaker(setup) -> None:  # type: ignore[no-untyped-def]
+    # the breaker opens while messages wait: a freed lane does not take them (no
+    # BreakerOpen attempts are recorded); they stay sealed for after the breaker
+    _, spool, net, clock, sender = setup
+    gate = threading.Event()
+
+    def failing(name: str, data: bytes) -> bytes:
+        gate.wait(10)
+        raise HttpStatus("unavailable", status=503)
+
+    net.serve("tx-primary", failing)
+    net.serve("tx-backup", failing)
+    messages = [sealed(spool, TX, i) for i in range(5)]
+    with ThreadPoolExecutor(4) as executor:
+        assert sender.dispatch(executor) == 2
+        _until(lambda: sum(spool.get(m.id).state is State.SENDING for m in messages) == 2)
+        for _ in range(2):  # the breaker opens while both sends hang
+            sender.breakers.failure(TX, clock().timestamp())
+        gate.set()
+    waiting = [m for m in messages if spool.get(m.id).attempts == 0]
+    assert len(waiting) == 3
+    assert all(spool.get(m.id).state is State.SEALED for m in waiting)
+    assert sender.breakers.blocked(clock().timestamp()) == [TX]

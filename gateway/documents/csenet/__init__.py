@@ -6,7 +6,8 @@ and C, shipped as ``data/layout.csv`` and ``data/transactions.csv``).
 - :mod:`.records`: typed values (headers, the seven data blocks, the error record, a
   transaction), lossless: bytes -> value -> bytes is identical;
 - :mod:`.codec`: file framing (a setting), reading and writing;
-- :mod:`.edits`: the federal edits; :mod:`.issues`: what they report (never values);
+- :mod:`.edits`: the federal edits (the per-field rules, compiled per layout, in
+  :mod:`.fields`); :mod:`.issues`: what they report (never values);
 - :mod:`.errorfile`: the 145-byte error records for rejected transactions.
 
 Pure: no clock (``today`` is an argument), no disk, no network.

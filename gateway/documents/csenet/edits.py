@@ -11,62 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from decimal import Decimal
 from functools import cache
 
+from gateway.documents.csenet.fields import NEGATIVE_ALLOWED, SSN_FIELDS, check_fields
 from gateway.documents.csenet.issues import CsenetIssue
 from gateway.documents.csenet.layout import BLOCK_RECORDS, FieldSpec, record_spec
-from gateway.documents.csenet.records import (
-    HeaderToServer,
-    Record,
-    Transaction,
-    read_field,
-)
+from gateway.documents.csenet.records import HeaderToServer, Record, Transaction
 from gateway.documents.csenet.table import lookup
 
-__all__ = ["case_id_problem", "check", "check_fields", "required_blocks"]
-
-# Fields the IGD marks required whose comment sets no condition. Every other "required"
-# mark is conditional and is checked by a rule below.
-UNCONDITIONAL: dict[str, frozenset[str]] = {
-    "header-to-server": frozenset({
-        "Local-FIPS-State", "Local-FIPS-County", "Other-FIPS-State", "Other-FIPS-County",
-        "CSENet-Version-Number", "Transaction-Serial-Number", "Action-Code",
-        "Functional-Type-Code", "Transaction-Date", "Attachments-Ind"}),
-    "case": frozenset({"Case-Type", "Case-Status"}),
-    "ncp-identification": frozenset({"Name-Last", "Name-First"}),
-    "order": frozenset({"Order-ID", "Debt-Type"}),
-}
-UNCONDITIONAL["header-from-server"] = UNCONDITIONAL["header-to-server"]
-
-# Reserved fields: blank (a numeric one may also be zero-filled).
-RESERVED: dict[str, frozenset[str]] = {
-    "header-to-server": frozenset({"Error-Reason-Code", "Transaction-Type", "Due-Date",
-                                   "Response-Date"}),
-    "header-from-server": frozenset({"Error-Reason-Code", "Transaction-Type",
-                                     "Processing-Complete", "Attachments-Due-Date",
-                                     "Sent-To-State-Host", "Interstate-Forms-Printed"}),
-}
-# Values the IGD adds in brackets to a field's comment (a later release) beside its list.
-EXTRA_VALUES: dict[tuple[str, str], frozenset[str]] = {
-    ("participant", "Dependent-Paternity-Status"): frozenset("123456"),
-}
-NEGATIVE_ALLOWED = frozenset({("order", "Order-Arrears-Total-Amount")})
-
-
-SSN_FIELDS = {("ncp-identification", "SSN"), ("ncp-identification", "Alias-SSN-1"),
-              ("ncp-identification", "Alias-SSN-2"), ("participant", "SSN")}
-
-
-def ssn_never_issued(digits: str) -> bool:
-    """Whether nine digits are an SSN the SSA never issues (area 000, 666 or 900-999, group
-    00, serial 0000). The advertising range 987-65-4320..4329, the only SSNs synthetic data
-    may use, is let through on purpose: those are never issued to a person either."""
-    if digits.startswith("98765432"):
-        return False
-    area, group, serial = digits[:3], digits[3:5], digits[5:]
-    return area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000"
-
+# NEGATIVE_ALLOWED and SSN_FIELDS (now in .fields) stay importable from here.
+__all__ = ["NEGATIVE_ALLOWED", "SSN_FIELDS", "case_id_problem", "check", "check_fields",
+           "required_blocks"]
 
 def case_id_problem(text: str) -> str | None:
     """Why a (non-blank) case ID breaks the IGD's case ID rules, or ``None``."""
@@ -87,6 +42,9 @@ class _Checker:
     def __init__(self, txn: Transaction, today: dt.date, position: int) -> None:
         self.txn = txn
         self.today = today
+        # today as CCYYMMDD: a real date's text sorts as the date does, so comparing texts
+        # first skips reading most dates (the exact reading decides the rest)
+        self.today_text = f"{today.year:04d}{today.month:02d}{today.day:02d}"
         self.position = position
         self.issues: list[CsenetIssue] = []
         header = txn.header
@@ -94,18 +52,23 @@ class _Checker:
         self.s2 = self.r[1:2]
         self.req_upd = self.a in ("R", "U")
         self.pee = self.f in ("PAT", "EST", "ENF")
-        self.offsets: dict[int, int] = {}   # id(block) -> 0-based offset in the transaction
-        at = len(header.text)
-        for _, _, block in txn.blocks():
-            self.offsets[id(block)] = at
-            at += len(block.text)
-        self.offsets[id(header)] = 0
+        self._offsets: dict[int, int] | None = None   # built on the first issue
+
+    def offset(self, record: Record) -> int:
+        """The record's 0-based offset in the transaction."""
+        if self._offsets is None:
+            at = len(self.txn.header.text)
+            self._offsets = {id(self.txn.header): 0}
+            for _, _, block in self.txn.blocks():
+                self._offsets[id(block)] = at
+                at += len(block.text)
+        return self._offsets[id(record)]
 
     def is_(self, function: str, action: str, reason: str | None = None) -> bool:
         return self.f == function and self.a == action and (reason is None or self.r == reason)
 
     def add(self, record: Record, label: str, key: str | None, rule: str, message: str) -> None:
-        base = self.offsets[id(record)]
+        base = self.offset(record)
         if key is None:
             self.issues.append(CsenetIssue(self.position, label, "-", None, rule, message))
             return
@@ -121,87 +84,11 @@ def _typed(record: Record, key: str) -> object:
         return None
 
 
-def _amount(record: Record, key: str) -> Decimal:
-    value = _typed(record, key)
-    return value if isinstance(value, Decimal) else Decimal(0)
-
-
-def _field_issue(spec: FieldSpec, text: str) -> tuple[str, str] | None:
-    """(rule, message) for a field whose text breaks its type or list, else ``None``."""
-    stripped = text.strip()
-    if spec.numeric and stripped:
-        body = text[1:] if (spec.record, spec.key) in NEGATIVE_ALLOWED and \
-            text.startswith("-") else text
-        if not (body.isascii() and body.isdigit()):
-            return "field.numeric", f"{spec.length} digits (or blank when unused)"
-        if spec.kind in ("date", "time"):
-            try:
-                read_field(spec, text)
-            except ValueError:
-                kind = "CCYYMMDD date" if spec.kind == "date" else "HHMMSS time"
-                return f"field.{spec.kind}", f"not a real {kind}"
-    allowed = EXTRA_VALUES.get((spec.record, spec.key))
-    if (spec.values and stripped and spec.kind != "count" and text not in spec.values
-            and stripped not in spec.values and (allowed is None or stripped not in allowed)):
-        return "field.enumeration", f"allowed: {' '.join(spec.values)}"
-    return None
-
-
-def _blank(spec: FieldSpec, text: str) -> bool:
-    return not text.strip() or (spec.kind == "date" and set(text) <= {"0"})
-
-
-@cache
-def _plan(name: str) -> tuple[tuple[FieldSpec, str], ...]:
-    """The fields of a record that any field rule concerns, each with what to check:
-    ``reserved``, ``required`` or ``type`` (free text with no list is never looked at)."""
-    spec = record_spec(name)
-    required = UNCONDITIONAL.get(name, frozenset())
-    reserved = RESERVED.get(name, frozenset())
-    plan = []
-    for fspec in spec.fields:
-        if fspec.key == "Overdue-Ind":
-            continue  # checked on its own: "must be 0"
-        if fspec.key in reserved:
-            plan.append((fspec, "reserved"))
-        elif fspec.key in required:
-            plan.append((fspec, "required"))
-        elif fspec.numeric or fspec.values:
-            plan.append((fspec, "type"))
-    return tuple(plan)
-
-
-@cache
-def _ssn_fields(name: str) -> frozenset[str]:
-    return frozenset(key for record, key in SSN_FIELDS if record == name)
-
-
-def check_fields(record: Record) -> Iterable[tuple[str, str, str]]:
-    """(field key, rule, message) for each field of a record that breaks its type, list,
-    unconditional "required" mark or reserved rule."""
-    text_all = record.text
-    ssn = _ssn_fields(record.RECORD)
-    for spec, what in _plan(record.RECORD):
-        text = text_all[spec.offset:spec.offset + spec.length]
-        if what == "type" and text.isspace():
-            continue  # an unused field breaks no type, list or SSN rule
-        if what == "reserved":
-            if text.strip() and not (spec.numeric and set(text) <= {"0"}):
-                yield spec.key, "field.reserved", "reserved: must be blank"
-            continue
-        if what == "required" and _blank(spec, text):
-            yield spec.key, "field.required", "required"
-            continue
-        problem = _field_issue(spec, text)
-        if problem is not None:
-            yield spec.key, *problem
-        elif spec.key in ssn and text.isdigit() and ssn_never_issued(text):
-            yield spec.key, "field.ssn", "not an SSN the SSA issues"
-    if record.RECORD == "header-to-server" and record.raw("Overdue-Ind") not in ("0", " "):
-        yield "Overdue-Ind", "field.reserved", "must be 0"
-    for column in record.spec().gaps:
-        if text_all[column - 1] != " ":
-            yield "-", "field.gap", f"column {column} separates two fields and must be blank"
+def _positive(record: Record, key: str) -> bool:
+    """Whether a money field holds an amount above zero (what its value says: unsigned
+    digits, not all zeros; a blank, negative or unreadable amount is not above zero)."""
+    text = record.raw(key)
+    return text.isascii() and text.isdigit() and text.strip("0") != ""
 
 
 def _labels(txn: Transaction) -> Iterable[tuple[str, Record]]:
@@ -214,12 +101,13 @@ def _labels(txn: Transaction) -> Iterable[tuple[str, Record]]:
 def check(txn: Transaction, *, today: dt.date, position: int = 1) -> list[CsenetIssue]:
     """Every federal edit on one transaction; an empty list when it is valid."""
     c = _Checker(txn, today, position)
-    for label, record in _labels(txn):
+    labelled = list(_labels(txn))
+    for label, record in labelled:
         for key, rule, message in check_fields(record):
             c.add(record, label, None if key == "-" else key, rule, message)
     _header(c)
     _indicators(c)
-    for label, record in _labels(txn):
+    for label, record in labelled:
         checker = _BLOCK_CHECKS.get(record.RECORD)
         if checker is not None:
             checker(c, record, label)
@@ -237,7 +125,7 @@ def _header(c: _Checker) -> None:
     serial = h.serial
     if serial.isascii() and serial.isdigit() and int(serial) < 1:
         c.add(h, "header", "Transaction-Serial-Number", "header.serial", "must be 1 or greater")
-    when = _typed(h, "Transaction-Date")
+    when = _typed(h, "Transaction-Date") if h.raw("Transaction-Date") > c.today_text else None
     if isinstance(when, dt.date) and when > c.today:
         c.add(h, "header", "Transaction-Date", "header.future-date",
               "the transaction date is after today")
@@ -338,14 +226,32 @@ def _indicators(c: _Checker) -> None:
 # --- data blocks ------------------------------------------------------------------------
 
 
-def _after(c: _Checker, rec: Record, label: str, pairs: Iterable[tuple[str, str]]) -> None:
-    for start_key, end_key in pairs:
+@cache
+def _date_pairs(record: str, pairs: tuple[tuple[str, str], ...],
+                ) -> tuple[tuple[str, slice, str, slice], ...]:
+    spec = record_spec(record)
+    return tuple((start_key, _slice(spec.field(start_key)), end_key, _slice(spec.field(end_key)))
+                 for start_key, end_key in pairs)
+
+
+def _slice(spec: FieldSpec) -> slice:
+    return slice(spec.offset, spec.offset + spec.length)
+
+
+def _after(c: _Checker, rec: Record, label: str, pairs: tuple[tuple[str, str], ...]) -> None:
+    text = rec.text
+    for start_key, start_at, end_key, end_at in _date_pairs(rec.RECORD, pairs):
+        start_text, end_text = text[start_at], text[end_at]
+        if end_text > start_text or not (start_text.isdigit() and end_text.isdigit()):
+            continue  # not two dates, or in order (CCYYMMDD sorts as the date does)
         start, end = _typed(rec, start_key), _typed(rec, end_key)
         if isinstance(start, dt.date) and isinstance(end, dt.date) and end <= start:
             c.add(rec, label, end_key, "date.order", f"must be after {start_key}")
 
 
 def _past(c: _Checker, rec: Record, label: str, key: str) -> None:
+    if rec.raw(key) < c.today_text:
+        return  # not a date, or one before today
     born = _typed(rec, key)
     if isinstance(born, dt.date) and born >= c.today:
         c.add(rec, label, key, "date.past", "must be before today")
@@ -428,12 +334,13 @@ def _ncp_locate(c: _Checker, rec: Record, label: str) -> None:
 
 
 def _participant(c: _Checker, rec: Record, label: str) -> None:
-    named = not (rec.blank("Name-Last") and rec.blank("Name-First"))
+    no_last, no_first = rec.blank("Name-Last"), rec.blank("Name-First")
+    named = not (no_last and no_first)
     relation = rec.raw("Relationship").strip()
-    if (rec.blank("Name-Last") or rec.blank("Name-First")) and (
+    if (no_last or no_first) and (
             (c.f in ("PAT", "EST", "CSI") and c.req_upd) or c.is_("CSI", "P")
             or (c.f == "ENF" and c.req_upd and relation == "D")):
-        key = "Name-Last" if rec.blank("Name-Last") else "Name-First"
+        key = "Name-Last" if no_last else "Name-First"
         c.add(rec, label, key, "participant.name", "the participant's name is required here")
     if not relation and ((named and c.f in ("LO1", "PAT", "EST", "ENF")
                           and c.a in ("R", "U", "P")) or c.is_("MSC", "R", "GRPAY")):
@@ -441,9 +348,8 @@ def _participant(c: _Checker, rec: Record, label: str) -> None:
     if named and rec.blank("Participant-Status"):
         c.add(rec, label, "Participant-Status", "participant.role",
               "required for a named participant")
-    if rec.blank("Date-Of-Birth") and (
-            (c.f == "PAT" and c.req_upd) or (c.f in ("EST", "ENF") and c.req_upd
-                                            and relation == "D")):
+    if ((c.f == "PAT" and c.req_upd) or (c.f in ("EST", "ENF") and c.req_upd
+                                         and relation == "D")) and rec.blank("Date-Of-Birth"):
         c.add(rec, label, "Date-Of-Birth", "participant.dob", "required here")
     if c.f == "PAT" and c.req_upd and relation == "D" and rec.blank("Dependent-Relation-CP"):
         c.add(rec, label, "Dependent-Relation-CP", "participant.dependent",
@@ -454,6 +360,11 @@ def _participant(c: _Checker, rec: Record, label: str) -> None:
         if not {"C", "D"} <= roles:
             c.add(rec, label, "Relationship", "participant.grpay",
                   "MSC R GRPAY needs one participant with C and one with D")
+
+
+# Each arrears amount of the Order block and the period it needs when above zero.
+_ARREARS = tuple((f"{part}-Amount", (f"{part}-From-Date", f"{part}-Thru-Date"))
+                 for part in ("Arrears-TANF", "Arrears-Non-TANF", "Foster-Care", "Medical"))
 
 
 def _order(c: _Checker, rec: Record, label: str) -> None:
@@ -470,30 +381,30 @@ def _order(c: _Checker, rec: Record, label: str) -> None:
         c.add(rec, label, "Order-Type", "order.type",
               "required for ENF requests and updates and PAT, EST, ENF responses")
     pat_not_p = c.is_("PAT", "P") and otype != "P"
-    if rec.blank("Order-Effective-Date") and (
-            enf_ru or (c.f in ("EST", "ENF") and c.a == "P") or pat_not_p):
+    if (enf_ru or (c.f in ("EST", "ENF") and c.a == "P") or pat_not_p) and \
+            rec.blank("Order-Effective-Date"):
         c.add(rec, label, "Order-Effective-Date", "order.effective-date", "required here")
-    if rec.blank("Medical-Ordered") and ((c.f in ("EST", "ENF") and c.a == "P") or pat_not_p):
+    if ((c.f in ("EST", "ENF") and c.a == "P") or pat_not_p) and rec.blank("Medical-Ordered"):
         c.add(rec, label, "Medical-Ordered", "order.medical-ordered", "required here")
-    if rec.blank("Order-Freq") and _amount(rec, "Order-Freq-Amount") > 0:
+    if rec.blank("Order-Freq") and _positive(rec, "Order-Freq-Amount"):
         c.add(rec, label, "Order-Freq", "order.frequency",
               "required when Order-Freq-Amount is above zero")
     if rec.blank("Order-Freq-Amount") and rec.blank("Order-Arrears-Total-Amount"):
         c.add(rec, label, "Order-Freq-Amount", "order.frequency",
               "required when Order-Arrears-Total-Amount is blank")
     if enf_ru or responses:
-        if rec.blank("Order-Arrears-Freq") and _amount(rec, "Order-Arrears-Freq-Amount") > 0:
+        if rec.blank("Order-Arrears-Freq") and _positive(rec, "Order-Arrears-Freq-Amount"):
             c.add(rec, label, "Order-Arrears-Freq", "order.frequency",
                   "required when Order-Arrears-Freq-Amount is above zero")
         if not rec.blank("Order-Arrears-Freq") and rec.blank("Order-Arrears-Freq-Amount"):
             c.add(rec, label, "Order-Arrears-Freq-Amount", "order.frequency",
                   "required when Order-Arrears-Freq is given")
-        for part in ("Arrears-TANF", "Arrears-Non-TANF", "Foster-Care", "Medical"):
-            if _amount(rec, f"{part}-Amount") > 0:
-                for end in ("From-Date", "Thru-Date"):
-                    if rec.blank(f"{part}-{end}"):
-                        c.add(rec, label, f"{part}-{end}", "order.arrears-dates",
-                              f"required when {part}-Amount is above zero")
+        for amount, dates in _ARREARS:
+            if _positive(rec, amount):
+                for key in dates:
+                    if rec.blank(key):
+                        c.add(rec, label, key, "order.arrears-dates",
+                              f"required when {amount} is above zero")
     _after(c, rec, label, (
         ("Order-Effective-Date", "Order-End-Date"), ("Order-Effective-Date", "Order-Cancel-Date"),
         ("Arrears-TANF-From-Date", "Arrears-TANF-Thru-Date"),
@@ -508,6 +419,8 @@ def _collection(c: _Checker, rec: Record, label: str) -> None:
                     "Payment-Source", "Interstate-Payment-Method"):
             if rec.blank(key):
                 c.add(rec, label, key, "collection.citax", "required for COL P CITAX")
+    if rec.raw("Date-Of-Posting") >= rec.raw("Date-Of-Collection"):
+        return  # not two dates, or in order
     collected, posted = _typed(rec, "Date-Of-Collection"), _typed(rec, "Date-Of-Posting")
     if isinstance(collected, dt.date) and isinstance(posted, dt.date) and posted < collected:
         c.add(rec, label, "Date-Of-Posting", "collection.posting",

@@ -110,6 +110,9 @@ class Record:
     """One fixed-width record; its exact text is :attr:`text`."""
 
     RECORD: ClassVar[str] = ""
+    # key -> (first column, column after, field), 0-based: built once per record class (the
+    # edits read fields by key in their hot loop)
+    _columns: ClassVar[dict[str, tuple[int, int, FieldSpec]] | None] = None
     __slots__ = ("text",)
 
     def __init__(self, text: str) -> None:
@@ -148,21 +151,47 @@ class Record:
             chars[fspec.offset:fspec.offset + fspec.length] = format_field(fspec, value)
         return type(self)("".join(chars))
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._columns = None  # each record class builds its own (see _column)
+
+    @classmethod
+    def _column(cls, key: str) -> tuple[int, int, FieldSpec]:
+        if cls._columns is None:
+            cls._columns = {f.key: (f.offset, f.offset + f.length, f)
+                            for f in cls.spec().fields}
+        found = cls._columns.get(key)
+        if found is None:
+            cls.spec().field(key)  # raises KeyError naming the record and the key
+            raise KeyError(key)  # pragma: no cover - the spec has every key of the table
+        return found
+
+    # raw, value and blank look the key up in _columns directly: the edits call them
+    # hundreds of times per transaction
     def raw(self, key: str) -> str:
         """A field's exact text."""
-        fspec = self.spec().field(key)
-        return self.text[fspec.offset:fspec.offset + fspec.length]
+        try:
+            start, end, _ = self._columns[key]  # type: ignore[index]
+        except (TypeError, KeyError):
+            start, end, _ = self._column(key)
+        return self.text[start:end]
 
     def value(self, key: str) -> Value:
         """A field as a value (``ValueError`` when its text breaks its type)."""
-        fspec = self.spec().field(key)
-        return read_field(fspec, self.text[fspec.offset:fspec.offset + fspec.length])
+        try:
+            start, end, fspec = self._columns[key]  # type: ignore[index]
+        except (TypeError, KeyError):
+            start, end, fspec = self._column(key)
+        return read_field(fspec, self.text[start:end])
 
     def blank(self, key: str) -> bool:
         """Whether a field is unused: blank, or a zero-filled date."""
-        fspec = self.spec().field(key)
-        text = self.text[fspec.offset:fspec.offset + fspec.length]
-        return not text.strip() or (fspec.kind == "date" and set(text) <= {"0"})
+        try:
+            start, end, fspec = self._columns[key]  # type: ignore[index]
+        except (TypeError, KeyError):
+            start, end, fspec = self._column(key)
+        text = self.text[start:end]
+        return not text.strip() or (fspec.kind == "date" and not text.strip("0"))
 
     def items(self) -> Iterator[tuple[FieldSpec, str]]:
         """Each field's spec and exact text, in order."""

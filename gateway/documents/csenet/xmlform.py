@@ -45,7 +45,9 @@ _NS = f"{{{INTERSTATE_NS}}}"
 BLOCK_ELEMENTS = {"case": "Case", "ncp-identification": "NCPIdentification",
                   "ncp-locate": "NCPLocate", "participant": "Participant", "order": "Order",
                   "collection": "Collection", "information": "Information"}
-_ELEMENT_BLOCKS = {v: k for k, v in BLOCK_ELEMENTS.items()}
+# qualified block element tag -> (record name, its place in the IGD order)
+_BLOCK_TAGS = {_NS + BLOCK_ELEMENTS[name]: (name, position)
+               for position, (name, _, _) in enumerate(BLOCK_RECORDS)}
 
 
 @functools.lru_cache(maxsize=2048)
@@ -101,24 +103,76 @@ def _issue(block: str, field: str, message: str) -> CsenetIssue:
 
 
 _ELEMENTS: dict[str, dict[str, tuple[int, FieldSpec]]] = {}
+# record name -> qualified element tag -> (position in the record, 0-based offset, fewest
+# and most characters its element may hold): what _fast_record reads
+_FAST: dict[str, dict[str, tuple[int, int, int, int]]] = {}
 
 
 def _elements(spec: RecordSpec) -> dict[str, tuple[int, FieldSpec]]:
     """Qualified element tag -> (position in the record, field) for ``spec``; built once
     per record layout (every validated transaction reads it), keyed by the record's name.
-    The layouts' fields follow each other without overlap, which :func:`_record` uses."""
+    The layouts' fields follow each other without overlap, which :func:`_walk_record` and
+    :func:`_fast_record` use."""
     index = _ELEMENTS.get(spec.name)
     if index is None:
         if any(a.offset + a.length > b.offset for a, b in zip(spec.fields, spec.fields[1:],
                                                                 strict=False)):
             raise ValueError(f"the {spec.name} layout's fields are not in column order")
-        index = _ELEMENTS[spec.name] = {_NS + element_name(f.key): (i, f)
-                                        for i, f in enumerate(spec.fields)}
+        index = {_NS + element_name(f.key): (i, f) for i, f in enumerate(spec.fields)}
+        # _FAST first: a thread that finds the record in _ELEMENTS finds it in _FAST too
+        _FAST[spec.name] = {tag: (i, f.offset, f.length if f.numeric else 1, f.length)
+                            for tag, (i, f) in index.items()}
+        _ELEMENTS[spec.name] = index
     return index
+
+
+def _fast_record(element: etree._Element, spec: RecordSpec) -> str | None:
+    """The record an element renders when nothing about it needs a word (every child a
+    field of the layout, in order, once, holding printable ASCII that is not blank, of its
+    field's width or less, exactly its width when numeric, and no elements); else ``None``
+    and :func:`_walk_record` says what is wrong. Each condition is one :func:`_walk_record`
+    checks, so the text is the one it would build."""
+    by_tag = _FAST.get(spec.name)
+    if by_tag is None:
+        _elements(spec)
+        by_tag = _FAST[spec.name]
+    pieces: list[str] = []
+    append = pieces.append
+    end = 0  # the column after the last text written
+    last = -1
+    for child in element:
+        found = by_tag.get(child.tag)
+        if found is None:
+            return None
+        index, offset, fewest, most = found
+        text = child.text
+        if index <= last or text is None:
+            return None
+        size = len(text)
+        if not fewest <= size <= most or text.isspace() or len(child):
+            return None
+        last = index
+        if offset != end:
+            append(" " * (offset - end))
+        append(text)
+        end = offset + size
+    append(" " * (spec.length - end))
+    record = "".join(pieces)
+    # printable ASCII throughout (so "not blank" above meant "not only spaces")
+    return record if record.isascii() and record.isprintable() else None
 
 
 def _record(element: etree._Element, spec: RecordSpec, label: str,
             issues: list[CsenetIssue]) -> str:
+    """The record an element renders; what keeps a field from mapping goes to ``issues``
+    (the field is left blank)."""
+    fast = _fast_record(element, spec)
+    return fast if fast is not None else _walk_record(element, spec, label, issues)
+
+
+def _walk_record(element: etree._Element, spec: RecordSpec, label: str,
+                 issues: list[CsenetIssue]) -> str:
+    """:func:`_record` child by child, saying what is wrong with each."""
     by_tag = _elements(spec)
     pieces: list[str] = []
     end = 0  # the column after the last field written
@@ -193,22 +247,25 @@ def salvage(root: etree._Element, *, check_counts: bool = True,
         issues.append(_issue("header", "-", "form is to-server or from-server"))
     header = header_cls(_record(head, header_cls.spec(), "header", issues))
     found: dict[str, list[Record]] = {}
-    order = [name for name, _, _ in BLOCK_RECORDS]
     last = -1
     for child in children[1:]:
-        local = etree.QName(child).localname
-        name = _ELEMENT_BLOCKS.get(local) if etree.QName(child).namespace == INTERSTATE_NS \
-            else None
-        if name is None:
-            issues.append(_issue(local, "-", "not a data block"))
+        known = _BLOCK_TAGS.get(child.tag)
+        if known is None:
+            issues.append(_issue(etree.QName(child).localname, "-", "not a data block"))
             continue
-        if order.index(name) < last:
+        name, position = known
+        if position < last:
             issues.append(_issue(name, "-", "data blocks follow the IGD order"))
-        last = order.index(name)
+        last = position
         cls = BLOCK_CLASSES[name]
-        number = len(found.get(name, [])) + 1
-        label = f"{name} {number}" if name in ("participant", "order", "collection") else name
-        found.setdefault(name, []).append(cls(_record(child, cls.spec(), label, issues)))
+        spec = cls.spec()
+        same = found.setdefault(name, [])
+        text = _fast_record(child, spec)
+        if text is None:
+            many = name in ("participant", "order", "collection")
+            label = f"{name} {len(same) + 1}" if many else name
+            text = _walk_record(child, spec, label, issues)
+        same.append(cls(text))
     try:
         counts = header.counts()
     except ValueError:

@@ -119,6 +119,17 @@ def _time(value: datetime) -> core.Asn1Value:
     return core.GeneralizedTime(value)
 
 
+def _time_der(value: datetime) -> bytes:
+    """The DER of :func:`_time` (what every signature's signing-time holds): a UTCTime is
+    written directly (``YYMMDDHHMMSSZ``, 13 bytes), a time outside 1950-2049 through
+    asn1crypto's GeneralizedTime."""
+    utc = value.astimezone(UTC)
+    if 1950 <= utc.year < 2050:
+        return (f"\x17\x0d{utc.year % 100:02d}{utc.month:02d}{utc.day:02d}{utc.hour:02d}"
+                f"{utc.minute:02d}{utc.second:02d}Z").encode("ascii")
+    return bytes(_time(value).dump())
+
+
 @cache
 def _algorithm_der(name: str) -> bytes:
     """DER AlgorithmIdentifiers we write (built once)."""

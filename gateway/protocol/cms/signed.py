@@ -40,7 +40,7 @@ from gateway.protocol.cms.common import (
     _require_sha256_mgf1,
     _sign_bytes,
     _signature_algorithm,
-    _time,
+    _time_der,
 )
 from gateway.protocol.der import (
     CTX0,
@@ -100,7 +100,7 @@ def sign(
         digest.update(chunk)
     attrs = [
         tlv(SEQ, oid(OID_ATTR_CONTENT_TYPE), tlv(SET, oid(OID_DATA))),
-        tlv(SEQ, oid(OID_ATTR_SIGNING_TIME), tlv(SET, bytes(_time(signing_time).dump()))),
+        tlv(SEQ, oid(OID_ATTR_SIGNING_TIME), tlv(SET, _time_der(signing_time))),
         tlv(SEQ, oid(OID_ATTR_MESSAGE_DIGEST), tlv(SET, tlv(OCTETS, digest.digest()))),
     ]
     # DER SET OF: elements sorted by their encodings. The signature covers the SET (0x31).
@@ -118,7 +118,7 @@ def sign(
     )
     certs = [cert, *[c for c in chain if c != cert]]
     suffix = (
-        tlv(CTX0, *(c.public_bytes(serialization.Encoding.DER) for c in certs))
+        tlv(CTX0, *(_certificate_der(c) for c in certs))
         + tlv(SET, signer_info)
     )
     octets_head = head(OCTETS, content.length)
@@ -157,6 +157,12 @@ class VerifiedSignature:
 # verification. asn1crypto still decodes what is rare or varies little, each memoised by
 # its exact bytes: algorithm identifiers, unusual time encodings, and a signer identifier
 # whose issuer name is not a byte-for-byte copy of the certificate's.
+
+
+@lru_cache(maxsize=64)
+def _certificate_der(cert: x509.Certificate) -> bytes:
+    """The DER a signature carries for ``cert`` (the signer's own, the same every time)."""
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,145 @@
+"""The per-message shortcuts on the protocol's hot path give what the long way gives, and
+the memoised parts of a check never accept what the check itself refuses."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from asn1crypto import core
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.documents.xmlsafe import parse_xml
+from gateway.errors import EnvelopeInvalid, ReceiptInvalid
+from gateway.protocol import certs
+from gateway.protocol.cms.common import _time, _time_der
+from gateway.protocol.envelope import (
+    _BASE64_TEXT,
+    Header,
+    _b64_decode,
+    _base64_only,
+    _encode_lines,
+)
+from gateway.protocol.party import Party
+from gateway.protocol.receipts import NS as RECEIPT_NS
+from gateway.protocol.receipts import (
+    _receipt_xml,
+    _receipt_xml_built,
+    build_receipt,
+    verify_receipt,
+)
+from gateway.protocol.seal import seal
+from tests.support.security import NOW, Node, pair
+
+# what may turn up inside a base64 element: the alphabet, padding, every kind of ASCII
+# whitespace, other ASCII, Unicode whitespace, other Unicode
+_CHARS = st.sampled_from([*"AZaz09+/=-_.!*\x00\x7f", " ", "\n", "\r", "\t", "\x0b", "\x0c",
+                          "\x1c", "\x1f", "\u00a0", "\u2028", "\u3000", "é", "\U0001f600"])
+
+
+@settings(max_examples=3000)
+@given(st.lists(_CHARS, max_size=24).map("".join))
+def test_base64_check_is_the_regular_expression(text: str) -> None:
+    assert _base64_only(text) == (_BASE64_TEXT.fullmatch(text) is not None)
+
+
+def test_base64_payloads_decode_and_foreign_characters_are_refused() -> None:
+    data = bytes(range(256)) * 40
+    lines = _encode_lines(data).decode()
+    assert _b64_decode(lines, where="Payload") == data
+    assert _b64_decode(lines + "\n", where="Payload") == data
+    for bad in ("*", "\u00a0x", "=A", "-", "\x00"):
+        with pytest.raises(EnvelopeInvalid):
+            _b64_decode(lines[:100] + bad + lines[100:], where="Payload")
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(2026, 11, 3, 10, 0, 7, 999_999, tzinfo=UTC),
+    datetime(1950, 1, 1, tzinfo=UTC),
+    datetime(2049, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(2050, 1, 1, tzinfo=UTC),
+    datetime(1949, 12, 31, 23, 59, 59, tzinfo=UTC),
+    datetime(2050, 1, 1, 2, 30, tzinfo=timezone(timedelta(hours=5))),  # 2049 in UTC
+    datetime(2026, 3, 8, 1, 59, 59, tzinfo=timezone(timedelta(hours=-8))),
+])
+def test_signing_time_der_is_asn1cryptos(moment: datetime) -> None:
+    assert _time_der(moment) == bytes(_time(moment).dump())
+    assert isinstance(core.Asn1Value.load(_time_der(moment)), core.UTCTime | core.GeneralizedTime)
+
+
+def test_fingerprints_are_of_the_bytes(tmp_path: Path) -> None:
+    a, b = pair(tmp_path)
+    for cert in (a.identity.signing_cert, b.identity.encryption_cert, a.ca_cert):
+        expected = hashlib.sha256(certs.der(cert)).hexdigest()
+        assert certs.fingerprint(cert) == expected
+        assert certs.fingerprint(certs.parse_der(certs.der(cert))) == expected
+    assert certs.fingerprint(a.ca_cert) != certs.fingerprint(b.ca_cert)
+
+
+def _receipt(a: Node, b: Node) -> tuple[bytes, str]:
+    header = Header.new(from_party=a.party, to_party=b.party, service="interstate",
+                        action="InterstateTransaction", created=NOW)
+    envelope = seal(b"<x/>", header, sender=a.identity,
+                    recipient_cert=b.identity.encryption_cert)
+    digest = hashlib.sha256(envelope).hexdigest()
+    return build_receipt(for_header=header, envelope_digest=digest, status="Delivered",
+                         errors=[], received=NOW, node=b.identity, now=NOW), digest
+
+
+def test_a_receipt_verified_before_is_refused_when_trust_or_time_says_so(
+        tmp_path: Path) -> None:
+    # the signer's path is built once per (certificate, trust store, intermediates);
+    # a reloaded trust store without the partner's CA (SIGHUP after removing it), a time
+    # past the signer's validity, or a registration gone are refused all the same
+    a, b = pair(tmp_path)
+    receipt, digest = _receipt(a, b)
+    trust = tuple(a.store.trust())
+
+    def check(*, trust: tuple[object, ...] = trust, now: datetime = NOW,
+              directory: object = a.store) -> object:
+        return verify_receipt(receipt, expected_signer=b.party, sent_envelope_digest=digest,
+                              trust=trust, directory=directory, now=now)  # type: ignore[arg-type]
+
+    for _ in range(2):  # the second time from the memoised path
+        assert check().status == "Delivered"  # type: ignore[attr-defined]
+    reloaded = tuple(c for c in trust if certs.fingerprint(c) != certs.fingerprint(b.ca_cert))
+    assert len(reloaded) < len(trust)
+    with pytest.raises(ReceiptInvalid) as untrusted:
+        check(trust=reloaded)
+    assert untrusted.value.details["cause"] == "CertificateUntrusted"
+    after = b.identity.signing_cert.not_valid_after_utc + timedelta(seconds=1)
+    with pytest.raises(ReceiptInvalid) as expired:
+        check(now=after)
+    assert expired.value.details["cause"] == "CertificateExpired"
+    with pytest.raises(ReceiptInvalid) as unregistered:
+        check(directory=a.store.__class__(tmp_path / "empty-keys"))
+    assert unregistered.value.details["cause"] == "SignerNotRegistered"
+    assert check().status == "Delivered"  # type: ignore[attr-defined]
+
+
+_ERROR_TEXT = st.text(alphabet=st.sampled_from([*"az AZ09.,:;_/()'+-", "<", "&", ">", "\"",
+                                                "\r", "\t", "é"]), max_size=30)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["SchemaInvalid", "Duplicate", "TooLarge"]),
+                          _ERROR_TEXT), max_size=3),
+       st.booleans(), st.booleans())
+def test_receipt_xml_written_directly_is_what_lxml_writes(
+        errors: list[tuple[str, str]], with_ref: bool, with_to: bool) -> None:
+    values = {"receipt_id": "0b1e7c44-5a6f-4a53-9c35-0a1d2b3c4d5e",
+              "ref": "1b1e7c44-5a6f-4a53-9c35-0a1d2b3c4d5e" if with_ref else None,
+              "from_party": Party.parse("fips:4800000"),
+              "to_party": Party.parse("iso3166:NL") if with_to else None,
+              "received": datetime(2026, 11, 3, 10, 0, 7, 25, tzinfo=UTC),
+              "status": "Rejected" if errors else "Delivered", "errors": errors,
+              "digest": "ab" * 32}
+    written = _receipt_xml(**values)  # type: ignore[arg-type]
+    assert written == _receipt_xml_built(**values)  # type: ignore[arg-type]
+    root = parse_xml(written, source="Receipt").getroot()
+    texts = [(e.findtext(f"{{{RECEIPT_NS}}}Code"), e.findtext(f"{{{RECEIPT_NS}}}Text") or "")
+             for e in root.iter(f"{{{RECEIPT_NS}}}Error")]
+    assert texts == [(code, text[:1000]) for code, text in errors]
