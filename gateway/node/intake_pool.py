@@ -31,7 +31,6 @@ the bytes it was given into a :class:`~gateway.node.intake.Prepared` or
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import logging
 import multiprocessing
@@ -40,9 +39,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -61,6 +61,7 @@ log = logging.getLogger("gateway.node.intake")
 Outcome = Prepared | Refused | None
 MAX_BREAKS = 3  # consecutive breaks before the pool is given up until the next reload
 PARENT_POLL = 0.5  # seconds between a worker's checks that the daemon still lives
+START_TIMEOUT = 120.0  # seconds to wait for a worker's start before no longer logging it
 
 
 def schema_registry(config: Config) -> SchemaRegistry | None:
@@ -111,16 +112,23 @@ def _watch_parent(parent: int) -> None:
         time.sleep(PARENT_POLL)
 
 
-def _init_worker(config: Config, fingerprint: str, parent: int) -> None:
+def _init_worker(config: Config, fingerprint: str, parent: int, started: Any) -> None:
     """A worker's start: read the key directory, check it is the daemon's snapshot,
-    compile the schemas, build the preparer."""
-    global _prepare  # noqa: PLW0603 - one preparer per worker process
+    compile the schemas, build the preparer; then release ``started`` (a semaphore)."""
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         # the daemon answers these for the whole group (a terminal, systemd's stop) and
         # ends its workers itself, after the chunk in hand
         signal.signal(sig, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), name="intake-parent",
                      daemon=True).start()
+    try:
+        _load(config, fingerprint)
+    finally:
+        started.release()
+
+
+def _load(config: Config, fingerprint: str) -> None:
+    global _prepare  # noqa: PLW0603 - one preparer per worker process
     try:
         keys = load_node_keys(config)
     except GatewayError as exc:
@@ -163,6 +171,7 @@ class _Generation:
 
     executor: ProcessPoolExecutor
     fingerprint: str
+    started: Any  # a multiprocessing semaphore each worker releases once it has started
 
 
 class IntakePool:
@@ -189,29 +198,28 @@ class IntakePool:
             generation = self._generation()
         if generation is None:
             return
-        started = time.monotonic()
+        began = time.monotonic()
+        # one call per worker makes the executor start them all now, from this thread
         warm = [generation.executor.submit(_ready) for _ in range(self.workers)]
-        pending = [len(warm)]
-        lock = threading.Lock()
 
-        def done(_: Future[bool]) -> None:
-            with lock:
-                pending[0] -= 1
-                if pending[0]:
-                    return
+        def watch() -> None:
+            wait(warm)
             if any(f.exception() is not None for f in warm):
-                failed = functools.partial(self._broken, generation, 0)
-            elif all(f.result() for f in warm):
-                log.info("intake workers ready: %d processes in %.1f s", len(warm),
-                         time.monotonic() - started, extra={"event": "intake_workers_ready"})
+                self._broken(generation, 0)
                 return
-            else:
-                failed = functools.partial(self._stale, generation)
-            # not on the executor's own thread, which runs this callback
-            threading.Thread(target=failed, name="intake-pool", daemon=True).start()
+            if not all(f.result() for f in warm):
+                self._stale(generation)
+                return
+            for _ in range(self.workers):  # every worker, not only those that answered
+                if not generation.started.acquire(timeout=START_TIMEOUT):
+                    return
+            with self._lock:
+                current = self._current is generation
+            if current:
+                log.info("intake workers ready: %d processes in %.1f s", self.workers,
+                         time.monotonic() - began, extra={"event": "intake_workers_ready"})
 
-        for future in warm:
-            future.add_done_callback(done)
+        threading.Thread(target=watch, name="intake-pool-start", daemon=True).start()
 
     def recycle(self, keys: NodeKeys) -> None:
         """New workers for the key snapshot ``keys`` (the daemon reloaded); the old ones
@@ -247,11 +255,12 @@ class IntakePool:
         if self._closed or self._given_up:
             return None
         if self._current is None:
+            started = self._context.Semaphore(0)
             executor = ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=self._context,
                 initializer=_init_worker,
-                initargs=(self.config, self._fingerprint, os.getpid()))
-            self._current = _Generation(executor, self._fingerprint)
+                initargs=(self.config, self._fingerprint, os.getpid(), started))
+            self._current = _Generation(executor, self._fingerprint, started)
         return self._current
 
     # --- preparing ----------------------------------------------------------------------
