@@ -50,6 +50,7 @@ from gateway.node.config_model import (
     SpoolConfig,
     StoreConfig,
     TransportConfig,
+    default_intake_workers,
 )
 from gateway.node.console_config import read_console
 from gateway.node.reminder_config import read_reminders
@@ -440,12 +441,14 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         reset_after=r.duration(t, "reset_after", "breaker.reset_after", 60.0, positive=True),
     )
     t = r.table(doc, "limits", "limits")
-    r.known(t, "limits", {"max_message_bytes", "send_workers"})
+    r.known(t, "limits", {"max_message_bytes", "send_workers", "intake_workers"})
     limits = Limits(
         max_message_bytes=int(r.number(t, "max_message_bytes", "limits.max_message_bytes",
                                        10 * 1024 * 1024, minimum=1024, integer=True)),
         send_workers=int(r.number(t, "send_workers", "limits.send_workers", 8, minimum=1,
                                   integer=True)),
+        intake_workers=int(r.number(t, "intake_workers", "limits.intake_workers",
+                                    default_intake_workers(), integer=True)),
     )
     schema_sets = []
     for i, t in enumerate(r.tables(doc, "schema_sets")):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,10 +149,19 @@ class BreakerPolicy:
     reset_after: float = 60.0
 
 
+def default_intake_workers() -> int:
+    """``limits.intake_workers`` when not set: two worker processes where there are two
+    CPUs or more, none (validate and seal in the daemon) on one CPU."""
+    cpus = os.cpu_count() or 1
+    return min(2, cpus) if cpus > 1 else 0
+
+
 @dataclass(frozen=True)
 class Limits:
     max_message_bytes: int = 10 * 1024 * 1024
     send_workers: int = 8
+    #: worker processes that validate and seal outbox files (0: in the daemon itself)
+    intake_workers: int = 0
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import ConfigError, GatewayError
 from gateway.node import sdnotify
 from gateway.node.alerts import AlertEngine, VerifyResult
@@ -34,6 +33,7 @@ from gateway.node.clocks import ClockKeeper, ClockWatch
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
+from gateway.node.intake_pool import IntakePool, schema_registry
 from gateway.node.logs import scheduler_logger
 from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
@@ -42,7 +42,6 @@ from gateway.node.reminders import ReminderDrafter
 from gateway.node.retry import BreakerBoard
 from gateway.node.storeopen import AnySpool, open_spool, sealer_for
 from gateway.protocol import certs
-from gateway.resources import xsd_root
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
 from gateway.store.fsutil import remove_orphaned_temps
@@ -73,8 +72,7 @@ class Gateway:
         self.keys = keys or load_node_keys(config)
         self.spool = open_spool(config)
         self.spool.use_sealer(sealer_for(self.keys))  # no document rests in clear
-        self.registry = (SchemaRegistry([xsd_root(), *(s.directory for s in config.schema_sets)])
-                         if config.schema_sets else None)
+        self.registry = schema_registry(config)
         self._extra = dict(transport_options or {})
         self.pool = TransportPool(extra=self._extra)
         self.breakers = BreakerBoard(config.breaker)
@@ -86,6 +84,9 @@ class Gateway:
                              As4ReceiptCheck(config, self.spool, lambda: self.keys.check_receipt),
                              clock=clock, relay_answer=self._relay_answer)
         prepare = make_preparer(config, self.keys, registry=self.registry)
+        # worker processes validate and seal outbox files once start_intake_pool() ran
+        # (`gateway run`); until then, and when driven by hand, this process does
+        self.intake_pool: IntakePool | None = None
         self.scanners = [
             OutboxScanner(outbox, config.intake, spool=self.spool,
                           rejected_dir=config.rejected, prepare=prepare,
@@ -232,6 +233,8 @@ class Gateway:
         self.as4.keys = keys
         for scanner in self.scanners:
             scanner.prepare = prepare
+        if self.intake_pool is not None:
+            self.intake_pool.recycle(keys)  # no worker seals with the old keys
         self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
         self.spool.use_sealer(sealer_for(keys))  # a new encryption key seals from now on
         with self.spool.transaction(self.clock()) as txn:
@@ -421,6 +424,20 @@ class Gateway:
             self._start_scheduler()
         return self
 
+    def start_intake_pool(self) -> IntakePool | None:
+        """Validate and seal outbox files in ``limits.intake_workers`` worker processes
+        (:mod:`gateway.node.intake_pool`), started now from this thread; none when the
+        setting is 0. ``gateway run`` calls this after :meth:`start`."""
+        workers = self.config.limits.intake_workers
+        if workers <= 0 or self.intake_pool is not None or self._stopped.is_set():
+            return self.intake_pool
+        pool = IntakePool(self.config, self.keys, workers=workers)
+        pool.start()
+        self.intake_pool = pool
+        for scanner in self.scanners:
+            scanner.prepare_batch = pool
+        return pool
+
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
 
@@ -464,6 +481,8 @@ class Gateway:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=True)
         self.executor.shutdown(wait=True, cancel_futures=True)
+        if self.intake_pool is not None:
+            self.intake_pool.close()  # after the scheduler: no scan is running
         try:
             self.checkpoint(force=True)
         except GatewayError as exc:
@@ -522,6 +541,7 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
             txn.audit("config_loaded", None, detail={"partners": len(config.partners)})
         gateway.recover()
         gateway.start()
+        gateway.start_intake_pool()  # from the main thread, which lives as long as the pool
         log.info("gateway %s running", config.node.party, extra={"event": "gateway_started"})
         sdnotify.notify(f"READY=1\nSTATUS=gateway {config.node.party} running")
         if ready is not None:

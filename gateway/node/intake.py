@@ -45,8 +45,10 @@ from gateway.store.spool import Message, NewMessage, Spool, Txn
 from gateway.store.states import Direction, State
 
 __all__ = [
+    "BatchPreparer",
     "FileSeen",
     "OutboxScanner",
+    "PrepareJob",
     "Prepared",
     "Preparer",
     "Refused",
@@ -120,14 +122,44 @@ class Preparer(Protocol):
                  message_id: str | None = None) -> Prepared | Refused: ...
 
 
+@dataclass(frozen=True)
+class PrepareJob:
+    """One document to prepare: the arguments of a :class:`Preparer` call."""
+
+    data: bytes
+    source: str
+    service: str | None
+    now: datetime
+    message_id: str | None = None
+
+
+class BatchPreparer(Protocol):
+    """Prepares many documents elsewhere (worker processes: :mod:`.intake_pool`).
+    ``submit`` hands them over at once; the function it returns waits and gives one
+    outcome per job, in order, None for a job to prepare in this process instead."""
+
+    def submit(self, jobs: Sequence[PrepareJob]
+               ) -> Callable[[], Sequence[Prepared | Refused | None]]: ...
+
+
 class _Pending:
-    """A file read and prepared, waiting to be recorded with the rest of its chunk."""
+    """A file read (and, once prepared, its outcome), waiting to be recorded with the
+    rest of its chunk."""
 
     __slots__ = ("data", "key", "outcome", "seen")
 
-    def __init__(self, seen: FileSeen, key: str, outcome: Prepared | Refused,
+    def __init__(self, seen: FileSeen, key: str, outcome: Prepared | Refused | None,
                  data: bytes) -> None:
         self.seen, self.key, self.outcome, self.data = seen, key, outcome, data
+
+
+@dataclass
+class _Chunk:
+    """A chunk whose files are read and handed to the preparer, not yet recorded."""
+
+    pending: list[_Pending]
+    removed: bool  # something was removed from the outbox already (fsync the folder)
+    collect: Callable[[], Sequence[Prepared | Refused | None]] | None = None
 
 
 @dataclass
@@ -164,12 +196,15 @@ class OutboxScanner:
     """Scans one outbox folder; keep one instance per folder (it remembers the last poll)."""
 
     def __init__(self, outbox: OutboxConfig, intake: IntakeConfig, *, spool: Spool,
-                 rejected_dir: Path, prepare: Preparer, max_bytes: int) -> None:
+                 rejected_dir: Path, prepare: Preparer, max_bytes: int,
+                 prepare_batch: BatchPreparer | None = None) -> None:
         self.outbox = outbox
         self.intake = intake
         self.spool = spool
         self.rejected_dir = rejected_dir
         self.prepare = prepare
+        #: XML files go here when set (worker processes); ``prepare`` does the rest
+        self.prepare_batch = prepare_batch
         self.max_bytes = max_bytes
         self._previous: dict[str, FileSeen] = {}
         self.csenet = CsenetFile(
@@ -223,7 +258,12 @@ class OutboxScanner:
         all or nothing), and only then are its files removed from the outbox and the
         directory fsynced. After each chunk ``progress`` is called (the daemon starts
         sending while a big batch comes in) and the scan ends early if ``stopping()``
-        says so (the rest waits for the next start)."""
+        says so (the rest waits for the next start).
+
+        With a batch preparer (worker processes) the files of a chunk are prepared
+        there, and the next chunk is read and handed over before this one is recorded,
+        so the workers seal while the spool commits; nothing is recorded or removed in
+        another order."""
         current = self._listing()
         ready = ready_files(self._previous, current, mode=self.intake.ready,
                             now_ns=int(now.timestamp() * 1e9),
@@ -232,24 +272,34 @@ class OutboxScanner:
         self._previous = {f.name: f for f in current}
         result = ScanResult()
         files = ready[:limit]
-        for first in range(0, len(files), max(chunk, 1)):
-            if self._take_chunk(files[first:first + max(chunk, 1)], now, result):
+        step = max(chunk, 1)
+        chunks = [files[first:first + step] for first in range(0, len(files), step)]
+        ahead: _Chunk | None = None
+        for index, part in enumerate(chunks):
+            started = ahead if ahead is not None else self._start_chunk(part, now, result)
+            ahead = None
+            if self.prepare_batch is not None and index + 1 < len(chunks) \
+                    and not (stopping is not None and stopping()):
+                ahead = self._start_chunk(chunks[index + 1], now, result)
+            if self._finish_chunk(started, now, result):
                 fsync_dir(self.outbox.path)
             if progress is not None:
                 progress()
             if stopping is not None and stopping():
                 break
+        if ahead is not None and self._finish_chunk(ahead, now, result):
+            fsync_dir(self.outbox.path)  # stopping: the chunk already prepared is kept
         return result
 
-    def _take_chunk(self, chunk: Sequence[FileSeen], now: datetime, result: ScanResult
-                    ) -> bool:
-        """Take the files of one chunk; True when something was removed from the outbox
-        (the caller fsyncs the directory)."""
+    def _start_chunk(self, chunk: Sequence[FileSeen], now: datetime, result: ScanResult
+                     ) -> _Chunk:
+        """Read the files of one chunk (CSENet files and files recorded before are taken
+        at once) and hand the XML documents to the batch preparer, if there is one."""
         removed = False
         pending: list[_Pending] = []
         for seen in chunk:
             try:
-                item = self._prepare_one(seen, now, result)
+                item = self._read_one(seen, now, result)
                 if isinstance(item, bool):
                     removed |= item
                 elif item is not None:
@@ -257,6 +307,29 @@ class OutboxScanner:
             except GatewayError as exc:
                 log.error("intake of %s failed: %s (%s); will retry next scan", seen.name,
                           exc.code, exc.message)
+        todo = [item for item in pending if item.outcome is None]
+        collect = None
+        if todo and self.prepare_batch is not None:
+            collect = self.prepare_batch.submit([
+                PrepareJob(item.data, item.seen.name, self.outbox.service, now)
+                for item in todo])
+        return _Chunk(pending, removed, collect)
+
+    def _finish_chunk(self, chunk: _Chunk, now: datetime, result: ScanResult) -> bool:
+        """Prepare (or collect) and record the files of one chunk; True when something
+        was removed from the outbox (the caller fsyncs the directory)."""
+        removed = chunk.removed
+        todo = [item for item in chunk.pending if item.outcome is None]
+        outcomes = (list(chunk.collect()) if chunk.collect is not None
+                    else [None] * len(todo))
+        for item, outcome in zip(todo, outcomes, strict=True):
+            try:
+                item.outcome = outcome if outcome is not None else self.prepare(
+                    item.data, source=item.seen.name, service=self.outbox.service, now=now)
+            except GatewayError as exc:
+                log.error("intake of %s failed: %s (%s); will retry next scan",
+                          item.seen.name, exc.code, exc.message)
+        pending = [item for item in chunk.pending if item.outcome is not None]
         if not pending:
             return removed
         try:
@@ -283,9 +356,9 @@ class OutboxScanner:
                           item.seen.name, exc.code, exc.message)
         return removed
 
-    def _prepare_one(self, seen: FileSeen, now: datetime, result: ScanResult
-                     ) -> _Pending | bool | None:
-        """Read and prepare one file: a :class:`_Pending` to record, or (nothing to
+    def _read_one(self, seen: FileSeen, now: datetime, result: ScanResult
+                  ) -> _Pending | bool | None:
+        """Read one file: a :class:`_Pending` to prepare and record, or (nothing to
         record) whether a file was removed, or None."""
         path = self.outbox.path / seen.name
         key = self.intake_key(seen)
@@ -305,8 +378,7 @@ class OutboxScanner:
             return _Pending(seen, key, Refused(exc.code, exc.message), b"")
         if len(data) != seen.size:
             return None  # changed since listed: not complete; the next poll decides
-        outcome = self.prepare(data, source=seen.name, service=self.outbox.service, now=now)
-        return _Pending(seen, key, outcome, data)
+        return _Pending(seen, key, None, data)
 
     def _record_alone(self, item: _Pending, now: datetime, result: ScanResult) -> bool:
         try:
@@ -356,6 +428,8 @@ class OutboxScanner:
     @staticmethod
     def _record(txn: Txn, item: _Pending, now: datetime) -> Message:
         outcome, data, seen, key = item.outcome, item.data, item.seen, item.key
+        if outcome is None:  # never: only prepared items are recorded
+            raise SpoolError("a file was recorded before it was prepared", where=seen.name)
         digest = hashlib.sha256(data).hexdigest()
         if isinstance(outcome, Prepared):
             new = replace(outcome.message, source=seen.name, intake_key=key,

@@ -47,11 +47,10 @@ from gateway.store.audit_chain import (
     algorithm_for,
     canonical_json,
     checkpoint_payload,
-    event_hash,
-    event_record,
     fingerprint,
     format_time,
     parse_time,
+    stored_event_hash,
     verify_checkpoint_signature,
 )
 from gateway.store.audit_events import (
@@ -283,9 +282,9 @@ class AuditLog:
             last_seq, last_hash = self.tail()
         seq = last_seq + 1
         columns = event.columns()
-        # the record hashed is built from the event's own detail (the stored column is
-        # its canonical JSON, so parsing that back would give the same object)
-        h = event_hash(event_record(seq, last_hash, {**columns, "detail": event.detail}))
+        # the record hashed holds the event's detail, whose canonical JSON is the stored
+        # column: the record's JSON is written around that text (one serialisation)
+        h = stored_event_hash(seq, last_hash, columns)
         self.conn.execute(
             f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",  # noqa: S608
             (seq, *(columns[n] for n in FIELDS), last_hash, h))

@@ -12,6 +12,7 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -39,6 +40,7 @@ __all__ = [
     "fingerprint",
     "format_time",
     "parse_time",
+    "stored_event_hash",
     "verify_checkpoint_signature",
 ]
 
@@ -108,6 +110,38 @@ def event_record(seq: int, prev_hash: str, columns: Mapping[str, Any]) -> dict[s
 def event_hash(record: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of an event record."""
     return hashlib.sha256(canonical_json(record).encode("ascii")).hexdigest()
+
+
+#: The record's keys in canonical (sorted) order, ``detail`` among them.
+_RECORD_KEYS = tuple(sorted(("seq", "prev_hash", *FIELDS)))
+_quote = encode_basestring_ascii
+
+
+def stored_event_hash(seq: int, prev_hash: str, columns: Mapping[str, Any]) -> str:
+    """:func:`event_hash` of ``event_record(seq, prev_hash, columns)`` for the stored
+    columns of an event (``detail`` already its canonical JSON text): the record's
+    canonical JSON is written around that text instead of parsing it and serialising the
+    whole record again. Values other than text, None and integers (none are stored) go
+    the long way."""
+    parts = []
+    for key in _RECORD_KEYS:
+        if key == "detail":
+            text = columns["detail"]
+            if not isinstance(text, str):
+                return event_hash(event_record(seq, prev_hash, columns))
+            parts.append(f'"detail":{text}')
+            continue
+        value = seq if key == "seq" else prev_hash if key == "prev_hash" else columns[key]
+        if isinstance(value, str):
+            parts.append(f'"{key}":{_quote(value)}')
+        elif value is None:
+            parts.append(f'"{key}":null')
+        elif type(value) is int:
+            parts.append(f'"{key}":{value!r}')
+        else:
+            return event_hash(event_record(seq, prev_hash, columns))
+    text = "{" + ",".join(parts) + "}"
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 # --- checkpoints ------------------------------------------------------------------------

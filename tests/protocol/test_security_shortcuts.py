@@ -12,6 +12,7 @@ from asn1crypto import core
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import EnvelopeInvalid, ReceiptInvalid
 from gateway.protocol import certs
 from gateway.protocol.cms.common import _time, _time_der
@@ -22,7 +23,14 @@ from gateway.protocol.envelope import (
     _base64_only,
     _encode_lines,
 )
-from gateway.protocol.receipts import build_receipt, verify_receipt
+from gateway.protocol.party import Party
+from gateway.protocol.receipts import NS as RECEIPT_NS
+from gateway.protocol.receipts import (
+    _receipt_xml,
+    _receipt_xml_built,
+    build_receipt,
+    verify_receipt,
+)
 from gateway.protocol.seal import seal
 from tests.support.security import NOW, Node, pair
 
@@ -110,3 +118,28 @@ def test_a_receipt_verified_before_is_refused_when_trust_or_time_says_so(
         check(directory=a.store.__class__(tmp_path / "empty-keys"))
     assert unregistered.value.details["cause"] == "SignerNotRegistered"
     assert check().status == "Delivered"  # type: ignore[attr-defined]
+
+
+_ERROR_TEXT = st.text(alphabet=st.sampled_from([*"az AZ09.,:;_/()'+-", "<", "&", ">", "\"",
+                                                "\r", "\t", "é"]), max_size=30)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.sampled_from(["SchemaInvalid", "Duplicate", "TooLarge"]),
+                          _ERROR_TEXT), max_size=3),
+       st.booleans(), st.booleans())
+def test_receipt_xml_written_directly_is_what_lxml_writes(
+        errors: list[tuple[str, str]], with_ref: bool, with_to: bool) -> None:
+    values = {"receipt_id": "0b1e7c44-5a6f-4a53-9c35-0a1d2b3c4d5e",
+              "ref": "1b1e7c44-5a6f-4a53-9c35-0a1d2b3c4d5e" if with_ref else None,
+              "from_party": Party.parse("fips:4800000"),
+              "to_party": Party.parse("iso3166:NL") if with_to else None,
+              "received": datetime(2026, 11, 3, 10, 0, 7, 25, tzinfo=UTC),
+              "status": "Rejected" if errors else "Delivered", "errors": errors,
+              "digest": "ab" * 32}
+    written = _receipt_xml(**values)  # type: ignore[arg-type]
+    assert written == _receipt_xml_built(**values)  # type: ignore[arg-type]
+    root = parse_xml(written, source="Receipt").getroot()
+    texts = [(e.findtext(f"{{{RECEIPT_NS}}}Code"), e.findtext(f"{{{RECEIPT_NS}}}Text") or "")
+             for e in root.iter(f"{{{RECEIPT_NS}}}Error")]
+    assert texts == [(code, text[:1000]) for code, text in errors]

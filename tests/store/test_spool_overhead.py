@@ -15,10 +15,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import AuditError
-from gateway.store.audit import AuditEvent, AuditLog
-from gateway.store.audit_chain import format_time
+from gateway.store.audit import AuditEvent, AuditLog, check_event
+from gateway.store.audit_chain import (
+    canonical_json,
+    event_hash,
+    event_record,
+    format_time,
+    stored_event_hash,
+)
 from gateway.store.spool import SELECT_MESSAGE, Message, NewMessage, Spool
 from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
@@ -217,3 +225,40 @@ def test_audit_times_are_formatted_per_value() -> None:
         == "2026-11-03T10:00:00.000000Z"
     with pytest.raises(AuditError):
         format_time(datetime(2026, 1, 1))  # naive on purpose
+
+
+_TEXT = st.one_of(st.none(), st.text(max_size=12),
+                  st.sampled_from(["fips:0600000", "a\"b\\c", "é\u2028\x00", "https://x/y?z=1"]))
+
+
+@settings(max_examples=500)
+@given(st.integers(min_value=1, max_value=2**53), st.tuples(_TEXT, _TEXT, _TEXT, _TEXT),
+       st.dictionaries(st.text(max_size=6), st.one_of(st.integers(), st.text(max_size=8)),
+                       max_size=4))
+def test_stored_event_hash_is_the_hash_of_the_record(
+        seq: int, texts: tuple[str | None, ...], detail: dict[str, Any]) -> None:
+    # the record's JSON written around the stored detail text is the record's canonical
+    # JSON: same hash as parsing the detail and serialising the whole record
+    message_id, case_id, transport, error_code = texts
+    columns = {"at": "2026-11-03T10:00:00.000000Z", "code": "sealed", "message_id": message_id,
+               "case_id": case_id, "from_party": "fips:0600000", "to_party": None,
+               "partner": "fips:4800000", "transport": transport, "digest": "ab" * 32,
+               "error_code": error_code, "actor": "daemon", "detail": canonical_json(detail)}
+    long_way = event_hash(event_record(seq, "cd" * 32, {**columns, "detail": detail}))
+    assert stored_event_hash(seq, "cd" * 32, columns) == long_way
+    assert stored_event_hash(seq, "cd" * 32, {**columns, "detail": detail}) == long_way
+
+
+def test_remembered_audit_values_never_let_a_refused_one_through() -> None:
+    # values that passed are remembered; a refused value is never remembered, however
+    # often it comes and whatever was accepted before it
+    for i in range(5000):  # more than the memory holds: it is emptied and refilled
+        check_event(AuditEvent("sealed", NOW, message_id=f"m-{i}", partner="fips:4800000"))
+    for bad in ("987-65-4320", "987654320", "has space", "x" * 201, "é"):
+        for _ in range(2):
+            with pytest.raises(AuditError):
+                check_event(AuditEvent("sealed", NOW, message_id=bad))
+            with pytest.raises(AuditError):
+                check_event(AuditEvent("sealed", NOW, partner="fips:4800000", case_id=bad))
+    with pytest.raises(AuditError):
+        check_event(AuditEvent("sealed", NOW, actor=None))  # type: ignore[arg-type]

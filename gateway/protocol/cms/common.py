@@ -125,7 +125,8 @@ def _time_der(value: datetime) -> bytes:
     asn1crypto's GeneralizedTime."""
     utc = value.astimezone(UTC)
     if 1950 <= utc.year < 2050:
-        return b"\x17\x0d" + utc.strftime("%y%m%d%H%M%SZ").encode("ascii")
+        return (f"\x17\x0d{utc.year % 100:02d}{utc.month:02d}{utc.day:02d}{utc.hour:02d}"
+                f"{utc.minute:02d}{utc.second:02d}Z").encode("ascii")
     return bytes(_time(value).dump())
 
 
