@@ -4,6 +4,7 @@ measures and returns its figures; ``python -m bench`` runs them all and prints o
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -16,6 +17,16 @@ class Row:
     value: float
     unit: str
     note: str = ""
+
+
+_GROUPS = re.compile(r"spool: (\d+) transactions in (\d+) commits")
+
+
+def commit_groups(log_text: str) -> tuple[int, int] | None:
+    """(transactions, commits) from the last group-commit line a node's log holds (its
+    spool logs it when it closes), or None."""
+    found = _GROUPS.findall(log_text)
+    return (int(found[-1][0]), int(found[-1][1])) if found else None
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -26,7 +26,6 @@ node B) on this machine, A's outbox to B's inbox, until every receipt is back at
 from __future__ import annotations
 
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import Row
+from bench import Row, commit_groups
 
 N_FULL, N_QUICK = 2000, 300
 PACED_RATE = 100.0
@@ -176,9 +175,6 @@ def _workers_ready(daemon) -> bool:  # type: ignore[no-untyped-def]
     return "intake workers ready" in daemon.log.read_text(errors="replace")
 
 
-_GROUPS = re.compile(r"spool: (\d+) transactions in (\d+) commits")
-
-
 def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys, *,
          extra=lambda name: "", during=None, groups: dict[str, float] | None = None,
          send_workers: int = SEND_WORKERS,
@@ -235,10 +231,9 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
                 helper.join(10)
             for d in daemons:
                 d.terminate()
-                found = _GROUPS.findall(d.log.read_text(errors="replace"))
+                found = commit_groups(d.log.read_text(errors="replace"))
                 if groups is not None and found:
-                    txns, commits = (int(v) for v in found[-1])
-                    groups[d.spec.name] = txns / commits
+                    groups[d.spec.name] = found[0] / found[1]
             if server is not None:
                 server.stop()
     latencies = [done[name] - t for name, t in dropped.items() if name in done]

@@ -20,13 +20,12 @@ two-sender figure shows what sharing costs, not what a second machine would add.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import Row
+from bench import Row, commit_groups
 
 N_FULL, N_QUICK = 1000, 300
 IDLE_SECONDS = 3.0
@@ -75,9 +74,6 @@ def _postgres_cpu(data: Path) -> float:
     return total
 
 
-_GROUPS = re.compile(r"spool: (\d+) transactions in (\d+) commits")
-
-
 def _run(root: Path, url: str | None, senders: int, n: int, cluster_data: Path | None
          ) -> tuple[float, float, float, float]:
     """(messages/s, sender CPU ms per message, PostgreSQL CPU ms per message, the
@@ -117,9 +113,9 @@ def _run(root: Path, url: str | None, senders: int, n: int, cluster_data: Path |
         net.stop()
     txns = commits = 0
     for spec in net.senders:
-        found = _GROUPS.findall(net.daemons[spec.name].log.read_text(errors="replace"))
+        found = commit_groups(net.daemons[spec.name].log.read_text(errors="replace"))
         if found:
-            txns, commits = txns + int(found[-1][0]), commits + int(found[-1][1])
+            txns, commits = txns + found[0], commits + found[1]
     return n / span, cpu, pg, (txns / commits if commits else float("nan"))
 
 

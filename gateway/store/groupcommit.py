@@ -28,6 +28,7 @@ latency grows only by the bodies of writers that were already waiting.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -130,6 +131,13 @@ class CommitGroups:
                     yield
                     return
             group.done.wait()  # committed (or failed) by its last writer
+
+    def log_totals(self, log: logging.Logger) -> None:
+        """Log how many transactions shared how many commits (a store logs it when it
+        closes; ``bench/`` reads the line)."""
+        if self.commits:
+            log.info("spool: %d transactions in %d commits (group commit)",
+                     self.committed_members, self.commits)
 
     def idle(self, conn: Any) -> None:
         """Commit an open group now (before the connection closes)."""

@@ -223,9 +223,7 @@ class PostgresSpool(SpoolReads):
                     self._groups.idle(writer[0])
                 finally:
                     writer[0].close()
-            if self._groups.commits:
-                log.info("spool: %d transactions in %d commits (group commit)",
-                         self._groups.committed_members, self._groups.commits)
+            self._groups.log_totals(log)
         self._pool.close()
 
     def _write_connection(self) -> tuple[PgConn, AuditSink]:

@@ -133,10 +133,7 @@ class SqliteSpool(SpoolReads):
         with self._lock:
             if self._shared is not None:
                 self._groups.idle(self._shared)
-            groups = self._groups
-            if groups.commits:
-                log.info("spool: %d transactions in %d commits (group commit)",
-                         groups.committed_members, groups.commits)
+            self._groups.log_totals(log)
             conn, self._shared, self._audit = self._shared, None, None
             if conn is not None:
                 conn.close()
