@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -31,6 +33,17 @@ def sealed(spool: PostgresSpool, mid: str) -> int:
                          State.RECEIVED, payloads={"document": b"<doc/>"})
         txn.transition(msg.id, State.SEALED, payloads={"envelope": b"<env/>"})
     return msg.id
+
+
+def run_threads(target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
+    """``target(*a)`` for each ``a`` in threads of their own, all at once; each must end
+    within two minutes."""
+    threads = [threading.Thread(target=target, args=a) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
 
 
 @pytest.fixture
@@ -97,11 +110,7 @@ def test_outbox_files_are_claimed_once_across_nodes(nodes: list[PostgresSpool]) 
                 with lock:
                     won.append(f"key-{i}")
 
-    threads = [threading.Thread(target=scan, args=(s,)) for s in nodes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(scan, [(s,) for s in nodes])
     assert sorted(won) == sorted(f"key-{i}" for i in range(30))
     a, b, _ = nodes
     holder_of_0 = next(s for s in nodes if s.claim_intake("key-0", NOW))
@@ -135,11 +144,7 @@ def test_many_nodes_write_one_chain(nodes: list[PostgresSpool]) -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(s, k)) for k, s in enumerate(nodes)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(work, [(s, k) for k, s in enumerate(nodes)])
     assert errors == []
     with nodes[0].audit_log() as log:
         report = log.verify()
@@ -266,12 +271,7 @@ def test_nodes_with_many_threads_share_commits_and_never_deadlock(
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(nodes[k % 3], k)) for k in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads)
+    run_threads(work, [(nodes[k % 3], k) for k in range(12)])
     assert errors == []
     assert duplicates[0] == 12 * 4
     sent = nodes[0].select(states=[State.SENT], limit=1000)
@@ -353,12 +353,7 @@ def test_groups_of_different_nodes_locking_the_same_rows_never_deadlock(
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(nodes[k % 3], k)) for k in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not any(t.is_alive() for t in threads)
+    run_threads(work, [(nodes[k % 3], k) for k in range(12)])
     assert errors == []
     with nodes[0].audit_log() as log:
         report = log.verify()
