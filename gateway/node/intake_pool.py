@@ -106,6 +106,10 @@ _prepare: Preparer | None = None
 
 
 def _watch_parent(parent: int) -> None:
+    """End this worker when the daemon is gone. Polled, not ``PR_SET_PDEATHSIG`` (what
+    :mod:`gateway.demo.lifetime` uses for the demo's children): that signal follows the
+    *thread* that started the process, and the executor may start workers from a
+    scheduler or SIGHUP thread that ends long before the daemon does."""
     while True:
         if os.getppid() != parent:  # the daemon is gone (reparented): end with it
             os._exit(0)
