@@ -308,6 +308,33 @@ class HttpsTransport:
             conn.close()
 
 
+def _get(conn: http.client.HTTPSConnection, path: str, *, where: str, endpoint: str,
+         timeout: float, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """One ``GET`` on a connection made for it (closed afterwards): the answer's status
+    and the first 4 KB of its body; no answer raises the :class:`TransportError` saying
+    why (the health check's and the probe's shared error mapping)."""
+    try:
+        conn.request("GET", path, headers=headers or {})
+        answer = conn.getresponse()
+        body = answer.read(4096)
+    except ssl.SSLError as exc:
+        if _is_tls_refusal(exc):
+            raise TlsRejected(f"{where}: {_tls_reason(exc)}", endpoint=endpoint) from exc
+        raise ConnectionLost(f"TLS with {where} failed: {exc.reason}",
+                             endpoint=endpoint) from exc
+    except TimeoutError as exc:
+        raise Timeout(f"{where}: no answer within {timeout:g} s", endpoint=endpoint) from exc
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+            http.client.HTTPException) as exc:
+        raise ConnectionLost(f"{where} closed the connection without answering "
+                             f"({type(exc).__name__})", endpoint=endpoint) from exc
+    except OSError as exc:
+        raise connect_error(exc, where, endpoint=endpoint) from exc
+    finally:
+        conn.close()
+    return int(answer.status), body
+
+
 def check_health(
     host: str,
     port: int,
@@ -329,23 +356,9 @@ def check_health(
     context.check_hostname = False
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the leaf itself is the anchor
     conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-    try:
-        conn.request("GET", path)
-        answer = conn.getresponse()
-        body = answer.read(4096)
-    except ssl.SSLError as exc:
-        if _is_tls_refusal(exc):
-            raise TlsRejected(f"{where}: {_tls_reason(exc)}", endpoint=endpoint) from exc
-        raise ConnectionLost(f"TLS with {where} failed: {exc.reason}",
-                             endpoint=endpoint) from exc
-    except TimeoutError as exc:
-        raise Timeout(f"{where}: no answer within {timeout:g} s", endpoint=endpoint) from exc
-    except OSError as exc:
-        raise connect_error(exc, where, endpoint=endpoint) from exc
-    finally:
-        conn.close()
-    if answer.status != 200:
-        raise http_error(answer.status, body, endpoint=endpoint)
+    status, body = _get(conn, path, where=where, endpoint=endpoint, timeout=timeout)
+    if status != 200:
+        raise http_error(status, body, endpoint=endpoint)
     return body
 
 
@@ -366,25 +379,8 @@ def probe(
     if parts.scheme != "https" or not parts.hostname:
         raise EndpointInvalid(f"not an https:// URL: {url}")
     host, port = parts.hostname, parts.port or 443
-    where = f"{host}:{port}"
     conn = http.client.HTTPSConnection(host, port, timeout=timeout,
                                        context=client_context(cert=cert, key=key, ca=ca))
-    try:
-        conn.request("GET", parts.path or "/", headers={"Connection": "close"})
-        answer = conn.getresponse()
-        answer.read(4096)
-    except ssl.SSLError as exc:
-        if _is_tls_refusal(exc):
-            raise TlsRejected(f"{where}: {_tls_reason(exc)}", endpoint=url) from exc
-        raise ConnectionLost(f"TLS with {where} failed: {exc.reason}", endpoint=url) from exc
-    except TimeoutError as exc:
-        raise Timeout(f"{where}: no answer within {timeout:g} s", endpoint=url) from exc
-    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
-            http.client.HTTPException) as exc:
-        raise ConnectionLost(f"{where} closed the connection without answering "
-                             f"({type(exc).__name__})", endpoint=url) from exc
-    except OSError as exc:
-        raise connect_error(exc, where, endpoint=url) from exc
-    finally:
-        conn.close()
-    return int(answer.status)
+    status, _ = _get(conn, parts.path or "/", where=f"{host}:{port}", endpoint=url,
+                     timeout=timeout, headers={"Connection": "close"})
+    return status

@@ -32,7 +32,7 @@ from transports.errors import (
     TransportClosed,
     TransportError,
 )
-from transports.https_client import HttpsTransport
+from transports.https_client import HttpsTransport, check_health, probe
 from transports.https_server import HttpsServer
 
 pytestmark = pytest.mark.integration
@@ -215,6 +215,30 @@ def test_healthz_and_unknown_paths(server: HttpsServer, client_tls: TlsFiles, pk
     assert ok.stdout == b"ok\n"
     missing = curl(*tls, "-o", "/dev/null", "-w", "%{http_code}", f"{base}/nope")
     assert missing.stdout == b"404"
+
+
+def test_probe_and_health_check_answer_or_say_why(
+    server: HttpsServer, server_tls: TlsFiles, client_tls: TlsFiles, pki: TestPki,
+    tmp_path: Path,
+) -> None:
+    """The one-GET helpers (a partner's connectivity probe, the listener's health check):
+    an answer's status or body; no answer is a TransportError naming why."""
+    tls = {"cert": client_tls.cert, "key": client_tls.key}
+    assert probe(f"https://localhost:{server.port}/healthz", ca=pki.ca.cert, **tls) == 200
+    assert probe(f"https://localhost:{server.port}/nope", ca=pki.ca.cert, **tls) == 404
+    assert check_health("127.0.0.1", server.port, server_cert=server_tls.cert,
+                        **tls) == b"ok\n"
+    with pytest.raises(HttpStatus):
+        check_health("127.0.0.1", server.port, server_cert=server_tls.cert, path="/nope",
+                     **tls)
+    with pytest.raises(EndpointInvalid):
+        probe(f"http://localhost:{server.port}/", ca=pki.ca.cert, **tls)
+    with pytest.raises(ConnectFailed):
+        probe(f"https://localhost:{free_port()}/", ca=pki.ca.cert, **tls)
+    stranger = TestPki(tmp_path / "other")  # a CA that never signed the server
+    with pytest.raises((TlsRejected, ConnectionLost)) as refused:
+        probe(f"https://localhost:{server.port}/", ca=stranger.ca.cert, **tls)
+    assert f"localhost:{server.port}" in str(refused.value)
 
 
 # --- curl as an independent client ----------------------------------------------------------
