@@ -9,8 +9,8 @@ lengths (DER) are read; a constructed OCTET STRING (BER style) is accepted one l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
+from typing import NamedTuple
 
 from asn1crypto import core
 
@@ -75,8 +75,10 @@ class Malformed(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Tlv:
+class Tlv(NamedTuple):
+    """One item: its tag and where it starts, where its contents start, where it ends
+    (a tuple: made ~95 times per message, twice as fast to make as a frozen dataclass)."""
+
     tag: int
     start: int
     body: int
@@ -125,7 +127,14 @@ def top(buf: memoryview) -> Tlv:
 def oid_at(buf: memoryview, item: Tlv) -> str:
     if item.tag != OID:
         raise Malformed("expected an OBJECT IDENTIFIER")
-    return str(core.ObjectIdentifier.load(buf[item.start:item.end].tobytes()).dotted)
+    return _dotted(buf[item.start:item.end].tobytes())
+
+
+@lru_cache(maxsize=256)
+def _dotted(encoded: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER, decoded once per distinct encoding (a
+    message carries the same dozen OIDs every time). Errors are not memoised."""
+    return str(core.ObjectIdentifier.load(encoded).dotted)
 
 
 def octets(buf: memoryview, item: Tlv, primitive: int) -> memoryview | bytes:
