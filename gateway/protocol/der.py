@@ -65,7 +65,12 @@ def oid(dotted: str) -> bytes:
 
 
 def integer(value: int) -> bytes:
+    if 0 <= value < 128:  # the version numbers every structure starts with
+        return _SMALL_INTEGERS[value]
     return bytes(core.Integer(value).dump())
+
+
+_SMALL_INTEGERS = tuple(bytes([INT, 1, n]) for n in range(128))
 
 
 # --- reading over memoryview --------------------------------------------------

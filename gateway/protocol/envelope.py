@@ -83,7 +83,12 @@ def parse_time(text: str, *, where: str = "Created") -> datetime:
     return value.astimezone(UTC)
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(text: str, field: str) -> str:
+    if type(text) is str and _CANONICAL_UUID.fullmatch(text):
+        return text  # already what str(uuid.UUID(text)) gives
     try:
         return str(uuid.UUID(text))
     except (ValueError, TypeError, AttributeError):

@@ -4,6 +4,7 @@ the memoised parts of a check never accept what the check itself refuses."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -25,13 +26,14 @@ from gateway.errors import (
 from gateway.protocol import certs
 from gateway.protocol.cms.common import _time, _time_der
 from gateway.protocol.cms.signed import _signing_time
-from gateway.protocol.der import Tlv, oid, oid_at, read
+from gateway.protocol.der import Tlv, integer, oid, oid_at, read
 from gateway.protocol.envelope import (
     _BASE64_TEXT,
     Header,
     _b64_decode,
     _base64_only,
     _encode_lines,
+    _uuid,
 )
 from gateway.protocol.party import Party
 from gateway.protocol.receipts import NS as RECEIPT_NS
@@ -292,3 +294,24 @@ def test_chain_check_with_its_memoised_window_refuses_what_the_checks_refuse(
     untrusting = tuple(c for c in trust if certs.fingerprint(c) != certs.fingerprint(ca))
     with pytest.raises(CertificateUntrusted):
         certs.validate_chain(signer, trust=untrusting, at=[NOW], usage="sign")
+
+
+@settings(max_examples=500)
+@given(st.one_of(
+    st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
+    st.uuids().map(lambda u: u.hex), st.uuids().map(lambda u: "{" + str(u) + "}"),
+    st.text(st.sampled_from("0123456789abcdefABCDEF-{}_+ \n:nrui"), max_size=45)))
+def test_uuid_shortcut_is_uuids(text: str) -> None:
+    def long_way() -> str:
+        try:
+            return str(uuid.UUID(text))
+        except ValueError:
+            raise EnvelopeInvalid("MessageId is not a UUID", where="MessageId") from None
+
+    expected = _time_outcome(long_way)  # type: ignore[arg-type]
+    assert _time_outcome(lambda: _uuid(text, "MessageId")) == expected  # type: ignore[arg-type]
+
+
+def test_small_integers_are_asn1cryptos() -> None:
+    for value in range(-300, 3000):
+        assert integer(value) == bytes(core.Integer(value).dump())
