@@ -113,12 +113,32 @@ def read(buf: memoryview, pos: int, limit: int) -> Tlv:
 
 
 def children(buf: memoryview, parent: Tlv) -> list[Tlv]:
+    """The items inside ``parent``: :func:`read` in a loop, inlined (a message walks ~95
+    items; a test compares this with the loop on arbitrary bytes, errors included)."""
     out: list[Tlv] = []
-    pos = parent.body
-    while pos < parent.end:
-        item = read(buf, pos, parent.end)
-        out.append(item)
-        pos = item.end
+    pos, limit = parent.body, parent.end
+    while pos < limit:
+        if pos + 2 > limit:
+            raise Malformed("truncated")
+        tag = buf[pos]
+        if tag & 0x1F == 0x1F:
+            raise Malformed("multi-byte tags are not used in CMS")
+        first = buf[pos + 1]
+        if first < 0x80:
+            body = pos + 2
+            end = body + first
+        elif first == 0x80:
+            raise Malformed("indefinite length (BER) where DER is required")
+        else:
+            count = first & 0x7F
+            if count > 8 or pos + 2 + count > limit:
+                raise Malformed("bad length")
+            body = pos + 2 + count
+            end = body + int.from_bytes(buf[pos + 2:body], "big")
+        if end > limit:
+            raise Malformed("truncated")
+        out.append(Tlv(tag, pos, body, end))
+        pos = end
     return out
 
 

@@ -24,9 +24,10 @@ from gateway.errors import (
     SignatureInvalid,
 )
 from gateway.protocol import certs
-from gateway.protocol.cms.common import _time, _time_der
+from gateway.protocol.cms.common import GCMParameters, _time, _time_der
+from gateway.protocol.cms.enveloped import _gcm_parameters
 from gateway.protocol.cms.signed import _signing_time
-from gateway.protocol.der import Tlv, integer, oid, oid_at, read
+from gateway.protocol.der import SEQ, Malformed, Tlv, children, integer, oid, oid_at, read, top
 from gateway.protocol.envelope import (
     _BASE64_TEXT,
     Header,
@@ -34,6 +35,7 @@ from gateway.protocol.envelope import (
     _base64_only,
     _encode_lines,
     _uuid,
+    parse_envelope,
 )
 from gateway.protocol.party import Party
 from gateway.protocol.receipts import NS as RECEIPT_NS
@@ -315,3 +317,58 @@ def test_uuid_shortcut_is_uuids(text: str) -> None:
 def test_small_integers_are_asn1cryptos() -> None:
     for value in range(-300, 3000):
         assert integer(value) == bytes(core.Integer(value).dump())
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=12, max_size=12))
+def test_gcm_parameters_are_asn1cryptos(nonce: bytes) -> None:
+    expected = GCMParameters({"aes_nonce": nonce, "aes_icvlen": 16}).dump()
+    assert _gcm_parameters(nonce) == bytes(expected)
+
+
+def _children_long_way(buf: memoryview, parent: Tlv) -> list[Tlv]:
+    out: list[Tlv] = []
+    pos = parent.body
+    while pos < parent.end:
+        item = read(buf, pos, parent.end)
+        out.append(item)
+        pos = item.end
+    return out
+
+
+def _der_outcome(fn: Callable[[], list[Tlv]]) -> tuple[object, ...]:
+    try:
+        return ("ok", fn())
+    except Malformed as exc:
+        return ("error", str(exc))
+
+
+_DER_BYTES = st.lists(st.one_of(
+    st.sampled_from([b"\x30", b"\x04", b"\x80", b"\x81", b"\x82\x01", b"\x88", b"\x89",
+                     b"\x1f", b"\x3f", b"\x00", b"\x7f", b"\x81\x80", b"\x84\x00\x00\x00\x03"]),
+    st.binary(max_size=4)), max_size=12).map(b"".join)
+
+
+@settings(max_examples=1500)
+@given(_DER_BYTES, st.integers(0, 3), st.integers(0, 3))
+def test_children_inlined_is_the_read_loop(data: bytes, skip: int, cut: int) -> None:
+    buf = memoryview(data)
+    parent = Tlv(SEQ, 0, min(skip, len(data)), max(min(skip, len(data)), len(data) - cut))
+    assert _der_outcome(lambda: children(buf, parent)) == \
+        _der_outcome(lambda: _children_long_way(buf, parent))
+
+
+def test_children_of_our_messages_are_the_read_loop(tmp_path: Path) -> None:
+    a, b = pair(tmp_path)
+    receipt, _digest = _receipt(a, b)
+    der = parse_envelope(receipt).payload_der
+    buf = memoryview(der)
+    stack = [top(buf)]
+    walked = 0
+    while stack:
+        item = stack.pop()
+        expected = _children_long_way(buf, item)
+        assert children(buf, item) == expected
+        walked += len(expected)
+        stack.extend(c for c in expected if c.tag & 0x20)
+    assert walked > 50
