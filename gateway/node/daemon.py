@@ -33,14 +33,16 @@ from gateway.node.clocks import ClockKeeper, ClockWatch
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
-from gateway.node.intake_pool import IntakePool, schema_registry
+from gateway.node.intake_pool import IntakePool
 from gateway.node.logs import scheduler_logger
 from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
+from gateway.node.receive_pool import ReceivePool
 from gateway.node.reminders import ReminderDrafter
 from gateway.node.retry import BreakerBoard
 from gateway.node.storeopen import AnySpool, open_spool, sealer_for
+from gateway.node.workers import schema_registry
 from gateway.protocol import certs
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
@@ -87,6 +89,8 @@ class Gateway:
         # worker processes validate and seal outbox files once start_intake_pool() ran
         # (`gateway run`); until then, and when driven by hand, this process does
         self.intake_pool: IntakePool | None = None
+        # and open arriving envelopes once start_receive_pool() ran (likewise)
+        self.receive_pool: ReceivePool | None = None
         self.scanners = [
             OutboxScanner(outbox, config.intake, spool=self.spool,
                           rejected_dir=config.rejected, prepare=prepare,
@@ -235,6 +239,8 @@ class Gateway:
             scanner.prepare = prepare
         if self.intake_pool is not None:
             self.intake_pool.recycle(keys)  # no worker seals with the old keys
+        if self.receive_pool is not None:
+            self.receive_pool.recycle(keys)  # nor opens with them
         self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
         self.spool.use_sealer(sealer_for(keys))  # a new encryption key seals from now on
         with self.spool.transaction(self.clock()) as txn:
@@ -438,6 +444,20 @@ class Gateway:
             scanner.prepare_batch = pool
         return pool
 
+    def start_receive_pool(self) -> ReceivePool | None:
+        """Open and check arriving envelopes in ``limits.receive_workers`` worker processes
+        (:mod:`gateway.node.receive_pool`), started now from this thread; none when the
+        setting is 0. ``gateway run`` calls this after :meth:`start`; until the workers
+        are ready, and when driven by hand, this process does."""
+        workers = self.config.limits.receive_workers
+        if workers <= 0 or self.receive_pool is not None or self._stopped.is_set():
+            return self.receive_pool
+        pool = ReceivePool(self.config, self.keys, workers=workers)
+        pool.start()
+        self.receive_pool = pool
+        self.inbound.pool = pool
+        return pool
+
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.background import BackgroundScheduler  # noqa: PLC0415
 
@@ -483,6 +503,9 @@ class Gateway:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.intake_pool is not None:
             self.intake_pool.close()  # after the scheduler: no scan is running
+        if self.receive_pool is not None:
+            self.inbound.pool = None  # a late request (or pull) works in-process
+            self.receive_pool.close()  # after the listener and the scheduler
         try:
             self.checkpoint(force=True)
         except GatewayError as exc:
@@ -542,6 +565,7 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
         gateway.recover()
         gateway.start()
         gateway.start_intake_pool()  # from the main thread, which lives as long as the pool
+        gateway.start_receive_pool()
         log.info("gateway %s running", config.node.party, extra={"event": "gateway_started"})
         sdnotify.notify(f"READY=1\nSTATUS=gateway {config.node.party} running")
         if ready is not None:

@@ -37,6 +37,7 @@ from tests.support.gwnodes import (
     wait_until,
     write_config,
 )
+from tests.support.procs import alive, children
 
 pytestmark = pytest.mark.integration  # every test here starts worker processes
 
@@ -248,27 +249,6 @@ def test_reload_recycles_the_workers_onto_the_new_keys(
     assert sealed_to(after.envelope, b2_spec)
     assert not sealed_to(after.envelope, b)
     assert opened(after.envelope, b2_spec)[0] == doc
-
-
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return stat[0] != "Z"
 
 
 def test_gateway_run_recycles_on_sighup_and_leaves_no_worker_when_killed(
