@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.errors import ConfigError, GatewayError
 from gateway.node import sdnotify
@@ -42,7 +42,7 @@ from gateway.node.receive_pool import ReceivePool
 from gateway.node.reminders import ReminderDrafter
 from gateway.node.retry import BreakerBoard
 from gateway.node.storeopen import AnySpool, open_spool, sealer_for
-from gateway.node.workers import schema_registry
+from gateway.node.workers import WorkerPool, schema_registry
 from gateway.protocol import certs
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
@@ -54,6 +54,8 @@ from transports import Transport, TransportError, open_transport
 __all__ = ["Gateway", "run", "utcnow"]
 
 log = logging.getLogger("gateway.node.daemon")
+
+P = TypeVar("P", bound=WorkerPool)
 
 
 def utcnow() -> datetime:
@@ -434,28 +436,28 @@ class Gateway:
         """Validate and seal outbox files in ``limits.intake_workers`` worker processes
         (:mod:`gateway.node.intake_pool`), started now from this thread; none when the
         setting is 0. ``gateway run`` calls this after :meth:`start`."""
-        workers = self.config.limits.intake_workers
-        if workers <= 0 or self.intake_pool is not None or self._stopped.is_set():
-            return self.intake_pool
-        pool = IntakePool(self.config, self.keys, workers=workers)
-        pool.start()
-        self.intake_pool = pool
-        for scanner in self.scanners:
-            scanner.prepare_batch = pool
-        return pool
+        if self.intake_pool is None:
+            self.intake_pool = self._new_pool(IntakePool, self.config.limits.intake_workers)
+            for scanner in self.scanners:
+                scanner.prepare_batch = self.intake_pool
+        return self.intake_pool
 
     def start_receive_pool(self) -> ReceivePool | None:
         """Open and check arriving envelopes in ``limits.receive_workers`` worker processes
         (:mod:`gateway.node.receive_pool`), started now from this thread; none when the
         setting is 0. ``gateway run`` calls this after :meth:`start`; until the workers
         are ready, and when driven by hand, this process does."""
-        workers = self.config.limits.receive_workers
-        if workers <= 0 or self.receive_pool is not None or self._stopped.is_set():
-            return self.receive_pool
-        pool = ReceivePool(self.config, self.keys, workers=workers)
+        if self.receive_pool is None:
+            self.receive_pool = self._new_pool(ReceivePool,
+                                               self.config.limits.receive_workers)
+            self.inbound.pool = self.receive_pool
+        return self.receive_pool
+
+    def _new_pool(self, kind: type[P], workers: int) -> P | None:
+        if workers <= 0 or self._stopped.is_set():
+            return None
+        pool = kind(self.config, self.keys, workers=workers)
         pool.start()
-        self.receive_pool = pool
-        self.inbound.pool = pool
         return pool
 
     def _start_scheduler(self) -> None:

@@ -355,8 +355,8 @@ class WorkerPool:
                 things, done, extra={"event": f"{self.kind}_pool_broken"})
         else:
             self.logger.warning(
-                "an %s worker process ended unexpectedly; %d %s in flight are %s in the "
-                "daemon, new workers take the next ones", self.kind, redo, things, done,
+                "one of the %s worker processes ended unexpectedly; %d %s in flight are %s in "
+                "the daemon, new workers take the next ones", self.kind, redo, things, done,
                 extra={"event": f"{self.kind}_pool_broken"})
             self._restarted()
 

@@ -33,7 +33,7 @@ from gateway.protocol.receipts import verify_receipt
 from gateway.protocol.seal import seal
 from gateway.store.states import Direction, State
 from tests.support.gwnodes import Daemon, NodeSpec, PartnerSpec, wait_until, write_config
-from tests.support.procs import alive, children
+from tests.support.procs import alive, recycled_by_sighup
 
 pytestmark = pytest.mark.integration  # every test here starts worker processes
 
@@ -273,19 +273,7 @@ def test_gateway_run_recycles_on_sighup_and_leaves_no_worker_when_killed(
     sealer = Sealer(a, tmp_path, datetime.now(UTC))
     daemon = Daemon(b).start()
     try:
-        assert daemon.process is not None
-        pid = daemon.process.pid
-        wait_until(lambda: "receive workers ready" in daemon.log.read_text(), 60,
-                   "the receive workers")
-        first = {p for p in children(pid) if alive(p)}
-        assert len(first) >= 2  # the workers (and multiprocessing's resource tracker)
-        os.kill(pid, signal.SIGHUP)
-        wait_until(lambda: daemon.log.read_text().count("receive workers ready") >= 2, 60,
-                   "new receive workers")
-        wait_until(lambda: len(first - {p for p in children(pid) if alive(p)}) == 2, 30,
-                   "the old workers to end")
-        second = {p for p in children(pid) if alive(p)} - first
-        assert len(second) == 2  # both workers replaced
+        second = recycled_by_sighup(daemon, "receive")
         before = {p: cpu_ticks(p) for p in second}
         for i in range(40):
             (drop / f".e{i:02}").write_bytes(
