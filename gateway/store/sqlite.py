@@ -71,6 +71,22 @@ CREATE TABLE IF NOT EXISTS payloads (
 """
 
 
+def _tune(conn: sqlite3.Connection, timeout: float) -> None:
+    """The settings every connection to the spool uses.
+
+    ``temp_store=MEMORY``: SQLite keeps a statement journal (and any sort or temporary
+    table) in a temporary file by default, created and unlinked under ``/var/tmp`` about
+    once per commit here, since a group commit runs its members in savepoints. A file
+    created is an inode allocated, and on ext4 without a journal each allocation scans
+    past every inode deleted in the last seconds (``recently_deleted``): measured, 587
+    temporary files for 1,050 messages and about 0.2 ms of system CPU per message on the
+    receiving side's writes alone. These journals hold one statement's undo, so memory
+    is the right place for them."""
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    conn.execute("PRAGMA temp_store=MEMORY")
+
+
 class SqliteSpool(SpoolReads):
     """The SQLite spool. Thread-safe: the threads of one process share one connection,
     one statement or transaction at a time (a lock); other processes (the CLI, another
@@ -117,8 +133,7 @@ class SqliteSpool(SpoolReads):
                                    check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            _tune(conn, self.timeout)
             conn.execute("PRAGMA foreign_keys=ON")
             self._audit = AuditSink(conn)
             self._shared = conn
@@ -171,8 +186,7 @@ class SqliteSpool(SpoolReads):
         must not hold the spool's write lock)."""
         with self._translate():
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+            _tune(conn, self.timeout)
         try:
             yield AuditLog(conn)
         finally:

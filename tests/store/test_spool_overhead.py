@@ -262,3 +262,16 @@ def test_remembered_audit_values_never_let_a_refused_one_through() -> None:
                 check_event(AuditEvent("sealed", NOW, partner="fips:4800000", case_id=bad))
     with pytest.raises(AuditError):
         check_event(AuditEvent("sealed", NOW, actor=None))  # type: ignore[arg-type]
+
+
+def test_every_spool_connection_keeps_temporary_storage_in_memory(
+        sqlite_spool: SqliteSpool) -> None:
+    """A group commit runs its members in savepoints, so SQLite writes a statement
+    journal for most of them. Kept in a temporary file, that is a file created and
+    deleted per commit (measured: 587 for 1,050 messages), and on ext4 without a journal
+    each creation scans the inodes deleted in the last seconds. 2 = MEMORY."""
+    with sqlite_spool.transaction(NOW) as txn:
+        txn.audit("opened")
+    assert sqlite_spool._conn().execute("PRAGMA temp_store").fetchone()[0] == 2
+    with sqlite_spool.audit_log() as log:
+        assert log.conn.execute("PRAGMA temp_store").fetchone()[0] == 2
