@@ -300,6 +300,30 @@ def _path(leaf: x509.Certificate, trust: tuple[x509.Certificate, ...],
     return tuple(path)
 
 
+def _passing_window(path: tuple[x509.Certificate, ...], usage: Usage
+                    ) -> tuple[datetime, datetime] | None:
+    """When every check :func:`validate_chain` makes that does not depend on the time
+    passes for ``path`` (critical extensions, the leaf's key usage and key), the span in
+    which every certificate on it is valid; None otherwise (the caller then runs the
+    checks one by one, which raise the first failure)."""
+    try:
+        return _window(path, usage)
+    except Exception:  # whatever it is, the checks one by one raise it
+        return None
+
+
+@lru_cache(maxsize=256)
+def _window(path: tuple[x509.Certificate, ...], usage: Usage) -> tuple[datetime, datetime]:
+    """What :func:`_passing_window` returns, memoised per path and usage: a partner signs
+    every message and receipt with the same certificate. Failures are not memoised."""
+    for cert in path:
+        _check_critical(cert)
+    check_key_usage(path[0], usage)
+    check_key(path[0], usage)
+    return (max(c.not_valid_before_utc for c in path),
+            min(c.not_valid_after_utc for c in path))
+
+
 def validate_chain(
     leaf: x509.Certificate,
     *,
@@ -313,6 +337,9 @@ def validate_chain(
     :class:`CertificateExpired`, :class:`CertificateUsageInvalid` or
     :class:`AlgorithmNotAllowed`."""
     path = [leaf, *_path(leaf, tuple(trust), tuple(intermediates))[1:]]
+    window = _passing_window(tuple(path), usage)
+    if window is not None and all(window[0] <= instant <= window[1] for instant in at):
+        return path  # every check below would pass
     for index, cert in enumerate(path):
         _check_critical(cert)
         for instant in at:

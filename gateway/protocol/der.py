@@ -9,8 +9,8 @@ lengths (DER) are read; a constructed OCTET STRING (BER style) is accepted one l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
+from typing import NamedTuple
 
 from asn1crypto import core
 
@@ -65,7 +65,12 @@ def oid(dotted: str) -> bytes:
 
 
 def integer(value: int) -> bytes:
+    if 0 <= value < 128:  # the version numbers every structure starts with
+        return _SMALL_INTEGERS[value]
     return bytes(core.Integer(value).dump())
+
+
+_SMALL_INTEGERS = tuple(bytes([INT, 1, n]) for n in range(128))
 
 
 # --- reading over memoryview --------------------------------------------------
@@ -75,8 +80,10 @@ class Malformed(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class Tlv:
+class Tlv(NamedTuple):
+    """One item: its tag and where it starts, where its contents start, where it ends
+    (a tuple: made ~95 times per message, twice as fast to make as a frozen dataclass)."""
+
     tag: int
     start: int
     body: int
@@ -106,12 +113,32 @@ def read(buf: memoryview, pos: int, limit: int) -> Tlv:
 
 
 def children(buf: memoryview, parent: Tlv) -> list[Tlv]:
+    """The items inside ``parent``: :func:`read` in a loop, inlined (a message walks ~95
+    items; a test compares this with the loop on arbitrary bytes, errors included)."""
     out: list[Tlv] = []
-    pos = parent.body
-    while pos < parent.end:
-        item = read(buf, pos, parent.end)
-        out.append(item)
-        pos = item.end
+    pos, limit = parent.body, parent.end
+    while pos < limit:
+        if pos + 2 > limit:
+            raise Malformed("truncated")
+        tag = buf[pos]
+        if tag & 0x1F == 0x1F:
+            raise Malformed("multi-byte tags are not used in CMS")
+        first = buf[pos + 1]
+        if first < 0x80:
+            body = pos + 2
+            end = body + first
+        elif first == 0x80:
+            raise Malformed("indefinite length (BER) where DER is required")
+        else:
+            count = first & 0x7F
+            if count > 8 or pos + 2 + count > limit:
+                raise Malformed("bad length")
+            body = pos + 2 + count
+            end = body + int.from_bytes(buf[pos + 2:body], "big")
+        if end > limit:
+            raise Malformed("truncated")
+        out.append(Tlv(tag, pos, body, end))
+        pos = end
     return out
 
 
@@ -125,7 +152,14 @@ def top(buf: memoryview) -> Tlv:
 def oid_at(buf: memoryview, item: Tlv) -> str:
     if item.tag != OID:
         raise Malformed("expected an OBJECT IDENTIFIER")
-    return str(core.ObjectIdentifier.load(buf[item.start:item.end].tobytes()).dotted)
+    return _dotted(buf[item.start:item.end].tobytes())
+
+
+@lru_cache(maxsize=256)
+def _dotted(encoded: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER, decoded once per distinct encoding (a
+    message carries the same dozen OIDs every time). Errors are not memoised."""
+    return str(core.ObjectIdentifier.load(encoded).dotted)
 
 
 def octets(buf: memoryview, item: Tlv, primitive: int) -> memoryview | bytes:

@@ -22,11 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+import pybase64
 from lxml import etree
 
 from gateway.documents.schemas import default_registry
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import EnvelopeInvalid, SchemaInvalid, TooLarge, XmlError
+from gateway.protocol import canonical
 from gateway.protocol.party import Party, PartyInvalid
 
 __all__ = [
@@ -81,7 +83,12 @@ def parse_time(text: str, *, where: str = "Created") -> datetime:
     return value.astimezone(UTC)
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _uuid(text: str, field: str) -> str:
+    if type(text) is str and _CANONICAL_UUID.fullmatch(text):
+        return text  # already what str(uuid.UUID(text)) gives
     try:
         return str(uuid.UUID(text))
     except (ValueError, TypeError, AttributeError):
@@ -163,6 +170,12 @@ def header_from_element(element: etree._Element, *, where: str = "Header") -> He
     for child in element:
         if isinstance(child.tag, str):
             values[etree.QName(child).localname] = (child.text or "").strip()
+    return _header_from_values(values, where=where)
+
+
+def _header_from_values(values: dict[str, str], *, where: str) -> Header:
+    """A :class:`Header` from its fields' texts by element name (the full path reads them
+    from the tree, :mod:`gateway.protocol.canonical` from the exact bytes)."""
     try:
         return Header(
             message_id=values["MessageId"],
@@ -207,12 +220,9 @@ def b64_lines(chunks: Iterable[Buffer]) -> Iterator[bytes]:
 
 def _encode_lines(data: Buffer) -> bytes:
     """What ``base64.encodebytes`` gives (76-character lines, each ending in a newline),
-    encoded in one call and cut into lines afterwards: about 2.5x faster than its 57-byte
-    steps."""
-    text = binascii.b2a_base64(data, newline=False)
-    if not text:
-        return b""
-    return b"\n".join([text[i:i + 76] for i in range(0, len(text), 76)]) + b"\n"
+    from pybase64's SIMD encoder (same bytes; about 3x faster than ``binascii`` in one call
+    cut into lines, a test compares them)."""
+    return pybase64.encodebytes(data)
 
 
 def _base64_text(element: etree._Element, *, where: str) -> str:
@@ -322,12 +332,44 @@ def _parse_checked(data: bytes, *, root: str, source: str, max_bytes: int) -> et
     return top
 
 
+def _canonical(data: bytes, root: str, max_bytes: int) -> tuple[Header, bytes] | None:
+    """The header and decoded base64 of an ``Envelope`` (``root``) or ``Sealed`` document
+    in the exact bytes this gateway writes, without a tree or a schema run; None for
+    anything else (see :mod:`gateway.protocol.canonical`: it only recognises, the full
+    path refuses)."""
+    if type(data) is not bytes or len(data) > max_bytes:
+        return None
+    found = canonical.match_header_document(data, root)
+    if found is None:
+        return None
+    match, start, end = found
+    raw = canonical.b64_exact(data, start, end)
+    if raw is None:
+        return None
+    try:
+        header = _header_from_values(canonical.header_values(match), where=root)
+    except EnvelopeInvalid:
+        return None  # e.g. year 0000: the full path says what is wrong
+    return header, raw
+
+
 def parse_envelope(
     data: bytes, *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES, source: str = "envelope"
 ) -> ParsedEnvelope:
     """Check ``data`` is a schema-valid envelope and read it. Decrypts nothing: a relay
-    routes on ``header.to_party``. Raises :class:`EnvelopeInvalid` or :class:`TooLarge`."""
+    routes on ``header.to_party``. Raises :class:`EnvelopeInvalid` or :class:`TooLarge`.
+    An envelope in the exact form :func:`write_envelope` writes is read without building
+    a tree (:func:`_canonical`); any other goes through :func:`_parse_envelope_full`."""
     digest = hashlib.sha256(data).hexdigest()
+    fast = _canonical(data, "Envelope", max_bytes)
+    if fast is not None:
+        return ParsedEnvelope(header=fast[0], payload_der=fast[1], digest=digest)
+    return _parse_envelope_full(data, digest, max_bytes=max_bytes, source=source)
+
+
+def _parse_envelope_full(data: bytes, digest: str, *, max_bytes: int,
+                         source: str) -> ParsedEnvelope:
+    """The hardened parse and the schema check: every refusal comes from here."""
     top = _parse_checked(data, root="Envelope", source=source, max_bytes=max_bytes)
     header = header_from_element(top[0], where=f"{source}/Header")
     text = _base64_text(top[1], where=f"{source}/Payload")
@@ -380,6 +422,16 @@ def take_sealed(box: list[bytes], *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES
                 source: str = "Sealed") -> tuple[Header, bytes]:
     """:func:`parse_sealed` on the bytes in ``box``, which it empties so that they can be
     freed as soon as the tree is built (a large document is then held at most twice)."""
+    data = box.pop()
+    fast = _canonical(data, "Sealed", max_bytes)
+    if fast is not None:
+        return fast
+    return _take_sealed_full([data], max_bytes=max_bytes, source=source)
+
+
+def _take_sealed_full(box: list[bytes], *, max_bytes: int, source: str
+                      ) -> tuple[Header, bytes]:
+    """The hardened parse and the schema check of ``Sealed`` (every refusal)."""
     data = box.pop()
     top = _parse_checked(data, root="Sealed", source=source, max_bytes=max_bytes)
     del data

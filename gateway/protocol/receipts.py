@@ -30,7 +30,7 @@ from gateway.errors import (
     UsageError,
     XmlError,
 )
-from gateway.protocol import certs, cms
+from gateway.protocol import canonical, certs, cms
 from gateway.protocol.envelope import (
     DEFAULT_MAX_ENVELOPE_BYTES,
     Header,
@@ -180,6 +180,14 @@ def build_receipt(
 
 
 def _fields(document: bytes) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    """The receipt's values by element name and its errors. A receipt in the exact form
+    :func:`_receipt_xml` writes is read without a tree (:mod:`gateway.protocol.canonical`);
+    any other goes through the parse and the schema check (:func:`_fields_full`)."""
+    fast = canonical.receipt_values(document) if type(document) is bytes else None
+    return fast if fast is not None else _fields_full(document)
+
+
+def _fields_full(document: bytes) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
     try:
         tree = parse_xml(document, source="Receipt")
         default_registry().check(tree, source="Receipt")

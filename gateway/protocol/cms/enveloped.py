@@ -33,7 +33,6 @@ from gateway.protocol.cms.common import (
     OID_ENVELOPED_DATA,
     Content,
     DecryptionKey,
-    GCMParameters,
     KeyPair,
     _algorithm_der,
     _content_info,
@@ -74,8 +73,7 @@ class _Encrypted:
         self._key = os.urandom(32)
         self._nonce = os.urandom(12)
         info = _recipient_info(self._key, recipient_cert)
-        gcm_params = GCMParameters({"aes_nonce": self._nonce, "aes_icvlen": 16})
-        content_alg = tlv(SEQ, oid(OID_AES256_GCM), bytes(gcm_params.dump()))
+        content_alg = tlv(SEQ, oid(OID_AES256_GCM), _gcm_parameters(self._nonce))
         n = content.length
         ec_head = head(CTX0_PRIM, n)
         eci_body = len(oid(OID_DATA)) + len(content_alg) + len(ec_head) + n
@@ -102,6 +100,12 @@ class _Encrypted:
             yield encryptor.update(chunk)
         encryptor.finalize()
         yield tlv(OCTETS, encryptor.tag)
+
+
+def _gcm_parameters(nonce: bytes) -> bytes:
+    """DER ``GCMParameters`` with ``nonce`` and a 16-byte tag: what asn1crypto's
+    :class:`GCMParameters` dumps (a test compares them), written directly."""
+    return tlv(SEQ, tlv(OCTETS, nonce), integer(16))
 
 
 def _recipient_info(content_key: bytes, recipient_cert: x509.Certificate) -> bytes:
