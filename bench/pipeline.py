@@ -47,8 +47,9 @@ max_delay = "5s"
 expiry = "1h"
 [limits]
 send_workers = 8
-""" + (f"intake_workers = {int(os.environ['BENCH_INTAKE_WORKERS'])}\n"
-       if os.environ.get("BENCH_INTAKE_WORKERS") else "") + """[schedule]
+""" + "".join(f"{key} = {int(os.environ[var])}\n" for key, var in (
+    ("intake_workers", "BENCH_INTAKE_WORKERS"), ("receive_workers", "BENCH_RECEIVE_WORKERS"))
+    if os.environ.get(var)) + """[schedule]
 outbox_scan = "100ms"
 retry_scan = "200ms"
 sftp_pull = "100ms"
@@ -166,13 +167,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _workers_ready(daemon) -> bool:  # type: ignore[no-untyped-def]
-    """Whether the daemon's intake workers have started (their start-up is a one-time
-    cost, not counted per message), or it has none."""
+    """Whether the daemon's intake and receive workers have started (their start-up is a
+    one-time cost, not counted per message), or it has none."""
     from gateway.node.config import load_config
 
-    if load_config(daemon.spec.config_path).limits.intake_workers <= 0:
-        return True
-    return "intake workers ready" in daemon.log.read_text(errors="replace")
+    limits = load_config(daemon.spec.config_path).limits
+    text = daemon.log.read_text(errors="replace")
+    return all(count <= 0 or f"{kind} workers ready" in text for kind, count in (
+        ("intake", limits.intake_workers), ("receive", limits.receive_workers)))
 
 
 def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys, *,
@@ -201,7 +203,7 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
                 daemons.append(daemon)
                 daemon.start()
             for daemon in daemons:
-                wait_until(lambda d=daemon: _workers_ready(d), 60, "the intake workers")
+                wait_until(lambda d=daemon: _workers_ready(d), 60, "the worker processes")
             a.outbox.mkdir(parents=True, exist_ok=True)
             count = n if rate is None else int(rate * (seconds or 0))
             docs = [_document(i % 50) for i in range(50)]

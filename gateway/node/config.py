@@ -441,7 +441,8 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
         reset_after=r.duration(t, "reset_after", "breaker.reset_after", 60.0, positive=True),
     )
     t = r.table(doc, "limits", "limits")
-    r.known(t, "limits", {"max_message_bytes", "send_workers", "intake_workers"})
+    r.known(t, "limits", {"max_message_bytes", "send_workers", "intake_workers",
+                          "receive_workers"})
     limits = Limits(
         max_message_bytes=int(r.number(t, "max_message_bytes", "limits.max_message_bytes",
                                        10 * 1024 * 1024, minimum=1024, integer=True)),
@@ -449,6 +450,8 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
                                   integer=True)),
         intake_workers=int(r.number(t, "intake_workers", "limits.intake_workers",
                                     default_intake_workers(), integer=True)),
+        receive_workers=int(r.number(t, "receive_workers", "limits.receive_workers",
+                                     default_intake_workers(), integer=True)),
     )
     schema_sets = []
     for i, t in enumerate(r.tables(doc, "schema_sets")):

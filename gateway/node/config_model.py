@@ -150,8 +150,8 @@ class BreakerPolicy:
 
 
 def default_intake_workers() -> int:
-    """``limits.intake_workers`` when not set: two worker processes where there are two
-    CPUs or more, none (validate and seal in the daemon) on one CPU."""
+    """``limits.intake_workers`` (and ``limits.receive_workers``) when not set: two worker
+    processes where there are two CPUs or more, none (do it in the daemon) on one CPU."""
     cpus = os.cpu_count() or 1
     return min(2, cpus) if cpus > 1 else 0
 
@@ -162,6 +162,8 @@ class Limits:
     send_workers: int = 8
     #: worker processes that validate and seal outbox files (0: in the daemon itself)
     intake_workers: int = 0
+    #: worker processes that open and check arriving envelopes (0: in the daemon itself)
+    receive_workers: int = 0
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.errors import ConfigError, GatewayError
 from gateway.node import sdnotify
@@ -33,14 +33,16 @@ from gateway.node.clocks import ClockKeeper, ClockWatch
 from gateway.node.config import Config, check_files
 from gateway.node.inbound import Inbound
 from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
-from gateway.node.intake_pool import IntakePool, schema_registry
+from gateway.node.intake_pool import IntakePool
 from gateway.node.logs import scheduler_logger
 from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
 from gateway.node.outbound import Sender, TransportPool, make_preparer
+from gateway.node.receive_pool import ReceivePool
 from gateway.node.reminders import ReminderDrafter
 from gateway.node.retry import BreakerBoard
 from gateway.node.storeopen import AnySpool, open_spool, sealer_for
+from gateway.node.workers import WorkerPool, schema_registry
 from gateway.protocol import certs
 from gateway.store.audit import AuditLog, retention_cutoff
 from gateway.store.audit_chain import KeySigner
@@ -52,6 +54,8 @@ from transports import Transport, TransportError, open_transport
 __all__ = ["Gateway", "run", "utcnow"]
 
 log = logging.getLogger("gateway.node.daemon")
+
+P = TypeVar("P", bound=WorkerPool)
 
 
 def utcnow() -> datetime:
@@ -87,6 +91,8 @@ class Gateway:
         # worker processes validate and seal outbox files once start_intake_pool() ran
         # (`gateway run`); until then, and when driven by hand, this process does
         self.intake_pool: IntakePool | None = None
+        # and open arriving envelopes once start_receive_pool() ran (likewise)
+        self.receive_pool: ReceivePool | None = None
         self.scanners = [
             OutboxScanner(outbox, config.intake, spool=self.spool,
                           rejected_dir=config.rejected, prepare=prepare,
@@ -235,6 +241,8 @@ class Gateway:
             scanner.prepare = prepare
         if self.intake_pool is not None:
             self.intake_pool.recycle(keys)  # no worker seals with the old keys
+        if self.receive_pool is not None:
+            self.receive_pool.recycle(keys)  # nor opens with them
         self._signer = KeySigner(keys.identity.signing_key, keys.identity.signing_cert)
         self.spool.use_sealer(sealer_for(keys))  # a new encryption key seals from now on
         with self.spool.transaction(self.clock()) as txn:
@@ -428,14 +436,28 @@ class Gateway:
         """Validate and seal outbox files in ``limits.intake_workers`` worker processes
         (:mod:`gateway.node.intake_pool`), started now from this thread; none when the
         setting is 0. ``gateway run`` calls this after :meth:`start`."""
-        workers = self.config.limits.intake_workers
-        if workers <= 0 or self.intake_pool is not None or self._stopped.is_set():
-            return self.intake_pool
-        pool = IntakePool(self.config, self.keys, workers=workers)
+        if self.intake_pool is None:
+            self.intake_pool = self._new_pool(IntakePool, self.config.limits.intake_workers)
+            for scanner in self.scanners:
+                scanner.prepare_batch = self.intake_pool
+        return self.intake_pool
+
+    def start_receive_pool(self) -> ReceivePool | None:
+        """Open and check arriving envelopes in ``limits.receive_workers`` worker processes
+        (:mod:`gateway.node.receive_pool`), started now from this thread; none when the
+        setting is 0. ``gateway run`` calls this after :meth:`start`; until the workers
+        are ready, and when driven by hand, this process does."""
+        if self.receive_pool is None:
+            self.receive_pool = self._new_pool(ReceivePool,
+                                               self.config.limits.receive_workers)
+            self.inbound.pool = self.receive_pool
+        return self.receive_pool
+
+    def _new_pool(self, kind: type[P], workers: int) -> P | None:
+        if workers <= 0 or self._stopped.is_set():
+            return None
+        pool = kind(self.config, self.keys, workers=workers)
         pool.start()
-        self.intake_pool = pool
-        for scanner in self.scanners:
-            scanner.prepare_batch = pool
         return pool
 
     def _start_scheduler(self) -> None:
@@ -483,6 +505,9 @@ class Gateway:
         self.executor.shutdown(wait=True, cancel_futures=True)
         if self.intake_pool is not None:
             self.intake_pool.close()  # after the scheduler: no scan is running
+        if self.receive_pool is not None:
+            self.inbound.pool = None  # a late request (or pull) works in-process
+            self.receive_pool.close()  # after the listener and the scheduler
         try:
             self.checkpoint(force=True)
         except GatewayError as exc:
@@ -542,6 +567,7 @@ def run(config: Config, *, ready: Callable[[Gateway], None] | None = None) -> in
         gateway.recover()
         gateway.start()
         gateway.start_intake_pool()  # from the main thread, which lives as long as the pool
+        gateway.start_receive_pool()
         log.info("gateway %s running", config.node.party, extra={"event": "gateway_started"})
         sdnotify.notify(f"READY=1\nSTATUS=gateway {config.node.party} running")
         if ready is not None:

@@ -27,39 +27,29 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from lxml import etree
-
-from gateway.documents.csenet.records import HeaderToServer
-from gateway.documents.csenet.xmlform import from_xml
-from gateway.documents.describe import describe
 from gateway.documents.schemas import SchemaRegistry
-from gateway.documents.validate import validate_parsed
 from gateway.errors import (
     Duplicate,
     GatewayError,
     InputError,
     RoutingError,
-    SchemaInvalid,
     SecurityError,
     TooLarge,
     UnknownRecipient,
 )
-from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config
+from gateway.node.examine import Examined, ExaminePool, Examiner, as_received_csenet, receipt_for
 from gateway.node.nodekeys import NodeKeys
-from gateway.node.outbound import apply_receipt, safe_token
+from gateway.node.outbound import apply_receipt
 from gateway.node.ping import answer_ping
 from gateway.node.routing import decide
 from gateway.protocol.envelope import Header, ParsedEnvelope, parse_envelope
-from gateway.protocol.receipts import build_receipt
-from gateway.protocol.seal import OpenPolicy, open_parsed
 from gateway.store.fsutil import commit_temp, write_temp
 from gateway.store.spool import Message, NewMessage, Spool, Txn
 from gateway.store.states import Direction, IllegalTransition, State
@@ -89,18 +79,6 @@ def inbox_name(header: Header, *, csenet: bool = False) -> str:
     return f"{header.action}-{header.message_id}.{'txt' if csenet else 'xml'}"
 
 
-def as_received_csenet(tree: etree._ElementTree, now: datetime, terminator: bytes) -> bytes:
-    """A validated ``InterstateTransaction`` as the CSENet line a state receives from the
-    federal server: the 121-byte header (FIPS codes and case IDs swapped to the receiver's
-    point of reference, Date-Received and Time-Received from ``now``) and the data blocks
-    unchanged."""
-    txn = from_xml(tree)
-    header = txn.header
-    if isinstance(header, HeaderToServer):
-        header = header.delivered(now.date(), now.time().replace(microsecond=0, tzinfo=None))
-    return (header.text + txn.to_text()[len(txn.header.text):]).encode("ascii") + terminator
-
-
 class Inbound:
     def __init__(self, config: Config, spool: Spool, keys: NodeKeys, *,
                  clock: Callable[[], datetime], registry: SchemaRegistry | None = None) -> None:
@@ -109,9 +87,12 @@ class Inbound:
         self.keys = keys
         self.clock = clock
         self.registry = registry
-        self.clocks = ClockKeeper(config.clocks) if config.clocks.enabled else None
-        self.policy = OpenPolicy(max_age=timedelta(seconds=config.security.replay_window),
-                                 max_bytes=config.limits.max_message_bytes * 2)
+        self.examiner = Examiner(config, registry=registry)
+        self.clocks = self.examiner.clocks
+        self.policy = self.examiner.policy
+        #: receive worker processes that examine new arrivals (``gateway run`` sets it,
+        #: :mod:`gateway.node.receive_pool`); None, or a None answer: this process does
+        self.pool: ExaminePool | None = None
 
     # --- entry points ---------------------------------------------------------------
 
@@ -345,11 +326,15 @@ class Inbound:
 
     def _receipt_for(self, header: Header, digest: str, error: GatewayError | None,
                      now: datetime, receipt_id: str | None = None) -> bytes:
-        errors = [] if error is None else [(error.code, _safe_text(error))]
-        return build_receipt(for_header=header, envelope_digest=digest,
-                             status="Delivered" if error is None else "Rejected",
-                             errors=errors, received=now, node=self.keys.identity, now=now,
-                             receipt_id=receipt_id)
+        return receipt_for(header, digest, error, now, node=self.keys.identity,
+                           receipt_id=receipt_id)
+
+    def _examine(self, parsed: ParsedEnvelope, now: datetime) -> Examined:
+        """Open, verify, validate, convert, build the receipt: in a receive worker when
+        there are any and they answer, else here (the same outcome either way)."""
+        pool = self.pool
+        examined = pool.examine(parsed, now) if pool is not None else None
+        return examined or self.examiner.examine(parsed, self.keys, now)
 
     def _process(self, record: Message | None, parsed: ParsedEnvelope, channel: str,
                  data: bytes = b"") -> Answer:
@@ -361,79 +346,52 @@ class Inbound:
         crash left ``received`` (recovery)."""
         now = self.clock()
         header = parsed.header
-        error: GatewayError | None = None
-        document = b""
-        try:
-            opened = open_parsed(parsed, node=self.keys.identity, trust=self.keys.trust,
-                                 directory=self.keys.directory, now=now, policy=self.policy)
-            document = opened.document
-        except GatewayError as exc:
-            error = exc
-        case_id = None
-        clock: tuple[tuple[str, dict[str, str]], ...] = ()
-        if error is None:
-            report, tree = validate_parsed(document, source=header.message_id,
-                                           registry=self.registry,
-                                           max_bytes=self.config.limits.max_message_bytes)
-            if not report.valid or tree is None:
-                error = _schema_error(report.issues[0].code if report.issues else
-                                      "SchemaInvalid", len(report.issues))
-            else:
-                case_id = _case_id(tree)
-                clock = clock_events(self.clocks, tree, outbound=False,
-                                     conversation_id=header.conversation_id,
-                                     ref_to=header.ref_to_message_id)
-                if self._csenet(header):
-                    try:
-                        document = as_received_csenet(
-                            tree, now, b"\r\n" if self.config.inbox_newline == "crlf"
-                            else b"\n")
-                    except GatewayError as exc:
-                        error = exc
-            del tree
-        receipt_id = str(uuid.uuid4())
-        receipt = self._receipt_for(header, parsed.digest, error, now, receipt_id)
-        if error is None:
+        examined = self._examine(parsed, now)
+        receipt, receipt_id = examined.receipt, examined.receipt_id
+        if examined.error_code is None:
             # Two-phase delivery: the fsynced temporary file is recorded (delivering)
             # before it is renamed into the inbox, so recovery knows whether the rename
             # happened and never writes a document the state system may have taken already.
             self.config.inbox.mkdir(parents=True, exist_ok=True)
             tmp = write_temp(self.config.inbox / inbox_name(
-                header, csenet=self._csenet(header)), document)
+                header, csenet=self._csenet(header)), examined.document)
             try:
                 with self.spool.transaction(now) as txn:
                     if record is None:
                         record = self._arrived(txn, parsed, data, channel)
                     txn.audit("opened", record)
-                    for code, detail in clock:
+                    for code, detail in examined.clock:
                         txn.audit(code, record, detail=detail)
                     record = txn.transition(record.id, State.DELIVERING,
                                             expect=State.RECEIVED,
                                             payloads={"receipt": receipt},
-                                            changes={"case_id": case_id, "source": tmp.name})
+                                            changes={"case_id": examined.case_id,
+                                                     "source": tmp.name})
             except Duplicate:
                 tmp.unlink(missing_ok=True)
                 return self._raced(header.message_id, now)
             return self._finish_delivery(record, header, receipt, receipt_id, channel)
         log.warning("rejected %s from %s: %s", header.message_id, header.from_party,
-                    error.code, extra={"event": "inbound_rejected",
-                                       "message_id": header.message_id,
-                                       "partner": str(header.from_party),
-                                       "error_code": error.code, "state": "rejected"})
+                    examined.error_code, extra={"event": "inbound_rejected",
+                                                "message_id": header.message_id,
+                                                "partner": str(header.from_party),
+                                                "error_code": examined.error_code,
+                                                "state": "rejected"})
         try:
             with self.spool.transaction(now) as txn:
                 if record is None:
                     record = self._arrived(txn, parsed, data, channel)
                 txn.transition(record.id, State.REJECTED, expect=State.RECEIVED,
-                               error_code=error.code, payloads={"receipt": receipt},
-                               changes={"error_text": error.message[:500]})
+                               error_code=examined.error_code,
+                               payloads={"receipt": receipt},
+                               changes={"error_text": examined.error_text})
                 txn.store_receipt(header.message_id, "sent", receipt)
                 txn.audit("receipt_sent", record, detail={"status": "Rejected"})
                 if channel != HTTPS:
                     self._queue_receipt(txn, header, receipt, receipt_id)
         except Duplicate:
             return self._raced(header.message_id, now)
-        return Answer(413 if isinstance(error, TooLarge) else 400, receipt)
+        return Answer(413 if examined.too_large else 400, receipt)
 
     def _finish_delivery(self, record: Message, header: Header, receipt: bytes,
                          receipt_id: str, channel: str) -> Answer:
@@ -455,8 +413,7 @@ class Inbound:
 
     def _csenet(self, header: Header) -> bool:
         """Whether this message is delivered as a CSENet line (``inbox.format``)."""
-        return self.config.inbox_format == "csenet" and \
-            header.action == "InterstateTransaction"
+        return self.examiner.csenet(header)
 
     def _queue_receipt(self, txn: Txn, header: Header, receipt: bytes, receipt_id: str) -> None:
         """Send the receipt back as its own message (pulled / folder deliveries)."""
@@ -473,35 +430,3 @@ class Inbound:
             envelope_digest=hashlib.sha256(receipt).hexdigest(),
             expires_at=txn.now.timestamp() + self.config.retry.expiry),
             State.SEALED, payloads={"envelope": receipt})
-
-
-def _safe_text(error: GatewayError) -> str:
-    """Receipt error text: the class's stable wording, never the message details."""
-    return {
-        "SchemaInvalid": "the document does not match its schema",
-        "SignatureInvalid": "the signature does not verify",
-        "DecryptionFailed": "the envelope cannot be decrypted by this node",
-        "UnknownRecipient": "this node does not serve the addressed party",
-        "SignerNotRegistered": "the signer is not registered for the sending party",
-        "ReplayWindow": "the message is too old or too far in the future",
-        "HeaderMismatch": "the signed header differs from the envelope header",
-        "CertificateExpired": "a certificate is expired",
-        "CertificateUntrusted": "the signer certificate is not trusted",
-        "TooLarge": "the message is too large",
-    }.get(error.code, "the message was refused")
-
-
-def _schema_error(code: str, count: int) -> GatewayError:
-    err = SchemaInvalid(f"{count} validation error(s)")
-    if code != "SchemaInvalid":
-        err.details["first"] = code
-    return err
-
-
-def _case_id(tree: etree._ElementTree) -> str | None:
-    try:
-        return safe_token(describe(tree).case_id)
-    except GatewayError:
-        return None
-
-

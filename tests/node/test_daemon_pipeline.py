@@ -321,7 +321,7 @@ def test_inbound_crash_before_the_record_loses_nothing(tmp_path: Path, key_cache
     def crash(*args: object, **kwargs: object) -> object:
         raise KeyboardInterrupt("simulated crash while opening")
 
-    monkeypatch.setattr("gateway.node.inbound.open_parsed", crash)
+    monkeypatch.setattr("gateway.node.examine.open_parsed", crash)
     with pytest.raises(KeyboardInterrupt):
         gw_b.pull()
     monkeypatch.undo()

@@ -37,6 +37,7 @@ from tests.support.gwnodes import (
     wait_until,
     write_config,
 )
+from tests.support.procs import alive, recycled_by_sighup
 
 pytestmark = pytest.mark.integration  # every test here starts worker processes
 
@@ -60,7 +61,7 @@ def two_specs(root: Path, cache: Path, extra: str = "") -> tuple[NodeSpec, NodeS
 
 @pytest.fixture
 def gateway_a(tmp_path: Path, key_cache: Path) -> Iterator[tuple[Gateway, NodeSpec, NodeSpec]]:
-    a, b = two_specs(tmp_path, key_cache, "[limits]\nintake_workers = 2\n")
+    a, b = two_specs(tmp_path, key_cache, "[limits]\nintake_workers = 2\nreceive_workers = 0\n")
     gw = Gateway(load_config(a.config_path))
     try:
         yield gw, a, b
@@ -250,46 +251,13 @@ def test_reload_recycles_the_workers_onto_the_new_keys(
     assert opened(after.envelope, b2_spec)[0] == doc
 
 
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == pid:
-                found.add(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return stat[0] != "Z"
-
-
 def test_gateway_run_recycles_on_sighup_and_leaves_no_worker_when_killed(
         tmp_path: Path, key_cache: Path) -> None:
-    a, _ = two_specs(tmp_path, key_cache, "[limits]\nintake_workers = 2\n"
+    a, _ = two_specs(tmp_path, key_cache, "[limits]\nintake_workers = 2\nreceive_workers = 0\n"
                      '[schedule]\noutbox_scan = "100ms"\n')
     daemon = Daemon(a).start()
     try:
-        assert daemon.process is not None
-        pid = daemon.process.pid
-        wait_until(lambda: "intake workers ready" in daemon.log.read_text(), 60,
-                   "the intake workers")
-        first = children(pid)
-        assert len(first) >= 2  # the workers (and multiprocessing's resource tracker)
-        os.kill(pid, signal.SIGHUP)
-        wait_until(lambda: daemon.log.read_text().count("intake workers ready") >= 2, 60,
-                   "new intake workers")
-        wait_until(lambda: len(first - {p for p in children(pid) if alive(p)}) == 2, 30,
-                   "the old workers to end")
-        second = {p for p in children(pid) if alive(p)}
-        assert len(second - first) == 2  # both workers replaced
+        second = recycled_by_sighup(daemon, "intake")
         a.outbox.mkdir(parents=True, exist_ok=True)
         for i in range(5):
             (a.outbox / f"s{i}.xml").write_bytes(

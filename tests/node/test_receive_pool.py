@@ -1,0 +1,290 @@
+"""Receiving in worker processes (gateway/node/receive_pool.py): every envelope gets the
+same outcome from the workers as in the daemon's own process (delivered, or rejected with
+the same code, the same receipt, the same record and audit events), an envelope whose
+worker is killed is opened in the daemon and still delivered, and `gateway run` recycles
+its receive workers on SIGHUP, has them do the work, and leaves none behind when it is
+killed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.demo.samples import interstate_transaction
+from gateway.node.config import load_config
+from gateway.node.daemon import Gateway
+from gateway.node.examine import Examined
+from gateway.node.inbound import Answer
+from gateway.node.keystore import Keystore, generate_node
+from gateway.node.nodekeys import NodeKeys, load_node_keys
+from gateway.node.receive_pool import ReceivePool
+from gateway.protocol.envelope import Header, ParsedEnvelope, parse_envelope
+from gateway.protocol.identity import NodeIdentity
+from gateway.protocol.party import Party
+from gateway.protocol.receipts import verify_receipt
+from gateway.protocol.seal import seal
+from gateway.store.states import Direction, State
+from tests.support.gwnodes import Daemon, NodeSpec, PartnerSpec, wait_until, write_config
+from tests.support.procs import alive, recycled_by_sighup
+
+pytestmark = pytest.mark.integration  # every test here starts worker processes
+
+A, B = "fips:0600000", "fips:4800000"
+POOLED = "[limits]\nintake_workers = 0\nreceive_workers = 2\n"
+
+
+@pytest.fixture(scope="module")
+def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+def specs(root: Path, cache: Path, *b_names: str, extra: str = POOLED,
+          inbox: dict[str, object] | None = None) -> tuple[NodeSpec, list[NodeSpec]]:
+    """Node A and one node B per name (the same party and keys, each its own spool and
+    inbox)."""
+    a = NodeSpec("a", A, root / "a", extra=extra)
+    a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
+    bs = []
+    for name in b_names:
+        b = NodeSpec(name, B, root / name, extra=extra, inbox_options=dict(inbox or {}))
+        b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
+        bs.append(b)
+    for spec in (a, *bs):
+        write_config(spec, cache, [a, *bs])
+    return a, bs
+
+
+class Sealer:
+    """Envelopes from A to B, good and bad, sealed as a partner would."""
+
+    def __init__(self, a: NodeSpec, root: Path, now: datetime) -> None:
+        self.keys: NodeKeys = load_node_keys(load_config(a.config_path))
+        self.now = now
+        # keys that B does not know: a second A (untrusted), a second B (cannot decrypt)
+        generate_node(root / "stranger-a", Party.parse(A), now=now, curve="p256")
+        generate_node(root / "stranger-b", Party.parse(B), now=now, curve="p256")
+        self.stranger: NodeIdentity = Keystore(root / "stranger-a").identity(Party.parse(A))
+        self.other_b = Keystore(root / "stranger-b").identity(Party.parse(B)).encryption_cert
+
+    def envelope(self, document: bytes, *, created: datetime | None = None,
+                 sender: NodeIdentity | None = None, to_other_b: bool = False) -> bytes:
+        header = Header.new(from_party=Party.parse(A), to_party=Party.parse(B),
+                            service="interstate", action="InterstateTransaction",
+                            created=created or self.now)
+        cert = self.other_b if to_other_b else self.keys.recipient_cert(Party.parse(B),
+                                                                        self.now)
+        return seal(document, header, sender=sender or self.keys.identity,
+                    recipient_cert=cert)
+
+    def cases(self) -> dict[str, bytes]:
+        good = [interstate_transaction("0600000", "4800000", seed=i) for i in range(3)]
+        invalid = good[0].replace(b"<CaseID>", b"<Unexpected/><CaseID>", 1)
+        assert invalid != good[0]
+        tampered = self.envelope(good[1])
+        message_id = parse_envelope(tampered).header.message_id
+        tampered = tampered.replace(message_id.encode(), str(uuid.uuid4()).encode(), 1)
+        return {
+            "delivered-0": self.envelope(good[0]),
+            "delivered-1": self.envelope(good[1]),
+            "delivered-2": self.envelope(good[2]),
+            "SchemaInvalid": self.envelope(invalid),
+            "ReplayWindow": self.envelope(good[0], created=self.now + timedelta(hours=1)),
+            "HeaderMismatch": tampered,
+            "untrusted": self.envelope(good[0], sender=self.stranger),
+            "DecryptionFailed": self.envelope(good[0], to_other_b=True),
+        }
+
+
+def pooled(gateway: Gateway) -> ReceivePool:
+    pool = gateway.start_receive_pool()
+    assert pool is not None
+    wait_until(pool.ready, 60, "the receive workers")
+    assert len(pool.pids()) == 2
+    return pool
+
+
+@pytest.fixture
+def clock() -> Callable[[], datetime]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    return lambda: now
+
+
+@pytest.fixture
+def gateways(tmp_path: Path, key_cache: Path, clock: Callable[[], datetime]
+             ) -> Iterator[tuple[Sealer, Gateway, Gateway]]:
+    """Two B nodes with CSENet inboxes (the conversion runs in the workers too): the
+    first opens in its receive workers, the second in its own process."""
+    a, (b_pool, b_here) = specs(tmp_path, key_cache, "bpool", "bhere",
+                                inbox={"format": "csenet"})
+    started = [Gateway(load_config(spec.config_path), clock=clock)
+               for spec in (b_pool, b_here)]
+    try:
+        yield Sealer(a, tmp_path, clock()), started[0], started[1]
+    finally:
+        for gateway in started:
+            gateway.stop()
+
+
+def receipt_fields(receipt: bytes, sealer: Sealer, envelope: bytes) -> tuple[object, ...]:
+    """What a receipt says, less its own id (random) and signature bytes."""
+    v = verify_receipt(receipt, expected_signer=Party.parse(B),
+                       sent_envelope_digest=parse_envelope(envelope).digest,
+                       trust=sealer.keys.trust, directory=sealer.keys.directory,
+                       now=sealer.now)
+    return (v.ref_to_message_id, v.from_party, v.to_party, v.status, v.errors, v.received,
+            v.envelope_digest, v.signer_fingerprint)
+
+
+def outcome(gateway: Gateway, answer: Answer, envelope: bytes, sealer: Sealer
+            ) -> tuple[object, ...]:
+    """Everything the node did with one envelope that does not depend on where it was
+    opened: the answer, the receipt's fields, the record, its audit trail, the inbox."""
+    message_id = parse_envelope(envelope).header.message_id
+    record = gateway.spool.find(Direction.IN, message_id)
+    assert record is not None
+    stored = gateway.spool.payload(record.id, "receipt") or b""
+    assert stored == answer.body
+    with gateway.spool.audit_log() as audit:
+        trail = [(e.event.code, e.event.error_code, e.event.detail)
+                 for e in audit.query(message_id=message_id)]
+    inbox = sorted((p.name, p.read_bytes()) for p in gateway.config.inbox.iterdir()
+                   if message_id in p.name)
+    return (answer.status, receipt_fields(answer.body, sealer, envelope), record.state,
+            record.error_code, record.error_text, record.case_id, record.source, trail,
+            inbox)
+
+
+def test_the_workers_give_every_envelope_the_same_outcome(
+        gateways: tuple[Sealer, Gateway, Gateway]) -> None:
+    sealer, gw_pool, gw_here = gateways
+    pool = pooled(gw_pool)
+    assert gw_pool.inbound.pool is pool
+    assert gw_here.inbound.pool is None
+    cases = sealer.cases()
+    # the examination itself: the workers' Examined is the daemon's, but for the
+    # receipt's random id (and so its bytes)
+    now = gw_pool.clock()
+    for name, envelope in cases.items():
+        parsed = parse_envelope(envelope)
+        theirs = pool.examine(parsed, now)
+        ours = gw_here.inbound.examiner.examine(parsed, gw_here.keys, now)
+        assert isinstance(theirs, Examined), name
+        assert theirs.receipt_id != ours.receipt_id
+        assert (theirs.document, theirs.case_id, theirs.clock, theirs.error_code,
+                theirs.error_text, theirs.too_large) == \
+            (ours.document, ours.case_id, ours.clock, ours.error_code, ours.error_text,
+             ours.too_large), name
+    # and everything durable, through the daemon's entry point
+    codes = {}
+    for name, envelope in cases.items():
+        a = gw_pool.inbound.accept(envelope, channel="https")
+        b = gw_here.inbound.accept(envelope, channel="https")
+        theirs, ours = outcome(gw_pool, a, envelope, sealer), outcome(gw_here, b, envelope,
+                                                                      sealer)
+        assert theirs == ours, name
+        codes[name] = (a.status, theirs[3])
+    assert codes == {
+        "delivered-0": (200, None), "delivered-1": (200, None), "delivered-2": (200, None),
+        "SchemaInvalid": (400, "SchemaInvalid"), "ReplayWindow": (400, "ReplayWindow"),
+        "HeaderMismatch": (400, "HeaderMismatch"),
+        "untrusted": (400, codes["untrusted"][1]),
+        "DecryptionFailed": (400, "DecryptionFailed")}
+    assert codes["untrusted"][1] in {"CertificateUntrusted", "SignerNotRegistered"}
+    # delivered as CSENet lines, by both
+    assert sorted(p.suffix for p in gw_pool.config.inbox.iterdir()) == [".txt"] * 3
+    # a copy that comes again is still caught by the spool, not opened again
+    again = gw_pool.inbound.accept(cases["delivered-0"], channel="https")
+    assert again.status == 200
+    assert again.body == gw_pool.spool.payload(
+        gw_pool.spool.find(Direction.IN, parse_envelope(cases["delivered-0"])
+                           .header.message_id).id, "receipt")  # type: ignore[union-attr]
+
+
+class KillDuringCall:
+    """The real pool, with every worker killed right after the first envelope is handed
+    over (the fault this test injects; nothing of the pool is replaced)."""
+
+    def __init__(self, pool: ReceivePool) -> None:
+        self.pool = pool
+        self.kills = 0
+
+    def examine(self, parsed: ParsedEnvelope, now: datetime) -> Examined | None:
+        collect = self.pool.submit(parsed, now)
+        if self.kills == 0:
+            self.kills += 1
+            for pid in self.pool.pids():
+                os.kill(pid, signal.SIGKILL)
+        return collect()
+
+
+def test_a_killed_worker_loses_nothing(gateways: tuple[Sealer, Gateway, Gateway],
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    sealer, gw, _ = gateways
+    pool = pooled(gw)
+    first = pool.pids()
+    killer = KillDuringCall(pool)
+    gw.inbound.pool = killer
+    envelopes = [sealer.envelope(interstate_transaction("0600000", "4800000", seed=i))
+                 for i in range(16)]
+    with caplog.at_level(logging.WARNING, logger="gateway.node.inbound"), \
+            ThreadPoolExecutor(max_workers=8) as threads:
+        answers = list(threads.map(lambda e: gw.inbound.accept(e, channel="https"),
+                                   envelopes))
+    assert killer.kills == 1
+    assert [a.status for a in answers] == [200] * 16
+    for answer, envelope in zip(answers, envelopes, strict=True):
+        fields = receipt_fields(answer.body, sealer, envelope)
+        assert fields[3] == "Delivered"
+    records = gw.spool.select(direction=Direction.IN, limit=100)
+    assert len(records) == 16
+    assert {r.state for r in records} == {State.DELIVERED}
+    assert len(list(gw.config.inbox.iterdir())) == 16
+    broke = [r for r in caplog.records if "ended unexpectedly" in r.getMessage()]
+    assert len(broke) == 1  # logged once
+    # new workers take over, started at once
+    wait_until(pool.ready, 60, "new receive workers")
+    assert not set(pool.pids()) & set(first)
+    late = sealer.envelope(interstate_transaction("0600000", "4800000", seed=99))
+    assert isinstance(pool.examine(parse_envelope(late), gw.clock()), Examined)
+
+
+def cpu_ticks(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(stat[11]) + int(stat[12])
+
+
+def test_gateway_run_recycles_on_sighup_and_leaves_no_worker_when_killed(
+        tmp_path: Path, key_cache: Path) -> None:
+    """Envelopes dropped in B's inbound folder after a SIGHUP are opened by the new
+    workers (their CPU time grows) and delivered; a kill -9 of B ends them."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    a, (b,) = specs(tmp_path, key_cache, "b")
+    b.inbound_folders = [drop]
+    write_config(b, key_cache, [a, b])
+    sealer = Sealer(a, tmp_path, datetime.now(UTC))
+    daemon = Daemon(b).start()
+    try:
+        second = recycled_by_sighup(daemon, "receive")
+        before = {p: cpu_ticks(p) for p in second}
+        for i in range(40):
+            (drop / f".e{i:02}").write_bytes(
+                sealer.envelope(interstate_transaction("0600000", "4800000", seed=i)))
+            (drop / f".e{i:02}").rename(drop / f"e{i:02}.xml")
+        wait_until(lambda: b.inbox.is_dir() and len(list(b.inbox.iterdir())) >= 40, 60,
+                   "the deliveries")
+        assert sum(cpu_ticks(p) - before[p] for p in second) > 0  # the workers opened
+        daemon.kill()  # kill -9: no cleanup of any kind
+        wait_until(lambda: not any(alive(p) for p in second), 10,
+                   "the receive workers to end with the daemon")
+    finally:
+        daemon.terminate()
+    assert sorted(p.suffix for p in b.inbox.iterdir()) == [".xml"] * 40
