@@ -51,7 +51,7 @@ from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config, TransportConfig
 from gateway.node.intake import Prepared, Preparer, Refused
 from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
-from gateway.node.retry import BreakerBoard, after_failure
+from gateway.node.retry import BreakerBoard, RetryDecision, after_failure
 from gateway.node.routing import decide
 from gateway.protocol.envelope import Header
 from gateway.protocol.party import Party
@@ -509,15 +509,24 @@ class Sender:
         """Record a failed attempt. ``breaker``: "auto" counts a retryable failure against
         the partner (a permanent one proves it is alive); None leaves the breaker alone."""
         now = self.clock()
+        opened = False
         if breaker == "auto":
-            if retryable:
-                if self.breakers.failure(message.partner or "", now.timestamp()):
-                    self._breaker_event("breaker_opened", message.partner or "")
+            if retryable:  # the breaker decides at once, so other lanes stop now
+                opened = self.breakers.failure(message.partner or "", now.timestamp())
             else:
                 self._breaker_closed(message.partner or "")
         decision = after_failure(self.config.retry, attempts=message.attempts,
                                  expires_at=message.expires_at or now.timestamp(),
                                  now=now.timestamp(), retryable=retryable, rng=self.rng)
+        try:
+            return self._record_failure(message, url, code, text, decision, now, started)
+        finally:
+            if opened:  # after the failure that opened it, so the trail reads in order
+                self._breaker_event("breaker_opened", message.partner or "")
+
+    def _record_failure(self, message: Message, url: str | None, code: str, text: str,
+                        decision: RetryDecision, now: datetime, started: float | None
+                        ) -> Message:
         with self.spool.transaction(now) as txn:
             txn.audit("send_failed", message, error_code=code[:60],
                       transport=(url or None) and url[:200],
@@ -525,13 +534,15 @@ class Sender:
             changes: dict[str, Any] = {"error_text": text[:500]}
             if decision.retry:
                 changes["next_attempt_at"] = decision.at
-                return txn.transition(message.id, State.RETRYING, expect=State.SENDING,
-                                      error_code=code[:60], changes=changes,
-                                      detail={"attempt": message.attempts})
-            changes["next_attempt_at"] = None
-            return txn.transition(message.id, State.FAILED, expect=State.SENDING,
-                                  error_code=code[:60], changes=changes,
-                                  detail={"reason": decision.reason})
+                after = txn.transition(message.id, State.RETRYING, expect=State.SENDING,
+                                       error_code=code[:60], changes=changes,
+                                       detail={"attempt": message.attempts})
+            else:
+                changes["next_attempt_at"] = None
+                after = txn.transition(message.id, State.FAILED, expect=State.SENDING,
+                                       error_code=code[:60], changes=changes,
+                                       detail={"reason": decision.reason})
+        return after
 
     # --- housekeeping ---------------------------------------------------------------
 

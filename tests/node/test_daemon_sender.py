@@ -179,6 +179,22 @@ def test_retry_backoff_breaker_and_recovery(setup) -> None:  # type: ignore[no-u
     assert refused.error_code == "BreakerOpen"
 
 
+def test_the_failure_that_opens_the_breaker_comes_before_it_in_the_trail(setup) -> None:  # type: ignore[no-untyped-def]
+    """Metrics and alerts read the trail: once ``breaker_opened`` is there, so is every
+    failed attempt that opened it (it used to be written before the last of them)."""
+    _, spool, net, clock, sender = setup
+    net.fail_next("tx-primary", 100)
+    net.fail_next("tx-backup", 100)
+    msg = sealed(spool, TX)
+    sender.send(msg.id, State.SEALED)
+    clock.advance(10)
+    sender.send(msg.id, State.RETRYING)
+    assert sender.breakers.blocked(clock().timestamp()) == [TX]  # threshold 2: open
+    with spool.audit_log() as log:
+        codes = [e.event.code for e in log.query(code=["send_failed", "breaker_opened"])]
+    assert codes == ["send_failed", "send_failed", "breaker_opened"]
+
+
 def test_partner_recovers_and_messages_flow(setup) -> None:  # type: ignore[no-untyped-def]
     _, spool, net, clock, sender = setup
     net.fail_next("ny", 2)
