@@ -212,11 +212,14 @@ def test_malformed_signer_info_is_refused(signer, cut: str) -> None:  # type: ig
 
 
 def test_time_values_agree_with_asn1crypto() -> None:
-    """The direct DER time reading gives what asn1crypto gives, on both forms."""
+    """The direct DER time reading gives what asn1crypto gives, on both forms; a UTCTime's
+    50-99 are 1950-1999 (RFC 5652, 11.3)."""
     from gateway.protocol.cms.signed import _signing_time
     from gateway.protocol.der import read
 
-    for value in (datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), NOW,
+    for value in (datetime(1950, 1, 1, tzinfo=UTC), datetime(1968, 2, 29, 12, tzinfo=UTC),
+                  datetime(1969, 1, 1, tzinfo=UTC),
+                  datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC), NOW,
                   datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
                   datetime(2049, 1, 1, tzinfo=UTC), datetime(2050, 6, 1, 8, 30, tzinfo=UTC)):
         encoded = (core.UTCTime(value) if value.year < 2050

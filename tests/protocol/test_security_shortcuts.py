@@ -163,7 +163,8 @@ def test_receipt_xml_written_directly_is_what_lxml_writes(
 
 
 def _signing_time_long_way(buf: memoryview, item: Tlv) -> datetime:
-    """The reading before the positional shortcut (strptime, then asn1crypto)."""
+    """The reading before the positional shortcut (strptime, then asn1crypto), with
+    RFC 5652's two-digit years (50-99 -> 19xx, where strptime's ``%y`` says 69)."""
     raw = buf[item.start:item.end].tobytes()
     fmt = {0x17: (13, "%y%m%d%H%M%SZ"), 0x18: (15, "%Y%m%d%H%M%SZ")}.get(item.tag)
     if fmt is None:
@@ -171,9 +172,13 @@ def _signing_time_long_way(buf: memoryview, item: Tlv) -> datetime:
     text = raw[item.body - item.start:]
     if len(text) == fmt[0] and text.isascii():
         try:
-            return datetime.strptime(text.decode(), fmt[1]).replace(tzinfo=UTC)
+            value = datetime.strptime(text.decode(), fmt[1]).replace(tzinfo=UTC)
         except ValueError:
             pass
+        else:
+            if item.tag == 0x17 and value.year >= 2050:
+                value = value.replace(year=value.year - 100)
+            return value
     value = (core.UTCTime if item.tag == 0x17 else core.GeneralizedTime).load(raw).native
     if not isinstance(value, datetime):
         raise SignatureInvalid("signing-time is not a time")

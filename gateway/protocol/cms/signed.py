@@ -193,6 +193,12 @@ def _signature_spec(data: bytes) -> tuple[str, int | None]:
 _TIME_FORMATS = {0x17: (13, "%y%m%d%H%M%SZ"), 0x18: (15, "%Y%m%d%H%M%SZ")}
 
 
+def _rfc_century(value: datetime) -> datetime:
+    """A UTCTime ``strptime`` read: its ``%y`` puts 50-68 in 2050-2068, RFC 5652 (as RFC
+    5280 and asn1crypto) in 1950-1968. The leap years of the two spans coincide."""
+    return value.replace(year=value.year - 100) if value.year >= 2050 else value
+
+
 def _signing_time(buf: memoryview, item: Tlv) -> datetime:
     """UTCTime or GeneralizedTime: the DER forms (seconds, ``Z``) directly, anything else
     a DER encoder may write through asn1crypto."""
@@ -202,12 +208,12 @@ def _signing_time(buf: memoryview, item: Tlv) -> datetime:
         raise SignatureInvalid("signing-time is not a time")
     text = raw[item.body - item.start:]
     if len(text) == fmt[0] and text[-1:] == b"Z" and text[:-1].isdigit():
-        # the DER forms, read by position; what strptime gives for them (a test compares,
-        # including its two-digit-year rule: 00-68 -> 20xx, 69-99 -> 19xx)
+        # the DER forms, read by position; what strptime gives for them (a test compares),
+        # with RFC 5652's two-digit years (11.3): 00-49 -> 20xx, 50-99 -> 19xx
         digits = 2 if item.tag == 0x17 else 4
         year = int(text[:digits])
         if digits == 2:
-            year += 2000 if year <= 68 else 1900
+            year += 2000 if year < 50 else 1900
         rest = text[digits:]
         try:
             return datetime(year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]),
@@ -216,9 +222,11 @@ def _signing_time(buf: memoryview, item: Tlv) -> datetime:
             pass  # the long way below says what it makes of it
     if len(text) == fmt[0] and text.isascii():
         try:
-            return datetime.strptime(text.decode(), fmt[1]).replace(tzinfo=UTC)
+            value = datetime.strptime(text.decode(), fmt[1]).replace(tzinfo=UTC)
         except ValueError:
             pass
+        else:
+            return _rfc_century(value) if item.tag == 0x17 else value
     value = (core.UTCTime if item.tag == 0x17 else core.GeneralizedTime).load(raw).native
     if not isinstance(value, datetime):
         raise SignatureInvalid("signing-time is not a time")
