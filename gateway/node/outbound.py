@@ -519,12 +519,13 @@ class Sender:
                                  expires_at=message.expires_at or now.timestamp(),
                                  now=now.timestamp(), retryable=retryable, rng=self.rng)
         try:
-            return self._record_failure(message, url, code, text, decision, now, started)
+            return self._record_failure(message, url, code, text, decision=decision,
+                                        now=now, started=started)
         finally:
             if opened:  # after the failure that opened it, so the trail reads in order
                 self._breaker_event("breaker_opened", message.partner or "")
 
-    def _record_failure(self, message: Message, url: str | None, code: str, text: str,
+    def _record_failure(self, message: Message, url: str | None, code: str, text: str, *,
                         decision: RetryDecision, now: datetime, started: float | None
                         ) -> Message:
         with self.spool.transaction(now) as txn:
