@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from gateway.errors import PartyInvalid
 
@@ -46,6 +47,12 @@ class Party:
         """``"fips:0600000"`` -> ``Party("fips", "0600000")``; :class:`PartyInvalid` else."""
         if not isinstance(text, str):
             raise TypeError("Party.parse takes a string")
+        if cls is Party and type(text) is str and len(text) <= 32:
+            return _parse(text)  # memoised: a handful of parties recur in every message
+        return cls._from_text(text)
+
+    @classmethod
+    def _from_text(cls, text: str) -> Party:
         scheme, sep, value = text.strip().partition(":")
         if not sep:
             raise PartyInvalid(
@@ -91,3 +98,10 @@ class Party:
     def _need(self, scheme: str) -> None:
         if self.scheme != scheme:
             raise PartyInvalid(f"party {self} is not a {scheme} party")
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> Party:
+    """:meth:`Party.parse` for a plain string (a frozen value, so one instance can be
+    shared; a refusal raises and is not memoised)."""
+    return Party._from_text(text)

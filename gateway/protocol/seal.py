@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
@@ -200,10 +200,12 @@ def _open(
     verified = cms.verify(plaintext, extra_certificates=registered)
     del plaintext
     content_box = [verified.content]
-    verified = replace(verified, content=b"")
-    certs.validate_chain(verified.signer, trust=trust, intermediates=verified.certificates,
-                         at=[verified.signing_time, now], usage="sign")
-    fingerprint = certs.fingerprint(verified.signer)
+    signer, signing_time = verified.signer, verified.signing_time
+    intermediates = verified.certificates
+    del verified  # the signed content now lives only in ``content_box``
+    certs.validate_chain(signer, trust=trust, intermediates=intermediates,
+                         at=[signing_time, now], usage="sign")
+    fingerprint = certs.fingerprint(signer)
     if directory is not None and fingerprint not in {certs.fingerprint(c) for c in registered}:
         raise SignerNotRegistered(
             f"the signer certificate {fingerprint[:16]} is not registered for "
@@ -215,8 +217,7 @@ def _open(
             "the signed header differs from the envelope header in: " + ", ".join(different),
             details={"fields": different})
     return OpenedMessage(header=header, document=document, signer_fingerprint=fingerprint,
-                         signer=verified.signer, signing_time=verified.signing_time,
-                         envelope_digest=digest)
+                         signer=signer, signing_time=signing_time, envelope_digest=digest)
 
 
 def open_envelope(

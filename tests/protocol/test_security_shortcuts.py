@@ -372,3 +372,20 @@ def test_children_of_our_messages_are_the_read_loop(tmp_path: Path) -> None:
         walked += len(expected)
         stack.extend(c for c in expected if c.tag & 0x20)
     assert walked > 50
+
+
+@settings(max_examples=600)
+@given(st.one_of(
+    st.sampled_from(["fips:0600000", "iso3166:NL", "iso3166:DE-BY", " fips:4800000 ",
+                     "fips:060000", "FIPS:0600000", "iso3166:nl", "x:y", "fips0600000", ""]),
+    st.text(st.sampled_from("fipso3166:0123456789NLDEBY- \t"), max_size=40)))
+def test_party_parse_memoised_is_the_parse(text: str) -> None:
+    def outcome(fn: Callable[[], Party]) -> tuple[object, ...]:
+        try:
+            return ("ok", fn())
+        except GatewayError as exc:
+            return ("error", type(exc), exc.message)
+
+    expected = outcome(lambda: Party._from_text(text))
+    for _ in range(2):  # the second time from the memo, when it was a success
+        assert outcome(lambda: Party.parse(text)) == expected
