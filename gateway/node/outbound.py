@@ -264,6 +264,7 @@ class Sender:
         self._lock = threading.Lock()
         self._inflight: set[int] = set()
         self._lanes: dict[str, int] = {}
+        self._refilling = 0  # lanes freed whose refill has not finished yet
         #: per partner, the due messages the last dispatch found but had no free lane for
         #: (row id, state), in the spool's order: a lane that frees takes the next from
         #: here rather than reading the whole due list again (see :meth:`_refill`)
@@ -338,25 +339,31 @@ class Sender:
         if not picked:
             self.dispatch(executor, limit=lane_size)
 
-    def _release(self, row_id: int, partner: str) -> None:
+    def _release(self, row_id: int, partner: str, *, refilling: bool = False) -> None:
+        """Free ``row_id``'s lane; ``refilling``: the caller refills it next, and the
+        sender is not idle until it has (so :meth:`idle` never sees the hand-over)."""
         with self._lock:
             self._inflight.discard(row_id)
             self._lanes[partner] = max(0, self._lanes.get(partner, 1) - 1)
+            self._refilling += refilling
 
     def _run(self, row_id: int, expect: State, partner: str) -> None:
+        executor = self._executor
         try:
             self.send(row_id, expect)
         except Exception:
             log.exception("unexpected error sending spool message %d", row_id)
             self._unstick(row_id)
         finally:
-            self._release(row_id, partner)
-        executor = self._executor
+            self._release(row_id, partner, refilling=executor is not None)
         if executor is not None:  # a lane is free again: refill it at once
             try:
                 self._refill(executor, partner)
             except GatewayError as exc:
                 log.warning("refill after a send failed: %s", exc.code)
+            finally:
+                with self._lock:
+                    self._refilling -= 1
 
     def _unstick(self, row_id: int) -> None:
         """After an unexpected error (a bug, not a transport failure) a claimed message
@@ -377,8 +384,9 @@ class Sender:
             log.exception("could not put spool message %d back to retrying", row_id)
 
     def idle(self) -> bool:
+        """No send in flight, and no freed lane still taking its next message."""
         with self._lock:
-            return not self._inflight
+            return not self._inflight and not self._refilling
 
     # --- one message ----------------------------------------------------------------
 

@@ -352,6 +352,34 @@ def test_a_freed_lane_takes_the_next_waiting_message_without_rereading(setup) ->
     assert attempts == 1  # each claimed and sent exactly once
 
 
+def test_the_sender_is_not_idle_while_a_freed_lane_takes_its_next_message(setup) -> None:  # type: ignore[no-untyped-def]
+    # between a send's end and its lane's refill nothing is in flight, but a message is
+    # still waiting for that lane: idle() (what send_all and the tests wait for) must
+    # not say so then (it did: the test above failed once under load, its executor shut
+    # down in that gap)
+    _, spool, net, _, sender = setup
+    net.serve("tx-primary", answer_delivered)
+    messages = [sealed(spool, TX, i) for i in range(3)]
+    in_gap = threading.Semaphore(0)
+    go_on = threading.Event()
+    refill = sender._refill
+
+    def slow_refill(executor, partner):  # type: ignore[no-untyped-def]
+        in_gap.release()
+        go_on.wait(10)
+        refill(executor, partner)
+
+    sender._refill = slow_refill
+    with ThreadPoolExecutor(4) as executor:
+        assert sender.dispatch(executor, limit=2) == 2  # the third waits for a lane
+        assert in_gap.acquire(timeout=10) and in_gap.acquire(timeout=10)  # both sent
+        idle_in_gap = sender.idle()
+        go_on.set()
+        _until(sender.idle)
+    assert not idle_in_gap
+    assert all(spool.get(m.id).state is State.DELIVERED for m in messages)
+
+
 def test_a_waiting_message_settled_meanwhile_is_not_sent(setup) -> None:  # type: ignore[no-untyped-def]
     # remembered as due, then cancelled by an operator before its turn: the claim finds
     # it no longer sealed, so it is not sent (the list is a hint, the spool decides)
