@@ -372,7 +372,8 @@ def test_the_sender_is_not_idle_while_a_freed_lane_takes_its_next_message(setup)
     sender._refill = slow_refill
     with ThreadPoolExecutor(4) as executor:
         assert sender.dispatch(executor, limit=2) == 2  # the third waits for a lane
-        assert in_gap.acquire(timeout=10) and in_gap.acquire(timeout=10)  # both sent
+        assert in_gap.acquire(timeout=10)  # the first send is done, its lane freed
+        assert in_gap.acquire(timeout=10)  # and the second's
         idle_in_gap = sender.idle()
         go_on.set()
         _until(sender.idle)
