@@ -88,7 +88,6 @@ class Inbound:
         self.clock = clock
         self.registry = registry
         self.examiner = Examiner(config, registry=registry)
-        self.clocks = self.examiner.clocks
         self.policy = self.examiner.policy
         #: receive worker processes that examine new arrivals (``gateway run`` sets it,
         #: :mod:`gateway.node.receive_pool`); None, or a None answer: this process does
