@@ -543,15 +543,13 @@ class Sender:
             changes: dict[str, Any] = {"error_text": text[:500]}
             if decision.retry:
                 changes["next_attempt_at"] = decision.at
-                after = txn.transition(message.id, State.RETRYING, expect=State.SENDING,
-                                       error_code=code[:60], changes=changes,
-                                       detail={"attempt": message.attempts})
-            else:
-                changes["next_attempt_at"] = None
-                after = txn.transition(message.id, State.FAILED, expect=State.SENDING,
-                                       error_code=code[:60], changes=changes,
-                                       detail={"reason": decision.reason})
-        return after
+                return txn.transition(message.id, State.RETRYING, expect=State.SENDING,
+                                      error_code=code[:60], changes=changes,
+                                      detail={"attempt": message.attempts})
+            changes["next_attempt_at"] = None
+            return txn.transition(message.id, State.FAILED, expect=State.SENDING,
+                                  error_code=code[:60], changes=changes,
+                                  detail={"reason": decision.reason})
 
     # --- housekeeping ---------------------------------------------------------------
 
