@@ -306,17 +306,34 @@ class WorkerPool:
                 return None
             if self._current is not None:
                 return self._current
-            generation = self._current = _Generation([], self._fingerprint,
-                                                     threading.Condition())
-            for _ in range(self.workers):
-                ours, theirs = self._context.Pipe()
-                process = self._context.Process(
-                    target=_serve, name=f"gateway-{self.kind}-worker",
-                    args=(theirs, self.kind, type(self).loader, self.config,
-                          self._fingerprint, os.getpid()))
-                generation.workers.append(_Worker(process, ours))
-                process.start()
-                theirs.close()  # the worker's end lives in the worker only
+            generation = _Generation([], self._fingerprint, threading.Condition())
+            try:
+                for _ in range(self.workers):
+                    ours, theirs = self._context.Pipe()
+                    process = self._context.Process(
+                        target=_serve, name=f"gateway-{self.kind}-worker",
+                        args=(theirs, self.kind, type(self).loader, self.config,
+                              self._fingerprint, os.getpid()))
+                    try:
+                        process.start()
+                    except OSError:
+                        ours.close()
+                        raise
+                    finally:
+                        theirs.close()  # the worker's end lives in the worker only
+                    generation.workers.append(_Worker(process, ours))
+            except OSError as exc:  # no process or pipe to be had (memory, limits)
+                self._given_up = True
+                failed: OSError | None = exc
+            else:
+                self._current, failed = generation, None
+        if failed is not None:
+            self._retire(generation, kill=True)
+            self.logger.error("cannot start the %s worker processes (%s); the daemon %s "
+                              "itself until the next reload", self.kind,
+                              failed.strerror or type(failed).__name__, self.stale_work,
+                              extra={"event": f"{self.kind}_pool_broken"})
+            return None
         self._warm(generation)
         return generation
 

@@ -6,6 +6,7 @@ breaks give the pool up until the next reload; close ends every worker."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -136,3 +137,43 @@ def test_close_ends_every_worker(pool: Doubler) -> None:
     assert not any(alive(p) for p in pids)
     assert pool.call(generation, _double, (1,)) is None
     assert pool._generation() is None
+
+
+class NoProcesses:
+    """A multiprocessing context whose processes cannot start (the fault this test
+    injects: fork refused for memory or a process limit)."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.tries = 0
+
+    def Pipe(self) -> object:  # noqa: N802 - multiprocessing's name
+        return self.real.Pipe()  # type: ignore[attr-defined]
+
+    def Process(self, **kwargs: object) -> object:  # noqa: N802 - multiprocessing's name
+        process = self.real.Process(**kwargs)  # type: ignore[attr-defined]
+
+        def refuse() -> None:
+            self.tries += 1
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+        process.start = refuse
+        return process
+
+
+def test_workers_that_cannot_start_leave_the_work_to_the_daemon(
+        pool: Doubler, caplog: pytest.LogCaptureFixture) -> None:
+    real = pool._context
+    pool._context = NoProcesses(real)  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="gateway.node.workers"):
+        assert pool._generation() is None
+        assert pool._generation() is None  # given up: not tried again
+    assert pool._context.tries == 1  # type: ignore[attr-defined]
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot start the test worker processes (Resource temporarily unavailable); the "
+        "daemon doubles itself until the next reload"]
+    assert pool.pids() == []
+    pool._context = real
+    pool.recycle(load_node_keys(pool.config))  # the reload tries again
+    ready(pool)
+    assert call(pool, _double, 2) == 4
