@@ -30,7 +30,6 @@ beside ``/v1/messages``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import os
@@ -47,6 +46,7 @@ from cryptography import x509
 
 from transports.base import PeerInfo
 from transports.errors import EndpointInvalid
+from transports.http1 import HeadError, RequestHead, body_length, read_head
 
 __all__ = ["Handler", "HttpsServer", "PeerInfo"]
 
@@ -78,9 +78,33 @@ class _RequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     server: _Server
 
+    head: RequestHead | None = None
+    raw_requestline: bytes  # set by BaseHTTPRequestHandler.handle_one_request
+
     def setup(self) -> None:
         super().setup()  # applies the class's ``timeout`` (read_timeout) to the socket
-        self.peer = _peer_info(self.connection, self.client_address)
+        self.peer = _peer_info(self.connection, self.client_address)  # once per connection
+
+    def parse_request(self) -> bool:
+        """Read the request head with :mod:`transports.http1` instead of the standard
+        library's email parser; answer (or just close) what it refuses."""
+        self.command = ""
+        self.request_version = "HTTP/1.1"  # error answers carry a status line
+        self.close_connection = True
+        self.head = None
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        try:
+            head = read_head(self.raw_requestline, self.rfile.readline)
+        except HeadError as exc:
+            log.debug("%s: request refused (%s): %s", self.peer.address, exc.reason,
+                      exc.detail)
+            if exc.status:
+                self.send_error(exc.status, None, exc.detail)
+            return False
+        self.head = head
+        self.command, self.path, self.request_version = head.method, head.path, head.version
+        self.close_connection = not head.keep_alive
+        return not head.expect_continue or self.handle_expect_100()
 
     def log_message(self, format: str, *args: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -100,8 +124,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def handle_expect_100(self) -> bool:
         """Answer ``Expect: 100-continue`` with 413 when the announced body is too large,
         so the client does not send it at all."""
-        length = self.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.server.owner.max_body:
+        assert self.head is not None  # noqa: S101 - set by parse_request before this
+        length = self.head.content_length
+        if length is not None and length > self.server.owner.max_body:
             self._reply(413, b"body too large\n", close=True)
             return False
         return super().handle_expect_100()
@@ -125,10 +150,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self) -> None:
+        assert self.head is not None  # noqa: S101 - set by parse_request before this
+        # a GET announcing a body we do not read: answer, then close rather than read
+        # that body as the next request
+        close = bool(self.head.content_length) or self.head.transfer_encoding is not None
         if self.path == HEALTH_PATH:
-            self._reply(200, b"ok\n")
+            self._reply(200, b"ok\n", close=close)
         else:
-            self._reply(404, b"not found\n")
+            self._reply(404, b"not found\n", close=close)
 
     def do_POST(self) -> None:
         owner = self.server.owner
@@ -137,20 +166,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n", close=True)
             return
         handler, content_type = route
-        if self.headers.get("Transfer-Encoding"):
-            self._reply(411, b"Content-Length required; chunked bodies are not accepted\n",
-                        close=True)
-            return
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            self._reply(411, b"Content-Length required\n", close=True)
-            return
+        head = self.head
+        assert head is not None  # noqa: S101 - set by parse_request before this
         try:
-            length = int(length_text)
-            if length < 0:
-                raise ValueError(length_text)
-        except ValueError:
-            self._reply(400, b"bad Content-Length\n", close=True)
+            length = body_length(head)  # one Content-Length of digits, no Transfer-Encoding
+        except HeadError as exc:
+            self._reply(exc.status, exc.detail.encode() + b"\n", close=True)
             return
         if length > owner.max_body:
             log.info("%s: refused a %d-byte body (limit %d)", self.peer.address, length,
@@ -162,8 +183,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if body is None:
             return
         owner._disarm(self.connection)  # the handler's own time is not the client's
-        peer = dataclasses.replace(self.peer,
-                                   content_type=self.headers.get("Content-Type", "")[:1000])
+        peer = self.peer
+        peer = PeerInfo(peer.address, peer.subject, peer.fingerprint,
+                        (head.get("Content-Type") or "")[:1000])
         try:
             status, answer = handler(body, peer)
             if not isinstance(status, int) or not 200 <= status <= 599:
