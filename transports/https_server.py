@@ -30,6 +30,8 @@ beside ``/v1/messages``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import email.utils
 import hashlib
 import logging
 import os
@@ -57,6 +59,7 @@ Handler = Callable[[bytes, PeerInfo], tuple[int, bytes]]
 MESSAGES_PATH = "/v1/messages"
 HEALTH_PATH = "/healthz"
 _READ_CHUNK = 64 * 1024
+_date: tuple[int, str] = (0, "")  # (second, its HTTP date), see date_time_string
 
 
 def _peer_info(conn: ssl.SSLSocket, address: Any) -> PeerInfo:
@@ -84,6 +87,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()  # applies the class's ``timeout`` (read_timeout) to the socket
         self.peer = _peer_info(self.connection, self.client_address)  # once per connection
+        self.last_peer = self.peer  # with the last request's Content-Type
 
     def parse_request(self) -> bool:
         """Read the request head with :mod:`transports.http1` instead of the standard
@@ -133,21 +137,30 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: bytes, *, close: bool = False,
                content_type: str | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type or self.server.owner.content_type)
-        self.send_header("Content-Length", str(len(body)))
+        """Status line, headers and body in one write (one TLS record for a small
+        answer): a receipt is never split from its headers by a crash or a slow peer.
+        The same lines ``send_response`` + ``send_header`` wrote, built at once."""
+        self.log_request(status)
+        reason = self.responses[status][0] if status in self.responses else ""
+        head = (f"{self.protocol_version} {status} {reason}\r\n"
+                f"Server: {self.version_string()}\r\nDate: {self.date_time_string()}\r\n"
+                f"Content-Type: {content_type or self.server.owner.content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n")
         if close:
-            self.send_header("Connection", "close")
+            head += "Connection: close\r\n"
             self.close_connection = True
-        buffered = getattr(self, "_headers_buffer", None)
-        if isinstance(buffered, list):
-            # headers and body in one write (one TLS record for a small answer): a
-            # receipt is never split from its headers by a crash or a slow peer
-            buffered.append(b"\r\n" + body)
-            self.flush_headers()
-        else:  # pragma: no cover - http.server internals changed: two writes
-            self.end_headers()
-            self.wfile.write(body)
+        self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header's value, formatted once a second (not per answer)."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        global _date  # noqa: PLW0603 - a cache shared by every connection
+        now = int(time.time())
+        cached = _date
+        if cached[0] != now:
+            cached = _date = (now, email.utils.formatdate(now, usegmt=True))
+        return cached[1]
 
     def do_GET(self) -> None:
         assert self.head is not None  # noqa: S101 - set by parse_request before this
@@ -183,9 +196,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if body is None:
             return
         owner._disarm(self.connection)  # the handler's own time is not the client's
-        peer = self.peer
-        peer = PeerInfo(peer.address, peer.subject, peer.fingerprint,
-                        (head.get("Content-Type") or "")[:1000])
+        content_type_in = (head.get("Content-Type") or "")[:1000]
+        peer = self.last_peer
+        if peer.content_type != content_type_in:  # usually the same on a connection
+            peer = self.last_peer = dataclasses.replace(self.peer, content_type=content_type_in)
         try:
             status, answer = handler(body, peer)
             if not isinstance(status, int) or not 200 <= status <= 599:
