@@ -18,7 +18,11 @@ hundreds of messages a second. What it lacks we add here:
 - keep-alive (``HTTP/1.1``) with Nagle off (without it, delayed ACKs cap a connection at
   ~23 requests/s);
 - client certificates are required (``CERT_REQUIRED``) and must chain to ``client_ca``;
-  TLS 1.2 is the minimum.
+  TLS 1.2 is the minimum; the certificate is read once per connection;
+- request heads are read by :mod:`transports.http1` (strict HTTP/1.1, the standard
+  library's limits and answers, no email parser; what it refuses is answered 400, 411,
+  431, 414 or 505 and the connection closed); a GET announcing a body is answered and
+  the connection closed; the answer's status line, headers and body go out in one write.
 
 The handler gets ``(body, PeerInfo)`` and returns ``(status, response_body)``; an
 exception in it answers 500 (logged without the body). ``PeerInfo.content_type`` carries

@@ -121,7 +121,7 @@ def test_peer_info_is_read_once_per_connection(
     answer = exchange(server, pki, client_tls,
                       one * 3 + b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert statuses(answer) == [200, 200, 200, 200]
-    assert len(handler.calls) == 3  # noqa: PLR2004
+    assert len(handler.calls) == 3
     assert len(seen) == 1
 
 
@@ -150,7 +150,7 @@ def test_peer_info_is_read_once_per_connection(
         (b"POST /elsewhere HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", 404),
     ],
 )
-def test_refused_requests_are_answered_and_closed(
+def test_refused_requests_are_answered_and_closed(  # noqa: PLR0917 - fixtures
     server: HttpsServer, pki: TestPki, client_tls: TlsFiles, handler: Handler,
     head: bytes, status: int,
 ) -> None:
@@ -179,7 +179,7 @@ def test_connection_close_http_1_0_and_keep_alive(
                       b"POST /v1/messages HTTP/1.0\r\nConnection: keep-alive\r\n" + body
                       + POST + b"Connection: close\r\n" + body)
     assert statuses(answer) == [200, 200]
-    assert len(handler.calls) == 4  # noqa: PLR2004
+    assert len(handler.calls) == 4
 
 
 def test_get_with_a_body_is_answered_then_closed(
