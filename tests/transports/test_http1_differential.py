@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transports import http1
 from transports.http1 import HeadError, body_length, read_head
@@ -374,6 +376,21 @@ def test_the_generator_reaches_every_kind_of_outcome() -> None:
             outcomes.add("accepted")
     assert {"accepted", "stricter", "both 400", "both 411", "both 505", "both 501"} <= outcomes
     assert outcomes >= http1.STRICTER
+
+
+_ATOMS = st.sampled_from(
+    [*PIECES, b"Content-Length", b"Transfer-Encoding", b"Connection", b"Expect", b"close",
+     b"keep-alive", b"100-continue", b"chunked", b"GET", b"POST", b"/healthz", b"HTTP/1.1",
+     b"HTTP/1.0", b"11", b": "])
+
+
+@settings(max_examples=400)
+@given(request=st.sampled_from([*VALID_LINES, *REQUEST_LINES]),
+       fields=st.lists(st.lists(_ATOMS, max_size=8).map(b"".join), max_size=6),
+       tail=st.binary(max_size=8))
+def test_arbitrary_heads_agree_or_are_stricter(request: bytes, fields: list[bytes],
+                                               tail: bytes) -> None:
+    check(b"\r\n".join([request, *fields]) + b"\r\n\r\n" + tail)
 
 
 @pytest.mark.parametrize(
