@@ -232,10 +232,11 @@ def _https_rows(work: Path, quick: bool) -> list[Row]:
             "requests/s", f"{ours / theirs:.0%} of curl"),
         Row(BENCH, "https POST 10 KB keep-alive mTLS: curl", theirs, "requests/s",
             f"{count} requests, best of {rounds}; server: transports.https_server"),
-        Row(BENCH, "https POST 10 KB keep-alive mTLS: server CPU per request", server_ms,
-            "ms", "transports.https_server's process, lowest of the rounds"),
-        Row(BENCH, "https POST 10 KB keep-alive mTLS: client CPU per request", client_ms,
-            "ms", "transports.https_client (this process), lowest of the rounds"),
+        Row(BENCH, "https POST 10 KB keep-alive mTLS: server CPU per request",
+            server_ms * 1000, "us", "transports.https_server's process, lowest of the rounds"),
+        Row(BENCH, "https POST 10 KB keep-alive mTLS: client CPU per request",
+            client_ms * 1000, "us", "transports.https_client (this process), lowest of the "
+            "rounds"),
     ]
 
 
