@@ -37,7 +37,7 @@ from gateway.service import messages as msg_svc
 from gateway.service import partners as partner_svc
 from gateway.service.context import NodeContext
 from gateway.service.status import audit_state, certificates, node_status, partner_health
-from gateway.store.console_sessions import SessionStore
+from gateway.store.console_sessions import LoginAttempts, SessionStore
 from gateway.store.query import SORT_COLUMNS, MessageQuery
 from gateway.store.spool import from_epoch
 from gateway.store.states import Direction, State
@@ -89,7 +89,7 @@ class Console:
         self.live_breakers = live_breakers
         self.sessions = Sessions(SessionStore(ctx.spool), idle=config.idle_timeout,
                                  absolute=config.absolute_timeout)
-        self.limiter = RateLimiter(config.login_rate)
+        self.limiter = RateLimiter(LoginAttempts(ctx.spool), config.login_rate)
         self.env = Environment(loader=PackageLoader("gateway.console", "templates"),
                                autoescape=select_autoescape(default=True),
                                trim_blocks=True, lstrip_blocks=True)

@@ -9,10 +9,19 @@ restarted console keeps its sessions, and every console process on the same stor
 session; disabling or resetting an operator (``gateway operators disable|reset``) ends
 all of theirs.
 
+A page view reads the session; it writes the new ``seen_at`` only when the stored one is
+at least :attr:`Sessions.slack` old (``min(60 s, idle / 10)``), so an active operator
+costs the store one write a minute, not one per page. The idle check uses the stored
+time, so the slack can only end a session early, never late: it ends between
+``idle - slack`` and ``idle`` after its last request (between 14 and 15 minutes with the
+default 15-minute ``idle_timeout``). The absolute clock is exact.
+
 The CSRF token is derived from the session token (HMAC-SHA256 keyed by it), so it is
 never stored and reveals nothing about the token; it stays the same for the session's
-life. Login attempts are limited per client address (``per_minute`` in any 60 s window,
-per console process), on top of the per-account lockout of
+life. Login attempts are limited per client address (``per_minute`` in any 60 s window),
+counted in the store (:class:`gateway.store.console_sessions.LoginAttempts`), so the limit
+is one for every console process on the store and survives a restart; the store keeps
+a SHA-256 of the address, not the address. This is on top of the per-account lockout of
 :mod:`gateway.console.accounts`."""
 
 from __future__ import annotations
@@ -20,13 +29,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import threading
-from collections import deque
 from dataclasses import dataclass
 
-from gateway.store.console_sessions import SessionRow, SessionStore
+from gateway.store.console_sessions import LoginAttempts, SessionRow, SessionStore
 
-__all__ = ["RateLimiter", "Session", "Sessions"]
+__all__ = ["TOUCH_SLACK", "RateLimiter", "Session", "Sessions"]
+
+#: Seconds a session's stored ``seen_at`` may lag its last request (at most; less when
+#: ``idle / 10`` is smaller)
+TOUCH_SLACK = 60.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class Sessions:
         self.store = store
         self.idle = idle
         self.absolute = absolute
+        self.slack = min(TOUCH_SLACK, idle / 10)
 
     def create(self, operator: str, role: str, factor: str, now: float) -> tuple[str, Session]:
         """A new session (the expired ones of anyone are cleared on the way)."""
@@ -68,12 +80,13 @@ class Sessions:
         return token, _session(row, token)
 
     def get(self, token: str | None, now: float) -> tuple[Session | None, str | None]:
-        """The live session for ``token`` (its idle clock restarted), or None and why:
-        "idle" or "absolute" when it just expired (it is removed), None when unknown."""
+        """The live session for ``token`` (its idle clock restarted, give or take
+        :attr:`slack`), or None and why: "idle" or "absolute" when it just expired (it is
+        removed), None when unknown."""
         if not token:
             return None, None
         row, expired = self.store.touch(_key(token), now, idle=self.idle,
-                                        absolute=self.absolute)
+                                        absolute=self.absolute, slack=self.slack)
         return (None, expired) if row is None else (_session(row, token), None)
 
     def flash(self, session: Session, text: str) -> None:
@@ -97,19 +110,22 @@ class Sessions:
 
 
 class RateLimiter:
-    """At most ``per_minute`` events per key in any 60-second window."""
+    """At most ``per_minute`` login attempts per key (the client address) in any
+    60-second window, counted in the store for every console process on it. A refused
+    attempt is not counted. The store sees only a SHA-256 of the key: a pseudonym that
+    lets attempts be counted, not a secret (the audit trail records the address)."""
 
-    def __init__(self, per_minute: int) -> None:
+    WINDOW = 60.0
+
+    def __init__(self, attempts: LoginAttempts, per_minute: int) -> None:
+        self.attempts = attempts
         self.per_minute = per_minute
-        self._lock = threading.Lock()
-        self._hits: dict[str, deque[float]] = {}
+
+    @staticmethod
+    def key(key: str) -> str:
+        """What the store keeps for ``key``."""
+        return hashlib.sha256(b"gateway-console-login\0" + key.encode()).hexdigest()
 
     def allow(self, key: str, now: float) -> bool:
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and now - hits[0] >= 60:
-                hits.popleft()
-            if len(hits) >= self.per_minute:
-                return False
-            hits.append(now)
-            return True
+        return self.attempts.allow(self.key(key), now, limit=self.per_minute,
+                                   window=self.WINDOW)

@@ -6,8 +6,9 @@ Running :func:`migrate` again does nothing (idempotent). The tables mirror the S
 store's (``gateway/store/spool.py``, ``gateway/store/audit.py``) plus what several nodes
 sharing one queue need: a lease on each message being sent (``lease_holder``,
 ``lease_expires``, ``fence``), claims on outbox files (``intake_claims``) and the roles one
-node at a time performs (``store_roles``), and the operator console's sessions
-(``console_sessions``, :mod:`gateway.store.console_sessions`).
+node at a time performs (``store_roles``), and the operator console's sessions and
+login attempts (``console_sessions``, ``console_login_attempts``,
+:mod:`gateway.store.console_sessions`).
 """
 
 from __future__ import annotations
@@ -117,10 +118,20 @@ CREATE TABLE console_sessions (
 CREATE INDEX console_sessions_operator ON console_sessions(operator);
 """
 
+_V4 = """
+CREATE TABLE console_login_attempts (
+    key_hash TEXT NOT NULL,
+    at       DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX console_login_attempts_key ON console_login_attempts(key_hash, at);
+CREATE INDEX console_login_attempts_at ON console_login_attempts(at);
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "messages, payloads, leases, intake claims, roles, audit trail", _V1),
     (2, "data keys of sealed payloads (wrapped for the node's encryption certificates)", _V2),
     (3, "operator console sessions (SHA-256 of each token, never the token)", _V3),
+    (4, "console login attempts for the shared rate limit (hashed client keys)", _V4),
 )
 
 
