@@ -8,7 +8,9 @@ measured in the same run:
 - SFTP one large file (50 MB; 10 MB with --quick): MB/s, ours vs ``sftp -b``.
 - HTTPS POSTs of 10 KB bodies with keep-alive and mutual TLS to our server: ours vs
   ``curl`` sending the same requests over one connection (one ``curl`` run for N
-  requests, minus a one-request run).
+  requests, minus a one-request run); and the CPU time per request of our server (its
+  process, from /proc) and of our client (this process), the per-request cost of the
+  HTTP handling on each side (issue 18).
 
 The machine is shared, so each figure is the best of several interleaved rounds.
 Target (issue 4): our small-file rate at least 70% of OpenSSH's.
@@ -219,8 +221,9 @@ def _https_rows(work: Path, quick: bool) -> list[Row]:
         if not url.startswith("https://"):
             raise RuntimeError("the benchmark's HTTPS server did not start")
         try:
-            ours, theirs = _https_measure(url, work, client_tls, pki, body, body_file,
-                                          receipt, curl, count, rounds)
+            ours, theirs, server_ms, client_ms = _https_measure(
+                url, work, client_tls, pki, body, body_file, receipt, curl, count, rounds,
+                process.pid)
         finally:
             process.stdin.close()
             process.wait(10)
@@ -229,13 +232,24 @@ def _https_rows(work: Path, quick: bool) -> list[Row]:
             "requests/s", f"{ours / theirs:.0%} of curl"),
         Row(BENCH, "https POST 10 KB keep-alive mTLS: curl", theirs, "requests/s",
             f"{count} requests, best of {rounds}; server: transports.https_server"),
+        Row(BENCH, "https POST 10 KB keep-alive mTLS: server CPU per request",
+            server_ms * 1000, "us", "transports.https_server's process, lowest of the rounds"),
+        Row(BENCH, "https POST 10 KB keep-alive mTLS: client CPU per request",
+            client_ms * 1000, "us", "transports.https_client (this process), lowest of the "
+            "rounds"),
     ]
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _https_measure(  # noqa: PLR0917 - one call site
     url: str, work: Path, client_tls: TlsFiles, pki: TestPki, body: bytes, body_file: Path,
-    receipt: bytes, curl: str, count: int, rounds: int,
-) -> tuple[float, float]:
+    receipt: bytes, curl: str, count: int, rounds: int, server_pid: int,
+) -> tuple[float, float, float, float]:
     tls = ["--cert", str(client_tls.cert), "--key", str(client_tls.key),
            "--cacert", str(pki.ca.cert)]
 
@@ -247,21 +261,27 @@ def _https_measure(  # noqa: PLR0917 - one call site
                      str(config)])
 
     ours = theirs = 0.0
+    server_ms = client_ms = float("inf")
     for _ in range(rounds):
         t = open_transport(url, cert=client_tls.cert, key=client_tls.key, ca=pki.ca.cert)
         try:
             t.send("warm-up", body)
+            server_cpu = _process_cpu(server_pid)
+            client_cpu = time.process_time()
             started = time.perf_counter()
             for i in range(count):
                 if t.send(f"m{i}", body) != receipt:
                     raise RuntimeError("wrong answer")
             ours = max(ours, count / (time.perf_counter() - started))
+            client_ms = min(client_ms, (time.process_time() - client_cpu) / count * 1000)
+            server_ms = min(server_ms,
+                            (_process_cpu(server_pid) - server_cpu) / count * 1000)
         finally:
             t.close()
         one = curl_run(1)
         many = curl_run(count + 1)
         theirs = max(theirs, count / max(many - one, 1e-9))
-    return ours, theirs
+    return ours, theirs, server_ms, client_ms
 
 
 def main(quick: bool = False) -> list[Row]:

@@ -18,7 +18,11 @@ hundreds of messages a second. What it lacks we add here:
 - keep-alive (``HTTP/1.1``) with Nagle off (without it, delayed ACKs cap a connection at
   ~23 requests/s);
 - client certificates are required (``CERT_REQUIRED``) and must chain to ``client_ca``;
-  TLS 1.2 is the minimum.
+  TLS 1.2 is the minimum; the certificate is read once per connection;
+- request heads are read by :mod:`transports.http1` (strict HTTP/1.1, the standard
+  library's limits and answers, no email parser; what it refuses is answered 400, 411,
+  431, 414 or 505 and the connection closed); a GET announcing a body is answered and
+  the connection closed; the answer's status line, headers and body go out in one write.
 
 The handler gets ``(body, PeerInfo)`` and returns ``(status, response_body)``; an
 exception in it answers 500 (logged without the body). ``PeerInfo.content_type`` carries
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import email.utils
 import hashlib
 import logging
 import os
@@ -47,6 +52,7 @@ from cryptography import x509
 
 from transports.base import PeerInfo
 from transports.errors import EndpointInvalid
+from transports.http1 import HeadError, RequestHead, body_length, read_head
 
 __all__ = ["Handler", "HttpsServer", "PeerInfo"]
 
@@ -57,6 +63,7 @@ Handler = Callable[[bytes, PeerInfo], tuple[int, bytes]]
 MESSAGES_PATH = "/v1/messages"
 HEALTH_PATH = "/healthz"
 _READ_CHUNK = 64 * 1024
+_date: tuple[int, str] = (0, "")  # (second, its HTTP date), see date_time_string
 
 
 def _peer_info(conn: ssl.SSLSocket, address: Any) -> PeerInfo:
@@ -78,9 +85,34 @@ class _RequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     server: _Server
 
+    head: RequestHead | None = None
+    raw_requestline: bytes  # set by BaseHTTPRequestHandler.handle_one_request
+
     def setup(self) -> None:
         super().setup()  # applies the class's ``timeout`` (read_timeout) to the socket
-        self.peer = _peer_info(self.connection, self.client_address)
+        self.peer = _peer_info(self.connection, self.client_address)  # once per connection
+        self.last_peer = self.peer  # with the last request's Content-Type
+
+    def parse_request(self) -> bool:
+        """Read the request head with :mod:`transports.http1` instead of the standard
+        library's email parser; answer (or just close) what it refuses."""
+        self.command = ""
+        self.request_version = "HTTP/1.1"  # error answers carry a status line
+        self.close_connection = True
+        self.head = None
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        try:
+            head = read_head(self.raw_requestline, self.rfile.readline)
+        except HeadError as exc:
+            log.debug("%s: request refused (%s): %s", self.peer.address, exc.reason,
+                      exc.detail)
+            if exc.status:
+                self.send_error(exc.status, None, exc.detail)
+            return False
+        self.head = head
+        self.command, self.path, self.request_version = head.method, head.path, head.version
+        self.close_connection = not head.keep_alive
+        return not head.expect_continue or self.handle_expect_100()
 
     def log_message(self, format: str, *args: Any) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -100,35 +132,49 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def handle_expect_100(self) -> bool:
         """Answer ``Expect: 100-continue`` with 413 when the announced body is too large,
         so the client does not send it at all."""
-        length = self.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > self.server.owner.max_body:
+        assert self.head is not None  # noqa: S101 - set by parse_request before this
+        length = self.head.content_length
+        if length is not None and length > self.server.owner.max_body:
             self._reply(413, b"body too large\n", close=True)
             return False
         return super().handle_expect_100()
 
     def _reply(self, status: int, body: bytes, *, close: bool = False,
                content_type: str | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type or self.server.owner.content_type)
-        self.send_header("Content-Length", str(len(body)))
+        """Status line, headers and body in one write (one TLS record for a small
+        answer): a receipt is never split from its headers by a crash or a slow peer.
+        The same lines ``send_response`` + ``send_header`` wrote, built at once."""
+        self.log_request(status)
+        reason = self.responses[status][0] if status in self.responses else ""
+        head = (f"{self.protocol_version} {status} {reason}\r\n"
+                f"Server: {self.version_string()}\r\nDate: {self.date_time_string()}\r\n"
+                f"Content-Type: {content_type or self.server.owner.content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n")
         if close:
-            self.send_header("Connection", "close")
+            head += "Connection: close\r\n"
             self.close_connection = True
-        buffered = getattr(self, "_headers_buffer", None)
-        if isinstance(buffered, list):
-            # headers and body in one write (one TLS record for a small answer): a
-            # receipt is never split from its headers by a crash or a slow peer
-            buffered.append(b"\r\n" + body)
-            self.flush_headers()
-        else:  # pragma: no cover - http.server internals changed: two writes
-            self.end_headers()
-            self.wfile.write(body)
+        self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header's value, formatted once a second (not per answer)."""
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        global _date  # noqa: PLW0603 - a cache shared by every connection
+        now = int(time.time())
+        cached = _date
+        if cached[0] != now:
+            cached = _date = (now, email.utils.formatdate(now, usegmt=True))
+        return cached[1]
 
     def do_GET(self) -> None:
+        assert self.head is not None  # noqa: S101 - set by parse_request before this
+        # a GET announcing a body we do not read: answer, then close rather than read
+        # that body as the next request
+        close = bool(self.head.content_length) or self.head.transfer_encoding is not None
         if self.path == HEALTH_PATH:
-            self._reply(200, b"ok\n")
+            self._reply(200, b"ok\n", close=close)
         else:
-            self._reply(404, b"not found\n")
+            self._reply(404, b"not found\n", close=close)
 
     def do_POST(self) -> None:
         owner = self.server.owner
@@ -137,20 +183,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._reply(404, b"not found\n", close=True)
             return
         handler, content_type = route
-        if self.headers.get("Transfer-Encoding"):
-            self._reply(411, b"Content-Length required; chunked bodies are not accepted\n",
-                        close=True)
-            return
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
-            self._reply(411, b"Content-Length required\n", close=True)
-            return
+        head = self.head
+        assert head is not None  # noqa: S101 - set by parse_request before this
         try:
-            length = int(length_text)
-            if length < 0:
-                raise ValueError(length_text)
-        except ValueError:
-            self._reply(400, b"bad Content-Length\n", close=True)
+            length = body_length(head)  # one Content-Length of digits, no Transfer-Encoding
+        except HeadError as exc:
+            self._reply(exc.status, exc.detail.encode() + b"\n", close=True)
             return
         if length > owner.max_body:
             log.info("%s: refused a %d-byte body (limit %d)", self.peer.address, length,
@@ -162,8 +200,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if body is None:
             return
         owner._disarm(self.connection)  # the handler's own time is not the client's
-        peer = dataclasses.replace(self.peer,
-                                   content_type=self.headers.get("Content-Type", "")[:1000])
+        content_type_in = (head.get("Content-Type") or "")[:1000]
+        peer = self.last_peer
+        if peer.content_type != content_type_in:  # usually the same on a connection
+            peer = self.last_peer = dataclasses.replace(self.peer, content_type=content_type_in)
         try:
             status, answer = handler(body, peer)
             if not isinstance(status, int) or not 200 <= status <= 599:
