@@ -79,13 +79,18 @@ class ReceivePool(WorkerPool):
     logger = log
 
     def examine(self, parsed: ParsedEnvelope, now: datetime) -> Examined | None:
-        """``parsed`` examined by a worker, or None: examine it in-process."""
-        return self.submit(parsed, now)()
+        """``parsed`` examined by a worker, from this thread, or None: examine it
+        in-process."""
+        generation = self._generation()
+        if generation is None or not generation.ready.is_set():
+            return None
+        result: Examined | None = self.call(generation, _examine, (parsed, now))
+        return result
 
     def submit(self, parsed: ParsedEnvelope, now: datetime
                ) -> Callable[[], Examined | None]:
-        """Hand ``parsed`` to a worker now; the returned function waits for its
-        :class:`Examined`, or None (no worker ready, or the pool broke meanwhile)."""
+        """:meth:`examine` started now in a thread of the pool; the returned function
+        waits for its :class:`Examined`, or None."""
         generation = self._generation()
         if generation is None or not generation.ready.is_set():
             return lambda: None

@@ -279,7 +279,8 @@ def test_gateway_run_recycles_on_sighup_and_leaves_no_worker_when_killed(
             (drop / f".e{i:02}").write_bytes(
                 sealer.envelope(interstate_transaction("0600000", "4800000", seed=i)))
             (drop / f".e{i:02}").rename(drop / f"e{i:02}.xml")
-        wait_until(lambda: b.inbox.is_dir() and len(list(b.inbox.iterdir())) >= 40, 60,
+        # delivered: renamed into place (a hidden .tmp is a delivery still under way)
+        wait_until(lambda: b.inbox.is_dir() and len(list(b.inbox.glob("*.xml"))) >= 40, 60,
                    "the deliveries")
         assert sum(cpu_ticks(p) - before[p] for p in second) > 0  # the workers opened
         daemon.kill()  # kill -9: no cleanup of any kind

@@ -44,7 +44,7 @@ def recycled_by_sighup(daemon: Any, kind: str) -> set[int]:
     ready = f"{kind} workers ready"
     wait_until(lambda: ready in daemon.log.read_text(), 60, f"the {kind} workers")
     first = {p for p in children(pid) if alive(p)}
-    assert len(first) >= 2  # the workers (and multiprocessing's resource tracker)
+    assert len(first) >= 2  # the workers
     os.kill(pid, signal.SIGHUP)
     wait_until(lambda: daemon.log.read_text().count(ready) >= 2, 60, f"new {kind} workers")
     wait_until(lambda: len(first - {p for p in children(pid) if alive(p)}) == 2, 30,
