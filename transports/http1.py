@@ -32,9 +32,16 @@ accepted the request (tests/transports/test_http1_differential.py proves the res
 - ``version``: ``HTTP/0.x`` (the standard library would answer without a status line);
 - ``incomplete``: the connection ended inside the head (no blank line): closed without
   an answer, where the standard library answered what it had;
-- ``transfer-encoding`` (``body_length``, for a request whose body we read): any
-  ``Transfer-Encoding`` field answers 411, also an empty one (which the server's earlier
-  ``if headers.get(...)`` let through to a ``Content-Length`` beside it).
+- ``transfer-encoding`` (``body_length``, for a request whose body we read): a
+  ``Transfer-Encoding`` other than exactly ``chunked`` answers 411, also an empty one
+  (which the server's earlier ``if headers.get(...)`` let through to a
+  ``Content-Length`` beside it), and ``chunked`` beside a ``Content-Length`` answers 400
+  (RFC 9112 6.3: a likely request-smuggling attempt).
+
+A chunked body (``Transfer-Encoding: chunked``, which Apache CXF, and so Domibus, sends
+by default for any request over 4 KB) is read by :func:`read_chunked`: strict chunk
+lines (hex size, optional extensions, CRLF), the body's limit checked before each chunk
+is read, trailer fields checked like header fields and dropped.
 
 Values are latin-1 text with surrounding spaces and tabs removed (RFC 9110 5.5; the
 standard library keeps trailing ones). ``Connection`` is read as a token list over all
@@ -49,7 +56,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 __all__ = ["MAX_HEADER_LINES", "MAX_LINE", "STRICTER", "HeadError", "RequestHead",
-           "body_length", "read_head"]
+           "body_length", "read_chunked", "read_head"]
 
 MAX_LINE = 65536  # http.client._MAXLINE and the request-line limit of http.server
 MAX_HEADER_LINES = 100  # http.client._MAXHEADERS: header lines plus the blank line
@@ -65,6 +72,9 @@ _SIMPLE_REQUEST_LINE = re.compile(rb"(%s) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r
 # allowed); the value's trailing blanks are stripped after the match
 _FIELD_LINE = re.compile(rb"(%s):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n" % _TOKEN)
 _OWS = b" \t"
+# chunk-size [ chunk-ext ] CRLF (RFC 9112 7.1.1): at most 16 hex digits (no sign, no
+# spaces, no 0x); an extension is anything but control characters after a ";"
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(;[^\x00-\x08\x0a-\x1f\x7f]*)?\r\n")
 
 
 class HeadError(Exception):
@@ -217,13 +227,62 @@ def read_head(request_line: bytes, readline: Callable[[int], bytes]) -> RequestH
     )
 
 
-def body_length(head: RequestHead) -> int:
-    """The length of the body of a request whose body will be read: only
-    ``Content-Length`` framing is taken. ``Transfer-Encoding`` (chunked or any other,
-    even empty) or no ``Content-Length`` raise a 411 :class:`HeadError`."""
-    if head.transfer_encoding is not None:
-        raise HeadError(411, "transfer-encoding",
-                        "Content-Length required; chunked bodies are not accepted")
+def body_length(head: RequestHead) -> int | None:
+    """The length of the body of a request whose body will be read: its
+    ``Content-Length``, or None for a chunked body (``Transfer-Encoding: chunked``, read
+    with :func:`read_chunked`). Refused: both at once (400: RFC 9112 6.3 calls that a
+    likely smuggling attempt), any other or an empty transfer coding, or neither (411)."""
+    coding = head.transfer_encoding
+    if coding is not None:
+        if [c.strip(" \t").lower() for c in coding.split(",")] != ["chunked"]:
+            raise HeadError(411, "transfer-encoding",
+                            "Content-Length or Transfer-Encoding: chunked required")
+        if head.content_length is not None:
+            raise HeadError(400, "transfer-encoding",
+                            "both Transfer-Encoding and Content-Length")
+        return None
     if head.content_length is None:
         raise HeadError(411, "no-content-length", "Content-Length required")
     return head.content_length
+
+
+def read_chunked(readline: Callable[[int], bytes], read: Callable[[int], bytes],
+                 limit: int) -> bytes:
+    """A chunked request body (RFC 9112 7.1), read to its end: the chunks' data joined;
+    chunk extensions and trailer fields are checked and dropped. Raises
+    :class:`HeadError`: 413 as soon as the chunks announce more than ``limit`` bytes in
+    all (before reading that chunk), 400 for a malformed chunk line, chunk end or trailer
+    field (strict: hex digits, optional ``;`` extensions, CRLF), 431 for more than
+    :data:`MAX_HEADER_LINES` trailer lines, 0 when the connection ended inside."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        line = readline(MAX_LINE + 1)
+        match = _CHUNK_LINE.fullmatch(line)
+        if match is None:
+            if len(line) > MAX_LINE:
+                raise HeadError(400, "chunk", f"a chunk line over {MAX_LINE} bytes")
+            if not line.endswith(b"\n"):
+                raise HeadError(0, "incomplete", "the connection ended inside a chunked body")
+            raise HeadError(400, "chunk", "a chunk line that is not hex digits, extensions "
+                            "and CRLF")
+        size = int(match.group(1), 16)
+        if size == 0:
+            break
+        total += size
+        if total > limit:
+            raise HeadError(413, "too-large", f"a chunked body over {limit} bytes")
+        data = read(size)
+        if len(data) < size:
+            raise HeadError(0, "incomplete", "the connection ended inside a chunk")
+        end = read(2)
+        if end != b"\r\n":
+            if len(end) < 2:
+                raise HeadError(0, "incomplete", "the connection ended inside a chunk")
+            raise HeadError(400, "chunk", "chunk data longer than its size")
+        parts.append(data)
+    for raw in _read_lines(readline):  # the trailer section, with the headers' limits
+        if _FIELD_LINE.fullmatch(raw) is None:
+            error = _refuse_field(raw)
+            raise HeadError(error.status, error.reason, f"trailer: {error.detail}")
+    return b"".join(parts)

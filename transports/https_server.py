@@ -13,8 +13,10 @@ hundreds of messages a second. What it lacks we add here:
 - every read has ``read_timeout`` (also the keep-alive idle timeout), and a reaper thread
   closes any connection whose request is not fully read and answered within
   ``request_timeout`` (slow-drip clients);
-- ``Content-Length`` is required and checked against ``max_body`` before reading the
-  body: over the limit answers 413 and closes;
+- a body is framed by ``Content-Length``, checked against ``max_body`` before reading
+  it, or chunked (``Transfer-Encoding: chunked``, what Apache CXF and so Domibus send
+  by default), its running total checked against ``max_body`` before each chunk is
+  read: over the limit answers 413 and closes;
 - keep-alive (``HTTP/1.1``) with Nagle off (without it, delayed ACKs cap a connection at
   ~23 requests/s);
 - client certificates are required (``CERT_REQUIRED``) and must chain to ``client_ca``;
@@ -52,7 +54,7 @@ from cryptography import x509
 
 from transports.base import PeerInfo
 from transports.errors import EndpointInvalid
-from transports.http1 import HeadError, RequestHead, body_length, read_head
+from transports.http1 import HeadError, RequestHead, body_length, read_chunked, read_head
 
 __all__ = ["Handler", "HttpsServer", "PeerInfo"]
 
@@ -186,17 +188,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
         head = self.head
         assert head is not None  # noqa: S101 - set by parse_request before this
         try:
-            length = body_length(head)  # one Content-Length of digits, no Transfer-Encoding
+            length = body_length(head)  # Content-Length, or None: chunked
         except HeadError as exc:
             self._reply(exc.status, exc.detail.encode() + b"\n", close=True)
             return
-        if length > owner.max_body:
+        if length is not None and length > owner.max_body:
             log.info("%s: refused a %d-byte body (limit %d)", self.peer.address, length,
                      owner.max_body)
             self._reply(413, b"body too large\n", close=True)
             self._drain()
             return
-        body = self._read_body(length)
+        body = self._read_body(length) if length is not None else self._read_chunked()
         if body is None:
             return
         owner._disarm(self.connection)  # the handler's own time is not the client's
@@ -225,6 +227,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.connection.settimeout(seconds)
             while time.monotonic() < deadline and self.connection.recv(_READ_CHUNK):
                 pass
+
+    def _read_chunked(self) -> bytes | None:
+        """A chunked body, or None when it was refused (answered) or the client left."""
+        owner = self.server.owner
+        try:
+            return read_chunked(self.rfile.readline, self.rfile.read, owner.max_body)
+        except HeadError as exc:
+            log.info("%s: chunked body refused (%s): %s", self.peer.address, exc.reason,
+                     exc.detail)
+            if exc.status == 413:
+                self._reply(413, b"body too large\n", close=True)
+                self._drain()
+            elif exc.status:
+                self._reply(exc.status, exc.detail.encode() + b"\n", close=True)
+            self.close_connection = True
+            return None
 
     def _read_body(self, length: int) -> bytes | None:
         parts: list[bytes] = []

@@ -4,8 +4,10 @@ generated and mutated request heads.
 The reference is what the HTTPS server did before issue 18's sixth pass:
 ``BaseHTTPRequestHandler.parse_request`` (request line, ``http.client.parse_headers``
 and its email parser, ``Connection``, ``Expect``) behind ``handle_one_request``'s
-414 check, then the server's own POST framing rules (``_old_post_framing`` below, copied
-from that version). For every input:
+414 check, then the server's own POST framing rules (``_post_framing`` below, copied
+from that version, with one deliberate change since: a body that is exactly
+``Transfer-Encoding: chunked`` is read, where that version answered 411). For every
+input:
 
 - both accept: the same method, path, version, ``Expect: 100-continue``, body length and
   header fields (values compared without trailing blanks, which the standard library
@@ -20,6 +22,7 @@ from that version). For every input:
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import re
 from dataclasses import dataclass
@@ -74,8 +77,15 @@ class _Stdlib(BaseHTTPRequestHandler):
         pass
 
 
-def _old_post_framing(headers: Any) -> int | Refused:
-    """https_server.do_POST's checks before this change, on the email Message."""
+def _post_framing(headers: Any) -> int | Refused | None:
+    """https_server.do_POST's framing checks before the request-head reader, on the email
+    Message; plus, since the server reads chunked bodies (RFC 9112 7.1: what Apache CXF,
+    and so Domibus, sends by default), a ``Transfer-Encoding`` that is exactly
+    ``chunked`` without a ``Content-Length``: a chunked body (None)."""
+    codings = ",".join(headers.get_all("Transfer-Encoding") or [])
+    if [c.strip(" \t").lower() for c in codings.split(",")] == ["chunked"] \
+            and headers.get("Content-Length") is None:
+        return None
     if headers.get("Transfer-Encoding"):
         return Refused(411)
     text = headers.get("Content-Length")
@@ -103,7 +113,7 @@ def reference(data: bytes) -> Accepted | Refused:
         return Refused(501)
     length: int | None = None
     if h.command == "POST":
-        framing = _old_post_framing(h.headers)
+        framing = _post_framing(h.headers)
         if isinstance(framing, Refused):
             return framing
         length = framing
@@ -411,8 +421,12 @@ def test_arbitrary_heads_agree_or_are_stricter(request: bytes, fields: list[byte
          400, "field-value"),
         (b"POST /v1/messages HTTP/1.1\r\nTransfer-Encoding:\r\nContent-Length: 5\r\n\r\n",
          411, "transfer-encoding"),
-        (b"POST /v1/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        (b"POST /v1/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5"
+         b"\r\n\r\n", 400, "transfer-encoding"),
+        (b"POST /v1/messages HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
          411, "transfer-encoding"),
+        (b"POST /v1/messages HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+         b"Transfer-Encoding: chunked\r\n\r\n", 411, "transfer-encoding"),
         (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n\r\n", 411, "no-content-length"),
         (b"GET /healthz\r\n\r\n", 400, "request-line"),
         (b"GET /healthz HTTP/0.9\r\n\r\n", 505, "version"),
@@ -460,3 +474,36 @@ def test_connection_tokens_and_expect() -> None:
     head = read_head(get, io.BytesIO(b"X-A: 1\r\nx-a: 2\r\n\r\n").readline)
     assert head.get("X-a") == "1"
     assert head.get("missing", "none") == "none"
+
+
+# --- chunked bodies ------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=3000), cuts=st.lists(st.integers(0, 3000), max_size=8),
+       upper=st.booleans(), extension=st.sampled_from([b"", b";a", b";a=b;c=\"d e\""]),
+       trailers=st.lists(st.sampled_from([b"T: 1", b"Expires: never", b"X-Y:"]),
+                         max_size=3))
+def test_a_chunked_body_reads_back_as_sent(body: bytes, cuts: list[int], upper: bool,
+                                           extension: bytes, trailers: list[bytes]) -> None:
+    """However the body is cut into chunks (sizes in either case of hex, extensions,
+    trailer fields), what is read is the body; every byte of the message is consumed."""
+    bounds = sorted({0, len(body), *(c for c in cuts if c <= len(body))})
+    wire = b""
+    for start, end in itertools.pairwise(bounds):
+        size = f"{end - start:X}" if upper else f"{end - start:x}"
+        wire += size.encode() + extension + b"\r\n" + body[start:end] + b"\r\n"
+    wire += b"0" + extension + b"\r\n" + b"".join(t + b"\r\n" for t in trailers) + b"\r\n"
+    rfile = io.BytesIO(wire + b"NEXT")
+    assert http1.read_chunked(rfile.readline, rfile.read, len(body)) == body
+    assert rfile.read() == b"NEXT"  # the next request starts right after
+    if body:
+        rfile = io.BytesIO(wire)
+        with pytest.raises(HeadError) as refused:
+            http1.read_chunked(rfile.readline, rfile.read, len(body) - 1)
+        assert (refused.value.status, refused.value.reason) == (413, "too-large")
+    for end in range(0, len(wire), max(1, len(wire) // 7)):  # cut short anywhere
+        rfile = io.BytesIO(wire[:end])
+        with pytest.raises(HeadError) as ended:
+            http1.read_chunked(rfile.readline, rfile.read, len(body))
+        assert (ended.value.status, ended.value.reason) == (0, "incomplete")

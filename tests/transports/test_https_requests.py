@@ -83,6 +83,7 @@ def statuses(answer: bytes) -> list[int]:
 
 
 POST = b"POST /v1/messages HTTP/1.1\r\nHost: x\r\n"
+CHUNKED = POST + b"Transfer-Encoding: chunked\r\n\r\n"
 
 
 def test_pipelined_keep_alive_requests_get_an_answer_each(
@@ -135,8 +136,23 @@ def test_peer_info_is_read_once_per_connection(
         (POST + b"Content-Length: +1\r\n\r\nx", 400),
         (POST + b"Content-Length : 1\r\n\r\nx", 400),
         (POST + b"X-A: \x00\r\nContent-Length: 1\r\n\r\nx", 400),
-        (POST + b"Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", 411),
+        (POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n", 411),
+        (POST + b"Transfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+         400),  # both framings: a smuggling attempt (RFC 9112 6.3)
         (POST + b"Transfer-Encoding:\r\nContent-Length: 1\r\n\r\nx", 411),
+        (CHUNKED + b"1x\r\nx\r\n0\r\n\r\n", 400),  # not a hex size
+        (CHUNKED + b" 1\r\nx\r\n0\r\n\r\n", 400),
+        (CHUNKED + b"0x1\r\nx\r\n0\r\n\r\n", 400),
+        (CHUNKED + b"-1\r\nx\r\n0\r\n\r\n", 400),
+        (CHUNKED + b"1\nx\r\n0\r\n\r\n", 400),  # a chunk line ends in CRLF
+        (CHUNKED + b"1\r\nxy\r\n0\r\n\r\n", 400),  # more data than its size
+        (CHUNKED + b"1;a=\x00\r\nx\r\n0\r\n\r\n", 400),  # a control character
+        (CHUNKED + b"1\r\nx\r\n0\r\nbroken\r\n\r\n", 400),  # a trailer line
+        (CHUNKED + b"1\r\nx\r\n0\r\n" + b"T: 1\r\n" * 100 + b"\r\n", 431),
+        (CHUNKED + b"3e9\r\n", 413),  # 1001 announced: refused before it is sent
+        (CHUNKED + b"200\r\n" + b"x" * 512 + b"\r\n1e9\r\n", 413),  # 512 + 489 > 1000
+        (CHUNKED + b"ffffffffffffffff\r\n", 413),
+        (CHUNKED + b"1ffffffffffffffff\r\n", 400),  # over 16 hex digits
         (POST + b"\r\n", 411),
         (POST + b"Content-Length: 1001\r\n\r\n", 413),
         (POST + b"X: 1\r\n" * 99 + b"Content-Length: 1\r\n\r\nx", 431),
@@ -194,6 +210,21 @@ def test_get_with_a_body_is_answered_then_closed(
     assert statuses(answer) == [200]
     assert b"Connection: close" in answer
     assert handler.calls == []
+
+
+def test_chunked_bodies_are_read_and_the_connection_kept(
+    server: HttpsServer, pki: TestPki, client_tls: TlsFiles, handler: Handler
+) -> None:
+    data = (CHUNKED + b"3;name=value\r\none\r\nA;x\r\n, and ten!\r\n0\r\n\r\n"
+            + CHUNKED + b"3E8\r\n" + b"y" * 1000 + b"\r\n0\r\nTrailer: t\r\n\r\n"
+            + CHUNKED + b"0\r\n\r\n"  # an empty body
+            + POST + b"Expect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"2\r\nhi\r\n0\r\n\r\n"
+            + POST + b"Connection: close\r\nContent-Length: 3\r\n\r\nend")
+    answer = exchange(server, pki, client_tls, data)
+    assert statuses(answer) == [200, 200, 200, 100, 200, 200]
+    assert [body for body, _ in handler.calls] == [b"one, and ten!", b"y" * 1000, b"", b"hi",
+                                                   b"end"]
 
 
 def test_expect_100_continue_within_the_limit(

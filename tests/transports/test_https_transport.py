@@ -278,16 +278,43 @@ def test_curl_with_untrusted_client_certificate_is_refused(
     assert recorder.calls == []
 
 
-def test_curl_chunked_body_needs_content_length(
-    server: HttpsServer, recorder: Recorder, client_tls: TlsFiles, pki: TestPki
+def test_chunked_bodies_from_curl_and_http_client_are_read(
+    server: HttpsServer, recorder: Recorder, client_tls: TlsFiles, pki: TestPki, tmp_path: Path
 ) -> None:
-    result = curl(
-        "--cert", str(client_tls.cert), "--key", str(client_tls.key), "--cacert",
-        str(pki.ca.cert), "-H", "Transfer-Encoding: chunked", "--data-binary", "abc",
-        "-o", "/dev/null", "-w", "%{http_code}", server.url,
-    )
-    assert result.stdout == b"411"
-    assert recorder.calls == []
+    """Apache CXF (and so Domibus) sends a request over 4 KB chunked by default; two
+    independent clients send chunked bodies, within and over the limit."""
+    body = tmp_path / "envelope.xml"
+    body.write_bytes(bytes(range(256)) * 200)  # 51,200 bytes: several chunks
+    tls = ("--cert", str(client_tls.cert), "--key", str(client_tls.key), "--cacert",
+           str(pki.ca.cert))
+    result = curl(*tls, "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{body}",
+                  server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == recorder.answer
+    assert recorder.calls[-1][0] == body.read_bytes()
+    # the standard library's client, a generator's pieces each sent as one chunk
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    context.load_cert_chain(client_tls.cert, client_tls.key)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)
+    try:
+        pieces = [b"<Envelope>", b"x" * 5000, b"", b"</Envelope>"]
+        conn.request("POST", "/v1/messages", body=iter(pieces), encode_chunked=True,
+                     headers={"Transfer-Encoding": "chunked"})
+        answer = conn.getresponse()
+        assert (answer.status, answer.read()) == (200, recorder.answer)
+        conn.request("POST", "/v1/messages", body=b"after")  # the same connection
+        answer = conn.getresponse()
+        assert (answer.status, answer.read()) == (200, recorder.answer)
+    finally:
+        conn.close()
+    assert [b for b, _ in recorder.calls[-2:]] == [b"".join(pieces), b"after"]
+    calls = len(recorder.calls)
+    big = tmp_path / "big.xml"
+    big.write_bytes(b"b" * (server.max_body + 1))
+    result = curl(*tls, "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{big}",
+                  "-o", "/dev/null", "-w", "%{http_code}", server.url)
+    assert result.stdout == b"413"
+    assert len(recorder.calls) == calls
 
 
 # --- status mapping -------------------------------------------------------------------
