@@ -343,36 +343,50 @@ class WorkerPool:
         began = time.monotonic()
 
         def watch() -> None:
-            loaded = []
-            for worker in generation.workers:
-                left = max(0.0, START_TIMEOUT - (time.monotonic() - began))
-                try:
-                    said = worker.conn.recv_bytes() if worker.conn.poll(left) else None
-                except (EOFError, OSError):
-                    said = None
-                if said is None:  # ended (or hung) while starting
-                    self._broken(generation, 0)
-                    return
-                loaded.append(said == _LOADED)
-            if not all(loaded):
-                self._stale(generation)
+            if self._started(generation, began):
+                self.logger.info("%s workers ready: %d processes in %.1f s", self.kind,
+                                 self.workers, time.monotonic() - began,
+                                 extra={"event": f"{self.kind}_workers_ready"})
                 return
-            with generation.cond:
-                if not generation.live:
-                    return
-                generation.free.extend(generation.workers)
-                generation.ready.set()
-                generation.cond.notify_all()
-            self.logger.info("%s workers ready: %d processes in %.1f s", self.kind,
-                             self.workers, time.monotonic() - began,
-                             extra={"event": f"{self.kind}_workers_ready"})
+            # not handed over (broken, stale, or replaced or closed while starting):
+            # nothing else holds these pipes, and closing them ends the workers
+            for worker in generation.workers:
+                worker.conn.close()
 
         threading.Thread(target=watch, name=f"{self.kind}-pool-start", daemon=True).start()
 
+    def _started(self, generation: _Generation, began: float) -> bool:
+        """Wait until every worker of ``generation`` says it loaded, then put them on its
+        free list and set ``generation.ready``: True. False when one ended or hung while
+        starting (a break), one does not read the daemon's keys (stale), or the
+        generation was retired meanwhile."""
+        loaded = []
+        for worker in generation.workers:
+            left = max(0.0, START_TIMEOUT - (time.monotonic() - began))
+            try:
+                said = worker.conn.recv_bytes() if worker.conn.poll(left) else None
+            except (EOFError, OSError):
+                said = None
+            if said is None:  # ended (or hung) while starting
+                self._broken(generation, 0)
+                return False
+            loaded.append(said == _LOADED)
+        if not all(loaded):
+            self._stale(generation)
+            return False
+        with generation.cond:
+            if not generation.live:
+                return False
+            generation.free.extend(generation.workers)
+            generation.ready.set()
+            generation.cond.notify_all()
+        return True
+
     def _retire(self, generation: _Generation, *, kill: bool) -> None:
         """``generation`` takes no more calls: its idle workers' pipes are closed now (they
-        end), a busy one's when its call returns; ``kill`` ends the busy ones at once too
-        (their calls come back None). Waiting callers are woken."""
+        end), a busy one's when its call returns, a still starting one's by the start
+        thread (:meth:`_warm`); ``kill`` ends the busy ones at once too (their calls come
+        back None). Waiting callers are woken."""
         with generation.cond:
             generation.live = False
             idle, generation.free = generation.free, []
@@ -448,6 +462,10 @@ class WorkerPool:
               args: tuple[Any, ...]) -> tuple[bool, Any]:
         """One call on a free worker of ``generation``: ``(True, result)``, ``(False,
         exception type name)``, :data:`_BROKEN` or :data:`_GONE`."""
+        try:  # before a worker is taken: a call that cannot be sent costs no worker
+            call = pickle.dumps((func, args), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # the daemon does this call itself
+            return (False, type(exc).__name__)
         with generation.cond:
             while generation.live and not generation.free:
                 generation.cond.wait()
@@ -456,7 +474,7 @@ class WorkerPool:
             worker = generation.free.pop()
         answer: tuple[bool, Any] = _BROKEN
         try:
-            worker.conn.send_bytes(pickle.dumps((func, args), protocol=pickle.HIGHEST_PROTOCOL))
+            worker.conn.send_bytes(call)
             answer = pickle.loads(worker.conn.recv_bytes())  # noqa: S301 - our own worker
         except (EOFError, OSError):
             pass  # the worker ended mid-call

@@ -177,3 +177,29 @@ def test_workers_that_cannot_start_leave_the_work_to_the_daemon(
     pool.recycle(load_node_keys(pool.config))  # the reload tries again
     ready(pool)
     assert call(pool, _double, 2) == 4
+
+
+def test_workers_replaced_while_starting_end(pool: Doubler) -> None:
+    """A reload right after the start (SIGHUP as the daemon comes up): the first
+    workers, not yet ready, end once they have started; the new ones answer."""
+    generation = pool._generation()
+    assert generation is not None
+    first = pool.pids()
+    assert not generation.ready.is_set()
+    pool.recycle(load_node_keys(pool.config))
+    second = ready(pool)
+    assert not set(second) & set(first)
+    wait_until(lambda: not any(alive(p) for p in first), 30, "the first workers to end")
+    assert call(pool, _double, 3) == 6
+
+
+def test_a_call_that_cannot_be_sent_costs_no_worker(
+        pool: Doubler, caplog: pytest.LogCaptureFixture) -> None:
+    pids = ready(pool)
+    with caplog.at_level(logging.WARNING, logger="gateway.node.workers"):
+        for _ in range(3):  # more than there are workers
+            assert call(pool, _double, lambda: 1) is None  # a lambda does not pickle
+    assert {r.getMessage() for r in caplog.records} == {
+        "test worker failed (AttributeError); doubled in the daemon instead"}
+    assert [call(pool, _double, i) for i in range(4)] == [0, 2, 4, 6]
+    assert pool.pids() == pids
