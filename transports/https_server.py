@@ -189,16 +189,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         assert head is not None  # noqa: S101 - set by parse_request before this
         try:
             length = body_length(head)  # Content-Length, or None: chunked
+            if length is not None and length > owner.max_body:
+                raise HeadError(413, "too-large",
+                                f"a {length}-byte body (limit {owner.max_body})")
+            body = (self._read_body(length) if length is not None else
+                    read_chunked(self.rfile.readline, self.rfile.read, owner.max_body))
         except HeadError as exc:
-            self._reply(exc.status, exc.detail.encode() + b"\n", close=True)
+            self._refuse_body(exc)
             return
-        if length is not None and length > owner.max_body:
-            log.info("%s: refused a %d-byte body (limit %d)", self.peer.address, length,
-                     owner.max_body)
-            self._reply(413, b"body too large\n", close=True)
-            self._drain()
-            return
-        body = self._read_body(length) if length is not None else self._read_chunked()
         if body is None:
             return
         owner._disarm(self.connection)  # the handler's own time is not the client's
@@ -228,21 +226,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
             while time.monotonic() < deadline and self.connection.recv(_READ_CHUNK):
                 pass
 
-    def _read_chunked(self) -> bytes | None:
-        """A chunked body, or None when it was refused (answered) or the client left."""
-        owner = self.server.owner
-        try:
-            return read_chunked(self.rfile.readline, self.rfile.read, owner.max_body)
-        except HeadError as exc:
-            log.info("%s: chunked body refused (%s): %s", self.peer.address, exc.reason,
-                     exc.detail)
-            if exc.status == 413:
-                self._reply(413, b"body too large\n", close=True)
-                self._drain()
-            elif exc.status:
-                self._reply(exc.status, exc.detail.encode() + b"\n", close=True)
-            self.close_connection = True
-            return None
+    def _refuse_body(self, exc: HeadError) -> None:
+        """Answer a body refused by its framing or size (413: then drain for a moment, so
+        the client reads the answer), or just close when the client ended inside it."""
+        log.info("%s: request body refused (%s): %s", self.peer.address, exc.reason,
+                 exc.detail)
+        if exc.status:
+            text = b"body too large\n" if exc.status == 413 else exc.detail.encode() + b"\n"
+            self._reply(exc.status, text, close=True)
+        if exc.status == 413:
+            self._drain()
+        self.close_connection = True
 
     def _read_body(self, length: int) -> bytes | None:
         parts: list[bytes] = []
