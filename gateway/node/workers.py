@@ -466,12 +466,41 @@ class WorkerPool:
             call = pickle.dumps((func, args), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:  # the daemon does this call itself
             return (False, type(exc).__name__)
+        worker = self._take_worker(generation)
+        return _GONE if worker is None else self._exchange(generation, worker, call)
+
+    def call_when_free(self, generation: _Generation, func: Callable[..., Any],
+                       take: Callable[[], tuple[Any, ...] | None]) -> tuple[bool, Any]:
+        """Wait for a free worker of ``generation``, and only then ask ``take`` for the
+        arguments of ``func`` (so that a caller can hand over everything that queued
+        while it waited); ``take`` returning None gives the worker back. The raw answer,
+        as :meth:`_call`'s (for :meth:`_settle`); :data:`_GONE` when no call was made."""
+        worker = self._take_worker(generation)
+        if worker is None:
+            return _GONE
+        call: bytes | None = None
+        answer: tuple[bool, Any] = _GONE
+        try:
+            args = take()
+            if args is not None:
+                call = pickle.dumps((func, args), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # the daemon does this call itself
+            answer = (False, type(exc).__name__)
+        return self._exchange(generation, worker, call) if call is not None else \
+            self._give_back(generation, worker, answer)
+
+    @staticmethod
+    def _take_worker(generation: _Generation) -> _Worker | None:
+        """A free worker of ``generation`` (waiting for one), or None: it is not live."""
         with generation.cond:
             while generation.live and not generation.free:
                 generation.cond.wait()
-            if not generation.live:
-                return _GONE
-            worker = generation.free.pop()
+            return generation.free.pop() if generation.live else None
+
+    def _exchange(self, generation: _Generation, worker: _Worker, call: bytes
+                  ) -> tuple[bool, Any]:
+        """Send ``call`` to ``worker`` (taken from ``generation``), read its answer and
+        give the worker back (or close it: it ended mid-call, or its generation did)."""
         answer: tuple[bool, Any] = _BROKEN
         try:
             worker.conn.send_bytes(call)
@@ -479,13 +508,19 @@ class WorkerPool:
         except (EOFError, OSError):
             pass  # the worker ended mid-call
         finally:
-            with generation.cond:
-                keep = generation.live and answer is not _BROKEN
-                if keep:
-                    generation.free.append(worker)
-                    generation.cond.notify()
-            if not keep:
-                worker.conn.close()
+            self._give_back(generation, worker, answer)
+        return answer
+
+    @staticmethod
+    def _give_back(generation: _Generation, worker: _Worker, answer: tuple[bool, Any]
+                   ) -> tuple[bool, Any]:
+        with generation.cond:
+            keep = generation.live and answer is not _BROKEN
+            if keep:
+                generation.free.append(worker)
+                generation.cond.notify()
+        if not keep:
+            worker.conn.close()
         return answer
 
     def _settle(self, generation: _Generation, answers: Sequence[tuple[bool, Any]],

@@ -7,9 +7,11 @@ killed."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -254,6 +256,70 @@ def test_a_killed_worker_loses_nothing(gateways: tuple[Sealer, Gateway, Gateway]
     assert not set(pool.pids()) & set(first)
     late = sealer.envelope(interstate_transaction("0600000", "4800000", seed=99))
     assert isinstance(pool.examine(parse_envelope(late), gw.clock()), Examined)
+
+
+def test_waiting_envelopes_go_to_the_workers_together(
+        gateways: tuple[Sealer, Gateway, Gateway]) -> None:
+    sealer, gw_pool, gw_here = gateways
+    pool = pooled(gw_pool)
+    envelopes = [sealer.envelope(interstate_transaction("0600000", "4800000", seed=i))
+                 for i in range(16)]
+    parsed = [parse_envelope(e) for e in envelopes]
+    now = gw_pool.clock()
+    start = threading.Barrier(len(parsed))
+
+    def one(p: ParsedEnvelope) -> Examined | None:
+        start.wait()
+        return pool.examine(p, now)
+
+    with ThreadPoolExecutor(max_workers=len(parsed)) as threads:
+        results = list(threads.map(one, parsed))
+    # each thread got the outcome of its own envelope, as the daemon would have it
+    for p, envelope, theirs in zip(parsed, envelopes, results, strict=True):
+        assert isinstance(theirs, Examined)
+        ours = gw_here.inbound.examiner.examine(p, gw_here.keys, now)
+        assert (theirs.document, theirs.case_id, theirs.clock, theirs.error_code) == \
+            (ours.document, ours.case_id, ours.clock, ours.error_code)
+        assert receipt_fields(theirs.receipt, sealer, envelope)[0] == p.header.message_id
+    assert len({r.receipt_id for r in results if r is not None}) == len(parsed)
+    # and the envelopes that queued while the two workers were busy went several a call
+    assert pool.envelopes == len(parsed)
+    assert pool.calls < len(parsed)
+
+
+def test_workers_dead_before_a_gathered_call_lose_nothing(
+        gateways: tuple[Sealer, Gateway, Gateway], caplog: pytest.LogCaptureFixture) -> None:
+    sealer, gw, _ = gateways
+    pool = pooled(gw)
+    first = pool.pids()
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not any(alive(pid) for pid in first), 10, "the killed workers")
+    envelopes = [sealer.envelope(interstate_transaction("0600000", "4800000", seed=i))
+                 for i in range(16)]
+    start = threading.Barrier(8)
+
+    def accept(envelope: bytes) -> Answer:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            start.wait(timeout=5)
+        return gw.inbound.accept(envelope, channel="https")
+
+    with caplog.at_level(logging.WARNING, logger="gateway.node.inbound"), \
+            ThreadPoolExecutor(max_workers=8) as threads:
+        answers = list(threads.map(accept, envelopes))
+    assert [a.status for a in answers] == [200] * 16
+    for answer, envelope in zip(answers, envelopes, strict=True):
+        fields = receipt_fields(answer.body, sealer, envelope)
+        assert (fields[0], fields[3]) == (parse_envelope(envelope).header.message_id,
+                                          "Delivered")
+    records = gw.spool.select(direction=Direction.IN, limit=100)
+    assert len(records) == 16
+    assert {r.state for r in records} == {State.DELIVERED}
+    assert len(list(gw.config.inbox.iterdir())) == 16
+    broke = [r for r in caplog.records if "ended unexpectedly" in r.getMessage()]
+    assert len(broke) == 1  # logged once, however many calls found their worker dead
+    wait_until(pool.ready, 60, "new receive workers")
+    assert not set(pool.pids()) & set(first)
 
 
 def cpu_ticks(pid: int) -> int:

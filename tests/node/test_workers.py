@@ -10,6 +10,7 @@ import errno
 import logging
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,3 +204,34 @@ def test_a_call_that_cannot_be_sent_costs_no_worker(
         "test worker failed (AttributeError); doubled in the daemon instead"}
     assert [call(pool, _double, i) for i in range(4)] == [0, 2, 4, 6]
     assert pool.pids() == pids
+
+
+def test_call_when_free_takes_its_arguments_only_once_a_worker_is_free(pool: Doubler
+                                                                        ) -> None:
+    ready(pool)
+    generation = pool._generation()
+    assert generation is not None
+    busy = [generation.free.pop() for _ in range(len(generation.free))]  # every worker
+    taken: list[str] = []
+    out: list[object] = []
+
+    def take() -> tuple[int]:
+        taken.append("taken")
+        return (21,)
+
+    caller = threading.Thread(target=lambda: out.append(
+        pool.call_when_free(generation, _double, take)))
+    caller.start()
+    caller.join(0.5)
+    assert caller.is_alive()  # waits for a worker
+    assert taken == []  # and takes nothing yet
+    with generation.cond:
+        generation.free.extend(busy)
+        generation.cond.notify_all()
+    caller.join(10)
+    assert taken == ["taken"]
+    assert out == [(True, 42)]
+    # nothing to take: no call, the worker goes back to the free list
+    assert pool.call_when_free(generation, _double, lambda: None)[0] is False
+    assert len(generation.free) == 2
+    assert call(pool, _double, 4) == 8
