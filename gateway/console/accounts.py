@@ -4,7 +4,7 @@ password hashes.
 
 Roles, each including the one before: ``viewer`` (read every page), ``operator`` (resend,
 cancel, ping partners), ``admin`` (sees the accounts page; accounts are managed with
-``gateway operators add|list|disable|reset``). Passwords are hashed with argon2id
+``gateway operators add|list|disable|reset|unlock``). Passwords are hashed with argon2id
 (argon2-cffi's defaults, RFC 9106's second recommended profile). Every account has a TOTP
 secret and must give a code at login, unless it logs in with a TLS client certificate
 issued by the console's ``client_ca`` whose subject common name is the account name.
@@ -224,8 +224,9 @@ class Accounts:
     def authenticate(self, name: str, password: str, code: str, now: float, *,
                      certificate_name: str | None = None) -> Login:
         """Check a login. Raises :class:`LoginRefused` with ``details``: ``reason``
-        (unknown, locked, disabled, password, code) and ``locked`` (1 when this failure
-        locked the account). ``certificate_name``: the common name of a verified client
+        (unknown, locked, disabled, password, code) and ``locked`` (1 when this attempt
+        locked the account: it failed with ``max_failures`` attempts counted, or came
+        when that many were counted already, some still being checked elsewhere). ``certificate_name``: the common name of a verified client
         certificate, which stands in for the TOTP code when it is this account's name."""
         with self._lock:
             row = self._conn.execute(
