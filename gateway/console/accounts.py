@@ -226,8 +226,9 @@ class Accounts:
         """Check a login. Raises :class:`LoginRefused` with ``details``: ``reason``
         (unknown, locked, disabled, password, code) and ``locked`` (1 when this attempt
         locked the account: it failed with ``max_failures`` attempts counted, or came
-        when that many were counted already, some still being checked elsewhere). ``certificate_name``: the common name of a verified client
-        certificate, which stands in for the TOTP code when it is this account's name."""
+        when that many were counted already, some still being checked elsewhere).
+        ``certificate_name``: the common name of a verified client certificate, which
+        stands in for the TOTP code when it is this account's name."""
         with self._lock:
             row = self._conn.execute(
                 "SELECT name, role, password, totp_secret, totp_step, disabled, created_at "
