@@ -59,17 +59,18 @@ def start_demo_console(progress: Callable[[str], None], net: DemoNetwork) -> Cal
     from gateway.console.server import start_console  # noqa: PLC0415
     from gateway.node.console_config import ConsoleConfig  # noqa: PLC0415
     from gateway.service.context import NodeContext  # noqa: PLC0415
+    from gateway.store.console_lockouts import AccountLocks  # noqa: PLC0415
 
     ca = net.nodes["ca"]
     folder = ca.config_path.parent / "console"
     config = ConsoleConfig(port=0, accounts=folder / "accounts.db")
-    accounts = Accounts(config.accounts)
+    ctx = NodeContext.open(ca.config_path)
+    accounts = Accounts(config.accounts, AccountLocks(ctx.spool))
     creds = (accounts.reset("demo") if accounts.get("demo") is not None
              else accounts.add("demo", "operator", time.time()))
     secret_file = folder / "demo-totp-secret"
     secret_file.write_text(creds.totp_secret + "\n")
     secret_file.chmod(0o600)
-    ctx = NodeContext.open(ca.config_path)
     running = start_console(ctx, config, accounts=accounts)
     progress("")
     progress(f"Operator console for ca: {running.url}")

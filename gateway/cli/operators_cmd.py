@@ -1,10 +1,13 @@
-"""``gateway operators add|list|disable|reset``: the console's operator accounts.
+"""``gateway operators add|list|disable|reset|unlock``: the console's operator accounts.
 
 ``add`` and ``reset`` print the new password and TOTP secret once (with an
 ``otpauth://`` URI for an authenticator app); they are stored only as an argon2id hash
-and in the accounts file (mode 0600). Each change is an audit event in the node's trail
-(actor: the OS user). ``code`` prints the current one-time code for a TOTP secret (what
-an authenticator app shows; for the demo's throw-away login and for scripts)."""
+and in the accounts file (mode 0600). ``list`` shows each account's lock and failed
+logins and ``unlock`` (and ``reset``) clears them: both read and write them in the
+node's store, which every console on it shares (every node's, on a shared PostgreSQL
+store). Each change is an audit event in the node's trail (actor: the OS user). ``code``
+prints the current one-time code for a TOTP secret (what an authenticator app shows;
+for the demo's throw-away login and for scripts)."""
 
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ from gateway.cli.output import out, out_json, table
 from gateway.console import totp
 from gateway.console.accounts import ROLES, Accounts
 from gateway.errors import UsageError
-from gateway.node.config import Config, load_config
 from gateway.service.context import NodeContext, os_user
+from gateway.store.console_lockouts import AccountLocks
 from gateway.store.console_sessions import SessionStore
 
 
@@ -45,16 +48,21 @@ def register(subparsers: Any) -> None:
     reset.add_argument("name")
     reset.add_argument("--format", choices=("text", "json"), default="text")
     reset.set_defaults(func=run_reset)
+    unlock = sub.add_parser("unlock", help="end an account's lockout and forget its failed "
+                            "logins (on every console of the store)")
+    unlock.add_argument("name")
+    unlock.set_defaults(func=run_unlock)
     code = sub.add_parser("code", help="the current one-time code for a TOTP secret")
     code.add_argument("--secret-file", type=Path, required=True, metavar="FILE",
                       help="a file holding the base32 secret")
     code.set_defaults(func=run_code)
 
 
-def _accounts(config: Config) -> Accounts:
+def _accounts(ctx: NodeContext) -> Accounts:
+    config = ctx.config
     if config.console is None:
         raise UsageError("no [console] section in the configuration", where=str(config.path))
-    return Accounts(config.console.accounts)
+    return Accounts(config.console.accounts, AccountLocks(ctx.spool))
 
 
 @contextmanager
@@ -63,7 +71,7 @@ def _changing(args: argparse.Namespace) -> Iterator[tuple[NodeContext, Accounts]
     before an account changes: a store that cannot be opened fails the command before
     a new password is made that would never be shown."""
     with NodeContext.open(args.config) as ctx:
-        accounts = _accounts(ctx.config)
+        accounts = _accounts(ctx)
         try:
             yield ctx, accounts
         finally:
@@ -96,11 +104,12 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    accounts = _accounts(load_config(args.config))
-    try:
-        found = accounts.list()
-    finally:
-        accounts.close()
+    with NodeContext.open(args.config) as ctx:  # the locks are in the store
+        accounts = _accounts(ctx)
+        try:
+            found = accounts.list()
+        finally:
+            accounts.close()
     now = time.time()
     rows: list[dict[str, Any]] = [{"name": a.name, "role": a.role,
              "status": "disabled" if a.disabled else "locked" if a.locked_until
@@ -134,6 +143,15 @@ def run_reset(args: argparse.Namespace) -> int:
         _end_sessions(ctx, args.name)  # the old password and code opened them
         _record(ctx, "operator_reset", args.name)
     _credentials(args, creds, None)
+    return 0
+
+
+def run_unlock(args: argparse.Namespace) -> int:
+    with _changing(args) as (ctx, accounts):
+        cleared = accounts.unlock(args.name)
+        _record(ctx, "operator_unlocked", args.name)
+    out(f"operator {args.name} unlocked" if cleared else
+        f"operator {args.name} was not locked and had no failed logins")
     return 0
 
 

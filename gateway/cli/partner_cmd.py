@@ -68,7 +68,9 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("ping", help="check that a partner answers, over each of its transports",
                        description="Send no document: over HTTPS to a CSE gateway a signed "
                                    "ping answered by a signed receipt (verified), to an AS4 "
-                                   "access point a mutual TLS connection, over SFTP or to a "
+                                   "access point a signed, encrypted ebMS test message "
+                                   "answered by a signed receipt (verified; never "
+                                   "delivered), over SFTP or to a "
                                    "folder a connection that lists it. Exit 0 when every "
                                    "transport answered, 1 otherwise. Recorded in the audit "
                                    "trail (partner_pinged) with your OS user.")

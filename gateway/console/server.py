@@ -27,6 +27,7 @@ from gateway.console.web import Request, Response
 from gateway.errors import ConfigError
 from gateway.node.console_config import LOOPBACK, ConsoleConfig
 from gateway.service.context import NodeContext
+from gateway.store.console_lockouts import AccountLocks
 
 __all__ = ["RunningConsole", "start_console"]
 
@@ -133,8 +134,8 @@ def start_console(ctx: NodeContext, config: ConsoleConfig, *,
     if config.host not in LOOPBACK and not config.tls:
         raise ConfigError("the console listens on another address than 127.0.0.1 only "
                           "with TLS (console.cert, console.key)", where="console.host")
-    accounts = accounts or Accounts(config.accounts, max_failures=config.max_failures,
-                                    lockout=config.lockout)
+    accounts = accounts or Accounts(config.accounts, AccountLocks(ctx.spool),
+                                    max_failures=config.max_failures, lockout=config.lockout)
     kwargs: dict[str, Any] = {"live_breakers": live_breakers}
     if clock is not None:
         kwargs["clock"] = clock

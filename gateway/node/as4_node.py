@@ -13,6 +13,10 @@ inbound endpoint (its own path on the HTTPS listener).
   decompression), the document validated and delivered through the inbox like any other,
   and a signed eb:Receipt answered. A MessageId seen before gets the same receipt back
   (after it verified) and is not delivered again. A refusal is answered with an ebMS Error signal.
+- Test messages (ebMS 3.0 Core 5.2.2: the reserved test service and action, what
+  ``gateway partner ping`` and Domibus's connection monitoring send): opened and verified
+  the same way, answered with a signed receipt or an ebMS Error, recorded as a
+  ``ping_answered`` audit event, never stored in the spool nor delivered.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
 from gateway.protocol import certs
 from gateway.protocol.as4 import dsig, ebms, mime, ns, receipt, soap
 from gateway.protocol.as4.message import (
+    OpenedMessage,
     build_user_message,
     new_message_id,
     open_parsed,
@@ -60,13 +65,14 @@ from transports import Transport
 from transports.base import PeerInfo
 from transports.https_client import HttpsTransport
 
-__all__ = ["RESPONSE_TYPE", "As4Inbound", "As4ReceiptCheck", "from_blob", "post", "prepare",
-           "to_blob"]
+__all__ = ["RESPONSE_TYPE", "As4Inbound", "As4ReceiptCheck", "check_answer", "from_blob", "post",
+           "prepare", "to_blob"]
 
 log = logging.getLogger("gateway.node.as4")
 
 RESPONSE_TYPE = "application/soap+xml; charset=UTF-8"
 _TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_AUDITABLE = re.compile(r"[!-~]{1,200}")  # what the audit trail takes as an identifier
 
 
 def to_blob(content_type: str, body: bytes) -> bytes:
@@ -95,16 +101,20 @@ def _policy(pmode: As4PMode) -> ns.AlgorithmPolicy:
 
 
 def prepare(pmode: As4PMode, keys: NodeKeys, document: bytes, *, document_type: str,
-            to_party: Party, now: datetime) -> tuple[str, bytes]:
-    """The eb:MessageId and the stored form of the AS4 message carrying ``document``."""
+            to_party: Party, now: datetime, test: bool = False) -> tuple[str, bytes]:
+    """The eb:MessageId and the stored form of the AS4 message carrying ``document``.
+    ``test``: the ebMS test service and action instead of the PMode's (a ping: the
+    receiving MSH answers it but never delivers it), built and protected the same way."""
     identity = keys.identity
+    service, service_type = ((ebms.TEST_SERVICE, None) if test
+                             else (pmode.service, pmode.service_type))
     header = ebms.UserMessage(
         message_id=new_message_id(), timestamp=timestamp(now),
         sender=ebms.Party(pmode.our_party_id, pmode.our_party_type, pmode.our_role),
         receiver=ebms.Party(pmode.party_id, pmode.party_type, pmode.role),
-        service=pmode.service, service_type=pmode.service_type,
-        action=pmode.action(document_type), conversation_id=str(uuid.uuid4()),
-        agreement=pmode.agreement,
+        service=service, service_type=service_type,
+        action=ebms.TEST_ACTION if test else pmode.action(document_type),
+        conversation_id=str(uuid.uuid4()), agreement=pmode.agreement,
         properties=(("originalSender", str(identity.party)), ("finalRecipient", str(to_party))),
     )
     out = build_user_message(
@@ -146,27 +156,38 @@ class As4ReceiptCheck:
         partner = self.config.find_partner(message.partner)
         if partner is None or partner.as4 is None:
             return self.fallback()(data, message=message, now=now, parsed=parsed)
-        pmode = partner.as4
         blob = self.spool.payload(message.id, "envelope") or b""
-        try:
-            signal_env = soap.parse_envelope(mime.parse_message(data).soap, source="answer")
-            signal = ebms.parse_signal(signal_env.messaging)
-        except As4Error as exc:
-            raise ReceiptInvalid(f"the answer is not an AS4 signal ({exc.code})",
-                                 where="receipt") from None
-        if signal.errors:
-            return ReceiptOutcome(False, signal.message_id, signal.ref_to_message_id or "",
-                                  tuple((e.code[:60], (e.short or "")[:200])
-                                        for e in signal.errors))
-        try:
-            verified = receipt.verify_receipt(
-                data, trusted=[_cert(pmode.signing_cert)], now=now,
-                signed_references=_signed_references(blob),
-                ref_to_message_id=message.message_id, policy=_policy(pmode))
-        except As4Error as exc:
-            raise ReceiptInvalid(f"the AS4 receipt does not verify ({exc.code})",
-                                 where=exc.where or "receipt") from None
-        return ReceiptOutcome(True, verified.message_id, verified.ref_to_message_id or "")
+        return check_answer(partner.as4, data, blob, message_id=message.message_id or "",
+                            now=now)
+
+
+def check_answer(pmode: As4PMode, data: bytes, blob: bytes, *, message_id: str,
+                 now: datetime) -> ReceiptOutcome:
+    """The partner's synchronous answer to the AS4 message ``blob`` (its stored form) with
+    eb:MessageId ``message_id``: an ebMS Error signal is a not-delivered outcome naming its
+    codes; a receipt must be signed by the PMode's signing certificate, answer this
+    message and echo in its NonRepudiationInformation exactly the references we signed.
+    Anything else raises :class:`ReceiptInvalid` (``details["cause"]``: the AS4 code)."""
+    try:
+        signal_env = soap.parse_envelope(mime.parse_message(data).soap, source="answer")
+        signal = ebms.parse_signal(signal_env.messaging)
+    except As4Error as exc:
+        raise ReceiptInvalid(f"the answer is not an AS4 signal ({exc.code})",
+                             where="receipt", details={"cause": exc.code}) from None
+    if signal.errors:
+        return ReceiptOutcome(False, signal.message_id, signal.ref_to_message_id or "",
+                              tuple((e.code[:60], (e.short or "")[:200])
+                                    for e in signal.errors))
+    try:
+        verified = receipt.verify_receipt(
+            data, trusted=[_cert(pmode.signing_cert)], now=now,
+            signed_references=_signed_references(blob),
+            ref_to_message_id=message_id, policy=_policy(pmode))
+    except As4Error as exc:
+        raise ReceiptInvalid(f"the AS4 receipt does not verify ({exc.code})",
+                             where=exc.where or "receipt",
+                             details={"cause": exc.code}) from None
+    return ReceiptOutcome(True, verified.message_id, verified.ref_to_message_id or "")
 
 
 def _inbox_name(message_id: str) -> str:
@@ -222,6 +243,15 @@ class As4Inbound:
                 message, decrypt_key=_rsa(self.keys.identity.encryption_key, "encryption"),
                 trusted=[_cert(pmode.signing_cert)], now=now, policy=_policy(pmode),
                 require_encryption=True)
+        except As4Error as exc:
+            if ebms.is_test(user):
+                return self._test_answered(partner, user, stored, now, refused=exc)
+            log.warning("rejected AS4 message %s from %s: %s", user.message_id, partner.party,
+                        exc.code)
+            return self._reject(partner, user, stored, exc, now)
+        if ebms.is_test(opened.user_message):  # signed: eb:Messaging is covered
+            return self._test_answered(partner, user, stored, now, opened=opened)
+        try:
             if len(opened.payloads) != 1:
                 raise As4DeliveryFailure("exactly one payload (the document) is expected",
                                          where="PayloadInfo")
@@ -305,6 +335,35 @@ class As4Inbound:
                            changes={"source": target.name})
             txn.store_receipt(record.message_id or "", "sent", answer)
             txn.audit("receipt_sent", record, detail={"status": "Delivered"})
+
+    def _test_answered(self, partner: PartnerConfig, user: ebms.UserMessage, stored: bytes,
+                       now: datetime, *, opened: OpenedMessage | None = None,
+                       refused: As4Error | None = None) -> tuple[int, bytes]:
+        """An ebMS test message (the reserved test service and action: a partner's ping),
+        opened and verified like any message: answered with a signed receipt (or the
+        ebMS Error for what failed), recorded as a ``ping_answered`` audit event, and
+        neither stored in the spool nor delivered, whatever its payload. Nothing is
+        looked up by its MessageId either, so a repeated test message is simply answered
+        again (a fresh receipt, still no delivery)."""
+        if opened is not None:
+            status, answer = 200, receipt.build_receipt(
+                user.message_id, opened.signature.reference_xml,
+                key=_rsa(self.keys.identity.signing_key, "signing"),
+                certificate=self.keys.identity.signing_cert, now=now)
+        else:
+            assert refused is not None  # noqa: S101 - one or the other
+            status, answer = self._error(refused, user.message_id, now)
+            log.warning("refused an AS4 test message from %s: %s", partner.party,
+                        refused.code)
+        with self.spool.transaction(now) as txn:
+            txn.audit("ping_answered", partner=partner.party, from_party=partner.party,
+                      to_party=str(self.keys.identity.party),
+                      message_id=user.message_id if _AUDITABLE.fullmatch(user.message_id)
+                      else None, digest=hashlib.sha256(stored).hexdigest(),
+                      error_code=refused.code if refused is not None else None,
+                      detail={"channel": "as4", **({"ebms": refused.ebms_code} if refused
+                                                   else {})})
+        return status, answer
 
     def _reject(self, partner: PartnerConfig, user: ebms.UserMessage, stored: bytes,
                 exc: As4Error, now: datetime) -> tuple[int, bytes]:

@@ -1,6 +1,7 @@
 """Ping a partner: can we reach it, and does it answer as the partner we registered?
 (``gateway partner ping``, the console's partners page; the answering side is
-:func:`answer_ping`, called by :class:`gateway.node.inbound.Inbound`.)
+:func:`answer_ping`, called by :class:`gateway.node.inbound.Inbound`, and for AS4 test
+messages :class:`gateway.node.as4_node.As4Inbound`.)
 
 What is checked depends on the transport, and no business document is ever sent:
 
@@ -12,10 +13,27 @@ What is checked depends on the transport, and no business document is ever sent:
   ways, the partner holds the key of the certificate we encrypt to, it has our signing
   certificate registered, and its receipt is signed by the key we have registered for it.
   A ``Rejected`` one names what the partner refused (e.g. ``SignerNotRegistered``).
-- **HTTPS to an AS4 access point**, or between a relay (a federal hub) and its partners,
-  which register no encryption certificates for each other as the relay never opens
-  messages: a ``GET`` of its URL over mutual TLS (our client certificate, its CA
-  pinned); any HTTP answer counts.
+- **HTTPS to an AS4 access point** (a partner with ``protocol = "as4"``: Domibus,
+  phase4, Holodeck B2B, or our own AS4 endpoint): an ebMS test message, the UserMessage
+  that ebMS 3.0 Core (section 5.2.2) reserves for this (``eb:Service``
+  ``http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/service``, ``eb:Action``
+  ``.../200704/test``; the receiving MSH answers it as its PMode says but never delivers
+  it to its consumer: Domibus's connection monitoring sends the same). It carries
+  :data:`PING_DOCUMENT` as its one payload (Domibus's carries ``<hello>world</hello>``),
+  is built, compressed, signed and encrypted from the partner's PMode by
+  :func:`gateway.node.as4_node.prepare` exactly like a real message, POSTed like one, and
+  the answer goes through the receipt check real sends use
+  (:func:`gateway.node.as4_node.check_answer`): a signed eb:Receipt answering its
+  MessageId whose NonRepudiationInformation equals what we signed passes (check
+  ``message``); an ebMS Error fails with its code (e.g. ``EBMS:0101`` when the access
+  point does not have our signing certificate); anything else fails with the reason.
+  Nothing is stored in the spool: the only record is the ``partner_pinged`` audit event
+  (:func:`gateway.service.partners.ping_partner`), and ``ping_answered`` at the partner
+  when it is a gateway (:class:`gateway.node.as4_node.As4Inbound`).
+- **HTTPS between a relay (a federal hub) and its partners**, which register no
+  encryption certificates for each other as the relay never opens messages: a ``GET``
+  of its URL over mutual TLS (our client certificate, its CA pinned); any HTTP answer
+  counts, and the result (check ``tls``) says why no message was sent.
 - **SFTP, a local folder**: connect (host key pinned, key authentication) and list the
   remote folder; the number of files waiting there is reported, never their names.
 """
@@ -24,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +51,8 @@ from datetime import datetime
 from typing import Any
 
 from gateway.errors import GatewayError, InputError
-from gateway.node.config import PartnerConfig, TransportConfig
+from gateway.node import as4_node
+from gateway.node.config import As4PMode, PartnerConfig, TransportConfig
 from gateway.node.nodekeys import NodeKeys
 from gateway.protocol.envelope import Header, ParsedEnvelope
 from gateway.protocol.party import Party
@@ -51,12 +71,15 @@ PING_ACTION = "Ping"
 PING_DOCUMENT = b'<Ping xmlns="urn:cse-gateway:ping:1"/>\n'
 #: A ping waits at most this long for each transport (less when the transport says so).
 PING_TIMEOUT = 10.0
+# what of a partner's ebMS Error a ping result repeats: the standard code and short name
+_EBMS_CODE = re.compile(r"EBMS:\d{4}")
+_EBMS_SHORT = re.compile(r"[A-Za-z]{1,40}")
 
 
 @dataclass(frozen=True)
 class PingResult:
-    """One transport's answer. ``check``: ``message`` (signed ping, verified receipt),
-    ``tls`` (handshake only), ``session`` (SFTP or folder listed)."""
+    """One transport's answer. ``check``: ``message`` (signed ping or AS4 test message,
+    verified receipt), ``tls`` (handshake only), ``session`` (SFTP or folder listed)."""
 
     partner: str
     url: str
@@ -75,8 +98,10 @@ def ping_transport(keys: NodeKeys, partner: PartnerConfig, tc: TransportConfig, 
     options = {**tc.options(), **(extra or {})}
     if "timeout" in options:
         options["timeout"] = min(float(options["timeout"]), PING_TIMEOUT)
+    if tc.scheme == "https" and partner.as4 is not None:
+        return _as4(keys, partner, partner.as4, tc, options, now=now, opener=opener)
     if tc.scheme == "https" and partner.protocol == "as4":
-        return _tls(partner, tc, options)
+        return _tls(partner, tc, options, note="an AS4 partner without a PMode")
     if tc.scheme == "https":
         return _message(keys, partner, tc, options, now=now, opener=opener)
     return _session(partner, tc, options, opener)
@@ -139,6 +164,63 @@ def _message(keys: NodeKeys, partner: PartnerConfig, tc: TransportConfig,
     return _result(partner, tc, "message", started,
                    reason=f"signed ping opened by {partner.party}; its signed receipt "
                    "verified")
+
+
+def _as4(keys: NodeKeys, partner: PartnerConfig, pmode: As4PMode, tc: TransportConfig,
+         options: dict[str, Any], *, now: datetime,
+         opener: Callable[..., Transport]) -> PingResult:
+    """An ebMS test message (test service and action, :data:`PING_DOCUMENT` as its one
+    payload), built, signed and encrypted by :func:`as4_node.prepare` from the partner's
+    PMode like a real message, POSTed like one, and its answer checked by the receipt
+    check real sends use (:func:`as4_node.check_answer`)."""
+    started = time.monotonic()
+    try:
+        message_id, blob = as4_node.prepare(pmode, keys, PING_DOCUMENT,
+                                            document_type=PING_ACTION,
+                                            to_party=Party.parse(partner.party), now=now,
+                                            test=True)
+    except GatewayError as exc:
+        return _result(partner, tc, "message", started, code=exc.code,
+                       reason=f"cannot build the AS4 test message: {exc.message}")
+    started = time.monotonic()
+    transport: Transport | None = None
+    status: HttpStatus | None = None
+    try:
+        transport = opener(tc.url, **options)
+        answer = as4_node.post(transport, blob)
+    except HttpStatus as exc:
+        if not exc.body:
+            return _result(partner, tc, "message", started, code=exc.code, reason=str(exc))
+        answer, status = exc.body, exc  # an ebMS Error: 4xx (ours) or 5xx (some MSHs)
+    except TransportError as exc:
+        return _result(partner, tc, "message", started, code=exc.code, reason=str(exc))
+    finally:
+        if transport is not None:
+            transport.close()
+    if not answer:
+        return _result(partner, tc, "message", started, code="NoReceipt",
+                       reason="the access point took the AS4 test message but answered no "
+                       "receipt (its PMode may send receipts asynchronously)")
+    try:
+        outcome = as4_node.check_answer(pmode, answer, blob, message_id=message_id, now=now)
+    except GatewayError as exc:
+        if status is not None:  # an HTTP error whose body is no AS4 signal
+            return _result(partner, tc, "message", started, code=status.code,
+                           reason=str(status))
+        cause = str(exc.details.get("cause", exc.code))
+        return _result(partner, tc, "message", started, code=cause,
+                       reason=f"the access point's answer does not verify: {exc.message}")
+    if not outcome.delivered:
+        codes = [c for c, _ in outcome.errors if _EBMS_CODE.fullmatch(c)] or ["EbmsError"]
+        shorts = [s for _, s in outcome.errors if _EBMS_SHORT.fullmatch(s)]
+        named = ", ".join(codes) + (f" ({', '.join(shorts)})" if shorts else "")
+        return _result(partner, tc, "message", started, code=codes[0],
+                       reason=f"the access point refused the AS4 test message: ebMS Error "
+                       f"{named}")
+    return _result(partner, tc, "message", started,
+                   reason=f"signed, encrypted AS4 test message (ebMS test service) opened by "
+                   f"{partner.party}'s access point; its signed receipt verified and its "
+                   "NonRepudiationInformation matches what we signed")
 
 
 def _tls(partner: PartnerConfig, tc: TransportConfig, options: dict[str, Any], *,

@@ -76,6 +76,7 @@ EVENT_CODES: Mapping[str, str] = MappingProxyType({
     "operator_added": "a console operator account was created (detail: operator, role)",
     "operator_disabled": "a console operator account was disabled",
     "operator_reset": "a console operator's password and TOTP secret were replaced",
+    "operator_unlocked": "a console operator account's lockout and failed logins were cleared",
     "breaker_opened": "a partner's circuit breaker opened (sends to it pause)",
     "breaker_closed": "a partner's circuit breaker closed again",
     "alert_raised": "an alert rule fired (detail.rule, detail.key)",

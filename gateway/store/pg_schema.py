@@ -8,7 +8,8 @@ sharing one queue need: a lease on each message being sent (``lease_holder``,
 ``lease_expires``, ``fence``), claims on outbox files (``intake_claims``) and the roles one
 node at a time performs (``store_roles``), and the operator console's sessions and
 login attempts (``console_sessions``, ``console_login_attempts``,
-:mod:`gateway.store.console_sessions`).
+:mod:`gateway.store.console_sessions`) and its per-account lockout
+(``console_account_locks``, :mod:`gateway.store.console_lockouts`).
 """
 
 from __future__ import annotations
@@ -127,11 +128,20 @@ CREATE INDEX console_login_attempts_key ON console_login_attempts(key_hash, at);
 CREATE INDEX console_login_attempts_at ON console_login_attempts(at);
 """
 
+_V5 = """
+CREATE TABLE console_account_locks (
+    name_hash    TEXT PRIMARY KEY,
+    failures     INTEGER NOT NULL,
+    locked_until DOUBLE PRECISION
+);
+"""
+
 MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "messages, payloads, leases, intake claims, roles, audit trail", _V1),
     (2, "data keys of sealed payloads (wrapped for the node's encryption certificates)", _V2),
     (3, "operator console sessions (SHA-256 of each token, never the token)", _V3),
     (4, "console login attempts for the shared rate limit (hashed client keys)", _V4),
+    (5, "console failed-login counts and locks per account (hashed account names)", _V5),
 )
 
 

@@ -13,6 +13,7 @@ from gateway.console.accounts import Accounts
 from gateway.console.pages import Console
 from gateway.node.console_config import ConsoleConfig
 from gateway.service.context import NodeContext
+from gateway.store.console_lockouts import AccountLocks
 from tests.support.opsdata import NOW, Fixed, ops_node, populate
 
 #: Still argon2id, at a cost a loaded test machine can afford 30 times per test (the
@@ -54,7 +55,8 @@ def setup(tmp_path: Path, key_cache: Path) -> Iterator[Setup]:
     fixed = populate(ctx.spool, NOW, bulk=3)  # type: ignore[arg-type]
     config = ConsoleConfig(port=0, accounts=tmp_path / "accounts.db", idle_timeout=600,
                            absolute_timeout=3600, max_failures=3, lockout=300, login_rate=20)
-    accounts = Accounts(config.accounts, max_failures=3, lockout=300, hasher=FAST_ARGON2)
+    accounts = Accounts(config.accounts, AccountLocks(ctx.spool), max_failures=3, lockout=300,
+                        hasher=FAST_ARGON2)
     secrets: dict[str, tuple[str, str]] = {}
     for name, role in (("olga", "operator"), ("vic", "viewer"), ("ada", "admin")):
         creds = accounts.add(name, role, NOW.timestamp())

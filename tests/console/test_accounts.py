@@ -1,11 +1,13 @@
 """Operator accounts: argon2id hashes with the library's defaults, TOTP (RFC 6238 test
-vectors), a code works once, lockout, disable and reset; the operators CLI."""
+vectors), a code works once, lockout (counted in the node's spool), disable and reset;
+the operators CLI."""
 
 from __future__ import annotations
 
 import base64
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,19 @@ from gateway.cli import main
 from gateway.console import totp
 from gateway.console.accounts import Accounts
 from gateway.errors import LoginRefused, UsageError
+from gateway.store.console_lockouts import AccountLocks
+from gateway.store.sqlite import SqliteSpool
 from tests.console.conftest import FAST_ARGON2
 
 T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def locks(tmp_path: Path) -> Iterator[AccountLocks]:
+    """The lockout's table in a node's (SQLite) spool."""
+    spool = SqliteSpool(tmp_path / "spool.db")
+    yield AccountLocks(spool)
+    spool.close()
 
 
 def test_totp_matches_rfc6238_vectors() -> None:
@@ -33,8 +45,8 @@ def test_totp_matches_rfc6238_vectors() -> None:
     assert totp.verify(secret, "28708", 59) is None
 
 
-def test_hashes_are_argon2id_with_default_cost(tmp_path: Path) -> None:
-    accounts = Accounts(tmp_path / "a.db")
+def test_hashes_are_argon2id_with_default_cost(tmp_path: Path, locks: AccountLocks) -> None:
+    accounts = Accounts(tmp_path / "a.db", locks)
     creds = accounts.add("alice", "operator", T0)
     stored = sqlite3.connect(tmp_path / "a.db").execute(
         "SELECT password FROM operators").fetchone()[0]
@@ -48,8 +60,10 @@ def test_hashes_are_argon2id_with_default_cost(tmp_path: Path) -> None:
     accounts.close()
 
 
-def test_lockout_disable_reset_and_certificate_factor(tmp_path: Path) -> None:
-    accounts = Accounts(tmp_path / "a.db", max_failures=2, lockout=60, hasher=FAST_ARGON2)
+def test_lockout_disable_reset_and_certificate_factor(tmp_path: Path,
+                                                      locks: AccountLocks) -> None:
+    accounts = Accounts(tmp_path / "a.db", locks, max_failures=2, lockout=60,
+                        hasher=FAST_ARGON2)
     creds = accounts.add("bob", "viewer", T0)
     with pytest.raises(UsageError):
         accounts.add("bob", "viewer", T0)

@@ -19,6 +19,7 @@ from gateway.protocol.certs import load_certificates_file
 from gateway.store.audit import AuditLog
 from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
+from tests.support.as4partners import as4_partner
 from tests.support.gwnodes import (
     Daemon,
     NodeSpec,
@@ -35,7 +36,6 @@ from transports.https_client import HttpsTransport
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CA, NL = "fips:0600000", "iso3166:NL"
-PARTY_TYPE = "urn:oasis:names:tc:ebcore:partyid-type:unregistered"
 FAST = """
 [retry]
 base = "300ms"
@@ -50,22 +50,6 @@ reset_after = "1s"
 outbox_scan = "200ms"
 retry_scan = "200ms"
 """
-
-
-def as4_partner(party: str, url: str, options: dict[str, str], *, their_id: str,
-                our_id: str, their_keys: Path) -> str:
-    lines = ["[[partners]]", f'party = "{party}"', 'protocol = "as4"',
-             "[[partners.transports]]", f'url = "{url}"']
-    lines += [f'{k} = "{v}"' for k, v in options.items()]
-    lines += ["[partners.as4]", f'party_id = "{their_id}"', f'party_type = "{PARTY_TYPE}"',
-              f'our_party_id = "{our_id}"', f'our_party_type = "{PARTY_TYPE}"',
-              'service = "urn:cse:hague2007"', 'service_type = "urn:cse:service"',
-              'agreement = "urn:cse:agreement:test"',
-              f'signing_cert = "{their_keys / "sign.crt"}"',
-              f'encryption_cert = "{their_keys / "encrypt.crt"}"',
-              "[[partners.as4.actions]]", 'document = "MaintenanceApplication"',
-              'action = "SubmitApplication"', ""]
-    return "\n".join(lines)
 
 
 def drop(spec: NodeSpec, name: str, data: bytes) -> None:

@@ -17,11 +17,14 @@ from gateway.errors import (
 from . import ns
 
 __all__ = [
+    "TEST_ACTION",
+    "TEST_SERVICE",
     "PartInfo",
     "Party",
     "SignalMessage",
     "UserMessage",
     "build_messaging",
+    "is_test",
     "parse_signal",
     "parse_user_message",
 ]
@@ -29,6 +32,12 @@ __all__ = [
 ROLE_SENDER = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/initiator"
 ROLE_RECEIVER = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/responder"
 MAX_TEXT = 4096
+#: ebMS 3.0 Core (OASIS Standard, 2007), 5.2.2 (eb:Service, eb:Action): the test service.
+#: A UserMessage for the test service is processed like any other (security, receipt as
+#: the PMode says) but never delivered to the consumer; the test action goes only with
+#: the test service. Domibus's connection monitoring sends both.
+TEST_SERVICE = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/service"
+TEST_ACTION = "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/test"
 
 
 def _q(local: str) -> str:
@@ -101,6 +110,13 @@ class SignalMessage:
     ref_to_message_id: str | None
     is_receipt: bool
     errors: tuple[ErrorDetail, ...] = field(default_factory=tuple)
+
+
+def is_test(message: UserMessage) -> bool:
+    """Whether ``message`` is for the ebMS test service (whatever its action, normally the
+    test action): to be answered, never delivered. Only meaningful once its signature
+    (which covers eb:Messaging) has verified."""
+    return message.service == TEST_SERVICE
 
 
 def _text(parent: etree._Element, local: str, where: str, *, required: bool = True) -> str:
@@ -191,6 +207,9 @@ def parse_user_message(messaging: etree._Element, *, check: bool = True) -> User
     )
     if not message.service:
         raise As4InvalidHeader("eb:Service is empty", where="CollaborationInfo")
+    if message.action == TEST_ACTION and message.service != TEST_SERVICE:
+        raise As4ValueInconsistent("the ebMS test action is only used with the test service",
+                                   where="CollaborationInfo")
     if check:
         check_parts(message)
     return message

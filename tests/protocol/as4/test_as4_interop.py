@@ -10,7 +10,7 @@ import gzip
 import pytest
 
 from gateway import errors
-from gateway.protocol.as4 import dsig, mime, ns, receipt, soap, xenc
+from gateway.protocol.as4 import dsig, ebms, mime, ns, receipt, soap, xenc
 from gateway.protocol.as4.message import open_user_message
 from tests.support.as4_keys import fixture, load
 
@@ -190,3 +190,32 @@ def test_negative_cases_get_the_right_ebms_error(name: str, expected: str) -> No
     with pytest.raises(errors.As4Error) as info:
         open_user_message(fixture(name), decrypt_key=None, trusted=None, now=None)
     assert info.value.ebms_code == expected, info.value
+
+
+@pytest.mark.parametrize("name", [
+    "domibus/MSHAS4Request.xml", "domibus/MSHAS4Request-signOnly.xml",
+    "holodeck/as4-encrypted-signed-issuerserial.as4", "holodeck/signed_holodeck_message.as4",
+])
+def test_business_messages_of_other_implementations_are_not_test_messages(name: str) -> None:
+    """ebMS 3.0 Core 5.2.2's test service and action (what Domibus's connection
+    monitoring sends) mark a test message; these real messages are business messages, and
+    the same Domibus header with the test service and action (its service type kept) is
+    one."""
+    user = ebms.parse_user_message(soap.parse_envelope(mime.parse_message(fixture(name)).soap)
+                                   .messaging)
+    assert not ebms.is_test(user)
+    if name.startswith("domibus/"):
+        text = fixture(name).replace(b">bdx:noprocess<", f">{ebms.TEST_SERVICE}<".encode())
+        test = ebms.parse_user_message(soap.parse_envelope(mime.parse_message(
+            text.replace(b">TC1Leg1<", f">{ebms.TEST_ACTION}<".encode())).soap).messaging)
+        assert ebms.is_test(test)
+        assert (test.service_type, test.message_id) == (user.service_type, user.message_id)
+        # the test service alone is enough (never delivered, whatever the action); the
+        # test action without it is refused, as Domibus refuses it
+        service_only = ebms.parse_user_message(
+            soap.parse_envelope(mime.parse_message(text).soap).messaging)
+        assert ebms.is_test(service_only)
+        action_only = fixture(name).replace(b">TC1Leg1<", f">{ebms.TEST_ACTION}<".encode())
+        with pytest.raises(errors.As4ValueInconsistent):
+            ebms.parse_user_message(
+                soap.parse_envelope(mime.parse_message(action_only).soap).messaging)
