@@ -560,7 +560,10 @@ def test_failed_relay_is_queued_again_when_the_sender_repeats(tmp_path: Path,
     gw_a, gw_hub = net.nodes["a"], net.nodes["hub"]
     doc = interstate_transaction("0600000", "3600000", seed=14)
     drop(a, "to-ny.xml", doc)
-    gw_a.scan()
+    # taken in, not sent: scan() would also start A's send in the background, racing the
+    # copy handed to the hub below (the hub forwards at once); A sends in settle()
+    for scanner in gw_a.scanners:
+        scanner.scan(gw_a.clock())
     [out] = gw_a.spool.select(direction=Direction.OUT)
     envelope = gw_a.spool.payload(out.id, "envelope") or b""
     net.network.fail_next("c-https", 1, error=TlsRejected("injected: refused",
