@@ -87,6 +87,8 @@ def _examine_all(items: list[tuple[ParsedEnvelope, datetime]]) -> list[Examined]
 
 #: at most this many queued envelopes go to a worker in one call
 GATHER_MAX = 8
+#: the answer of a gathered call that raised in the daemon (each envelope in-process)
+_FAILED = (False, "error in the daemon")
 
 
 class _Waiting:
@@ -130,18 +132,19 @@ class ReceivePool(WorkerPool):
         mine = _Waiting(parsed, now)
         with self._queue_lock:
             self._queue.append(mine)
-        while True:
+        while not mine.taken:  # read without the lock: only ever set to True
             batch: list[_Waiting] = []
-            take = functools.partial(self._take_share, batch)
-            answer = self.call_when_free(generation, _examine_all, take)
-            if batch:
-                self._answer(generation, batch, answer)
+            answer = _FAILED
+            try:
+                answer = self.call_when_free(generation, _examine_all,
+                                             functools.partial(self._take_share, batch))
+            finally:  # whatever happens here, every thread whose envelope it took hears
+                if batch:
+                    self._answer(generation, batch, answer)
             with self._queue_lock:
-                if mine.taken:
-                    break
-                if not generation.live:  # replaced, broken or closed: in-process
+                if not mine.taken and not generation.live:  # replaced, broken, closed
                     self._queue.remove(mine)
-                    return None
+                    return None  # examined in-process
         mine.answered.wait()
         return mine.result
 

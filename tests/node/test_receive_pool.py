@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -285,6 +286,53 @@ def test_waiting_envelopes_go_to_the_workers_together(
     # and the envelopes that queued while the two workers were busy went several a call
     assert pool.envelopes == len(parsed)
     assert pool.calls < len(parsed)
+
+
+class Unpicklable:
+    """An envelope that cannot cross the pipe (the fault this test injects)."""
+
+    def __init__(self, parsed: ParsedEnvelope) -> None:
+        self.header = parsed.header
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("not for a pipe")
+
+
+def test_a_gathered_call_that_cannot_be_sent_answers_every_waiting_thread(
+        gateways: tuple[Sealer, Gateway, Gateway]) -> None:
+    sealer, gw, _ = gateways
+    pool = pooled(gw)
+    now = gw.clock()
+    bad = [Unpicklable(parse_envelope(sealer.envelope(
+        interstate_transaction("0600000", "4800000", seed=i)))) for i in range(12)]
+    results: dict[int, Examined | None] = {}
+
+    def one(i: int) -> None:
+        results[i] = pool.examine(bad[i], now)  # type: ignore[arg-type]
+
+    # every worker held while the envelopes queue, so that they go several to a call
+    generation = pool._generation()
+    assert generation is not None
+    with generation.cond:
+        held = [generation.free.pop() for _ in range(len(generation.free))]
+    # daemon threads: a thread nobody answers must fail this test, not hang the suite
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(bad))]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(pool._queue) == len(bad), 10, "every envelope queued")
+    with generation.cond:
+        generation.free.extend(held)
+        generation.cond.notify_all()
+    deadline = time.monotonic() + 60
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    assert results == dict.fromkeys(range(len(bad)))  # each told: examine in-process
+    assert pool.envelopes == len(bad)
+    assert pool.calls < len(bad)
+    # and the workers are as they were: the next envelope goes to one of them
+    late = parse_envelope(sealer.envelope(interstate_transaction("0600000", "4800000",
+                                                                 seed=99)))
+    assert isinstance(pool.examine(late, now), Examined)
 
 
 def test_workers_dead_before_a_gathered_call_lose_nothing(
