@@ -113,6 +113,24 @@ def _result(partner: PartnerConfig, tc: TransportConfig, check: str, started: fl
     return PingResult(partner.party, tc.url, check, code is None, took, code, reason)
 
 
+def _post(tc: TransportConfig, options: dict[str, Any], opener: Callable[..., Transport],
+          send: Callable[[Transport], bytes | None]) -> tuple[bytes | None, HttpStatus | None]:
+    """Open ``tc``'s transport, ``send`` on it and close it: (the answer, None), or (its
+    body, the status) when the partner answered an HTTP error with a body (which may be a
+    signed refusal). Any other failure raises :class:`TransportError`."""
+    transport: Transport | None = None
+    try:
+        transport = opener(tc.url, **options)
+        return send(transport), None
+    except HttpStatus as exc:
+        if not exc.body:
+            raise
+        return exc.body, exc
+    finally:
+        if transport is not None:
+            transport.close()
+
+
 def _message(keys: NodeKeys, partner: PartnerConfig, tc: TransportConfig,
              options: dict[str, Any], *, now: datetime,
              opener: Callable[..., Transport]) -> PingResult:
@@ -132,19 +150,13 @@ def _message(keys: NodeKeys, partner: PartnerConfig, tc: TransportConfig,
                        reason=f"cannot build the ping: {exc.message}")
     digest = hashlib.sha256(envelope).hexdigest()
     started = time.monotonic()
-    transport: Transport | None = None
     try:
-        transport = opener(tc.url, **options)
-        answer = transport.send(f"ping-{header.message_id}.xml", envelope)
-    except HttpStatus as exc:
-        if not exc.body or exc.retryable:
-            return _result(partner, tc, "message", started, code=exc.code, reason=str(exc))
-        answer = exc.body  # a 4xx answer carries a Rejected receipt
+        answer, status = _post(tc, options, opener, lambda transport: transport.send(
+            f"ping-{header.message_id}.xml", envelope))
     except TransportError as exc:
         return _result(partner, tc, "message", started, code=exc.code, reason=str(exc))
-    finally:
-        if transport is not None:
-            transport.close()
+    if status is not None and status.retryable:  # a 4xx answer carries a Rejected receipt
+        return _result(partner, tc, "message", started, code=status.code, reason=str(status))
     if not answer:
         return _result(partner, tc, "message", started, code="NoReceipt",
                        reason="the partner accepted the ping but sent no receipt (a relay, "
@@ -183,20 +195,11 @@ def _as4(keys: NodeKeys, partner: PartnerConfig, pmode: As4PMode, tc: TransportC
         return _result(partner, tc, "message", started, code=exc.code,
                        reason=f"cannot build the AS4 test message: {exc.message}")
     started = time.monotonic()
-    transport: Transport | None = None
-    status: HttpStatus | None = None
-    try:
-        transport = opener(tc.url, **options)
-        answer = as4_node.post(transport, blob)
-    except HttpStatus as exc:
-        if not exc.body:
-            return _result(partner, tc, "message", started, code=exc.code, reason=str(exc))
-        answer, status = exc.body, exc  # an ebMS Error: 4xx (ours) or 5xx (some MSHs)
+    try:  # an HTTP error's body may be an ebMS Error: 4xx (ours) or 5xx (some MSHs)
+        answer, status = _post(tc, options, opener,
+                               lambda transport: as4_node.post(transport, blob))
     except TransportError as exc:
         return _result(partner, tc, "message", started, code=exc.code, reason=str(exc))
-    finally:
-        if transport is not None:
-            transport.close()
     if not answer:
         return _result(partner, tc, "message", started, code="NoReceipt",
                        reason="the access point took the AS4 test message but answered no "

@@ -17,6 +17,8 @@ import pytest
 from gateway.cli import main
 from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
+from gateway.node.nodekeys import load_node_keys
+from gateway.node.ping import ping_transport
 from gateway.service.context import NodeContext
 from gateway.service.partners import ping_partner
 from gateway.store.states import Direction
@@ -30,6 +32,7 @@ from tests.support.gwnodes import (
 )
 from tests.support.pki import TestPki
 from tests.support.sshd import SshServer
+from transports.errors import HttpStatus
 
 pytestmark = [pytest.mark.integration]
 
@@ -163,3 +166,33 @@ def test_sftp_connects_and_lists_and_an_unknown_host_key_is_named(tmp_path: Path
     assert not refused.ok
     assert refused.code == "HostKeyRejected", refused
     assert "refusing to connect" in refused.reason
+
+
+class Busy:
+    """A partner's HTTPS front that answers every POST 503 with a page (the fault this
+    test injects, in place of the network: the ping's own code runs unchanged)."""
+
+    def __init__(self, url: str, **options: object) -> None:
+        self.closed = False
+
+    def send(self, name: str, data: bytes) -> bytes | None:
+        raise HttpStatus("HTTP 503 Service Unavailable", status=503, body=b"<html>busy</html>")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_busy_answer_with_a_body_is_not_read_as_a_receipt(net: Net) -> None:
+    config = load_config(net.a.config_path)
+    (partner,) = config.partners
+    opened: list[Busy] = []
+
+    def opener(url: str, **options: object) -> Busy:
+        opened.append(Busy(url, **options))
+        return opened[-1]
+
+    result = ping_transport(load_node_keys(config), partner, partner.transports[0],
+                            now=datetime.now(UTC), opener=opener)  # type: ignore[arg-type]
+    assert (result.ok, result.check, result.code) == (False, "message", "HttpStatus"), result
+    assert "503" in result.reason
+    assert [t.closed for t in opened] == [True]
