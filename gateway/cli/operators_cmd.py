@@ -66,10 +66,10 @@ def _accounts(ctx: NodeContext) -> Accounts:
 
 
 @contextmanager
-def _changing(args: argparse.Namespace) -> Iterator[tuple[NodeContext, Accounts]]:
-    """The node (its audit trail and console sessions) and the accounts, both opened
-    before an account changes: a store that cannot be opened fails the command before
-    a new password is made that would never be shown."""
+def _opened(args: argparse.Namespace) -> Iterator[tuple[NodeContext, Accounts]]:
+    """The node (its audit trail, console sessions and account locks) and the accounts,
+    both opened before anything is read or changed: a store that cannot be opened fails
+    the command before a new password is made that would never be shown."""
     with NodeContext.open(args.config) as ctx:
         accounts = _accounts(ctx)
         try:
@@ -96,7 +96,7 @@ def _credentials(args: argparse.Namespace, creds: Any, role: str | None) -> None
 
 
 def run_add(args: argparse.Namespace) -> int:
-    with _changing(args) as (ctx, accounts):
+    with _opened(args) as (ctx, accounts):
         creds = accounts.add(args.name, args.role, time.time())
         _record(ctx, "operator_added", args.name, role=args.role)
     _credentials(args, creds, args.role)
@@ -104,12 +104,8 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with NodeContext.open(args.config) as ctx:  # the locks are in the store
-        accounts = _accounts(ctx)
-        try:
-            found = accounts.list()
-        finally:
-            accounts.close()
+    with _opened(args) as (_, accounts):  # the locks are in the store
+        found = accounts.list()
     now = time.time()
     rows: list[dict[str, Any]] = [{"name": a.name, "role": a.role,
              "status": "disabled" if a.disabled else "locked" if a.locked_until
@@ -129,7 +125,7 @@ def _end_sessions(ctx: NodeContext, name: str) -> int:
 
 
 def run_disable(args: argparse.Namespace) -> int:
-    with _changing(args) as (ctx, accounts):
+    with _opened(args) as (ctx, accounts):
         accounts.disable(args.name)
         ended = _end_sessions(ctx, args.name)
         _record(ctx, "operator_disabled", args.name)
@@ -138,7 +134,7 @@ def run_disable(args: argparse.Namespace) -> int:
 
 
 def run_reset(args: argparse.Namespace) -> int:
-    with _changing(args) as (ctx, accounts):
+    with _opened(args) as (ctx, accounts):
         creds = accounts.reset(args.name)
         _end_sessions(ctx, args.name)  # the old password and code opened them
         _record(ctx, "operator_reset", args.name)
@@ -147,7 +143,7 @@ def run_reset(args: argparse.Namespace) -> int:
 
 
 def run_unlock(args: argparse.Namespace) -> int:
-    with _changing(args) as (ctx, accounts):
+    with _opened(args) as (ctx, accounts):
         cleared = accounts.unlock(args.name)
         _record(ctx, "operator_unlocked", args.name)
     out(f"operator {args.name} unlocked" if cleared else
