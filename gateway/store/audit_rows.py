@@ -166,22 +166,22 @@ def _detail_json(detail: Any) -> str | None:
         return "{}"
     if len(detail) > _MAX_DETAIL:
         return None
-    parts = []
+    pieces: dict[str, str] = {}
     for key, value in detail.items():
         key_q = _DETAIL_KEYS_SEEN.get(key) if type(key) is str else None
         if key_q is None:
             return None
         if type(value) is int:
-            if not -(2**63) <= value < 2**63 or (
-                    100_000_000 <= abs(value) <= 999_999_999
-                    and not key.endswith(("bytes", "_ms"))):
+            if not -100_000_000 < value < 100_000_000 and (
+                    not -(2**63) <= value < 2**63 or (
+                        abs(value) <= 999_999_999 and not key.endswith(("bytes", "_ms")))):
                 return None
-            parts.append((key, f"{key_q}:{value!r}"))
+            pieces[key] = f"{key_q}:{value!r}"
         else:
             text = _DETAIL_VALUES_SEEN.get(value) if type(value) is str else None
             if text is None:
                 return None
-            parts.append((key, f"{key_q}:{text}"))
-    if len(parts) > 1:
-        parts.sort()  # keys are unique: sorted by key alone, as sort_keys does
-    return "{" + ",".join(part for _, part in parts) + "}"
+            pieces[key] = f"{key_q}:{text}"
+    if len(pieces) == 1:
+        return f"{{{pieces[key]}}}"
+    return "{" + ",".join([pieces[key] for key in sorted(pieces)]) + "}"
