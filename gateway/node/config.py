@@ -209,7 +209,9 @@ class _Reader:
 
 
 _TRANSPORT_KEYS = {"url", "key_file", "known_hosts", "client_cert", "client_key", "ca_file",
-                   "timeout"}
+                   "timeout", "batch"}
+#: the most envelopes one HTTPS request may carry (``batch``; a receiver's ``max_batch``)
+MAX_BATCH = 64
 
 
 def _transport(r: _Reader, table: Mapping[str, Any], where: str) -> TransportConfig | None:
@@ -230,7 +232,13 @@ def _transport(r: _Reader, table: Mapping[str, Any], where: str) -> TransportCon
         client_key=r.path(table, "client_key", f"{where}.client_key"),
         ca_file=r.path(table, "ca_file", f"{where}.ca_file"),
         timeout=r.duration(table, "timeout", f"{where}.timeout", 30.0, positive=True),
+        batch=int(r.number(table, "batch", f"{where}.batch", 1, minimum=1, integer=True)),
     )
+    if transport.batch > MAX_BATCH:
+        r.problem(f"{where}.batch", f"must be at most {MAX_BATCH}")
+    if transport.batch > 1 and scheme != "https":
+        r.problem(f"{where}.batch", "only an https:// transport sends several envelopes "
+                                    "per request")
     if scheme == "sftp":
         for name in ("key_file", "known_hosts"):
             if getattr(transport, name) is None:
@@ -283,6 +291,9 @@ def _partners(r: _Reader, doc: Mapping[str, Any]) -> list[PartnerConfig]:
             pmode = _as4(r, t, f"{where}.as4", tuple(actions))
             if any(tc.scheme != "https" for tc in transports) or pulls:
                 r.problem(f"{where}.transports", "an AS4 partner is reached over https:// only")
+            if any(tc.batch > 1 for tc in transports):
+                r.problem(f"{where}.transports", "an AS4 partner takes one message per "
+                                                 "request: batch must be 1")
         elif "as4" in table:
             r.problem(f"{where}.as4", 'needs protocol = "as4"')
         partners.append(PartnerConfig(party, name, tuple(transports), tuple(pulls),

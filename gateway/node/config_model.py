@@ -76,6 +76,8 @@ class TransportConfig:
     client_key: Path | None = None
     ca_file: Path | None = None
     timeout: float = 30.0
+    #: the most envelopes sent in one request (``POST .../batch``; https only, 1: never)
+    batch: int = 1
 
     def options(self) -> dict[str, Any]:
         """Keyword options for ``transports.open_transport`` for this URL's scheme."""

@@ -37,7 +37,8 @@ from gateway.node.intake_pool import IntakePool
 from gateway.node.logs import scheduler_logger
 from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
-from gateway.node.outbound import Sender, TransportPool, make_preparer
+from gateway.node.outbound import Sender, TransportPool
+from gateway.node.prepare import make_preparer
 from gateway.node.receive_pool import ReceivePool
 from gateway.node.reminders import ReminderDrafter
 from gateway.node.retry import BreakerBoard
