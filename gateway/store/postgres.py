@@ -318,6 +318,7 @@ class PostgresSpool(SpoolReads):
         message = txn.transition(row_id, State.SENDING, expect=current.state,
                                  changes={"attempts": current.attempts + 1},
                                  detail={"attempt": current.attempts + 1})
+        assert isinstance(txn, PgTxn)  # noqa: S101 - this store's transactions
         return message, txn.take_lease(row_id, self.holder, epoch + self.lease)
 
     def _claimed(self, row_id: int, token: Any) -> None:
