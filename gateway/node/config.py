@@ -343,7 +343,8 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
         return None
     t = r.table(listeners, "https", "listeners.https")
     w = "listeners.https"
-    r.known(t, w, {"host", "port", "cert", "key", "client_ca", "max_body", "as4_path"})
+    r.known(t, w, {"host", "port", "cert", "key", "client_ca", "max_body", "as4_path",
+                   "max_batch"})
     port = int(r.number(t, "port", f"{w}.port", 8443, integer=True))
     if port > 65535:
         r.problem(f"{w}.port", "must be at most 65535")
@@ -357,6 +358,8 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
         port=port, cert=cert, key=key, client_ca=ca,
         max_body=int(r.number(t, "max_body", f"{w}.max_body", 0, minimum=1, integer=True)),
         as4_path=r.string(t, "as4_path", f"{w}.as4_path", "/as4") or "/as4",
+        max_batch=int(r.number(t, "max_batch", f"{w}.max_batch", MAX_BATCH, minimum=1,
+                               integer=True)),
     )
 
 

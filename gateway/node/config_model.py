@@ -58,6 +58,8 @@ class HttpsListener:
     client_ca: Path
     max_body: int
     as4_path: str = "/as4"  # where AS4 partners POST (eb:UserMessage)
+    #: the most envelopes one ``POST /v1/messages/batch`` may carry (more: 413)
+    max_batch: int = 64
 
 
 @dataclass(frozen=True)
