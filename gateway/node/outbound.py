@@ -460,12 +460,12 @@ class Sender:
                         or self._failed_attempt(message, url, exc.code, exc.message,
                                                 retryable=exc.retryable, started=started,
                                                 breaker=None))
-        took = _took(started)
+        detail = {**_took(started), "batch": len(messages)}  # sent with how many in all
         try:
             with self.spool.transaction(now) as txn:
                 settled = []
                 for message, body, outcome in receipts:
-                    txn.audit("sent", message, transport=url[:200], detail=took)
+                    txn.audit("sent", message, transport=url[:200], detail=detail)
                     settled.append(apply_receipt(txn, txn.get(message.id), body, outcome,
                                                  transport=url))
             done += settled

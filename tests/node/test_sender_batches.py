@@ -146,9 +146,15 @@ def test_due_messages_go_in_batches_of_the_transports_size(setup: Any) -> None:
                     for e in audit.query(message_id=m.message_id)]
 
     assert len(trail(alone)) >= 5
-    for m in messages:  # the receipt kept, the trail as for a message sent alone
+    for m in messages:  # the receipt kept, the trail as for a message sent alone, and
+        # its "sent" event says how many went in the same request
         assert spool.payload(m.id, "receipt") == receipt("Delivered", m.message_id or "")
-        assert trail(m) == trail(alone)
+        assert trail(m) == [(code, where, sorted([*keys, "batch"]) if code == "sent"
+                             else keys) for code, where, keys in trail(alone)]
+    with spool.audit_log() as audit:
+        sizes = sorted(e.event.detail["batch"] for e in audit.query(code="sent")
+                       if "batch" in e.event.detail)
+    assert sizes == [2, 2, 4, 4, 4, 4, 4, 4, 4, 4]
 
 
 def test_claims_and_receipts_of_a_batch_share_transactions(setup: Any) -> None:
