@@ -14,6 +14,7 @@ Every key, its default and an example are documented in ``docs/configuration.md`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -514,9 +515,8 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
                                                  "direction", "enabled", "note"})
     clocks = parse_clocks(t, r.problem,  # the rest of [clocks]: gateway/node/clocks.py
                           reminders=read_reminders(r, t))
-    if https is not None and https.max_body == 0:
-        https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
-                              limits.max_message_bytes * 2)
+    if https is not None and https.max_body == 0:  # the default follows the message limit
+        https = dataclasses.replace(https, max_body=limits.max_message_bytes * 2)
     return Config(
         path=r.file, node=node, spool=spool, outboxes=tuple(outboxes), inbox=dirs["inbox"],
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,
