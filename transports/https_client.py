@@ -12,6 +12,11 @@ connection the server has closed is noticed before use and replaced. A request i
 once, on a fresh connection, only when sending it over a reused connection failed, i.e.
 the server surely did not get the whole request. This transport is push-only: ``list``,
 ``fetch`` and ``acknowledge`` raise ``NotSupported``.
+
+``send_batch([(name, data), ...])`` POSTs several envelopes in one multipart/mixed request
+to the URL's path + ``/batch`` and returns one ``(status, body)`` per envelope, in order
+(:mod:`transports.multipart`); a partner without that endpoint (404, 405, 501) raises
+``NotSupported``, so the caller can fall back to ``send``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from transports.base import check_name
@@ -32,6 +38,7 @@ from transports.errors import (
     ConnectionLost,
     EndpointInvalid,
     NotSupported,
+    RemoteFailed,
     Timeout,
     TlsRejected,
     TooLarge,
@@ -40,10 +47,20 @@ from transports.errors import (
     connect_error,
     http_error,
 )
+from transports.multipart import (
+    MultipartError,
+    decode_http_response,
+    decode_multipart,
+    encode_multipart,
+)
 
-__all__ = ["HttpsTransport", "check_health", "client_context", "probe"]
+__all__ = ["BATCH_SUFFIX", "HttpsTransport", "check_health", "client_context", "probe"]
 
 log = logging.getLogger("gateway.transports.https_client")
+
+BATCH_SUFFIX = "/batch"
+_NO_BATCH_STATUSES = frozenset({404, 405, 501})  # the partner has no batch endpoint
+_ANSWER_PART_TYPES = frozenset({"application/http"})
 
 
 def client_context(
@@ -135,7 +152,9 @@ class HttpsTransport:
             self.port = parts.port or 443
         except ValueError:
             raise EndpointInvalid("HTTPS URL has a bad port") from None
-        self.path = (parts.path or "/v1/messages") + (f"?{parts.query}" if parts.query else "")
+        query = f"?{parts.query}" if parts.query else ""
+        self.path = (parts.path or "/v1/messages") + query
+        self.batch_path = (parts.path or "/v1/messages") + BATCH_SUFFIX + query
         self.endpoint = f"https://{self.host}:{self.port}{parts.path or '/v1/messages'}"
         if timeout <= 0 or connect_timeout <= 0 or pool_size < 1:
             raise EndpointInvalid("timeouts must be positive and pool_size >= 1",
@@ -201,20 +220,58 @@ class HttpsTransport:
         """POST ``data``; ``content_type`` overrides the transport's for this message (an
         AS4 multipart body names its own boundary)."""
         check_name(name, endpoint=self.endpoint)
-        status, body = self._exchange(bytes(data), content_type or self.content_type)
+        status, body, _ = self._exchange(bytes(data), content_type or self.content_type,
+                                         self.path)
         if 200 <= status < 300:
             return body
         raise http_error(status, body, endpoint=self.endpoint)
 
-    def _exchange(self, data: bytes, content_type: str) -> tuple[int, bytes]:
-        """POST ``data``; return the status and body. The connection goes back to the
-        pool only after a complete answer on a connection the server keeps open."""
+    def send_batch(self, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, bytes]]:
+        """POST the envelopes ``items`` (``(name, data)`` pairs, names checked as by
+        ``send``) in one multipart/mixed request to ``<path>/batch``; return each
+        envelope's answer ``(status, body)``, in order: what a ``send`` of it alone
+        would have got as an answer (2xx with a receipt, 4xx with a Rejected receipt, a
+        bare 503, ...). Raises ``NotSupported`` when the partner has no batch endpoint
+        (404, 405 or 501 to the whole request: send one by one instead), the error of
+        ``send`` for any other non-2xx answer to the whole request (413: too many
+        envelopes or too many bytes), and a retryable ``RemoteFailed`` for a 2xx answer
+        that is not one well-formed application/http part per envelope (resending is
+        safe: the receiver deduplicates). An empty ``items`` sends nothing."""
+        for name, _ in items:
+            check_name(name, endpoint=self.endpoint)
+        if not items:
+            return []
+        content_type, body = encode_multipart([bytes(data) for _, data in items])
+        status, answer, answer_type = self._exchange(body, content_type, self.batch_path)
+        if status in _NO_BATCH_STATUSES:
+            raise NotSupported(
+                f"the partner does not accept batches (HTTP {status} for "
+                f"{self.batch_path.partition('?')[0]}): send one message per request",
+                endpoint=self.endpoint)
+        if not 200 <= status < 300:
+            raise http_error(status, answer, endpoint=self.endpoint)
+        try:
+            parts = decode_multipart(answer_type, answer, max_parts=len(items),
+                                     part_types=_ANSWER_PART_TYPES)
+            if len(parts) != len(items):
+                raise MultipartError(f"{len(parts)} answer parts for {len(items)} envelopes")
+            return [decode_http_response(part, index=i) for i, part in enumerate(parts)]
+        except MultipartError as exc:
+            raise RemoteFailed(
+                f"the batch answer (HTTP {status}) is not one application/http part per "
+                f"envelope: {exc}", endpoint=self.endpoint) from None
+
+    def _exchange(self, data: bytes, content_type: str,
+                  path: str) -> tuple[int, bytes, str]:
+        """POST ``data`` to ``path``; return the status, body and Content-Type of the
+        answer. The connection goes back to the pool only after a complete answer on a
+        connection the server keeps open."""
         for attempt in (1, 2):
             conn = self._acquire()
             try:
                 try:
                     conn.conn.request(
-                        "POST", self.path, body=data, headers={"Content-Type": content_type}
+                        "POST", path, body=data, headers={"Content-Type": content_type}
                     )
                 except (ConnectionError, ssl.SSLEOFError) as exc:
                     if conn.reused and attempt == 1:
@@ -237,7 +294,7 @@ class HttpsTransport:
                 raise self._error(exc, "waiting for the answer") from exc
         raise AssertionError("unreachable")
 
-    def _early_answer(self, conn: _Conn) -> tuple[int, bytes] | None:
+    def _early_answer(self, conn: _Conn) -> tuple[int, bytes, str] | None:
         """The server may have answered (413) and stopped reading before the body was
         all sent: read that answer if it is there, else None."""
         try:
@@ -251,7 +308,7 @@ class HttpsTransport:
         except (OSError, http.client.HTTPException):
             return None
 
-    def _answer(self, conn: _Conn) -> tuple[int, bytes]:
+    def _answer(self, conn: _Conn) -> tuple[int, bytes, str]:
         response = conn.conn.getresponse()
         length = response.getheader("Content-Length")
         if length is not None and length.isdigit() and int(length) > self.max_response:
@@ -276,7 +333,7 @@ class HttpsTransport:
             conn.close()
         else:
             self._release(conn)
-        return response.status, body
+        return response.status, body, response.getheader("Content-Type") or ""
 
     def _error(self, exc: BaseException, doing: str) -> TransportError:
         where = f"{self.host}:{self.port}"

@@ -31,6 +31,13 @@ exception in it answers 500 (logged without the body). ``PeerInfo.content_type``
 the request's Content-Type (a MIME multipart body needs its boundary). Further paths, each
 with its own handler and response Content-Type, are given as ``routes`` (the AS4 endpoint
 beside ``/v1/messages``).
+
+Batches: given a ``batch_handler``, ``POST /v1/messages/batch`` takes a multipart/mixed
+body of up to ``max_batch`` envelopes (:mod:`transports.multipart`), hands the list to
+``batch_handler(parts, peer)`` and answers 200 with one ``application/http`` part per
+envelope, in order, each the status and body the handler returned for it. A body that
+is not well-formed multipart/mixed is answered 400, more parts than ``max_batch`` 413;
+without a batch handler the path is unknown (404), as on an older gateway.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -55,14 +62,24 @@ from cryptography import x509
 from transports.base import PeerInfo
 from transports.errors import EndpointInvalid
 from transports.http1 import HeadError, RequestHead, body_length, read_chunked, read_head
+from transports.multipart import (
+    MultipartError,
+    TooManyParts,
+    decode_multipart,
+    encode_http_response,
+    encode_multipart,
+)
 
-__all__ = ["Handler", "HttpsServer", "PeerInfo"]
+__all__ = ["BatchHandler", "Handler", "HttpsServer", "PeerInfo"]
 
 log = logging.getLogger("gateway.transports.https_server")
 
 Handler = Callable[[bytes, PeerInfo], tuple[int, bytes]]
+BatchHandler = Callable[[list[bytes], PeerInfo], Sequence[tuple[int, bytes]]]
 
 MESSAGES_PATH = "/v1/messages"
+BATCH_SUFFIX = "/batch"
+_BATCH_PART_TYPES = frozenset({"application/xml"})
 HEALTH_PATH = "/healthz"
 _READ_CHUNK = 64 * 1024
 _date: tuple[int, str] = (0, "")  # (second, its HTTP date), see date_time_string
@@ -180,11 +197,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         owner = self.server.owner
-        route = owner.route(self.path)
-        if route is None:
+        batch = owner.batch_handler is not None and self.path == owner.batch_path
+        route = None if batch else owner.route(self.path)
+        if route is None and not batch:
             self._reply(404, b"not found\n", close=True)
             return
-        handler, content_type = route
         head = self.head
         assert head is not None  # noqa: S101 - set by parse_request before this
         try:
@@ -204,6 +221,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         peer = self.last_peer
         if peer.content_type != content_type_in:  # usually the same on a connection
             peer = self.last_peer = dataclasses.replace(self.peer, content_type=content_type_in)
+        if route is None:
+            self._batch(body, peer)
+            return
+        handler, content_type = route
         try:
             status, answer = handler(body, peer)
             if not isinstance(status, int) or not 200 <= status <= 599:
@@ -215,6 +236,39 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._reply(500, b"internal error\n")
             return
         self._reply(status, answer, content_type=content_type)
+
+    def _batch(self, body: bytes, peer: PeerInfo) -> None:
+        """``POST <path>/batch``: the envelopes of a multipart/mixed body to the batch
+        handler, its answers back as application/http parts in the same order."""
+        owner = self.server.owner
+        assert owner.batch_handler is not None  # noqa: S101 - checked by do_POST
+        try:
+            parts = decode_multipart(peer.content_type, body, max_parts=owner.max_batch,
+                                     part_types=_BATCH_PART_TYPES)
+        except MultipartError as exc:
+            log.info("%s: batch refused: %s", self.peer.address, exc)
+            if isinstance(exc, TooManyParts):
+                self._reply(413, f"more than {owner.max_batch} parts\n".encode())
+            else:
+                self._reply(400, f"not a valid batch: {exc}\n".encode())
+            return
+        try:
+            answers = list(owner.batch_handler(parts, peer))
+            if len(answers) != len(parts):
+                raise ValueError(f"{len(answers)} answers for {len(parts)} parts")
+            encoded = []
+            for status, answer in answers:
+                if not isinstance(status, int) or not 200 <= status <= 599:
+                    raise ValueError(f"batch handler returned status {status!r}")
+                encoded.append(encode_http_response(status, bytes(answer)))
+            content_type, out = encode_multipart(encoded, part_type="application/http")
+        except Exception as exc:
+            log.error("%s: batch handler failed (%d parts): %s", self.peer.address,
+                      len(parts), type(exc).__name__,
+                      exc_info=log.isEnabledFor(logging.DEBUG))
+            self._reply(500, b"internal error\n")
+            return
+        self._reply(200, out, content_type=content_type)
 
     def _drain(self, seconds: float = 2.0) -> None:
         """After answering early (413), read and discard what the client is still
@@ -334,6 +388,8 @@ class HttpsServer:
         path: str = MESSAGES_PATH,
         content_type: str = "application/octet-stream",
         routes: Mapping[str, tuple[Handler, str]] | None = None,
+        batch_handler: BatchHandler | None = None,
+        max_batch: int = 64,
     ) -> None:
         self.host = host
         self.requested_port = int(port)
@@ -345,8 +401,14 @@ class HttpsServer:
         self.path = path
         self.content_type = content_type
         self.routes = dict(routes or {})
-        if path in self.routes or HEALTH_PATH in self.routes:
-            raise EndpointInvalid("a route repeats the messages or health path")
+        self.batch_handler = batch_handler
+        self.max_batch = int(max_batch)
+        self.batch_path = path + BATCH_SUFFIX
+        if path in self.routes or HEALTH_PATH in self.routes or (
+                batch_handler is not None and self.batch_path in self.routes):
+            raise EndpointInvalid("a route repeats the messages, batch or health path")
+        if self.max_batch < 1:
+            raise EndpointInvalid("max_batch must be at least 1")
         if self.max_body < 0 or self.read_timeout <= 0 or self.request_timeout <= 0:
             raise EndpointInvalid("max_body and timeouts must be positive")
         self._context = self._make_context(cert, key, key_password, client_ca)
