@@ -275,6 +275,10 @@ def test_padding_after_a_delimiter_is_bounded() -> None:
     (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab", r"Content-Length does not match "
      r"the 2-byte body \(part index 4, byte 17\)"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nab", "Content-Length does not match"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 3\r\n\r\nab",
+     r"Content-Length does not match the 2-byte body \(part index 4, byte 17\)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 2\r\nX: 1\r\n"
+     b"X: 2\r\n\r\nab", "header x repeated"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "Transfer-Encoding"),
     (b"HTTP/1.1 200 OK\r\nX: 1\r\nX: 2\r\n\r\n", "header x repeated"),
 ])
