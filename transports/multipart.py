@@ -60,6 +60,8 @@ _CTL = bytes(range(9)) + bytes(range(10, 32)) + b"\x7f"  # control characters bu
 _PAD = b" \t"
 _EOL = b"\r\n"  # as a set of byte values: a bare CR or LF
 _IDENTITY = frozenset({"7bit", "8bit", "binary"})
+_NAMED = frozenset({"content-type", "content-length", "content-transfer-encoding",
+                    "transfer-encoding"})
 _USUAL_ANSWER_HEAD = b"Content-Type: application/xml\r\nContent-Length: "
 
 
@@ -252,7 +254,8 @@ def _headers(body: bytes, start: int, end: int, part: int | None) -> dict[str, s
                                  offset=pos)
         key = name.decode("ascii").lower()
         if key in fields:
-            raise MultipartError(f"header {key} repeated", part=part, offset=pos)
+            named = key if key in _NAMED else "a header field"  # never echo other names
+            raise MultipartError(f"{named} repeated", part=part, offset=pos)
         fields[key] = value.decode("latin-1")
         pos = eol + 2
     return fields
