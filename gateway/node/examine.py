@@ -61,6 +61,10 @@ class ExaminePool(Protocol):
 
     def examine(self, parsed: ParsedEnvelope, now: datetime) -> Examined | None: ...
 
+    def examine_many(self, items: list[tuple[ParsedEnvelope, datetime]]
+                     ) -> list[Examined] | None:
+        """Each of ``items`` examined, in order (one batch); None: all in-process."""
+
 
 def as_received_csenet(tree: etree._ElementTree, now: datetime, terminator: bytes) -> bytes:
     """A validated ``InterstateTransaction`` as the CSENet line a state receives from the

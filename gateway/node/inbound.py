@@ -19,6 +19,12 @@
    ``receipt`` message back to the sender. Two copies arriving at once are both opened;
    the first to commit wins, the other is answered as a duplicate (or 503, retry later).
 
+:meth:`Inbound.accept_many` answers a batch (``POST /v1/messages/batch``) exactly as
+:meth:`Inbound.accept` answers each envelope alone, in order, but its new business messages
+are examined in one call and share the fsynced writes: their temporary files, then one
+transaction recording every arrival and outcome, the renames, one ``delivered``
+transaction. A batch is all or nothing at each commit, and nothing is answered before it.
+
 :meth:`Inbound.recover` finishes ``delivering`` messages left by a crash (and
 ``received`` ones, which only older versions left behind).
 """
@@ -27,11 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from gateway.documents.schemas import SchemaRegistry
 from gateway.errors import (
@@ -40,6 +48,7 @@ from gateway.errors import (
     InputError,
     RoutingError,
     SecurityError,
+    SpoolError,
     TooLarge,
     UnknownRecipient,
 )
@@ -79,6 +88,40 @@ def inbox_name(header: Header, *, csenet: bool = False) -> str:
     return f"{header.action}-{header.message_id}.{'txt' if csenet else 'xml'}"
 
 
+@dataclass(frozen=True)
+class _Arrival:
+    """A business message examined and waiting to be recorded: new (``record`` None,
+    its bytes in ``data``) or left ``received`` by a crash."""
+
+    parsed: ParsedEnvelope
+    data: bytes
+    channel: str
+    examined: Examined
+    record: Message | None = None
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """A recorded ``delivering`` message (its temporary file named by ``record.source``)
+    and its receipt."""
+
+    record: Message
+    header: Header
+    receipt: bytes
+    receipt_id: str
+    channel: str
+
+
+def _rename(tmp: Path, target: Path) -> None:
+    """Rename ``tmp`` over ``target``, without the directory fsync (see
+    :meth:`Inbound._finish`)."""
+    try:
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise SpoolError(f"cannot rename file into place ({exc.strerror})",
+                         where=str(target)) from None
+
+
 class Inbound:
     def __init__(self, config: Config, spool: Spool, keys: NodeKeys, *,
                  clock: Callable[[], datetime], registry: SchemaRegistry | None = None) -> None:
@@ -100,8 +143,53 @@ class Inbound:
         answer = self.accept(body, channel=HTTPS)
         return answer.status, answer.body
 
+    def handle_https_batch(self, parts: list[bytes], peer: PeerInfo
+                           ) -> list[tuple[int, bytes]]:
+        """The answers to the envelopes of one batch request (``POST
+        /v1/messages/batch``), one per part, in order."""
+        return [(a.status, a.body) for a in self.accept_many(parts, channel=HTTPS)]
+
     def accept(self, data: bytes, *, channel: str) -> Answer:
         now = self.clock()
+        sorted_out = self._triage(data, channel, now)
+        if isinstance(sorted_out, Answer):
+            return sorted_out
+        return self._process(None, sorted_out, channel, data)
+
+    def accept_many(self, datas: Sequence[bytes], *, channel: str) -> list[Answer]:
+        """What :meth:`accept` answers each of ``datas`` alone, in order, with the work
+        done together: the new business messages are examined in one call and recorded,
+        delivered and answered in two transactions for all of them (:meth:`_settle`).
+        The rest (unreadable, relays, receipts, pings, duplicates) take :meth:`accept`'s
+        own paths one by one, and so does a second copy of a message in the batch, after
+        the first (answered as :meth:`accept` answers a copy that comes right after)."""
+        now = self.clock()
+        answers: list[Answer | None] = [None] * len(datas)
+        group: dict[str, tuple[int, ParsedEnvelope]] = {}
+        again: list[int] = []
+        for i, data in enumerate(datas):
+            sorted_out = self._triage(data, channel, now)
+            if isinstance(sorted_out, Answer):
+                answers[i] = sorted_out
+            elif sorted_out.header.message_id in group:
+                again.append(i)
+            else:
+                group[sorted_out.header.message_id] = (i, sorted_out)
+        if group:
+            examined = self._examine_many([parsed for _, parsed in group.values()], now)
+            arrivals = [_Arrival(parsed, datas[i], channel, result)
+                        for (i, parsed), result in zip(group.values(), examined, strict=True)]
+            settled = self._settle(arrivals, now)
+            for (i, _), answer in zip(group.values(), settled, strict=True):
+                answers[i] = answer
+        for i in again:
+            answers[i] = self.accept(datas[i], channel=channel)
+        return [a for a in answers if a is not None]
+
+    def _triage(self, data: bytes, channel: str, now: datetime) -> Answer | ParsedEnvelope:
+        """``data`` read and sorted: the answer when it is not a new business message for
+        this node (unreadable, a relay, a receipt, a ping, a duplicate: each handled
+        here), else the parsed envelope to process."""
         try:
             parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)
         except (InputError, TooLarge) as exc:
@@ -121,7 +209,7 @@ class Inbound:
         existing = self.spool.find(Direction.IN, header.message_id)
         if existing is not None and existing.state is not State.REJECTED:
             return self._duplicate(existing, now)  # a rejected copy is no reason to refuse
-        return self._process(None, parsed, channel, data)
+        return parsed
 
     def _arrived(self, txn: Txn, parsed: ParsedEnvelope, data: bytes,
                  channel: str) -> Message:
@@ -203,8 +291,8 @@ class Inbound:
             receipt = self.spool.payload(record.id, "receipt") or b""
             header = parse_envelope(envelope, max_bytes=self.policy.max_bytes).header
             receipt_id = parse_envelope(receipt, source="receipt").header.message_id
-            self._finish_delivery(record, header, receipt, receipt_id,
-                                  record.transport or PULL)
+            self._finish([_Delivery(record, header, receipt, receipt_id,
+                                    record.transport or PULL)])
             count += 1
         for record in self.spool.left_by_me(State.RECEIVED, Direction.IN):
             if record.transport == AS4:
@@ -335,80 +423,130 @@ class Inbound:
         examined = pool.examine(parsed, now) if pool is not None else None
         return examined or self.examiner.examine(parsed, self.keys, now)
 
+    def _examine_many(self, parsed: list[ParsedEnvelope], now: datetime) -> list[Examined]:
+        """:meth:`_examine` for each of ``parsed``: in one call to a receive worker."""
+        if len(parsed) == 1:  # joins the envelopes other threads have waiting
+            return [self._examine(parsed[0], now)]
+        pool = self.pool
+        examined = pool.examine_many([(p, now) for p in parsed]) if pool is not None \
+            else None
+        if examined is None:
+            examined = [self.examiner.examine(p, self.keys, now) for p in parsed]
+        return examined
+
     def _process(self, record: Message | None, parsed: ParsedEnvelope, channel: str,
                  data: bytes = b"") -> Answer:
-        """Open, verify, validate, deliver, answer. A new arrival (``record`` None, its
-        bytes in ``data``) is recorded ``received`` in the same transaction as the outcome
-        (``delivering`` or ``rejected``): a crash before that commit leaves no trace, and
-        the message comes again (over HTTPS the sender got no receipt and retries; a
-        pulled file is acknowledged only after this returns). ``record`` is a message a
-        crash left ``received`` (recovery)."""
+        """Open, verify, validate, deliver, answer one envelope: a new arrival (``record``
+        None, its bytes in ``data``), or a message a crash left ``received`` (recovery)."""
         now = self.clock()
-        header = parsed.header
-        examined = self._examine(parsed, now)
-        receipt, receipt_id = examined.receipt, examined.receipt_id
-        if examined.error_code is None:
-            # Two-phase delivery: the fsynced temporary file is recorded (delivering)
-            # before it is renamed into the inbox, so recovery knows whether the rename
-            # happened and never writes a document the state system may have taken already.
-            self.config.inbox.mkdir(parents=True, exist_ok=True)
-            tmp = write_temp(self.config.inbox / inbox_name(
-                header, csenet=self._csenet(header)), examined.document)
-            try:
-                with self.spool.transaction(now) as txn:
-                    if record is None:
-                        record = self._arrived(txn, parsed, data, channel)
+        arrival = _Arrival(parsed, data, channel, self._examine(parsed, now), record)
+        return self._settle([arrival], now)[0]
+
+    def _settle(self, arrivals: list[_Arrival], now: datetime) -> list[Answer]:
+        """Record, deliver and answer examined ``arrivals``. A new arrival is recorded
+        ``received`` in the same transaction as its outcome (``delivering`` or
+        ``rejected``), and all of them in one: a crash before that commit leaves no trace,
+        and the messages come again (over HTTPS the sender got no answer and retries; a
+        pulled file is acknowledged only after this returns).
+
+        Two-phase delivery: each document's fsynced temporary file is written before that
+        transaction records it (``delivering``) and renamed into the inbox after it, so
+        recovery knows whether the rename happened and never writes a document the state
+        system may have taken already; then one transaction commits ``delivered`` with the
+        receipts. When another copy of one of them was recorded first (:class:`Duplicate`)
+        nothing of the transaction stays: each is then settled alone, and the copy that
+        lost the race is answered as a duplicate."""
+        self.config.inbox.mkdir(parents=True, exist_ok=True)
+        temps: list[Path | None] = []
+        try:
+            for a in arrivals:
+                temps.append(write_temp(self._inbox_path(a.parsed.header), a.examined.document)
+                             if a.examined.error_code is None else None)
+            records = self._record(arrivals, temps, now)
+        except Exception as exc:  # nothing recorded: no record names these files
+            for tmp in temps:
+                if tmp is not None:
+                    tmp.unlink(missing_ok=True)
+            if not isinstance(exc, Duplicate):
+                raise
+            if len(arrivals) > 1:
+                return [self._settle([a], now)[0] for a in arrivals]
+            return [self._raced(arrivals[0].parsed.header.message_id, now)]
+        self._finish([_Delivery(r, a.parsed.header, a.examined.receipt, a.examined.receipt_id,
+                                a.channel)
+                      for a, r in zip(arrivals, records, strict=True)
+                      if a.examined.error_code is None])
+        return [Answer(200 if a.examined.error_code is None else
+                       413 if a.examined.too_large else 400, a.examined.receipt)
+                for a in arrivals]
+
+    def _record(self, arrivals: list[_Arrival], temps: list[Path | None], now: datetime
+                ) -> list[Message]:
+        """One transaction: each of ``arrivals`` recorded (when new) and moved to
+        ``delivering`` (its temporary file in ``temps``) or ``rejected``, with its receipt;
+        the records, in order."""
+        for a in arrivals:
+            if a.examined.error_code is not None:
+                h = a.parsed.header
+                log.warning("rejected %s from %s: %s", h.message_id, h.from_party,
+                            a.examined.error_code,
+                            extra={"event": "inbound_rejected", "message_id": h.message_id,
+                                   "partner": str(h.from_party),
+                                   "error_code": a.examined.error_code,
+                                   "state": "rejected"})
+        records = []
+        with self.spool.transaction(now) as txn:
+            for a, tmp in zip(arrivals, temps, strict=True):
+                examined, header = a.examined, a.parsed.header
+                record = a.record if a.record is not None else \
+                    self._arrived(txn, a.parsed, a.data, a.channel)
+                if tmp is not None:
                     txn.audit("opened", record)
                     for code, detail in examined.clock:
                         txn.audit(code, record, detail=detail)
-                    record = txn.transition(record.id, State.DELIVERING,
-                                            expect=State.RECEIVED,
-                                            payloads={"receipt": receipt},
+                    record = txn.transition(record.id, State.DELIVERING, expect=State.RECEIVED,
+                                            payloads={"receipt": examined.receipt},
                                             changes={"case_id": examined.case_id,
                                                      "source": tmp.name})
-            except Duplicate:
-                tmp.unlink(missing_ok=True)
-                return self._raced(header.message_id, now)
-            return self._finish_delivery(record, header, receipt, receipt_id, channel)
-        log.warning("rejected %s from %s: %s", header.message_id, header.from_party,
-                    examined.error_code, extra={"event": "inbound_rejected",
-                                                "message_id": header.message_id,
-                                                "partner": str(header.from_party),
-                                                "error_code": examined.error_code,
-                                                "state": "rejected"})
-        try:
-            with self.spool.transaction(now) as txn:
-                if record is None:
-                    record = self._arrived(txn, parsed, data, channel)
-                txn.transition(record.id, State.REJECTED, expect=State.RECEIVED,
-                               error_code=examined.error_code,
-                               payloads={"receipt": receipt},
-                               changes={"error_text": examined.error_text})
-                txn.store_receipt(header.message_id, "sent", receipt)
-                txn.audit("receipt_sent", record, detail={"status": "Rejected"})
-                if channel != HTTPS:
-                    self._queue_receipt(txn, header, receipt, receipt_id)
-        except Duplicate:
-            return self._raced(header.message_id, now)
-        return Answer(413 if examined.too_large else 400, receipt)
+                else:
+                    txn.transition(record.id, State.REJECTED, expect=State.RECEIVED,
+                                   error_code=examined.error_code,
+                                   payloads={"receipt": examined.receipt},
+                                   changes={"error_text": examined.error_text})
+                    txn.store_receipt(header.message_id, "sent", examined.receipt)
+                    txn.audit("receipt_sent", record, detail={"status": "Rejected"})
+                    if a.channel != HTTPS:
+                        self._queue_receipt(txn, header, examined.receipt,
+                                            examined.receipt_id)
+                records.append(record)
+        return records
 
-    def _finish_delivery(self, record: Message, header: Header, receipt: bytes,
-                         receipt_id: str, channel: str) -> Answer:
-        """Rename the recorded temporary file into the inbox (unless a crash came after
-        the rename: then it is gone and the document is delivered already), then commit
-        ``delivered`` with the receipt."""
-        target = self.config.inbox / inbox_name(header, csenet=self._csenet(header))
-        tmp = self.config.inbox / (record.source or "")
-        if record.source and tmp.is_file():
-            commit_temp(tmp, target)
+    def _finish(self, deliveries: list[_Delivery]) -> None:
+        """Rename each recorded temporary file into the inbox (unless a crash came after
+        its rename: then it is gone and the document is delivered already), then commit
+        ``delivered`` with the receipts, all in one transaction."""
+        if not deliveries:
+            return
+        targets = [self._inbox_path(d.header) for d in deliveries]
+        moves = [(self.config.inbox / d.record.source, target)
+                 for d, target in zip(deliveries, targets, strict=True)
+                 if d.record.source and (self.config.inbox / d.record.source).is_file()]
+        for tmp, target in moves[:-1]:
+            _rename(tmp, target)
+        if moves:  # the last one's directory fsync makes every rename durable (one folder)
+            commit_temp(*moves[-1])
         with self.spool.transaction(self.clock()) as txn:
-            txn.transition(record.id, State.DELIVERED, expect=State.DELIVERING,
-                           changes={"source": target.name})
-            txn.store_receipt(header.message_id, "sent", receipt)
-            txn.audit("receipt_sent", record, detail={"status": "Delivered"})
-            if channel != HTTPS:
-                self._queue_receipt(txn, header, receipt, receipt_id)
-        return Answer(200, receipt)
+            for d, target in zip(deliveries, targets, strict=True):
+                txn.transition(d.record.id, State.DELIVERED, expect=State.DELIVERING,
+                               changes={"source": target.name})
+                txn.store_receipt(d.header.message_id, "sent", d.receipt)
+                txn.audit("receipt_sent", d.record, detail={"status": "Delivered"})
+                if d.channel != HTTPS:
+                    self._queue_receipt(txn, d.header, d.receipt, d.receipt_id)
+
+    def _inbox_path(self, header: Header) -> Path:
+        """Where ``header``'s document is delivered."""
+        return self.config.inbox / inbox_name(header, csenet=self._csenet(header))
 
     def _csenet(self, header: Header) -> bool:
         """Whether this message is delivered as a CSENet line (``inbox.format``)."""

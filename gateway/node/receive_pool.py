@@ -26,7 +26,8 @@ events, CSENet conversion, the signed receipt). With ``limits.receive_workers`` 
   once for them: on this project's test machine the same examination costs about 1.5x
   more CPU one envelope per wake-up (docs/benchmarks.md, "Why the pipeline costs more
   than its parts"). No envelope waits for others to arrive: a call takes what is already
-  queued.
+  queued. The envelopes of one batch request go to a worker in one call of their own
+  (:meth:`ReceivePool.examine_many`).
 - **When the workers do not answer** (still starting, a worker died, keys that are not
   the daemon's, given up after repeated breaks, closed): the envelope is examined
   in-process, with the same outcome; nothing is lost or refused for it. Unlike the intake
@@ -106,7 +107,7 @@ class _Waiting:
 
 class ReceivePool(WorkerPool):
     """A pool of receive worker processes (see the module docstring); thread-safe.
-    :meth:`examine` is :class:`~gateway.node.inbound.Inbound`'s
+    :meth:`examine` and :meth:`examine_many` are :class:`~gateway.node.inbound.Inbound`'s
     :class:`~gateway.node.examine.ExaminePool`."""
 
     kind = "receive"
@@ -119,7 +120,7 @@ class ReceivePool(WorkerPool):
         super().__init__(config, keys, workers=workers)
         self._queue: list[_Waiting] = []
         self._queue_lock = threading.Lock()
-        self.calls = 0  # calls made by examine(), and the envelopes they carried
+        self.calls = 0  # calls made by examine() and examine_many(), and the envelopes
         self.envelopes = 0
 
     def examine(self, parsed: ParsedEnvelope, now: datetime) -> Examined | None:
@@ -147,6 +148,22 @@ class ReceivePool(WorkerPool):
                     return None  # examined in-process
         mine.answered.wait()
         return mine.result
+
+    def examine_many(self, items: list[tuple[ParsedEnvelope, datetime]]
+                     ) -> list[Examined] | None:
+        """Each of ``items`` (a batch request's envelopes) examined in one call to a
+        worker, in order; None: examine them all in-process."""
+        generation = self._generation()
+        if generation is None or not generation.ready.is_set():
+            return None
+        with self._queue_lock:
+            self.calls += 1
+            self.envelopes += len(items)
+        answer = self._call(generation, _examine_all, (items,))
+        results: list[Examined] | None = self._settle(generation, [answer], (len(items),))[0]
+        if results is not None and len(results) != len(items):
+            return None  # not this call's answer: examined in-process
+        return results
 
     def _take_share(self, batch: list[_Waiting]
                     ) -> tuple[list[tuple[ParsedEnvelope, datetime]]] | None:
