@@ -412,3 +412,37 @@ def test_batch_options_are_checked(pki: TestPki, server_tls: TlsFiles, gateway: 
                     routes={"/v1/messages/batch": (gateway.single, "text/plain")})
     local = open_transport(f"file://{tmp_path}")
     assert not isinstance(local, BatchSender)  # only HTTPS batches
+
+
+def test_a_chunked_batch_is_read(server: HttpsServer, gateway: Gateway, client_tls: TlsFiles,
+                                 pki: TestPki) -> None:
+    """Transfer-Encoding: chunked (what Apache CXF sends by default) frames a batch too."""
+    content_type, body = encode_multipart([b"A1", b"R2" * 5000])
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    context.load_cert_chain(client_tls.cert, client_tls.key)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)
+    try:
+        conn.request("POST", "/v1/messages/batch",
+                     body=iter([body[:1000], body[1000:7000], body[7000:]]),
+                     headers={"Content-Type": content_type}, encode_chunked=True)
+        response = conn.getresponse()
+        assert response.status == 200
+        response.read()
+    finally:
+        conn.close()
+    assert gateway.batches[0][0] == [b"A1", b"R2" * 5000]
+
+
+def test_a_batch_that_could_not_be_written_on_a_reused_connection_is_resent_once(
+        server: HttpsServer, gateway: Gateway, connect: Callable[..., HttpsTransport],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    t = connect(server.url)
+    t.send("a", b"A1")
+    pooled = t._idle[-1].conn
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(pooled, "request", broken)
+    assert t.send_batch([("b", b"A2"), ("c", b"A3")]) == [(200, RECEIPT)] * 2
+    assert [parts for parts, _ in gateway.batches] == [[b"A2", b"A3"]]  # sent once
