@@ -42,7 +42,7 @@ from gateway.node.nodekeys import ReceiptCheck, ReceiptOutcome
 from gateway.node.retry import BreakerBoard, RetryDecision, after_failure
 from gateway.store.spool import Message, Spool, Txn
 from gateway.store.states import Direction, IllegalTransition, State
-from transports import Transport, TransportError, open_transport
+from transports import BatchSender, Transport, TransportError, open_transport
 from transports.errors import NotSupported, http_error
 
 __all__ = [
@@ -414,10 +414,9 @@ class Sender:
         started = time.monotonic()
         try:
             with self.pool.lease(tc) as transport:
-                send_batch = getattr(transport, "send_batch", None)
-                if send_batch is None:
+                if not isinstance(transport, BatchSender):
                     raise NotSupported("this transport sends one envelope per request")
-                answers: list[tuple[int, bytes]] = send_batch(items)
+                answers = transport.send_batch(items)
         except TransportError as exc:
             if not exc.retryable:  # no batch endpoint (404), or refused as a whole (413)
                 log.warning("%s refused a batch (%s): one envelope per request from now "

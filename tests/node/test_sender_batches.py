@@ -42,6 +42,8 @@ class Partner:
     """Stands for the partner's endpoint: answers a batch with ``per_item`` for each
     envelope (default: a Delivered receipt), records every request."""
 
+    endpoint = URL
+
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
         self.singles: list[str] = []
