@@ -13,7 +13,11 @@ node B) on this machine, A's outbox to B's inbox, until every receipt is back at
   four RSA private-key operations per message;
 - send lanes: A keeps ``limits.send_workers`` sends to B in flight (8, the product's
   default); the P-256 and RSA-3072 bursts run once more with 32;
-- repeats: the two headline bursts (HTTPS, RSA-3072 and P-256, 8 lanes) run three times,
+- batches: the P-256 and RSA-3072 HTTPS bursts and paced runs once more with both nodes'
+  partner transports set to ``batch = 16`` (up to 16 envelopes per request), and the
+  ratios batched / one per request from the same run;
+- repeats: the four headline bursts (HTTPS, RSA-3072 and P-256, one envelope per request
+  and batches of 16, 8 lanes) run three times,
   interleaved with the other cases, and their rows come from the run with the median CPU
   per message (every run's figure is in the note);
 - paced: 100 messages/s offered over HTTPS for a while, RSA-3072 and P-256: p50/p99;
@@ -49,6 +53,8 @@ REPEATS = 3
 IDLE_GAP = 0.010
 #: concurrent sends per partner (the product's default); the "32 lanes" case raises it
 SEND_WORKERS = 8
+#: envelopes per HTTPS request in the "batches" cases (the partner transports' ``batch``)
+BATCH = 16
 SETTINGS = """
 [retry]
 base = "500ms"
@@ -101,7 +107,7 @@ def _settings(send_workers: int) -> str:
 
 
 def _nodes(root: Path, transport: str, keys, extra=lambda name: "",  # type: ignore[no-untyped-def]
-           send_workers: int = SEND_WORKERS):
+           send_workers: int = SEND_WORKERS, *, batch: int = 1):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.support.gwnodes import (
         NodeSpec,
@@ -122,8 +128,11 @@ def _nodes(root: Path, transport: str, keys, extra=lambda name: "",  # type: ign
         ports = {"a": free_port(), "b": free_port()}
         a = https_node("a", a.party, root, pki, ports["a"], extra=settings + extra("a"))
         b = https_node("b", b.party, root, pki, ports["b"], extra=settings + extra("b"))
-        a.partners = [PartnerSpec(b.party, [https_to(pki, "a", ports["b"])])]
-        b.partners = [PartnerSpec(a.party, [https_to(pki, "b", ports["a"])])]
+        sizes = {"batch": batch} if batch > 1 else {}
+        a_url, a_opts = https_to(pki, "a", ports["b"])
+        b_url, b_opts = https_to(pki, "b", ports["a"])
+        a.partners = [PartnerSpec(b.party, [(a_url, {**a_opts, **sizes})])]
+        b.partners = [PartnerSpec(a.party, [(b_url, {**b_opts, **sizes})])]
     else:
         from tests.support.sshd import SshServer
 
@@ -188,10 +197,11 @@ def _workers_ready(daemon) -> bool:  # type: ignore[no-untyped-def]
 
 def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys, *,
          extra=lambda name: "", during=None, groups: dict[str, float] | None = None,
-         send_workers: int = SEND_WORKERS,
+         send_workers: int = SEND_WORKERS, batch: int = 1,
          ) -> tuple[float, list[float], int, tuple[float, float]]:  # type: ignore[no-untyped-def]
     """Returns (messages/s, latencies, delivered count, (A, B) CPU ms per message).
-    ``send_workers``: A's concurrent sends to B (``limits.send_workers``);
+    ``send_workers``: A's concurrent sends to B (``limits.send_workers``); ``batch``: the
+    most envelopes per HTTPS request (the partner transports' ``batch``);
     ``extra(node name)``: more configuration for that node; ``during(stop)``: run in a
     thread while the messages flow (e.g. a scraper) until the event ``stop`` is set;
     ``groups``: filled with each node's spool transactions per commit (group commit, from
@@ -202,7 +212,7 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
     from tests.support.gwnodes import Daemon, wait_until
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        a, b, server = _nodes(Path(tmp), transport, keys, extra, send_workers)
+        a, b, server = _nodes(Path(tmp), transport, keys, extra, send_workers, batch=batch)
         daemons: list[Daemon] = []
         stop = threading.Event()
         helper = None
@@ -314,9 +324,10 @@ def _seal_open_rate(quick: bool, keys, idle: float = 0.0  # type: ignore[no-unty
         return n / wall, n / cpu
 
 
-def _paced_rows(label: str, quick: bool, keys) -> list[Row]:  # type: ignore[no-untyped-def]
+def _paced_rows(label: str, quick: bool, keys, batch: int = 1  # type: ignore[no-untyped-def]
+                ) -> list[Row]:
     seconds = PACED_SECONDS_QUICK if quick else PACED_SECONDS_FULL
-    _, lat, done, _ = _run("https", 0, PACED_RATE, seconds, keys)
+    _, lat, done, _ = _run("https", 0, PACED_RATE, seconds, keys, batch=batch)
     return [
         Row("pipeline", f"{label} paced {PACED_RATE:.0f}/s: p50 drop-to-receipt",
             statistics.median(lat), "s", f"{done} msgs; {keys.label}"),
@@ -333,25 +344,31 @@ def main(quick: bool = False) -> list[Row]:
     p256 = KeyProfile(curve="p256")
     n = N_QUICK if quick else N_FULL
     rows: list[Row] = []
-    cases = (("https", "https", PRODUCT_KEYS, SEND_WORKERS),
-             ("https p256", "https", p256, SEND_WORKERS),
-             ("https ecdsa-sign", "https", ecdsa, SEND_WORKERS),
-             ("sftp", "sftp", PRODUCT_KEYS, SEND_WORKERS),
+    batched = {"RSA-3072": f"https, batches of {BATCH}", "P-256": f"https p256, batches of {BATCH}"}
+    cases = (("https", "https", PRODUCT_KEYS, SEND_WORKERS, 1),
+             ("https p256", "https", p256, SEND_WORKERS, 1),
+             # several envelopes per request (the partners' transports set batch)
+             (batched["RSA-3072"], "https", PRODUCT_KEYS, SEND_WORKERS, BATCH),
+             (batched["P-256"], "https", p256, SEND_WORKERS, BATCH),
+             ("https ecdsa-sign", "https", ecdsa, SEND_WORKERS, 1),
+             ("sftp", "sftp", PRODUCT_KEYS, SEND_WORKERS, 1),
              # a high-volume partner link may keep more sends in flight
-             ("https p256, 32 send lanes", "https", p256, 32),
-             ("https, 32 send lanes", "https", PRODUCT_KEYS, 32))
-    # the two headline bursts run REPEATS times, interleaved with the others, and report
-    # their median run: one run of this bench moves by up to 1.4 ms per message
+             ("https p256, 32 send lanes", "https", p256, 32, 1),
+             ("https, 32 send lanes", "https", PRODUCT_KEYS, 32, 1))
+    headline = ("https", "https p256", *batched.values())
+    # the headline bursts run REPEATS times, interleaved with the others, and report
+    # their median run: one run of this bench moves by up to 2.4 ms per message
     order = [case for rep in range(1 if quick else REPEATS) for case in cases
-             if rep == 0 or case[0] in ("https", "https p256")]
+             if rep == 0 or case[0] in headline]
     tries: dict[str, list[tuple[tuple[float, list[float], int, tuple[float, float]],
                                 dict[str, float]]]] = {}
-    for label, transport, keys, lanes in order:
+    for label, transport, keys, lanes, batch in order:
         groups: dict[str, float] = {}
-        result = _run(transport, n, None, None, keys, groups=groups, send_workers=lanes)
+        result = _run(transport, n, None, None, keys, groups=groups, send_workers=lanes,
+                      batch=batch)
         tries.setdefault(label, []).append((result, groups))
     runs = {}
-    for label, _, keys, _ in cases:
+    for label, _, keys, _, _ in cases:
         ranked = sorted(tries[label], key=lambda t: sum(t[0][3]))
         runs[label], groups = ranked[len(ranked) // 2]
         rows += _burst_rows(label, n, runs[label], keys, groups)
@@ -367,6 +384,8 @@ def main(quick: bool = False) -> list[Row]:
     rsa_run, ec_run = runs["https"], runs["https p256"]
     rows += _paced_rows("https", quick, PRODUCT_KEYS)
     rows += _paced_rows("https p256", quick, p256)
+    rows += _paced_rows(batched["RSA-3072"], quick, PRODUCT_KEYS, BATCH)
+    rows += _paced_rows(batched["P-256"], quick, p256, BATCH)
     limit = {"RSA-3072": _seal_open_rate(quick, PRODUCT_KEYS),
              "P-256": _seal_open_rate(quick, p256)}
     ecdsa_limit = _seal_open_rate(quick, ecdsa)
@@ -386,16 +405,28 @@ def main(quick: bool = False) -> list[Row]:
         rows += [Row("pipeline", f"seal+open, {suite}, {IDLE_GAP * 1000:.0f} ms idle after "
                      "each (one process): CPU per message", 1000 / cold, "ms",
                      f"{limit[suite][1] / cold:.2f}x the CPU of the loop without idle")]
-    for suite, (rate, _, _, (cpu_a, cpu_b)) in (("RSA-3072", rsa_run), ("P-256", ec_run)):
+    for suite, form, (rate, _, _, (cpu_a, cpu_b)) in (
+            ("RSA-3072", "https", rsa_run), ("P-256", "https", ec_run),
+            ("RSA-3072", batched["RSA-3072"], runs[batched["RSA-3072"]]),
+            ("P-256", batched["P-256"], runs[batched["P-256"]])):
         wall, cpu = limit[suite]
         rows += [
-            Row("pipeline", f"https burst {n} {suite}: pipeline / (2 x seal+open)",
+            Row("pipeline", f"{form} burst {n} {suite}: pipeline / (2 x seal+open)",
                 rate / (2 * wall), "x", "msg/s over twice the one-process rate, wall clock"),
-            Row("pipeline", f"https burst {n} {suite}: same, by CPU time",
+            Row("pipeline", f"{form} burst {n} {suite}: same, by CPU time",
                 1000 / cpu / (cpu_a + cpu_b), "x",
                 "seal+open CPU / pipeline CPU per message (load-independent)"),
-            Row("pipeline", f"https burst {n} {suite}: CPU per message, A + B", cpu_a + cpu_b,
-                "ms", f"target {'5' if suite == 'P-256' else '8'} ms"),
+            Row("pipeline", f"{form} burst {n} {suite}: CPU per message, A + B",
+                cpu_a + cpu_b, "ms", f"target {'5' if suite == 'P-256' else '8'} ms"),
+        ]
+    for suite in ("RSA-3072", "P-256"):
+        one, many = (ec_run, runs[batched["P-256"]]) if suite == "P-256" else (
+            rsa_run, runs[batched["RSA-3072"]])
+        rows += [
+            Row("pipeline", f"https burst {n} {suite}: batches of {BATCH} / one per request, "
+                "msg/s", many[0] / one[0], "x", "same run"),
+            Row("pipeline", f"https burst {n} {suite}: batches of {BATCH} / one per request, "
+                "CPU per message", sum(many[3]) / sum(one[3]), "x", "same run"),
         ]
     rows += [
         Row("pipeline", f"https burst {n}: msg/s P-256 / RSA-3072", ec_run[0] / rsa_run[0],

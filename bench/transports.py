@@ -10,7 +10,9 @@ measured in the same run:
   ``curl`` sending the same requests over one connection (one ``curl`` run for N
   requests, minus a one-request run); and the CPU time per request of our server (its
   process, from /proc) and of our client (this process), the per-request cost of the
-  HTTP handling on each side (issue 18).
+  HTTP handling on each side (issue 18); and the same 10 KB bodies sent 16 to a request
+  (``send_batch``, multipart/mixed, issue 18): messages/s and CPU per message on each
+  side, as a ratio to the single POSTs of the same run.
 
 The machine is shared, so each figure is the best of several interleaved rounds.
 Target (issue 4): our small-file rate at least 70% of OpenSSH's.
@@ -31,6 +33,7 @@ from bench import Row
 from tests.support.pki import TestPki, TlsFiles
 from tests.support.sshd import SshServer
 from transports import open_transport
+from transports.https_client import HttpsTransport
 
 BENCH = "transports"
 
@@ -205,6 +208,7 @@ def _https_rows(work: Path, quick: bool) -> list[Row]:
         f"answer = {receipt!r}\n"
         "s = HttpsServer('127.0.0.1', 0, cert=sys.argv[1], key=sys.argv[2],"
         " client_ca=sys.argv[3], handler=lambda body, peer: (200, answer),"
+        " batch_handler=lambda parts, peer: [(200, answer)] * len(parts),"
         " max_body=1024 * 1024).start()\n"
         "print(s.url, flush=True)\n"
         "sys.stdin.read()\n"
@@ -224,6 +228,8 @@ def _https_rows(work: Path, quick: bool) -> list[Row]:
             ours, theirs, server_ms, client_ms = _https_measure(
                 url, work, client_tls, pki, body, body_file, receipt, curl, count, rounds,
                 process.pid)
+            batched, batch_server_ms, batch_client_ms = _https_batch_measure(
+                url, client_tls, pki, body, receipt, count, rounds, process.pid)
         finally:
             process.stdin.close()
             process.wait(10)
@@ -237,7 +243,46 @@ def _https_rows(work: Path, quick: bool) -> list[Row]:
         Row(BENCH, "https POST 10 KB keep-alive mTLS: client CPU per request",
             client_ms * 1000, "us", "transports.https_client (this process), lowest of the "
             "rounds"),
+        Row(BENCH, f"https batch of {BATCH} x 10 KB keep-alive mTLS: transports", batched,
+            "messages/s", f"{batched / ours:.1f}x the single POSTs"),
+        Row(BENCH, "https batch: server CPU per message", batch_server_ms * 1000, "us",
+            f"{batch_server_ms / server_ms:.0%} of a single POST's"),
+        Row(BENCH, "https batch: client CPU per message", batch_client_ms * 1000, "us",
+            f"{batch_client_ms / client_ms:.0%} of a single POST's"),
     ]
+
+
+BATCH = 16
+
+
+def _https_batch_measure(  # noqa: PLR0917 - one call site
+    url: str, client_tls: TlsFiles, pki: TestPki, body: bytes, receipt: bytes, count: int,
+    rounds: int, server_pid: int,
+) -> tuple[float, float, float]:
+    """Messages/s and server/client CPU ms per message, ``count`` bodies sent
+    :data:`BATCH` to a request with ``send_batch`` (best of ``rounds``)."""
+    rate = 0.0
+    server_ms = client_ms = float("inf")
+    batches = max(1, count // BATCH)
+    for _ in range(rounds):
+        t = open_transport(url, cert=client_tls.cert, key=client_tls.key, ca=pki.ca.cert)
+        assert isinstance(t, HttpsTransport)
+        try:
+            t.send_batch([("warm-up", body)])
+            server_cpu = _process_cpu(server_pid)
+            client_cpu = time.process_time()
+            started = time.perf_counter()
+            for i in range(batches):
+                items = [(f"m{i}-{j}", body) for j in range(BATCH)]
+                if t.send_batch(items) != [(200, receipt)] * BATCH:
+                    raise RuntimeError("wrong answer")
+            sent = batches * BATCH
+            rate = max(rate, sent / (time.perf_counter() - started))
+            client_ms = min(client_ms, (time.process_time() - client_cpu) / sent * 1000)
+            server_ms = min(server_ms, (_process_cpu(server_pid) - server_cpu) / sent * 1000)
+        finally:
+            t.close()
+    return rate, server_ms, client_ms
 
 
 def _process_cpu(pid: int) -> float:

@@ -6,7 +6,7 @@ Knows nothing of envelopes, cases or the ``gateway`` package, and imports nothin
 
 - ``sftp://user@host:port/path``  (options: ``key_file``, ``known_hosts``, ...; see sftp.py)
 - ``https://host:port/v1/messages``  (options: ``cert``, ``key``, ``ca``, ...; see
-  https_client.py)
+  https_client.py); also a ``BatchSender`` (``send_batch``: several blobs per request)
 - ``file:///path``  (options: ``move_to_done``, ``create``)
 - ``memory://name``  (options: ``network``, ``move_to_done``)
 """
@@ -18,12 +18,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from transports.base import PeerInfo, Transport, check_name
+from transports.base import BatchSender, PeerInfo, Transport, check_name
 from transports.errors import EndpointInvalid, TransportError
 from transports.local import LocalFolderTransport
 from transports.memory import DEFAULT_NETWORK, MemoryTransport
 
-__all__ = ["PeerInfo", "Transport", "TransportError", "check_name", "open_transport"]
+__all__ = ["BatchSender", "PeerInfo", "Transport", "TransportError", "check_name",
+           "open_transport"]
 
 
 def open_transport(url: str, **options: Any) -> Transport:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import builtins
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from transports.errors import InvalidName
 
-__all__ = ["MAX_NAME_LENGTH", "PeerInfo", "Transport", "check_name", "is_visible_name",
-           "visible_names"]
+__all__ = ["MAX_NAME_LENGTH", "BatchSender", "PeerInfo", "Transport", "check_name",
+           "is_visible_name", "visible_names"]
 
 MAX_NAME_LENGTH = 200
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+=-]*")
@@ -50,6 +50,22 @@ class Transport(Protocol):
     def acknowledge(self, name: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchSender(Protocol):
+    """A transport that can hand several blobs over in one exchange (HTTPS:
+    ``POST <path>/batch``, docs/transports.md).
+
+    ``send_batch([(name, data), ...])`` returns one ``(status, answer)`` per blob, in
+    order: the HTTP status and body the partner gave that blob. It raises
+    ``NotSupported`` when the partner has no batch endpoint (send one by one instead) and
+    a ``TransportError`` when the exchange as a whole failed (no blob's answer known).
+    """
+
+    endpoint: str
+
+    def send_batch(self, items: Sequence[tuple[str, bytes]]) -> list[tuple[int, bytes]]: ...
 
 
 def check_name(name: str, *, endpoint: str | None = None) -> str:

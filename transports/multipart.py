@@ -60,6 +60,9 @@ _CTL = bytes(range(9)) + bytes(range(10, 32)) + b"\x7f"  # control characters bu
 _PAD = b" \t"
 _EOL = b"\r\n"  # as a set of byte values: a bare CR or LF
 _IDENTITY = frozenset({"7bit", "8bit", "binary"})
+_NAMED = frozenset({"content-type", "content-length", "content-transfer-encoding",
+                    "transfer-encoding"})
+_USUAL_ANSWER_HEAD = b"Content-Type: application/xml\r\nContent-Length: "
 
 
 class MultipartError(ValueError):
@@ -251,7 +254,8 @@ def _headers(body: bytes, start: int, end: int, part: int | None) -> dict[str, s
                                  offset=pos)
         key = name.decode("ascii").lower()
         if key in fields:
-            raise MultipartError(f"header {key} repeated", part=part, offset=pos)
+            named = key if key in _NAMED else "a header field"  # never echo other names
+            raise MultipartError(f"{named} repeated", part=part, offset=pos)
         fields[key] = value.decode("latin-1")
         pos = eol + 2
     return fields
@@ -329,6 +333,9 @@ def decode_multipart(content_type: str, body: bytes, *, max_parts: int,
     Raises :class:`TooManyParts` past ``max_parts`` parts and :class:`MultipartError`
     for anything else we do not take."""
     dash = b"--" + boundary_of(content_type)
+    # the header section encode_multipart writes, read without parsing it (same result)
+    usual = (b"Content-Type: " + next(iter(part_types)).encode("latin-1") + b"\r\n\r\n"
+             if part_types is not None and len(part_types) == 1 else None)
     first = _next_delimiter(body, dash, 0, None)  # after the preamble
     if first is None:
         raise MultipartError("no delimiter line for the boundary", offset=0)
@@ -345,12 +352,16 @@ def decode_multipart(content_type: str, body: bytes, *, max_parts: int,
             raise MultipartError("no close delimiter after the last part", part=index,
                                  offset=start)
         end, next_start, next_close = found
-        head_end, content = _split_head(body, start, end, index)
+        if usual is not None and body.startswith(usual, start, end):
+            content = start + len(usual)
+        else:
+            head_end, content = _split_head(body, start, end, index)
+            if head_end > start or part_types is not None:
+                _check_part(_headers(body, start, head_end, index), part_types, index,
+                            start)
         if max_part_size is not None and end - content > max_part_size:
             raise MultipartError(f"a part over {max_part_size} bytes", part=index,
                                  offset=content)
-        if head_end > start or part_types is not None:
-            _check_part(_headers(body, start, head_end, index), part_types, index, start)
         parts.append(body[content:end])
         start, close = next_start, next_close
         if close:
@@ -387,6 +398,12 @@ def decode_http_response(part: bytes, *, index: int | None = None) -> tuple[int,
     status = int(code)
     if not 200 <= status <= 599:
         raise MultipartError(f"status {status} is not a final answer", part=index, offset=9)
+    if part.startswith(_USUAL_ANSWER_HEAD, eol + 2):  # as encode_http_response writes it
+        at = eol + 2 + len(_USUAL_ANSWER_HEAD)
+        blank = part.find(b"\r\n\r\n", at, at + 22)
+        if blank > at and not part[at:blank].translate(None, _DIGITS) and (
+                int(part[at:blank]) == len(part) - blank - 4):
+            return status, part[blank + 4:]
     head_end, content = _split_head(part, eol + 2, len(part), index)
     fields = _headers(part, eol + 2, head_end, index)
     if "transfer-encoding" in fields:

@@ -14,6 +14,7 @@ Every key, its default and an example are documented in ``docs/configuration.md`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
@@ -209,7 +210,9 @@ class _Reader:
 
 
 _TRANSPORT_KEYS = {"url", "key_file", "known_hosts", "client_cert", "client_key", "ca_file",
-                   "timeout"}
+                   "timeout", "batch"}
+#: the most envelopes one HTTPS request may carry (``batch``; a receiver's ``max_batch``)
+MAX_BATCH = 64
 
 
 def _transport(r: _Reader, table: Mapping[str, Any], where: str) -> TransportConfig | None:
@@ -230,7 +233,13 @@ def _transport(r: _Reader, table: Mapping[str, Any], where: str) -> TransportCon
         client_key=r.path(table, "client_key", f"{where}.client_key"),
         ca_file=r.path(table, "ca_file", f"{where}.ca_file"),
         timeout=r.duration(table, "timeout", f"{where}.timeout", 30.0, positive=True),
+        batch=int(r.number(table, "batch", f"{where}.batch", 1, minimum=1, integer=True)),
     )
+    if transport.batch > MAX_BATCH:
+        r.problem(f"{where}.batch", f"must be at most {MAX_BATCH}")
+    if transport.batch > 1 and scheme != "https":
+        r.problem(f"{where}.batch", "only an https:// transport sends several envelopes "
+                                    "per request")
     if scheme == "sftp":
         for name in ("key_file", "known_hosts"):
             if getattr(transport, name) is None:
@@ -283,6 +292,9 @@ def _partners(r: _Reader, doc: Mapping[str, Any]) -> list[PartnerConfig]:
             pmode = _as4(r, t, f"{where}.as4", tuple(actions))
             if any(tc.scheme != "https" for tc in transports) or pulls:
                 r.problem(f"{where}.transports", "an AS4 partner is reached over https:// only")
+            if any(tc.batch > 1 for tc in transports):
+                r.problem(f"{where}.transports", "an AS4 partner takes one message per "
+                                                 "request: batch must be 1")
         elif "as4" in table:
             r.problem(f"{where}.as4", 'needs protocol = "as4"')
         partners.append(PartnerConfig(party, name, tuple(transports), tuple(pulls),
@@ -332,7 +344,8 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
         return None
     t = r.table(listeners, "https", "listeners.https")
     w = "listeners.https"
-    r.known(t, w, {"host", "port", "cert", "key", "client_ca", "max_body", "as4_path"})
+    r.known(t, w, {"host", "port", "cert", "key", "client_ca", "max_body", "as4_path",
+                   "max_batch"})
     port = int(r.number(t, "port", f"{w}.port", 8443, integer=True))
     if port > 65535:
         r.problem(f"{w}.port", "must be at most 65535")
@@ -346,6 +359,8 @@ def _https(r: _Reader, doc: Mapping[str, Any]) -> HttpsListener | None:
         port=port, cert=cert, key=key, client_ca=ca,
         max_body=int(r.number(t, "max_body", f"{w}.max_body", 0, minimum=1, integer=True)),
         as4_path=r.string(t, "as4_path", f"{w}.as4_path", "/as4") or "/as4",
+        max_batch=int(r.number(t, "max_batch", f"{w}.max_batch", MAX_BATCH, minimum=1,
+                               integer=True)),
     )
 
 
@@ -500,9 +515,8 @@ def _build(r: _Reader, doc: Mapping[str, Any]) -> Config:
                                                  "direction", "enabled", "note"})
     clocks = parse_clocks(t, r.problem,  # the rest of [clocks]: gateway/node/clocks.py
                           reminders=read_reminders(r, t))
-    if https is not None and https.max_body == 0:
-        https = HttpsListener(https.host, https.port, https.cert, https.key, https.client_ca,
-                              limits.max_message_bytes * 2)
+    if https is not None and https.max_body == 0:  # the default follows the message limit
+        https = dataclasses.replace(https, max_body=limits.max_message_bytes * 2)
     return Config(
         path=r.file, node=node, spool=spool, outboxes=tuple(outboxes), inbox=dirs["inbox"],
         rejected=dirs["rejected"], intake=intake, inbound=inbound, https=https,

@@ -58,6 +58,8 @@ class HttpsListener:
     client_ca: Path
     max_body: int
     as4_path: str = "/as4"  # where AS4 partners POST (eb:UserMessage)
+    #: the most envelopes one ``POST /v1/messages/batch`` may carry (more: 413)
+    max_batch: int = 64
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class TransportConfig:
     client_key: Path | None = None
     ca_file: Path | None = None
     timeout: float = 30.0
+    #: the most envelopes sent in one request (``POST .../batch``; https only, 1: never)
+    batch: int = 1
 
     def options(self) -> dict[str, Any]:
         """Keyword options for ``transports.open_transport`` for this URL's scheme."""

@@ -37,7 +37,8 @@ from gateway.node.intake_pool import IntakePool
 from gateway.node.logs import scheduler_logger
 from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
-from gateway.node.outbound import Sender, TransportPool, make_preparer
+from gateway.node.outbound import Sender, TransportPool
+from gateway.node.prepare import make_preparer
 from gateway.node.receive_pool import ReceivePool
 from gateway.node.reminders import ReminderDrafter
 from gateway.node.retry import BreakerBoard
@@ -400,6 +401,14 @@ class Gateway:
             self.dispatch()  # forward a relayed message at once
         return status, answer
 
+    def handle_https_batch(self, parts: list[bytes], peer: Any) -> list[tuple[int, bytes]]:
+        """Several envelopes in one request (``POST /v1/messages/batch``): each answered
+        as :meth:`handle_https` would, processed together."""
+        answers = self.inbound.handle_https_batch(parts, peer)
+        if any(status == 202 for status, _ in answers):
+            self.dispatch()  # forward relayed messages at once
+        return answers
+
     def _as4_routes(self) -> dict[str, tuple[Any, str]]:
         """The AS4 endpoint beside ``/v1/messages``, when any partner speaks AS4."""
         if self.config.https is None or not any(p.as4 for p in self.config.partners):
@@ -417,6 +426,8 @@ class Gateway:
                 self.server = HttpsServer(h.host, h.port, cert=h.cert, key=h.key,
                                           client_ca=h.client_ca, handler=self.handle_https,
                                           max_body=h.max_body,
+                                          batch_handler=self.handle_https_batch,
+                                          max_batch=h.max_batch,
                                           routes=self._as4_routes()).start()
             except TransportError as exc:
                 raise ConfigError(f"cannot start the HTTPS listener: {exc}",

@@ -28,7 +28,7 @@ from gateway.errors import GatewayError, SchemaInvalid, TooLarge
 from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config
 from gateway.node.nodekeys import NodeKeys
-from gateway.node.outbound import safe_token
+from gateway.node.prepare import safe_token
 from gateway.protocol.envelope import Header, ParsedEnvelope
 from gateway.protocol.identity import NodeIdentity
 from gateway.protocol.receipts import build_receipt

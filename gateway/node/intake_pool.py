@@ -1,6 +1,6 @@
 """Outbox intake on more than one core: validate and seal in worker processes.
 
-The outbox preparer (:func:`gateway.node.outbound.make_preparer`: validate, describe,
+The outbox preparer (:func:`gateway.node.prepare.make_preparer`: validate, describe,
 route, seal) costs a few milliseconds of CPU per document and, run in the daemon's
 scan thread, competes for the interpreter lock with the sender threads. With
 ``limits.intake_workers`` > 0, ``gateway run`` hands that work to a pool of worker
@@ -26,7 +26,7 @@ from dataclasses import replace
 from gateway.node.config import Config
 from gateway.node.intake import Prepared, PrepareJob, Preparer, Refused
 from gateway.node.nodekeys import NodeKeys
-from gateway.node.outbound import make_preparer
+from gateway.node.prepare import make_preparer
 from gateway.node.workers import WorkerPool, compiled_registry, keys_fingerprint, schema_registry
 
 __all__ = ["IntakePool", "keys_fingerprint", "schema_registry"]

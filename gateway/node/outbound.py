@@ -21,152 +21,41 @@ answers with goes back into the inbound pipeline (it is addressed to the origina
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import random
-import re
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
 
-from gateway.documents.describe import describe
-from gateway.documents.schemas import SchemaRegistry
-from gateway.documents.validate import validate_parsed
 from gateway.errors import (
     GatewayError,
-    InputError,
-    KeyMaterialError,
     ReceiptInvalid,
-    RoutingError,
     SecurityError,
-    SenderMismatch,
 )
 from gateway.node import as4_node
-from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config, TransportConfig
-from gateway.node.intake import Prepared, Preparer, Refused
-from gateway.node.nodekeys import NodeKeys, ReceiptCheck, ReceiptOutcome
+from gateway.node.nodekeys import ReceiptCheck, ReceiptOutcome
 from gateway.node.retry import BreakerBoard, RetryDecision, after_failure
-from gateway.node.routing import decide
-from gateway.protocol.envelope import Header
-from gateway.protocol.party import Party
-from gateway.protocol.seal import seal
-from gateway.store.spool import Message, NewMessage, Spool, Txn
+from gateway.store.spool import Message, Spool, Txn
 from gateway.store.states import Direction, IllegalTransition, State
-from transports import Transport, TransportError, open_transport
+from transports import BatchSender, Transport, TransportError, open_transport
+from transports.errors import NotSupported, http_error
 
 __all__ = [
     "Sender",
     "TransportPool",
     "apply_receipt",
-    "check_sender",
-    "make_preparer",
-    "safe_token",
     "wire_name",
 ]
 
 log = logging.getLogger("gateway.node.outbound")
 
-
-_TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
-def safe_token(value: str | None) -> str | None:
-    """``value`` when it is a short identifier fit for the spool and the audit trail (case
-    IDs, references), else None: free text never reaches the audit trail."""
-    if value is None or not _TOKEN.fullmatch(value) or re.fullmatch(r"[0-9]{9}", value):
-        return None
-    return value
-
-
-def check_sender(node: Party, sender: str | None) -> None:
-    """A node sends only documents it speaks for: the document's sender party (LocalFIPS,
-    or the Central Authority that writes it) must be the node's own party, or, for a
-    state-level node ``fips:SS00000``, any FIPS code of the same state (its counties and
-    local offices send through the state's gateway). Raises :class:`SenderMismatch`."""
-    if sender is None:
-        raise SenderMismatch("the document names no sender party")
-    try:
-        party = Party.parse(sender)
-    except InputError:
-        raise SenderMismatch("the document's sender is not a valid party") from None
-    if party == node:
-        return
-    if (node.is_fips and party.is_fips and node.value.endswith("00000")
-            and party.state == node.state):
-        return
-    raise SenderMismatch(f"the document is from {party}, which this node ({node}) does "
-                         "not speak for")
-
-
-def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | None = None,
-                  new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> Preparer:
-    """The outbox preparer: validate, describe (destination from the document, never the
-    file name), check the sender is this node (:func:`check_sender`), route, build the
-    header, seal to the destination's encryption certificate.
-    Returns :class:`Prepared` or :class:`Refused` (never raises for a bad document).
-    ``message_id`` fixes the envelope's MessageId (a CSENet transaction's is derived from
-    its business key, so the spool's unique message IDs stop a second send); an AS4
-    partner's messages get AS4 message IDs."""
-    max_bytes = config.limits.max_message_bytes
-    clocks = ClockKeeper(config.clocks) if config.clocks.enabled else None
-
-    def prepare(data: bytes, *, source: str, service: str | None, now: datetime,
-                message_id: str | None = None) -> Prepared | Refused:
-        report, tree = validate_parsed(data, source=source, registry=registry,
-                                       max_bytes=max_bytes)
-        if not report.valid or tree is None:
-            issues = tuple(i.to_dict() for i in report.issues)
-            code = report.issues[0].code if report.issues else "SchemaInvalid"
-            return Refused(code, f"{len(issues)} validation error(s)", issues)
-        try:
-            info = describe(tree)  # the tree validation parsed: each document parsed once
-        except InputError as exc:
-            return Refused(exc.code, exc.message)
-        clock = clock_events(clocks, tree, outbound=True)
-        del tree
-        case_id = safe_token(info.case_id)
-        if info.destination is None:
-            return Refused("NoDestination", "the document names no destination party",
-                           case_id=case_id)
-        try:
-            check_sender(keys.identity.party, info.sender)
-            decision = decide(config.routing, info.destination)
-            if decision.local:
-                raise RoutingError("the destination is this node itself")
-            to_party = Party.parse(info.destination)
-            partner = config.find_partner(decision.partner)
-            pmode = partner.as4 if partner is not None else None  # None: our own protocol
-            if pmode is not None:  # an AS4 access point: an eb:UserMessage, not CMS
-                message_id, envelope = as4_node.prepare(pmode, keys, data,
-                                                        document_type=info.name,
-                                                        to_party=to_party, now=now)
-            else:
-                header = Header(message_id or new_id(), keys.identity.party, to_party,
-                                info.service, info.name, now)
-                message_id = header.message_id
-                cert = keys.recipient_cert(to_party, now)
-                envelope = seal(data, header, sender=keys.identity, recipient_cert=cert)
-        except (RoutingError, KeyMaterialError, InputError, SecurityError) as exc:
-            return Refused(exc.code, exc.message, case_id=case_id)
-        assert decision.rule is not None  # noqa: S101 - not local
-        new = NewMessage(
-            Direction.OUT, message_id=message_id, partner=decision.partner,
-            from_party=str(keys.identity.party), to_party=str(to_party), service=info.service,
-            action=info.name, case_id=case_id,
-            envelope_digest=hashlib.sha256(envelope).hexdigest(),
-            expires_at=now.timestamp() + config.retry.expiry)
-        events = (("validated", {"root": info.name}),
-                  ("routed", {"rule": decision.rule.pattern.kind.name.lower(),
-                              "partner": str(decision.partner)}), *clock)
-        return Prepared(new, data, envelope, events)
-
-    return prepare
+#: what one lane sends at once: (spool row id, expected state) per message, in one request
+Unit = list[tuple[int, State]]
 
 
 def wire_name(message: Message) -> str:
@@ -270,13 +159,17 @@ class Sender:
         #: here rather than reading the whole due list again (see :meth:`_refill`)
         self._waiting: dict[str, deque[tuple[int, State]]] = {}
         self._executor: Executor | None = None
+        #: the URLs of https transports whose endpoint answered that it takes no batches
+        self._unbatched: set[str] = set()
 
     # --- scheduling -----------------------------------------------------------------
 
     def dispatch(self, executor: Executor, *, limit: int = 500) -> int:
-        """Submit every due message whose partner has a free lane; returns how many. The
-        due messages left over for want of a lane are remembered per partner (until the
-        next dispatch that reads that partner's messages again)."""
+        """Submit every due message whose partner has a free lane; returns how many. A
+        lane takes up to the partner's batch size (:meth:`batch_size`) of its due
+        messages at once, sent in one request. The due messages left over for want of a
+        lane are remembered per partner (until the next dispatch that reads that
+        partner's messages again)."""
         now = self.clock()
         self._executor = executor
         blocked = set(self.breakers.blocked(now.timestamp()))
@@ -285,77 +178,109 @@ class Sender:
             full = {p for p, n in self._lanes.items() if n >= lane_size}
         skipped = blocked | full
         waiting: dict[str, deque[tuple[int, State]]] = {}
-        submitted = 0
+        sizes: dict[str, int] = {}
+        filling: dict[str, Unit] = {}  # per partner, the lane still taking messages
+        units: list[tuple[str, Unit]] = []
         for message in self.spool.due(now, limit=limit, exclude_partners=sorted(skipped)):
             partner = message.partner or ""
+            if partner not in sizes:
+                sizes[partner] = self.batch_size(partner)
             with self._lock:
                 if message.id in self._inflight or partner in blocked:
                     continue
-                if self._lanes.get(partner, 0) >= lane_size:
-                    waiting.setdefault(partner, deque()).append((message.id, message.state))
-                    continue
+                unit = filling.get(partner)
+                if unit is None or len(unit) >= sizes[partner]:
+                    if self._lanes.get(partner, 0) >= lane_size:
+                        waiting.setdefault(partner, deque()).append((message.id,
+                                                                     message.state))
+                        continue
+                    self._lanes[partner] = self._lanes.get(partner, 0) + 1
+                    unit = filling[partner] = []
+                    units.append((partner, unit))
+                unit.append((message.id, message.state))
                 self._inflight.add(message.id)
-                self._lanes[partner] = self._lanes.get(partner, 0) + 1
-            if not self._submit(executor, message.id, message.state, partner):
+        submitted = 0
+        for index, (partner, unit) in enumerate(units):
+            if not self._submit(executor, unit, partner):
+                for later, rest in units[index + 1:]:  # shut down: none of them is sent
+                    self._release(rest, later)
                 break
-            submitted += 1
+            submitted += len(unit)
         with self._lock:  # what was read replaces what was remembered, partner by partner
             kept = {p: q for p, q in self._waiting.items() if p in skipped}
             self._waiting = {**kept, **waiting}
         return submitted
 
-    def _submit(self, executor: Executor, row_id: int, state: State, partner: str) -> bool:
-        """Hand a message whose lane is taken to a worker; False if the executor is shut
-        down (the message is left for the next start)."""
+    def batch_size(self, partner: str) -> int:
+        """How many due messages of ``partner`` one lane sends in one request: its first
+        transport's ``batch``, unless that endpoint answered that it takes no batches."""
+        found = self.config.find_partner(partner)
+        if found is None or found.as4 is not None or not found.transports:
+            return 1
+        first = found.transports[0]
+        return 1 if first.url in self._unbatched else first.batch
+
+    def _submit(self, executor: Executor, unit: Unit, partner: str) -> bool:
+        """Hand messages whose lane is taken to a worker; False if the executor is shut
+        down (the messages are left for the next start)."""
         try:
-            executor.submit(self._run, row_id, state, partner)
+            executor.submit(self._run, unit, partner)
         except RuntimeError:
-            self._release(row_id, partner)
+            self._release(unit, partner)
             return False
         return True
 
     def _refill(self, executor: Executor, partner: str) -> None:
-        """A lane of ``partner`` is free again: send the next message the last dispatch
+        """A lane of ``partner`` is free again: send the next messages the last dispatch
         found waiting for it; when none is left, look for due work as :meth:`dispatch`
         does. A remembered message that was settled meanwhile costs only a claim that
         finds it no longer due (:meth:`send` returns None)."""
         lane_size = self.config.limits.send_workers
-        picked: list[tuple[int, State]] = []
+        size = self.batch_size(partner)
+        units: list[Unit] = []
         if partner not in self.breakers.blocked(self.clock().timestamp()):
             with self._lock:
                 queue = self._waiting.get(partner)
                 while queue and self._lanes.get(partner, 0) < lane_size:
-                    row_id, state = queue.popleft()
-                    if row_id in self._inflight:
-                        continue
-                    self._inflight.add(row_id)
-                    self._lanes[partner] = self._lanes.get(partner, 0) + 1
-                    picked.append((row_id, state))
-        for index, (row_id, state) in enumerate(picked):
-            if not self._submit(executor, row_id, state, partner):
-                for later, _ in picked[index + 1:]:  # shut down: none of them is sent
+                    unit: Unit = []
+                    while queue and len(unit) < size:
+                        row_id, state = queue.popleft()
+                        if row_id not in self._inflight:
+                            self._inflight.add(row_id)
+                            unit.append((row_id, state))
+                    if unit:
+                        self._lanes[partner] = self._lanes.get(partner, 0) + 1
+                        units.append(unit)
+        for index, unit in enumerate(units):
+            if not self._submit(executor, unit, partner):
+                for later in units[index + 1:]:  # shut down: none of them is sent
                     self._release(later, partner)
                 return
-        if not picked:
-            self.dispatch(executor, limit=lane_size)
+        if not units:
+            self.dispatch(executor, limit=lane_size * size)
 
-    def _release(self, row_id: int, partner: str, *, refilling: bool = False) -> None:
-        """Free ``row_id``'s lane; ``refilling``: the caller refills it next, and the
+    def _release(self, unit: Unit, partner: str, *, refilling: bool = False) -> None:
+        """Free ``unit``'s lane; ``refilling``: the caller refills it next, and the
         sender is not idle until it has (so :meth:`idle` never sees the hand-over)."""
         with self._lock:
-            self._inflight.discard(row_id)
+            self._inflight.difference_update(row_id for row_id, _ in unit)
             self._lanes[partner] = max(0, self._lanes.get(partner, 1) - 1)
             self._refilling += refilling
 
-    def _run(self, row_id: int, expect: State, partner: str) -> None:
+    def _run(self, unit: Unit, partner: str) -> None:
         executor = self._executor
         try:
-            self.send(row_id, expect)
+            if len(unit) == 1:
+                self.send(*unit[0])
+            else:
+                self.send_many(unit)
         except Exception:
-            log.exception("unexpected error sending spool message %d", row_id)
-            self._unstick(row_id)
+            log.exception("unexpected error sending spool messages %s",
+                          ", ".join(str(row_id) for row_id, _ in unit))
+            for row_id, _ in unit:
+                self._unstick(row_id)
         finally:
-            self._release(row_id, partner, refilling=executor is not None)
+            self._release(unit, partner, refilling=executor is not None)
         if executor is not None:  # a lane is free again: refill it at once
             try:
                 self._refill(executor, partner)
@@ -392,10 +317,12 @@ class Sender:
 
     def send(self, row_id: int, expect: State) -> Message | None:
         """Claim message ``row_id`` (expected in state ``expect``) and try to send it."""
+        message = self.spool.claim(row_id, expect, self.clock())
+        return None if message is None else self._send_claimed(message)
+
+    def _send_claimed(self, message: Message) -> Message:
+        """Try the partner's transports in order for a claimed message, one request."""
         now = self.clock()
-        message = self.spool.claim(row_id, expect, now)
-        if message is None:
-            return None
         partner_party = message.partner or ""
         if not self.breakers.allow(partner_party, now.timestamp()):
             return self._failed_attempt(message, None, "BreakerOpen",
@@ -423,24 +350,9 @@ class Sender:
                         answer = transport.send(wire_name(message), envelope)
             except TransportError as exc:
                 last = exc
-                log.warning("send of %s to %s via %s failed: %s (%s)", message.message_id,
-                            partner.party, tc.scheme, exc.code,
-                            "retryable" if exc.retryable else "permanent",
-                            extra={"event": "send_failed", "message_id": message.message_id,
-                                   "partner": partner.party, "error_code": exc.code})
-                body = getattr(exc, "body", b"")
-                if body and not exc.retryable and message.direction is Direction.OUT:
-                    done = self._answered(message, body, tc.url, refused=exc,
-                                          started=started)
-                    if done is not None:
-                        self._breaker_closed(partner.party)
-                        return done
-                elif body and not exc.retryable and message.direction is Direction.RELAY:
-                    # the next hop refused it with a (Rejected) receipt for the original
-                    # sender: the relay's work is done, the receipt goes back
-                    self._breaker_closed(partner.party)
-                    return (self._answered(message, body, tc.url, started=started)
-                            or self.spool.get(message.id))
+                done = self._refused(message, exc, tc.url, started)
+                if done is not None:
+                    return done
                 continue
             self._breaker_closed(partner.party)
             return (self._answered(message, answer, tc.url, started=started)
@@ -451,6 +363,115 @@ class Sender:
                                         "partner has no transport", retryable=False, breaker=None)
         return self._failed_attempt(message, partner.transports[-1].url, last.code,
                                     last.message, retryable=last.retryable, started=started)
+
+    def _refused(self, message: Message, exc: TransportError, url: str,
+                 started: float) -> Message | None:
+        """A send over ``url`` failed with ``exc``: the message's new state when that
+        settles it (a permanent refusal carrying a receipt), else None (the caller tries
+        the next transport, or records the failure)."""
+        log.warning("send of %s to %s via %s failed: %s (%s)", message.message_id,
+                    message.partner, url.split("://", 1)[0], exc.code,
+                    "retryable" if exc.retryable else "permanent",
+                    extra={"event": "send_failed", "message_id": message.message_id,
+                           "partner": message.partner, "error_code": exc.code})
+        body = getattr(exc, "body", b"")
+        if not body or exc.retryable:
+            return None
+        if message.direction is Direction.OUT:
+            done = self._answered(message, body, url, refused=exc, started=started)
+            if done is not None:
+                self._breaker_closed(message.partner or "")
+            return done
+        if message.direction is Direction.RELAY:
+            # the next hop refused it with a (Rejected) receipt for the original sender:
+            # the relay's work is done, the receipt goes back
+            self._breaker_closed(message.partner or "")
+            return (self._answered(message, body, url, started=started)
+                    or self.spool.get(message.id))
+        return None
+
+    # --- several messages in one request ------------------------------------------
+
+    def send_many(self, unit: Unit) -> list[Message]:
+        """Claim the messages of ``unit`` (one partner's, in one transaction) and send
+        them in one HTTPS request (``POST .../batch``); every answer is handled as the
+        answer to a request of its own would be, and the receipts are recorded in one
+        transaction. An endpoint that takes no batches is remembered and each message
+        goes in a request of its own."""
+        claimed = self.spool.claim_many(unit, self.clock())
+        if len(claimed) <= 1:
+            return [self._send_claimed(message) for message in claimed]
+        now = self.clock()
+        partner = self.config.find_partner(claimed[0].partner or "")
+        if partner is None or not partner.transports or not self.breakers.allow(
+                partner.party, now.timestamp()):
+            return [self._send_claimed(message) for message in claimed]  # it says why
+        tc = partner.transports[0]
+        envelopes = [self.spool.payload(message.id, "envelope") for message in claimed]
+        items = [(wire_name(m), e) for m, e in zip(claimed, envelopes, strict=True) if e]
+        if len(items) < len(claimed):  # a missing payload: each one on its own says so
+            return [self._send_claimed(message) for message in claimed]
+        started = time.monotonic()
+        try:
+            with self.pool.lease(tc) as transport:
+                if not isinstance(transport, BatchSender):
+                    raise NotSupported("this transport sends one envelope per request")
+                answers = transport.send_batch(items)
+        except TransportError as exc:
+            if not exc.retryable:  # no batch endpoint (404), or refused as a whole (413)
+                log.warning("%s refused a batch (%s): one envelope per request from now "
+                            "on", tc.url, exc.code)
+                with self._lock:
+                    self._unbatched.add(tc.url)
+                return [self._send_claimed(message) for message in claimed]
+            if len(partner.transports) > 1:  # the other transports may work
+                return [self._send_claimed(message) for message in claimed]
+            return [self._failed_attempt(message, tc.url, exc.code, exc.message,
+                                         retryable=exc.retryable, started=started,
+                                         breaker="auto" if index == 0 else None)
+                    for index, message in enumerate(claimed)]
+        self._breaker_closed(partner.party)
+        return self._answered_many(claimed, answers, tc.url, started)
+
+    def _answered_many(self, messages: list[Message], answers: list[tuple[int, bytes]],
+                       url: str, started: float) -> list[Message]:
+        """Each message's answer from a batch: receipts that verify are recorded together
+        in one transaction; anything else as :meth:`_answered` or :meth:`_refused` would
+        for an answer of its own."""
+        now = self.clock()
+        done: list[Message] = []
+        receipts: list[tuple[Message, bytes, ReceiptOutcome]] = []
+        for message, (status, body) in zip(messages, answers, strict=True):
+            if 200 <= status < 300 and body and message.direction is Direction.OUT:
+                try:
+                    outcome = self.check_receipt(body, message=message, now=now)
+                except SecurityError:
+                    pass  # _answered says so and records the failure
+                else:
+                    receipts.append((message, body, outcome))
+                    continue
+            if 200 <= status < 300:
+                done.append(self._answered(message, body, url, started=started)
+                            or self.spool.get(message.id))
+                continue
+            exc = http_error(status, body, endpoint=url)
+            done.append(self._refused(message, exc, url, started)
+                        or self._failed_attempt(message, url, exc.code, exc.message,
+                                                retryable=exc.retryable, started=started,
+                                                breaker=None))
+        detail = {**_took(started), "batch": len(messages)}  # sent with how many in all
+        try:
+            with self.spool.transaction(now) as txn:
+                settled = []
+                for message, body, outcome in receipts:
+                    txn.audit("sent", message, transport=url[:200], detail=detail)
+                    settled.append(apply_receipt(txn, txn.get(message.id), body, outcome,
+                                                 transport=url))
+            done += settled
+        except IllegalTransition:  # one came back another way: each on its own
+            done += [self._answered(message, body, url, started=started)
+                     or self.spool.get(message.id) for message, body, _ in receipts]
+        return done
 
     def _breaker_closed(self, party: str) -> None:
         if self.breakers.success(party):

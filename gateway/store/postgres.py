@@ -294,37 +294,36 @@ class PostgresSpool(SpoolReads):
             found += [Message.from_row(r) for r in rows]
         return found
 
-    def claim(self, row_id: int, expect: State, now: datetime) -> Message | None:
-        """Move a due message to ``sending`` under this node's lease (attempts + 1).
-        ``None`` when another node holds it or claimed it first. A message found
-        ``sending`` with an expired lease is taken over (``retry_scheduled`` with
-        ``lease_expired``, then ``sending`` again)."""
+    def _claim_in(self, txn: Txn, row_id: int, expect: State,
+                  now: datetime) -> tuple[Message, Any] | None:
+        """Move a due message to ``sending`` under this node's lease (attempts + 1), its
+        lease fence kept once committed (:meth:`_claimed`). ``None`` when another node
+        holds it or claimed it first. A message found ``sending`` with an expired lease is
+        taken over (``retry_scheduled`` with ``lease_expired``, then ``sending`` again)."""
         epoch = to_epoch(now)
-        try:
-            with self.transaction(now) as txn:
-                row = txn.conn.execute(
-                    "SELECT state, lease_expires, lease_holder FROM messages WHERE id = ? "
-                    "FOR UPDATE SKIP LOCKED", (row_id,)).fetchone()
-                if row is None or row[0] != str(expect):
-                    return None
-                current = txn.get(row_id)
-                if expect is State.SENDING:
-                    if row[1] is None or row[1] >= epoch:
-                        return None  # still held
-                    log.warning("taking over spool message %d: the lease of %s expired",
-                                row_id, row[2])
-                    current = txn.transition(row_id, State.RETRYING, expect=State.SENDING,
-                                             changes={"next_attempt_at": epoch},
-                                             detail={"lease_expired": 1})
-                message = txn.transition(row_id, State.SENDING, expect=current.state,
-                                         changes={"attempts": current.attempts + 1},
-                                         detail={"attempt": current.attempts + 1})
-                fence = txn.take_lease(row_id, self.holder, epoch + self.lease)
-        except IllegalTransition:
+        row = txn.conn.execute(
+            "SELECT state, lease_expires, lease_holder FROM messages WHERE id = ? "
+            "FOR UPDATE SKIP LOCKED", (row_id,)).fetchone()
+        if row is None or row[0] != str(expect):
             return None
+        current = txn.get(row_id)
+        if expect is State.SENDING:
+            if row[1] is None or row[1] >= epoch:
+                return None  # still held
+            log.warning("taking over spool message %d: the lease of %s expired",
+                        row_id, row[2])
+            current = txn.transition(row_id, State.RETRYING, expect=State.SENDING,
+                                     changes={"next_attempt_at": epoch},
+                                     detail={"lease_expired": 1})
+        message = txn.transition(row_id, State.SENDING, expect=current.state,
+                                 changes={"attempts": current.attempts + 1},
+                                 detail={"attempt": current.attempts + 1})
+        assert isinstance(txn, PgTxn)  # noqa: S101 - this store's transactions
+        return message, txn.take_lease(row_id, self.holder, epoch + self.lease)
+
+    def _claimed(self, row_id: int, token: Any) -> None:
         with self._fence_lock:
-            self._fences[row_id] = fence
-        return message
+            self._fences[row_id] = token
 
     def recover_sending(self, now: datetime) -> int:
         """After a restart: this node's own ``sending`` messages (same ``holder``) go back

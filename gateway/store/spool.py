@@ -338,6 +338,9 @@ class Spool(Protocol):
 
     def claim(self, row_id: int, expect: State, now: datetime) -> Message | None: ...
 
+    def claim_many(self, items: Sequence[tuple[int, State]], now: datetime) -> list[Message]:
+        ...
+
     def recover_sending(self, now: datetime) -> int: ...
 
     def left_by_me(self, state: State, direction: Direction,
@@ -573,16 +576,43 @@ class SpoolReads:
     def claim(self, row_id: int, expect: State, now: datetime) -> Message | None:
         """Atomically move a due message to ``sending`` (attempts + 1). Returns ``None``
         if another worker claimed it first."""
+        claimed = self.claim_many([(row_id, expect)], now)
+        return claimed[0] if claimed else None
+
+    def claim_many(self, items: Sequence[tuple[int, State]], now: datetime) -> list[Message]:
+        """:meth:`claim` for several messages (row id, expected state) in one transaction:
+        the ones claimed, in ``items``' order (a batch sent in one request). Should a
+        claim conflict inside the shared transaction, nothing of it is kept and each is
+        claimed on its own."""
+        taken: list[tuple[Message, Any]] = []
         try:
             with self.transaction(now) as txn:
-                current = txn.get(row_id)
-                if current.state is not expect:
-                    return None
-                return txn.transition(row_id, State.SENDING, expect=expect,
-                                      changes={"attempts": current.attempts + 1},
-                                      detail={"attempt": current.attempts + 1})
+                for row_id, expect in items:
+                    claimed = self._claim_in(txn, row_id, expect, now)
+                    if claimed is not None:
+                        taken.append(claimed)
         except IllegalTransition:
+            if len(items) == 1:
+                return []
+            return [m for row_id, expect in items
+                    for m in self.claim_many([(row_id, expect)], now)]
+        for message, token in taken:
+            self._claimed(message.id, token)
+        return [message for message, _ in taken]
+
+    def _claim_in(self, txn: Txn, row_id: int, expect: State,
+                  now: datetime) -> tuple[Message, Any] | None:
+        """One claim inside ``txn``: the message moved to ``sending`` and what
+        :meth:`_claimed` keeps once it committed, or None when it is not ``expect``."""
+        current = txn.get(row_id)
+        if current.state is not expect:
             return None
+        return txn.transition(row_id, State.SENDING, expect=expect,
+                              changes={"attempts": current.attempts + 1},
+                              detail={"attempt": current.attempts + 1}), None
+
+    def _claimed(self, row_id: int, token: Any) -> None:
+        """After the commit of a claim (a shared store keeps its lease fence); nothing."""
 
     def left_by_me(self, state: State, direction: Direction,
                    limit: int = 100_000) -> list[Message]:

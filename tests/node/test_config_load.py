@@ -40,6 +40,8 @@ port = 8443
 cert = "tls/server.crt"
 key = "tls/server.key"
 client_ca = "tls/ca.pem"
+as4_path = "/edelivery"
+max_batch = 16
 
 [[partners]]
 party = "fips:4800000"
@@ -101,6 +103,8 @@ def test_good_config_is_typed_and_paths_are_relative_to_the_file(tmp_path: Path)
     assert config.https is not None
     assert config.https.port == 8443
     assert config.https.max_body == 2 * 2097152
+    # the default body limit leaves the listener's other settings alone
+    assert (config.https.as4_path, config.https.max_batch) == ("/edelivery", 16)
     texas = config.partner("fips:4800000")
     assert [t.scheme for t in texas.transports] == ["https", "sftp"]
     assert texas.transports[1].known_hosts == tmp_path / "ssh/known_hosts"

@@ -20,7 +20,7 @@ from gateway.demo.samples import interstate_transaction, maintenance_application
 from gateway.errors import SenderMismatch
 from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
-from gateway.node.outbound import check_sender
+from gateway.node.prepare import check_sender
 from gateway.protocol import receipts as receipts_module
 from gateway.protocol.envelope import parse_envelope
 from gateway.protocol.party import Party

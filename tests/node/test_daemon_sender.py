@@ -303,7 +303,7 @@ def test_unexpected_error_does_not_leave_a_message_sending(setup) -> None:  # ty
     msg = sealed(spool, TX)
     sender._inflight.add(msg.id)
     sender._lanes[TX] = 1
-    sender._run(msg.id, State.SEALED, TX)
+    sender._run([(msg.id, State.SEALED)], TX)
     after = spool.get(msg.id)
     assert after.state is State.RETRYING
     assert after.error_code == "InternalError"

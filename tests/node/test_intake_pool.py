@@ -24,7 +24,7 @@ from gateway.node.intake import Prepared, PrepareJob, Refused
 from gateway.node.intake_pool import IntakePool
 from gateway.node.keystore import generate_node
 from gateway.node.nodekeys import load_node_keys
-from gateway.node.outbound import make_preparer
+from gateway.node.prepare import make_preparer
 from gateway.protocol.party import Party
 from gateway.protocol.seal import open_envelope
 from gateway.store.sqlite import SqliteSpool

@@ -85,6 +85,26 @@ def test_a_late_writer_whose_lease_was_taken_over_writes_nothing(
         assert log.verify().ok
 
 
+def test_a_batch_claim_takes_a_lease_on_each_message_it_gets(
+        nodes: list[PostgresSpool]) -> None:
+    """claim_many: one transaction; each message claimed under this node's lease and
+    fenced like a single claim; one held by another node is left out."""
+    a, b, _ = nodes
+    rows = [sealed(a, f"m-batch-{n}") for n in range(4)]
+    assert b.claim(rows[2], State.SEALED, NOW) is not None
+    taken = a.claim_many([(row, State.SEALED) for row in rows], NOW)
+    assert [m.id for m in taken] == [rows[0], rows[1], rows[3]]
+    assert {m.state for m in taken} == {State.SENDING}
+    assert b.due(NOW + timedelta(seconds=29)) == []  # all four held
+    later = NOW + timedelta(seconds=31)
+    assert b.claim(rows[0], State.SENDING, later) is not None  # a's lease ran out
+    with pytest.raises(LeaseLost), a.transaction(later) as txn:
+        txn.transition(rows[0], State.SENT)  # fenced: a's answer is too late
+    with a.transaction(NOW) as txn:
+        txn.transition(rows[1], State.SENT)  # a still holds this one
+    assert codes(a, "m-batch-1") == ["intake", "sealed", "sending", "sent"]
+
+
 def test_a_restarted_node_resumes_only_its_own_sends(pg_url: str,
                                                       nodes: list[PostgresSpool]) -> None:
     a, b, _ = nodes

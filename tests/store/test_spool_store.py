@@ -166,6 +166,40 @@ def test_claim_is_exactly_once_across_threads(store: Store) -> None:
     assert spool.due(NOW) == []
 
 
+def test_batch_claims_are_exactly_once_across_threads(store: Store) -> None:
+    """claim_many (a batch sent in one request) from several connections at once: every
+    message is claimed by exactly one, once, and a batch keeps the order it was given."""
+    spool = store.open()
+    rows = []
+    for i in range(40):
+        row = out_message(spool, f"mb-{i}")
+        with spool.transaction(NOW) as txn:
+            txn.transition(row, State.SEALED)
+        rows.append(row)
+    others = [store.open() for _ in range(3)]
+    won: list[int] = []
+    lock = threading.Lock()
+
+    def worker(s: Spool) -> None:
+        due = [(m.id, State.SEALED) for m in s.due(NOW, limit=100)]
+        for start in range(0, len(due), 8):
+            claimed = s.claim_many(due[start:start + 8], NOW)
+            ids = [m.id for m in claimed]
+            assert ids == sorted(ids)
+            with lock:
+                won.extend(ids)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in [spool, *others] * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(won) == sorted(rows)
+    assert all(spool.get(r).attempts == 1 for r in rows)
+    assert spool.due(NOW) == []
+    assert spool.claim_many([(rows[0], State.SEALED)], NOW) == []
+
+
 def test_due_honours_next_attempt(spool: Spool) -> None:
     row = out_message(spool)
     with spool.transaction(NOW) as txn:

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.pki import TestPki, TlsFiles
-from transports import PeerInfo, open_transport
+from transports import BatchSender, PeerInfo, Transport, open_transport
 from transports.errors import (
+    EndpointInvalid,
     HttpStatus,
     HttpTooLarge,
     InvalidName,
@@ -144,6 +145,8 @@ def test_a_batch_gets_one_answer_per_envelope_in_order(
     envelopes = [b"A<Envelope/>", b"R<Envelope/>", b"B", b"U", b"L", b"Q",
                  b"x" * 10_240, b"A\r\n--cse-batch-0\r\n", b""]
     t = connect(server.url)
+    assert isinstance(t, BatchSender)
+    assert isinstance(t, Transport)
     answers = t.send_batch([(f"m{i}.xml", e) for i, e in enumerate(envelopes)])
     assert answers == [answer_for(e) for e in envelopes]
     assert answers[1] == (400, b"<Receipt status='Rejected'/>")
@@ -397,3 +400,49 @@ def test_curl_posts_a_hand_made_multipart_and_email_reads_the_answer(
     assert heads == [(b"HTTP/1.1 200 OK", RECEIPT),
                      (b"HTTP/1.1 400 Bad Request", b"<Receipt status='Rejected'/>"),
                      (b"HTTP/1.1 503 Service Unavailable", b"")]
+
+
+def test_batch_options_are_checked(pki: TestPki, server_tls: TlsFiles, gateway: Gateway,
+                                   tmp_path: Path) -> None:
+    with pytest.raises(EndpointInvalid, match="max_batch"):
+        start(pki, server_tls, gateway, max_batch=0)
+    with pytest.raises(EndpointInvalid, match="repeats the messages, batch or health path"):
+        HttpsServer("127.0.0.1", 0, cert=server_tls.cert, key=server_tls.key,
+                    client_ca=pki.ca.cert, handler=gateway.single, batch_handler=gateway.batch,
+                    routes={"/v1/messages/batch": (gateway.single, "text/plain")})
+    local = open_transport(f"file://{tmp_path}")
+    assert not isinstance(local, BatchSender)  # only HTTPS batches
+
+
+def test_a_chunked_batch_is_read(server: HttpsServer, gateway: Gateway, client_tls: TlsFiles,
+                                 pki: TestPki) -> None:
+    """Transfer-Encoding: chunked (what Apache CXF sends by default) frames a batch too."""
+    content_type, body = encode_multipart([b"A1", b"R2" * 5000])
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    context.load_cert_chain(client_tls.cert, client_tls.key)
+    conn = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=10)
+    try:
+        conn.request("POST", "/v1/messages/batch",
+                     body=iter([body[:1000], body[1000:7000], body[7000:]]),
+                     headers={"Content-Type": content_type}, encode_chunked=True)
+        response = conn.getresponse()
+        assert response.status == 200
+        response.read()
+    finally:
+        conn.close()
+    assert gateway.batches[0][0] == [b"A1", b"R2" * 5000]
+
+
+def test_a_batch_that_could_not_be_written_on_a_reused_connection_is_resent_once(
+        server: HttpsServer, gateway: Gateway, connect: Callable[..., HttpsTransport],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    t = connect(server.url)
+    t.send("a", b"A1")
+    pooled = t._idle[-1].conn
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(pooled, "request", broken)
+    assert t.send_batch([("b", b"A2"), ("c", b"A3")]) == [(200, RECEIPT)] * 2
+    assert [parts for parts, _ in gateway.batches] == [[b"A2", b"A3"]]  # sent once

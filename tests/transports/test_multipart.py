@@ -223,7 +223,7 @@ def _one_part(headers: bytes, content: bytes = b"<a/>") -> bytes:
     (b"Content-Type: application/xml\rX: 1\r\n", "a CR or LF alone"),
     (b"Content-Type: application/xml\nX: 1\r\n", "a CR or LF alone"),
     (b"Content-Type: application/xml\r\ncontent-type: text/plain\r\n",
-     "header content-type repeated"),
+     "content-type repeated"),
     (b"Content-Type: application/xml\r\nContent-Transfer-Encoding: base64\r\n",
      "Content-Transfer-Encoding other than 7bit, 8bit or binary"),
     (b"Content-Type: text/plain\r\n", "Content-Type is not application/xml"),
@@ -275,8 +275,12 @@ def test_padding_after_a_delimiter_is_bounded() -> None:
     (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nab", r"Content-Length does not match "
      r"the 2-byte body \(part index 4, byte 17\)"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nab", "Content-Length does not match"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 3\r\n\r\nab",
+     r"Content-Length does not match the 2-byte body \(part index 4, byte 17\)"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: 2\r\nX: 1\r\n"
+     b"X: 2\r\n\r\nab", "a header field repeated"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "Transfer-Encoding"),
-    (b"HTTP/1.1 200 OK\r\nX: 1\r\nX: 2\r\n\r\n", "header x repeated"),
+    (b"HTTP/1.1 200 OK\r\nX: 1\r\nX: 2\r\n\r\n", "a header field repeated"),
 ])
 def test_malformed_http_response_parts_are_refused(part: bytes, message: str) -> None:
     with pytest.raises(MultipartError, match=message):
@@ -296,6 +300,7 @@ def test_errors_never_quote_the_content() -> None:
     bad = [
         _one_part(b"Content-Type: " + secret + b"\x00\r\n"),
         _one_part(b"X-" + secret + b" : 1\r\n"),
+        _one_part(b"X-" + secret + b": 1\r\nX-" + secret + b": 2\r\n"),
         b"--B\r\n\r\n" + secret,
     ]
     for body in bad:
