@@ -6,6 +6,13 @@ and linked), in transactions of 10,000 events, with a signed checkpoint after ea
 events look like a year of traffic: message lifecycles of 8 events, 20,000 cases, 40
 partners, a few failures. Queries are timed as a person runs them: query plus fetching
 every row.
+
+First, what a spool transaction's audit events cost: the events of 16 messages (15 each,
+receipts among them, as the daemon records them) appended when the transaction commits as
+one run (``Txn.audit`` and ``Txn.flush``), against the same events appended one by one
+through ``AuditLog.append`` / ``store_receipt`` in the same kind of transaction (what the
+spool did before): CPU time per event, the two ways alternated in one process, and their
+ratio. ``--txn`` runs only this part.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from pathlib import Path
 from bench import Row
 from gateway.store.audit import AuditEvent, AuditLog
 from gateway.store.audit_bundle import export_bundle, verify_bundle
+from gateway.store.spool import Message, NewMessage, Txn
+from gateway.store.sqlite import SqliteSpool
+from gateway.store.states import Direction, State
 
 NAME = "audit"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -64,6 +74,91 @@ def _timed_query(log: AuditLog, repeat: int, make_args: object) -> tuple[float, 
     return statistics.median(times), statistics.mean(rows)
 
 
+#: One message's events as the daemon records them over its life on both nodes (code,
+#: fields besides the message's own); "receipt" stores a receipt's bytes.
+MESSAGE_EVENTS: tuple[tuple[str, dict[str, object]], ...] = (
+    ("intake", {"detail": {"folder": "outbox", "bytes": 10_240}}),
+    ("validated", {}),
+    ("sealed", {"detail": {"bytes": 14_822}}),
+    ("routed", {"detail": {"transport": "https"}}),
+    ("sending", {"detail": {"attempt": 1}}),
+    ("sent", {"transport": "https://127.0.0.1:8443/cse", "detail": {"took_ms": 14}}),
+    ("receipt", {}),
+    ("receipt_received", {"detail": {"status": "Delivered"}}),
+    ("received", {"detail": {"bytes": 14_822}}),
+    ("opened", {}),
+    ("validated", {}),
+    ("delivered", {"detail": {"file": "in-0001.xml"}}),
+    ("receipt", {}),
+    ("receipt_sent", {"detail": {"status": "Delivered"}}),
+    ("relayed", {"actor": "daemon", "detail": {}}),
+)
+TXN_MESSAGES = 16
+
+
+def _messages(spool: SqliteSpool) -> list[Message]:
+    with spool.transaction(datetime.now(UTC)) as txn:
+        return [txn.insert(NewMessage(
+            Direction.OUT, message_id=f"{i:08x}-0000-4000-8000-000000000000",
+            case_id=f"CASE{i:011d}", from_party="fips:0600000", to_party=PARTNERS[i],
+            partner=PARTNERS[i], transport="https",
+            document_digest=f"{i:064x}"), State.RECEIVED) for i in range(TXN_MESSAGES)]
+
+
+def _as_a_run(txn: Txn, messages: list[Message]) -> int:
+    for message in messages:
+        for code, fields in MESSAGE_EVENTS:
+            if code == "receipt":
+                txn.store_receipt(message.message_id or "", "sent", b"<receipt/>" * 300)
+            else:
+                txn.audit(code, message, **fields)  # type: ignore[arg-type]
+    return TXN_MESSAGES * len(MESSAGE_EVENTS)  # appended by the commit's flush
+
+
+def _one_by_one(txn: Txn, messages: list[Message]) -> int:
+    log = AuditLog(txn.conn, create=False)
+    for message in messages:
+        own = {"message_id": message.message_id, "case_id": message.case_id,
+               "from_party": message.from_party, "to_party": message.to_party,
+               "partner": message.partner, "transport": message.transport,
+               "digest": message.envelope_digest or message.document_digest}
+        for code, fields in MESSAGE_EVENTS:
+            if code == "receipt":
+                log.store_receipt(message.message_id or "", "sent", b"<receipt/>" * 300,
+                                  txn.now)
+            else:
+                log.append(AuditEvent(code, txn.now, **{**own, **fields}))  # type: ignore[arg-type]
+    return TXN_MESSAGES * len(MESSAGE_EVENTS)
+
+
+def transaction_rows(rounds: int = 40) -> list[Row]:
+    """CPU microseconds per event: one transaction's events as one run vs one by one
+    (median of ``rounds`` transactions each, alternated)."""
+    per_event: dict[str, list[float]] = {"run": [], "one": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        spool = SqliteSpool(Path(tmp) / "spool.db")
+        messages = _messages(spool)
+        for k in range(rounds + 4):
+            for name, body in (("run", _as_a_run), ("one", _one_by_one))[::1 - 2 * (k % 2)]:
+                start = time.process_time()
+                with spool.transaction(datetime.now(UTC)) as txn:
+                    count = body(txn, messages)
+                if k >= 4:  # the first rounds warm up
+                    per_event[name].append((time.process_time() - start) / count * 1e6)
+        with spool.audit_log() as log:
+            if not log.verify().ok:
+                raise RuntimeError("benchmark chain does not verify")
+        spool.close()
+    run, one = (statistics.median(per_event[n]) for n in ("run", "one"))
+    events = TXN_MESSAGES * len(MESSAGE_EVENTS)
+    return [
+        Row(NAME, f"{events} events in one transaction, one by one (AuditLog.append)", one,
+            "us CPU/event", f"median of {rounds} transactions, commit included"),
+        Row(NAME, f"{events} events in one transaction, as one run (Txn.flush)", run,
+            "us CPU/event", f"{run / one:.2f} x one by one, same run"),
+    ]
+
+
 def main(quick: bool = False) -> list[Row]:
     from tests.support.audit_keys import make_signer
 
@@ -71,7 +166,7 @@ def main(quick: bool = False) -> list[Row]:
     batch = 10_000
     rng = random.Random(7)
     signer = make_signer("ec")
-    rows: list[Row] = []
+    rows: list[Row] = transaction_rows(20 if quick else 40)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "spool.db"
         conn = _connect(path)
@@ -153,4 +248,7 @@ def main(quick: bool = False) -> list[Row]:
 if __name__ == "__main__":
     from bench import format_rows
 
-    print(format_rows(main(quick="--quick" in sys.argv)))
+    if "--txn" in sys.argv:
+        print(format_rows(transaction_rows()))
+    else:
+        print(format_rows(main(quick="--quick" in sys.argv)))

@@ -27,9 +27,10 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -64,6 +65,7 @@ from gateway.store.audit_events import (
     checkpoint_due,
     retention_cutoff,
 )
+from gateway.store.audit_rows import Prepared, chain_hash
 from gateway.store.pgconn import DB_ERRORS
 
 __all__ = [
@@ -88,6 +90,10 @@ __all__ = [
 log = logging.getLogger("gateway.store.audit")
 
 _COLUMNS = ", ".join(("seq", *FIELDS, "prev_hash", "hash"))
+_INSERT_EVENT = f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"  # noqa: S608
+_INSERT_RECEIPT = ("INSERT INTO audit_receipts (event_seq, message_id, direction, at, sha256, "
+                   "data) VALUES (?, ?, ?, ?, ?, ?)")
+_quote = encode_basestring_ascii
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_events (
@@ -271,23 +277,53 @@ class AuditLog:
             seq, _ = self._append_checked(event)
         return seq
 
-    def _append_checked(self, event: AuditEvent) -> tuple[int, str]:
-        me = threading.get_ident()
+    def _head(self, me: int) -> tuple[int, str]:
+        """(seq, hash) of the chain's last event, for an append by thread ``me`` (the
+        chain's lock taken on a shared store)."""
         carried = self._batch
         if carried is not None and carried[0] == me and self.conn.in_transaction:
-            _, last_seq, last_hash = carried  # the event this batch appended last
-        else:
-            if self._shared:
-                self.conn.lock_chain()  # one chain for every node: appends take turns
-            last_seq, last_hash = self.tail()
+            return carried[1], carried[2]  # the event this batch appended last
+        if self._shared:
+            self.conn.lock_chain()  # one chain for every node: appends take turns
+        return self.tail()
+
+    def append_run(self, run: Sequence[Prepared]) -> int:
+        """Append prepared events (:mod:`gateway.store.audit_rows`) at the end of the
+        chain, in order, and the receipts among them; returns the last one's seq. The
+        rows and hashes are those :meth:`append_checked` and :meth:`store_receipt` would
+        write one by one; the tail is read (and the chain locked) once, and each table
+        gets one ``executemany``. Runs inside the caller's write transaction (never
+        commits it, so on a failure the caller rolls back: the spool's transaction does)."""
+        me = threading.get_ident()
+        with self._writing("append to the audit trail"):
+            seq, prev = self._head(me)
+            prev_json = _quote(prev)
+            events: list[tuple[Any, ...]] = []
+            receipts: list[tuple[Any, ...]] = []
+            for prepared in run:
+                seq += 1
+                h = chain_hash(prepared, seq, prev_json)
+                events.append((seq, *prepared[0], prev, h))
+                if len(prepared) > 3:
+                    receipts.append((seq, *prepared[3]))
+                prev, prev_json = h, f'"{h}"'
+            if events:
+                self.conn.executemany(_INSERT_EVENT, events)
+            if receipts:
+                self.conn.executemany(_INSERT_RECEIPT, receipts)
+            if events and self._batching == me:
+                self._batch = (me, seq, prev)
+        return seq
+
+    def _append_checked(self, event: AuditEvent) -> tuple[int, str]:
+        me = threading.get_ident()
+        last_seq, last_hash = self._head(me)
         seq = last_seq + 1
         columns = event.columns()
         # the record hashed holds the event's detail, whose canonical JSON is the stored
         # column: the record's JSON is written around that text (one serialisation)
         h = stored_event_hash(seq, last_hash, columns)
-        self.conn.execute(
-            f"INSERT INTO audit_events ({_COLUMNS}) VALUES ({', '.join('?' * 15)})",  # noqa: S608
-            (seq, *(columns[n] for n in FIELDS), last_hash, h))
+        self.conn.execute(_INSERT_EVENT, (seq, *(columns[n] for n in FIELDS), last_hash, h))
         if self._batching == me:
             self._batch = (me, seq, h)
         return seq, h
@@ -306,10 +342,8 @@ class AuditLog:
         check_event(event)
         with self._writing("store the receipt"):
             seq, _ = self._append_checked(event)
-            self.conn.execute(
-                "INSERT INTO audit_receipts (event_seq, message_id, direction, at, sha256, "
-                "data) VALUES (?, ?, ?, ?, ?, ?)",
-                (seq, message_id, direction, format_time(at), digest, data))
+            self.conn.execute(_INSERT_RECEIPT,
+                              (seq, message_id, direction, format_time(at), digest, data))
         return seq
 
     def checkpoint(self, signer: CheckpointSigner, now: datetime, *,

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from json.encoder import encode_basestring_ascii
 from types import MappingProxyType
 from typing import Any
 
@@ -101,10 +102,26 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 # A standalone run of 9 digits, or NNN-NN-NNNN: the shapes of a US SSN.
 _SSN = re.compile(r"(?<![0-9A-Za-z])(?:[0-9]{9}|[0-9]{3}-[0-9]{2}-[0-9]{4})(?![0-9A-Za-z])")
 _MAX_DETAIL = 16
-#: Field values that passed the token and SSN checks (parties, transports, message IDs
-#: recur in every event of a message): a set, emptied when it reaches its size.
-_TOKENS_SEEN: dict[str, None] = {}
-_TOKENS_KEPT = 4096
+#: Values that passed a check which depends on their text alone, each mapped to its JSON
+#: text (what the record hashed holds): field values that passed the token and SSN
+#: checks (parties, transports, message IDs recur in every event of a message), codes,
+#: digests, detail keys and detail text values. Each is emptied when it reaches
+#: ``_SEEN_KEPT`` entries. :mod:`gateway.store.audit_rows` reads them to skip checks that
+#: a value passed before.
+_TOKENS_SEEN: dict[str, str] = {}
+_CODES_SEEN: dict[str, str] = {}
+_DIGESTS_SEEN: dict[str, str] = {}
+_DETAIL_KEYS_SEEN: dict[str, str] = {}
+_DETAIL_VALUES_SEEN: dict[str, str] = {}
+_SEEN_KEPT = 4096
+
+
+def _seen(cache: dict[str, str], value: str) -> None:
+    """Remember that ``value`` passed its check (and its JSON text)."""
+    if len(cache) >= _SEEN_KEPT:
+        cache.clear()
+    cache[value] = encode_basestring_ascii(value)
+
 
 @dataclass(frozen=True)
 class AuditEvent:
@@ -137,9 +154,12 @@ class AuditEvent:
 def check_event(event: AuditEvent) -> None:
     """Refuse values that do not belong in the trail; the message names the field, never
     the value."""
-    if not isinstance(event.code, str) or not _CODE.fullmatch(event.code):
-        raise AuditError("audit event code must be lowercase letters, digits and _",
-                         where="code")
+    code = event.code
+    if not (isinstance(code, str) and code in _CODES_SEEN):
+        if not isinstance(code, str) or not _CODE.fullmatch(code):
+            raise AuditError("audit event code must be lowercase letters, digits and _",
+                             where="code")
+        _seen(_CODES_SEEN, code)
     if not isinstance(event.at, datetime):
         _bad("at", "a datetime")
     if event.at.utcoffset() is None:
@@ -153,19 +173,21 @@ def check_event(event: AuditEvent) -> None:
         if not isinstance(value, str) or not _TOKEN.fullmatch(value):
             _bad(name, "printable ASCII without spaces, 1-200 characters")
         _no_ssn(name, value)
-        if len(_TOKENS_SEEN) >= _TOKENS_KEPT:
-            _TOKENS_SEEN.clear()
-        _TOKENS_SEEN[value] = None
-    if event.digest is not None and (
-            not isinstance(event.digest, str) or not _HEX64.fullmatch(event.digest)):
-        _bad("digest", "a SHA-256 digest in lowercase hex")
+        _seen(_TOKENS_SEEN, value)
+    digest = event.digest
+    if digest is not None and not (isinstance(digest, str) and digest in _DIGESTS_SEEN):
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            _bad("digest", "a SHA-256 digest in lowercase hex")
+        _seen(_DIGESTS_SEEN, digest)
     if len(event.detail) > _MAX_DETAIL:
         raise AuditError(f"at most {_MAX_DETAIL} detail entries", where="detail")
     for key, value in event.detail.items():
-        where = f"detail.{key}" if isinstance(key, str) and _DETAIL_KEY.fullmatch(key) else \
-            "detail"
+        where = f"detail.{key}" if isinstance(key, str) and (
+            key in _DETAIL_KEYS_SEEN or _DETAIL_KEY.fullmatch(key)) else "detail"
         if where == "detail":
             _bad(where, "keys of lowercase letters, digits and _ (at most 40)")
+        if key not in _DETAIL_KEYS_SEEN:
+            _seen(_DETAIL_KEYS_SEEN, key)
         if isinstance(value, bool) or not isinstance(value, str | int):
             _bad(where, "a string or an integer")
         if isinstance(value, int):
@@ -174,11 +196,12 @@ def check_event(event: AuditEvent) -> None:
             if 100_000_000 <= abs(value) <= 999_999_999 and not key.endswith(("bytes", "_ms")):
                 raise AuditError("value has the shape of an SSN (9 digits); the audit trail "
                                  "never stores personal data", where=where)
-        else:
+        elif value not in _DETAIL_VALUES_SEEN:
             if not _DETAIL_VALUE.fullmatch(value):
                 _bad(where, "printable ASCII without spaces, at most 128 characters "
                      "(no free text in the audit trail)")
             _no_ssn(where, value)
+            _seen(_DETAIL_VALUES_SEEN, value)
 
 
 def _bad(where: str, what: str) -> None:

@@ -92,6 +92,11 @@ class PgConn:
         cursor.execute(text, tuple(params) if params else None)
         return cursor
 
+    def executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> None:
+        """One statement for each set of parameters (psycopg sends them together)."""
+        with self.raw.cursor() as cursor:
+            cursor.executemany(sql.replace("%", "%%").replace("?", "%s"), params)
+
     def executescript(self, script: str) -> None:
         self.raw.execute(script.encode())
 

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
-from gateway.store.audit import AuditEvent, AuditLog, StoredEvent, check_event
+from gateway.store.audit import AuditEvent, AuditLog, StoredEvent
+from gateway.store.audit_rows import Prepared, prepare_event, prepare_receipt
 from gateway.store.query import MessageQuery, query_sql
 from gateway.store.sealing import MAGIC, Sealer
 from gateway.store.states import Direction, IllegalTransition, State, audit_code
@@ -155,11 +156,16 @@ class AuditSink:
         """Append ``event``, which :meth:`Txn.audit` has checked already."""
         self._log.append_checked(event)
 
+    def append_run(self, run: Sequence[Prepared]) -> None:
+        """Append one transaction's prepared events and receipts, in order, as one run
+        (:meth:`AuditLog.append_run`)."""
+        self._log.append_run(run)
+
     def store_receipt(self, message_id: str, direction: str, data: bytes, at: datetime) -> None:
         self._log.store_receipt(message_id, direction, data, at)
 
     def batch(self) -> AbstractContextManager[None]:
-        """The appends of one transaction's flush, as one run (:meth:`AuditLog.batch`)."""
+        """Appends as one run (:meth:`AuditLog.batch`)."""
         return self._log.batch()
 
 
@@ -176,40 +182,37 @@ class Txn:
         self._now = to_epoch(now)
         # audit writes wait for the end of the transaction (:meth:`flush`): the chain's
         # head is read and locked last, for as short a time as possible (a shared store
-        # serialises every append on it)
-        self._pending: list[Callable[[], None]] = []
+        # serialises every append on it); each is checked and prepared when recorded
+        self._pending: list[Prepared] = []
         # rows as this transaction last read or wrote them: it holds the write lock
         # (SQLite) from its first statement to its commit and changes rows only through
         # insert/transition, so a row read again would read back exactly this
         self._known: dict[int, Message] = {}
 
     def flush(self) -> None:
-        """Write the audit events of this transaction (the store calls it just before
-        committing), as one batch: the chain's head is read once, not once per event."""
+        """Write the audit events and receipts of this transaction (the store calls it
+        just before committing), in the order recorded, as one run: the chain's head is
+        read once, not once per event."""
         pending, self._pending = self._pending, []
-        if not pending:
-            return
-        with self._audit.batch():
-            for write in pending:
-                write()
+        if pending:
+            self._audit.append_run(pending)
 
     def audit(self, code: str, message: Message | None = None, **values: Any) -> None:
-        base: dict[str, Any] = {}
+        """Record the event ``AuditEvent(code, now, ...)`` (the message's IDs, parties,
+        transport and digest, then ``values``); a bad one is refused now, not at commit."""
         if message is not None:
-            base = {"message_id": message.message_id, "case_id": message.case_id,
-                    "from_party": message.from_party, "to_party": message.to_party,
-                    "partner": message.partner, "transport": message.transport,
-                    "digest": message.envelope_digest or message.document_digest}
-        base.update(values)
-        event = AuditEvent(code=code, at=self.now, **base)
-        check_event(event)  # refused now, not at commit
-        self._pending.append(lambda: self._audit.append(event))
+            base: dict[str, Any] = {
+                "message_id": message.message_id, "case_id": message.case_id,
+                "from_party": message.from_party, "to_party": message.to_party,
+                "partner": message.partner, "transport": message.transport,
+                "digest": message.envelope_digest or message.document_digest}
+            base.update(values)
+            values = base
+        self._pending.append(prepare_event(code, self.now, values))
 
     def store_receipt(self, message_id: str, direction: str, data: bytes) -> None:
         """Keep a receipt's exact bytes in the audit trail (``sent`` or ``received``)."""
-        now = self.now
-        self._pending.append(
-            lambda: self._audit.store_receipt(message_id, direction, bytes(data), now))
+        self._pending.append(prepare_receipt(message_id, direction, bytes(data), self.now))
 
     def insert(self, new: NewMessage, state: State, *, payloads: Mapping[str, bytes] = {},
                detail: Mapping[str, str | int] | None = None) -> Message:
