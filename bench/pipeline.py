@@ -407,8 +407,8 @@ def main(quick: bool = False) -> list[Row]:
                      f"{limit[suite][1] / cold:.2f}x the CPU of the loop without idle")]
     for suite, form, (rate, _, _, (cpu_a, cpu_b)) in (
             ("RSA-3072", "https", rsa_run), ("P-256", "https", ec_run),
-            ("RSA-3072", batched["RSA-3072"], runs[batched["RSA-3072"]]),
-            ("P-256", batched["P-256"], runs[batched["P-256"]])):
+            ("RSA-3072", f"https batches of {BATCH}", runs[batched["RSA-3072"]]),
+            ("P-256", f"https batches of {BATCH}", runs[batched["P-256"]])):
         wall, cpu = limit[suite]
         rows += [
             Row("pipeline", f"{form} burst {n} {suite}: pipeline / (2 x seal+open)",

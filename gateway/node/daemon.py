@@ -37,12 +37,13 @@ from gateway.node.intake_pool import IntakePool
 from gateway.node.logs import scheduler_logger
 from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
 from gateway.node.nodekeys import NodeKeys, load_node_keys
-from gateway.node.outbound import Sender, TransportPool
+from gateway.node.outbound import Sender
 from gateway.node.prepare import make_preparer
 from gateway.node.receive_pool import ReceivePool
 from gateway.node.reminders import ReminderDrafter
 from gateway.node.retry import BreakerBoard
 from gateway.node.storeopen import AnySpool, open_spool, sealer_for
+from gateway.node.transport_pool import TransportPool
 from gateway.node.workers import WorkerPool, schema_registry
 from gateway.protocol import certs
 from gateway.store.audit import AuditLog, retention_cutoff

@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,17 +37,17 @@ from gateway.errors import (
     SecurityError,
 )
 from gateway.node import as4_node
-from gateway.node.config import Config, TransportConfig
+from gateway.node.config import Config, PartnerConfig, TransportConfig
 from gateway.node.nodekeys import ReceiptCheck, ReceiptOutcome
 from gateway.node.retry import BreakerBoard, RetryDecision, after_failure
+from gateway.node.transport_pool import TransportPool
 from gateway.store.spool import Message, Spool, Txn
 from gateway.store.states import Direction, IllegalTransition, State
-from transports import BatchSender, Transport, TransportError, open_transport
+from transports import BatchSender, TransportError
 from transports.errors import NotSupported, http_error
 
 __all__ = [
     "Sender",
-    "TransportPool",
     "apply_receipt",
     "wire_name",
 ]
@@ -85,54 +85,31 @@ def apply_receipt(txn: Txn, message: Message, data: bytes, outcome: ReceiptOutco
                           detail={"errors": len(outcome.errors)})
 
 
+#: the most envelope bytes sent in one batch request: a batch stays far below any
+#: receiver's body limit (``listeners.https.max_body``, by default twice the largest
+#: message), and larger envelopes go in requests of their own
+BATCH_BYTES = 1024 * 1024
+
+
+def _requests(items: list[tuple[str, bytes]]) -> list[tuple[int, int]]:
+    """``items`` cut into consecutive runs [start, end) of at most :data:`BATCH_BYTES`
+    each (a larger envelope alone), one request each."""
+    runs: list[tuple[int, int]] = []
+    start, size = 0, 0
+    for index, (_, data) in enumerate(items):
+        if index > start and size + len(data) > BATCH_BYTES:
+            runs.append((start, index))
+            start, size = index, 0
+        size += len(data)
+    runs.append((start, len(items)))
+    return runs
+
+
 def _took(started: float | None) -> dict[str, int]:
     """The audit detail of a send attempt's duration (what the metrics' histogram reads)."""
     if started is None:
         return {}
     return {"duration_ms": max(0, round((time.monotonic() - started) * 1000))}
-
-
-class TransportPool:
-    """Open transports per URL, reused across sends; an instance is used by one thread at
-    a time and discarded after a failure (the next send reconnects)."""
-
-    def __init__(self, opener: Callable[..., Transport] = open_transport,
-                 extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        self._opener = opener
-        self._extra = dict(extra or {})  # per-scheme extra options (tests: memory network)
-        self._lock = threading.Lock()
-        self._idle: dict[str, list[Transport]] = {}
-        self._closed = False
-
-    @contextlib.contextmanager
-    def lease(self, tc: TransportConfig) -> Iterator[Transport]:
-        with self._lock:
-            idle = self._idle.setdefault(tc.url, [])
-            transport = idle.pop() if idle else None
-        if transport is None:
-            options = {**tc.options(), **self._extra.get(tc.scheme, {})}
-            transport = self._opener(tc.url, **options)
-        ok = False
-        try:
-            yield transport
-            ok = True
-        finally:
-            with self._lock:
-                keep = ok and not self._closed
-                if keep:
-                    self._idle[tc.url].append(transport)
-            if not keep:
-                with contextlib.suppress(Exception):
-                    transport.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            pools, self._idle = self._idle, {}
-        for idle in pools.values():
-            for transport in idle:
-                with contextlib.suppress(Exception):
-                    transport.close()
 
 
 class Sender:
@@ -411,6 +388,19 @@ class Sender:
         items = [(wire_name(m), e) for m, e in zip(claimed, envelopes, strict=True) if e]
         if len(items) < len(claimed):  # a missing payload: each one on its own says so
             return [self._send_claimed(message) for message in claimed]
+        done: list[Message] = []
+        for start, end in _requests(items):
+            if end - start == 1 or tc.url in self._unbatched:
+                done += [self._send_claimed(message) for message in claimed[start:end]]
+            else:
+                done += self._send_batch(partner, tc, claimed[start:end], items[start:end])
+        return done
+
+    def _send_batch(self, partner: PartnerConfig, tc: TransportConfig,
+                    messages: list[Message], items: list[tuple[str, bytes]]
+                    ) -> list[Message]:
+        """One ``POST .../batch`` of claimed ``messages`` (their wire names and envelopes
+        in ``items``) over ``tc``, the partner's first transport."""
         started = time.monotonic()
         try:
             with self.pool.lease(tc) as transport:
@@ -423,15 +413,15 @@ class Sender:
                             "on", tc.url, exc.code)
                 with self._lock:
                     self._unbatched.add(tc.url)
-                return [self._send_claimed(message) for message in claimed]
+                return [self._send_claimed(message) for message in messages]
             if len(partner.transports) > 1:  # the other transports may work
-                return [self._send_claimed(message) for message in claimed]
+                return [self._send_claimed(message) for message in messages]
             return [self._failed_attempt(message, tc.url, exc.code, exc.message,
                                          retryable=exc.retryable, started=started,
                                          breaker="auto" if index == 0 else None)
-                    for index, message in enumerate(claimed)]
+                    for index, message in enumerate(messages)]
         self._breaker_closed(partner.party)
-        return self._answered_many(claimed, answers, tc.url, started)
+        return self._answered_many(messages, answers, tc.url, started)
 
     def _answered_many(self, messages: list[Message], answers: list[tuple[int, bytes]],
                        url: str, started: float) -> list[Message]:

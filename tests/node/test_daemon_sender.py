@@ -16,8 +16,9 @@ import pytest
 from gateway.errors import ReceiptInvalid
 from gateway.node.config import Config, load_config
 from gateway.node.nodekeys import ReceiptOutcome
-from gateway.node.outbound import Sender, TransportPool, apply_receipt
+from gateway.node.outbound import Sender, apply_receipt
 from gateway.node.retry import BreakerBoard
+from gateway.node.transport_pool import TransportPool
 from gateway.store.spool import Message, NewMessage
 from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State

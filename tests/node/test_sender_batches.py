@@ -20,8 +20,9 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.node.config import Config, load_config
-from gateway.node.outbound import Sender, TransportPool
+from gateway.node.outbound import Sender
 from gateway.node.retry import BreakerBoard
+from gateway.node.transport_pool import TransportPool
 from gateway.store.spool import Message, NewMessage
 from gateway.store.sqlite import SqliteSpool
 from gateway.store.states import Direction, State
@@ -102,7 +103,7 @@ send_workers = 2
     spool.close()
 
 
-def sealed(spool: SqliteSpool, count: int, first: int = 0) -> list[Message]:
+def sealed(spool: SqliteSpool, count: int, first: int = 0, size: int = 0) -> list[Message]:
     made = []
     for n in range(first, first + count):
         mid = f"00000000-0000-4000-8000-{n:012d}"
@@ -112,7 +113,8 @@ def sealed(spool: SqliteSpool, count: int, first: int = 0) -> list[Message]:
                                         .timestamp()), State.RECEIVED,
                              payloads={"document": b"<doc/>"})
             made.append(txn.transition(msg.id, State.SEALED,
-                                       payloads={"envelope": b"ENV" + mid.encode()}))
+                                       payloads={"envelope": b"ENV" + mid.encode()
+                                                 + b"x" * size}))
     return made
 
 
@@ -238,6 +240,21 @@ def test_only_the_messages_still_due_are_claimed(setup: Any) -> None:
                                 f"{messages[2].message_id}.xml"]]
     assert spool.get(messages[1].id).state is State.SENDING
     assert spool.get(messages[1].id).attempts == 1
+
+
+def test_a_batch_stays_under_a_megabyte_and_a_large_envelope_goes_alone(
+        setup: Any) -> None:
+    """Far below any receiver's body limit: 400 KB envelopes go two to a request, and a
+    2 MB one in a request of its own (an ordinary POST)."""
+    spool, partner, _, sender = setup
+    small = sealed(spool, 2, size=400_000)
+    large = sealed(spool, 1, first=2, size=2_000_000)
+    more = sealed(spool, 1, first=3, size=400_000)
+    messages = [*small, *large, *more]
+    sender.send_many([(m.id, State.SEALED) for m in messages])
+    assert states(spool, messages) == ["delivered"] * 4
+    assert partner.batches == [[f"{m.message_id}.xml" for m in small]]
+    assert partner.singles == [f"{m.message_id}.xml" for m in (*large, *more)]
 
 
 def test_a_batch_of_one_is_an_ordinary_send(setup: Any) -> None:
