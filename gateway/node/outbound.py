@@ -451,13 +451,7 @@ class Sender:
                                                 breaker=None))
         detail = {**_took(started), "batch": len(messages)}  # sent with how many in all
         try:
-            with self.spool.transaction(now) as txn:
-                settled = []
-                for message, body, outcome in receipts:
-                    txn.audit("sent", message, transport=url[:200], detail=detail)
-                    settled.append(apply_receipt(txn, txn.get(message.id), body, outcome,
-                                                 transport=url))
-            done += settled
+            done += self._record_receipts(receipts, url, detail, now)
         except IllegalTransition:  # one came back another way: each on its own
             done += [self._answered(message, body, url, started=started)
                      or self.spool.get(message.id) for message, body, _ in receipts]
@@ -478,6 +472,19 @@ class Sender:
         except GatewayError as exc:
             log.warning("could not record %s for %s: %s", code, party, exc.code)
 
+    def _record_receipts(self, receipts: list[tuple[Message, bytes, ReceiptOutcome]],
+                         url: str, detail: dict[str, int], now: datetime) -> list[Message]:
+        """In one transaction, each of ``receipts`` (message, receipt, its verified
+        outcome): ``sent`` over ``url`` with ``detail``, then the receipt applied. Raises
+        :class:`IllegalTransition` (nothing kept) when one was settled another way."""
+        with self.spool.transaction(now) as txn:
+            settled = []
+            for message, body, outcome in receipts:
+                txn.audit("sent", message, transport=url[:200], detail=detail)
+                settled.append(apply_receipt(txn, txn.get(message.id), body, outcome,
+                                             transport=url))
+            return settled
+
     def _answered(self, message: Message, answer: bytes | None, url: str, *,
                   refused: TransportError | None = None,
                   started: float | None = None) -> Message | None:
@@ -497,10 +504,7 @@ class Sender:
                                             "the partner's receipt did not verify",
                                             retryable=True, breaker=None, started=started)
             try:
-                with self.spool.transaction(now) as txn:
-                    txn.audit("sent", message, transport=url[:200], detail=took)
-                    return apply_receipt(txn, txn.get(message.id), answer, outcome,
-                                         transport=url)
+                return self._record_receipts([(message, answer, outcome)], url, took, now)[0]
             except IllegalTransition:  # the receipt also came back by another way
                 return self.spool.get(message.id)
         if refused is not None:

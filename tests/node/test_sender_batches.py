@@ -20,7 +20,7 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.node.config import Config, load_config
-from gateway.node.outbound import Sender
+from gateway.node.outbound import Sender, apply_receipt
 from gateway.node.retry import BreakerBoard
 from gateway.node.transport_pool import TransportPool
 from gateway.store.spool import Message, NewMessage
@@ -51,6 +51,7 @@ class Partner:
         self.per_item: Callable[[int, str], Answer] = lambda i, name: (
             200, receipt("Delivered", name))
         self.whole: TransportError | None = None  # the batch request fails as a whole
+        self.meanwhile: Callable[[], None] = lambda: None  # runs before the answer
         self.single_answer: Callable[[str], bytes] = lambda name: receipt("Delivered", name)
 
     def send_batch(self, items: list[tuple[str, bytes]]) -> list[Answer]:
@@ -58,6 +59,7 @@ class Partner:
         self.batches.append(names)
         if self.whole is not None:
             raise self.whole
+        self.meanwhile()
         return [self.per_item(i, name) for i, name in enumerate(names)]
 
     def send(self, name: str, data: bytes) -> bytes | None:
@@ -255,6 +257,30 @@ def test_a_batch_stays_under_a_megabyte_and_a_large_envelope_goes_alone(
     assert states(spool, messages) == ["delivered"] * 4
     assert partner.batches == [[f"{m.message_id}.xml" for m in small]]
     assert partner.singles == [f"{m.message_id}.xml" for m in (*large, *more)]
+
+
+def test_a_receipt_that_came_back_another_way_meanwhile_settles_only_its_message(
+        setup: Any) -> None:
+    """One message's receipt is recorded by another path (e.g. relayed back) while the
+    batch is out: the batch's shared receipt transaction is refused as a whole, nothing of
+    it stays, and each answer is then recorded on its own."""
+    spool, partner, clock, sender = setup
+    messages = sealed(spool, 3)
+    early = messages[1]
+    data = receipt("Delivered", early.message_id or "")
+
+    def came_back() -> None:
+        with spool.transaction(clock()) as txn:
+            apply_receipt(txn, spool.get(early.id), data,
+                          check(data, message=early, now=clock()))
+
+    partner.meanwhile = came_back
+    sender.send_many([(m.id, State.SEALED) for m in messages])
+    assert states(spool, messages) == ["delivered"] * 3
+    with spool.audit_log() as audit:
+        assert [e.event.code for e in audit.query(message_id=early.message_id)].count(
+            "delivered") == 1
+        assert len([e for e in audit.query(code="receipt_received")]) == 3
 
 
 def test_a_batch_of_one_is_an_ordinary_send(setup: Any) -> None:
