@@ -39,6 +39,13 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="module")
+def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where test nodes' generated keys are kept, shared by one module's tests
+    (``tests.support.gwnodes.write_config`` copies them from here)."""
+    return tmp_path_factory.mktemp("keys")
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[Cluster]:
     """A throw-away PostgreSQL cluster for the whole session (started on first use)."""

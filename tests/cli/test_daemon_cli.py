@@ -19,10 +19,6 @@ from transports.memory import MemoryNetwork
 A, B, HUB = "fips:0600000", "fips:4800000", "fips:1100000"
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
 
 @pytest.fixture
 def node(tmp_path: Path, key_cache: Path) -> NodeSpec:

@@ -18,10 +18,6 @@ from tests.support.opsdata import ops_node
 pytestmark = [pytest.mark.integration]
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
 
 @pytest.mark.parametrize("command", ["console", "run"])
 def test_console_process_serves_and_stops(command: str, tmp_path: Path, key_cache: Path,

@@ -23,9 +23,11 @@ from tests.support.as4partners import as4_partner
 from tests.support.gwnodes import (
     Daemon,
     NodeSpec,
+    drop,
     free_port,
     https_node,
     https_to,
+    inbox,
     wait_until,
     write_config,
 )
@@ -52,12 +54,6 @@ retry_scan = "200ms"
 """
 
 
-def drop(spec: NodeSpec, name: str, data: bytes) -> None:
-    spec.outbox.mkdir(parents=True, exist_ok=True)
-    (spec.outbox / name).write_bytes(data)
-    (spec.outbox / f"{name}.ready").write_bytes(b"")
-
-
 Row = tuple[State, bytes | None, bytes | None]
 
 
@@ -71,16 +67,6 @@ def messages(spec: NodeSpec, direction: Direction) -> list[Row]:
     finally:
         spool.close()
 
-
-def inbox(spec: NodeSpec) -> list[bytes]:
-    if not spec.inbox.exists():
-        return []
-    return sorted(p.read_bytes() for p in spec.inbox.iterdir() if not p.name.startswith("."))
-
-
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
 
 
 def test_two_gateways_over_as4(tmp_path: Path, key_cache: Path,

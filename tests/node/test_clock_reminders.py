@@ -50,10 +50,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
 
 def transaction(route: str, code: str, case: str, other_case: str) -> bytes:
     local, other = route.split("->")

@@ -33,10 +33,6 @@ from transports.memory import MemoryNetwork, http_responder
 A, B = "fips:0600000", "fips:4800000"
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
 
 class Pair:
     def __init__(self, tmp_path: Path, cache: Path,

@@ -18,9 +18,11 @@ from tests.support.gwnodes import (
     Daemon,
     NodeSpec,
     PartnerSpec,
+    drop,
     free_port,
     https_node,
     https_to,
+    inbox,
     wait_until,
     write_config,
 )
@@ -45,12 +47,6 @@ retry_scan = "200ms"
 """
 
 
-def drop(spec: NodeSpec, name: str, data: bytes) -> None:
-    spec.outbox.mkdir(parents=True, exist_ok=True)
-    (spec.outbox / name).write_bytes(data)
-    (spec.outbox / f"{name}.ready").write_bytes(b"")
-
-
 def spool(spec: NodeSpec) -> SqliteSpool:
     return SqliteSpool(load_config(spec.config_path).spool.database)
 
@@ -71,12 +67,6 @@ def sent_batches(spec: NodeSpec) -> list[int]:
             return [int(e.event.detail.get("batch", 0)) for e in audit.query(code="sent")]
     finally:
         s.close()
-
-
-def inbox(spec: NodeSpec) -> list[bytes]:
-    if not spec.inbox.exists():
-        return []
-    return sorted(p.read_bytes() for p in spec.inbox.iterdir() if not p.name.startswith("."))
 
 
 def pair(tmp_path: Path, key_cache: Path, *, batch: int,
@@ -138,7 +128,3 @@ def test_a_receiver_taking_smaller_batches_gets_one_per_request(tmp_path: Path,
     assert sent_batches(a) == [0] * 12  # after the 413, every message went alone
     assert "refused a batch (TooLarge)" in daemon_a.log.read_text(errors="replace")
 
-
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")

@@ -24,10 +24,6 @@ from transports.memory import MemoryNetwork
 A, B = "fips:0600000", "fips:4800000"
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
 
 def add_decryption_key(keys: Path, name: str, *, issued: datetime, days: int) -> str:
     """Put an encryption key pair valid from ``issued`` for ``days`` into ``keys/decrypt/``

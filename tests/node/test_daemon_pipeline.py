@@ -27,16 +27,19 @@ from gateway.protocol.party import Party
 from gateway.store.audit import AuditLog
 from gateway.store.spool import NewMessage
 from gateway.store.states import Direction, State
-from tests.support.gwnodes import NodeSpec, PartnerSpec, generate_keys, register, write_config
+from tests.support.gwnodes import (
+    NodeSpec,
+    PartnerSpec,
+    drop,
+    generate_keys,
+    register,
+    write_config,
+)
 from transports.errors import TlsRejected
 from transports.memory import MemoryNetwork, http_responder
 
 A, B, HUB, C = "fips:0600000", "fips:4800000", "fips:1100000", "fips:3600000"
 
-
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
 
 
 class Net:
@@ -72,12 +75,6 @@ def net() -> Iterator[Net]:
     n = Net()
     yield n
     n.close()
-
-
-def drop(spec: NodeSpec, name: str, data: bytes) -> None:
-    spec.outbox.mkdir(parents=True, exist_ok=True)
-    (spec.outbox / name).write_bytes(data)
-    (spec.outbox / f"{name}.ready").write_bytes(b"")
 
 
 def two_nodes(tmp_path: Path, cache: Path, net: Net, *, pull: bool = False

@@ -26,6 +26,7 @@ from tests.support.gwnodes import (
     Daemon,
     NodeSpec,
     PartnerSpec,
+    drop,
     free_port,
     https_node,
     https_to,
@@ -59,12 +60,6 @@ def transaction(route: str, code: str, case: str, other_case: str) -> bytes:
     [element] = root.xpath("*[local-name()='Header']/*[local-name()='OtherCaseID']")
     element.text = other_case
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
-
-
-def drop(spec: NodeSpec, name: str, data: bytes) -> None:
-    spec.outbox.mkdir(parents=True, exist_ok=True)
-    (spec.outbox / name).write_bytes(data)
-    (spec.outbox / f"{name}.ready").write_bytes(b"")
 
 
 def count(spec: NodeSpec, direction: Direction) -> int:
@@ -175,7 +170,3 @@ def test_clocks_open_and_close_at_both_ends(tmp_path: Path, key_cache: Path,
         codes = [d.terminate() for d in daemons]
     assert codes == [0, 0], daemons[0].tail() + daemons[1].tail()
 
-
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")

@@ -17,10 +17,12 @@ from tests.support.gwnodes import (
     Daemon,
     NodeSpec,
     PartnerSpec,
+    drop,
     free_port,
     generate_keys,
     https_node,
     https_to,
+    inbox,
     register,
     wait_until,
     write_config,
@@ -48,17 +50,7 @@ sftp_pull = "300ms"
 """
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
 
-
-
-
-def drop(spec: NodeSpec, name: str, data: bytes) -> None:
-    spec.outbox.mkdir(parents=True, exist_ok=True)
-    (spec.outbox / name).write_bytes(data)
-    (spec.outbox / f"{name}.ready").write_bytes(b"")
 
 
 def states(spec: NodeSpec, direction: Direction = Direction.OUT) -> list[State]:
@@ -67,12 +59,6 @@ def states(spec: NodeSpec, direction: Direction = Direction.OUT) -> list[State]:
         return [m.state for m in spool.select(direction=direction, limit=100_000)]
     finally:
         spool.close()
-
-
-def inbox(spec: NodeSpec) -> list[bytes]:
-    if not spec.inbox.exists():
-        return []
-    return sorted(p.read_bytes() for p in spec.inbox.iterdir() if not p.name.startswith("."))
 
 
 def test_https_partner_down_then_back(tmp_path: Path, key_cache: Path) -> None:

@@ -35,10 +35,6 @@ from tests.support.gwnodes import write_config
 A, B, C = "fips:0600000", "fips:4800000", "fips:3600000"
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
 
 @pytest.fixture
 def clock() -> Callable[[], datetime]:

@@ -44,10 +44,6 @@ pytestmark = pytest.mark.integration  # every test here starts worker processes
 A, B = "fips:0600000", "fips:4800000"
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
 
 def two_specs(root: Path, cache: Path, extra: str = "") -> tuple[NodeSpec, NodeSpec]:
     a = NodeSpec("a", A, root / "a", extra=extra)

@@ -27,6 +27,7 @@ from tests.support.gwnodes import (
     Daemon,
     NodeSpec,
     PartnerSpec,
+    drop,
     free_port,
     https_node,
     https_to,
@@ -80,12 +81,6 @@ def status(spec: NodeSpec) -> dict[str, object]:
                           timeout=60)
     result: dict[str, object] = json.loads(done.stdout)
     return result
-
-
-def drop(spec: NodeSpec, name: str, data: bytes) -> None:
-    spec.outbox.mkdir(parents=True, exist_ok=True)
-    (spec.outbox / name).write_bytes(data)
-    (spec.outbox / f"{name}.ready").write_bytes(b"")
 
 
 def post_garbage(pki: TestPki, port: int) -> None:

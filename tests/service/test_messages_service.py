@@ -18,11 +18,6 @@ from gateway.store.states import Direction, State
 from tests.support.opsdata import HUB, NOW, B, Fixed, ops_node, populate
 
 
-@pytest.fixture(scope="module")
-def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("keys")
-
-
 @pytest.fixture
 def ctx(tmp_path: Path, key_cache: Path) -> NodeContext:
     node = ops_node(tmp_path, key_cache)

@@ -193,6 +193,21 @@ def https_to(pki: TestPki, me: str, port: int) -> tuple[str, dict[str, str]]:
 
 # --- real daemons (subprocesses) ------------------------------------------------------
 
+def drop(spec: NodeSpec, name: str, data: bytes) -> None:
+    """Put a document in ``spec``'s outbox the way a state system does: the file, then
+    its ``.ready`` marker."""
+    spec.outbox.mkdir(parents=True, exist_ok=True)
+    (spec.outbox / name).write_bytes(data)
+    (spec.outbox / f"{name}.ready").write_bytes(b"")
+
+
+def inbox(spec: NodeSpec) -> list[bytes]:
+    """The documents delivered into ``spec``'s inbox (not temporary files), sorted."""
+    if not spec.inbox.exists():
+        return []
+    return sorted(p.read_bytes() for p in spec.inbox.iterdir() if not p.name.startswith("."))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
