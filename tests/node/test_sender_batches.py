@@ -280,7 +280,7 @@ def test_a_receipt_that_came_back_another_way_meanwhile_settles_only_its_message
     with spool.audit_log() as audit:
         assert [e.event.code for e in audit.query(message_id=early.message_id)].count(
             "delivered") == 1
-        assert len([e for e in audit.query(code="receipt_received")]) == 3
+        assert len(list(audit.query(code="receipt_received"))) == 3
 
 
 def test_a_batch_of_one_is_an_ordinary_send(setup: Any) -> None:
