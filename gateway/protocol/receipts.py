@@ -233,9 +233,11 @@ class SignerChecks:
     checks both instants (the signing time and now) against the validity of every
     certificate on the path, so expiry is never remembered; anything else (a miss, an
     instant outside, another trust store or directory object than this one's) takes the
-    full checks, which raise what they raise. Only successes are remembered. The daemon
-    keeps one per snapshot of its key directory (:class:`gateway.node.nodekeys.NodeKeys`):
-    reloading the keys (a registration removed, a trust anchor replaced) starts afresh."""
+    full checks, which raise what they raise. Only successes are remembered. Use it only
+    with a directory whose answers do not change (a snapshot, not a key directory read
+    from disk on every call): the daemon keeps one per snapshot of its key directory
+    (:class:`gateway.node.nodekeys.NodeKeys`), so reloading the keys (a registration
+    removed, a trust anchor replaced) starts afresh."""
 
     KEPT = 256
 
