@@ -1,0 +1,58 @@
+"""The validation fast paths change no report: every document of the differential corpus
+(valid and deliberately broken ones, see differential_corpus.py) gets exactly what the
+gateway reported before them, recorded in tests/fixtures/validation-differential: verdict,
+every issue's code, message, path, line and column, ``describe``, clock facts and events,
+the receiver's case ID and delivered CSENet line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from typing import Any
+
+from tests.documents.differential_corpus import EXPECTED, corpus, digest, observe
+
+
+def _expected() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(gzip.decompress(EXPECTED.read_bytes()))
+    return loaded
+
+
+def test_every_report_is_the_recorded_one() -> None:
+    expected = _expected()
+    seen: set[str] = set()
+    drifted: list[str] = []
+    differ: list[str] = []
+    for name, data in corpus():
+        seen.add(name)
+        want = expected.get(name)
+        if want is None or want["input"] != digest(data):
+            drifted.append(name)
+            continue
+        got = observe(data, name)
+        if got != want["seen"]:
+            keys = sorted(k for k in set(got) | set(want["seen"])
+                          if got.get(k) != want["seen"].get(k))
+            differ.append(f"{name}: {keys[0]}: got {got.get(keys[0])!r}, "
+                          f"recorded {want['seen'].get(keys[0])!r}")
+    missing = sorted(set(expected) - seen)
+    assert not drifted and not missing, (
+        f"the corpus is not the recorded one ({len(drifted)} changed or new, "
+        f"{len(missing)} gone, e.g. {(drifted + missing)[:3]}): re-record with a reference "
+        "tree (see tests/fixtures/validation-differential/README.md)")
+    assert not differ, f"{len(differ)} of {len(seen)} documents differ:\n" + "\n".join(
+        differ[:10])
+
+
+def test_the_corpus_covers_valid_and_broken_documents() -> None:
+    """The comparison means something: thousands of documents, valid ones and every kind
+    of issue the CSENet rules and the Schematron header rules report among the rest."""
+    expected = _expected()
+    assert len(expected) > 3000
+    valid = [item for item in expected.values() if item["seen"]["valid"]]
+    assert 500 < len(valid) < len(expected) - 2000
+    codes = {issue[2] for item in expected.values() for issue in item["seen"]["issues"]}
+    assert {"Rule.csenet.xml.form", "Rule.csenet.field.enumeration", "Rule.csenet.date.order",
+            "Rule.FunctionActionReason", "Rule.InterstateFIPS", "Rule.BlockCountCase",
+            "Rule.BlockCountParticipant", "SchemaUnexpectedElement"} <= codes
+    assert sum("csenet" in item["seen"] for item in expected.values()) > 500
