@@ -34,6 +34,7 @@ from lxml import etree
 
 from gateway.documents.csenet import edits, xmlform
 from gateway.documents.csenet.layout import field_key
+from gateway.documents.quiet_rules import QUIET_CHECKS, QuietCheck
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import ConfigError, XmlError
 
@@ -59,7 +60,10 @@ class RuleFailure:
     message: str
 
 
-def _bake_tables(sch: etree._ElementTree, base: Path) -> None:
+def _bake_tables(sch: etree._ElementTree, base: Path) -> dict[str, str]:
+    """Bake each ``gw:table`` variable's value in; returns the values (as XPath reads
+    them) by variable name."""
+    baked: dict[str, str] = {}
     for let in sch.getroot().iter(f"{{{SCH_NS}}}let"):
         table = let.get(f"{{{GW_NS}}}table")
         if not table:
@@ -81,8 +85,11 @@ def _bake_tables(sch: etree._ElementTree, base: Path) -> None:
                    for row in rows if isinstance(row.tag, str)]
         if any("'" in e or "|" in e for e in entries):
             raise ConfigError("code table values may not contain ' or |", where=str(path))
-        let.set("value", "'|" + "|".join(entries) + "|'")
+        value = "|" + "|".join(entries) + "|"
+        let.set("value", f"'{value}'")
+        baked[let.get("name") or ""] = value
         log.debug("baked %d entries of %s into %s", len(entries), path.name, base.name)
+    return baked
 
 
 class RuleSet:
@@ -91,12 +98,15 @@ class RuleSet:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            sch = parse_xml(path.read_bytes(), source=str(path))
+            data = path.read_bytes()
+            sch = parse_xml(data, source=str(path))
         except OSError as exc:
             raise ConfigError(f"rules cannot be read ({exc.strerror})", where=str(path)) from None
         except XmlError as exc:
             raise ConfigError(f"rules are not valid XML: {exc}", where=str(path)) from None
-        _bake_tables(sch, path)
+        self.tables = _bake_tables(sch, path)
+        # a Python proof that the rules report nothing, for this exact file (quiet_rules)
+        self.quiet: QuietCheck | None = QUIET_CHECKS.get(hashlib.sha256(data).hexdigest())
         try:
             expanded = isoschematron.iso_abstract_expand(isoschematron.iso_dsdl_include(sch))
             # select-contexts=key: find each rule's context nodes through an xsl:key instead
@@ -108,6 +118,8 @@ class RuleSet:
 
     def run(self, tree: etree._ElementTree) -> list[RuleFailure]:
         """Every failed assertion (and successful report) for ``tree``."""
+        if self.quiet is not None and self.quiet(tree, self.tables):
+            return []  # proven: the XSLT would report nothing
         try:
             report = self._xslt(tree)
         except etree.XSLTApplyError as exc:
