@@ -95,9 +95,18 @@ def _interstate(root: etree._Element, name: str, namespace: str) -> Facts:
     ns = f"{{{namespace}}}"
     header = root.find(f"{ns}Header") if name == "InterstateTransaction" else None
     holder = root if header is None else header
+    # each field's first element, in one pass over the holder (not one find per field)
+    fields: dict[str, etree._Element] = {}
+    for child in holder:
+        tag = child.tag
+        if isinstance(tag, str) and tag not in fields:
+            fields[tag] = child
 
     def get(field: str) -> str | None:
-        return _text(holder, ns + field)
+        element = fields.get(ns + field)
+        if element is None or element.text is None:
+            return None
+        return element.text.strip() or None
 
     doc = name
     if name == "DocumentExchange":
