@@ -40,12 +40,13 @@ from gateway.store.states import Direction
 __all__ = ["check_sender", "make_preparer", "safe_token"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_NINE_DIGITS = re.compile(r"[0-9]{9}")
 
 
 def safe_token(value: str | None) -> str | None:
     """``value`` when it is a short identifier fit for the spool and the audit trail (case
     IDs, references), else None: free text never reaches the audit trail."""
-    if value is None or not _TOKEN.fullmatch(value) or re.fullmatch(r"[0-9]{9}", value):
+    if value is None or not _TOKEN.fullmatch(value) or _NINE_DIGITS.fullmatch(value):
         return None
     return value
 
