@@ -24,21 +24,22 @@ import hashlib
 import importlib
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lxml import etree
 
 from gateway.documents.csenet import edits, xmlform
 from gateway.documents.csenet.layout import field_key
+from gateway.documents.csenet.records import Transaction
 from gateway.documents.quiet_rules import QUIET_CHECKS, QuietCheck
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import ConfigError, XmlError
 
-__all__ = ["GW_NS", "PYTHON_RULES", "RuleFailure", "RuleSet", "load_rules"]
+__all__ = ["GW_NS", "PYTHON_RULES", "Derived", "PythonRule", "RuleFailure", "RuleSet",
+           "load_rules"]
 
 log = logging.getLogger("gateway.documents.schemas")
 
@@ -49,6 +50,24 @@ SCH_NS = "http://purl.oclc.org/dsdl/schematron"
 SVRL_NS = "http://purl.oclc.org/dsdl/svrl"
 GW_NS = "urn:cse-gateway:schematron:1"
 INTERSTATE_NS = "urn:cse-gateway:interstate:2"
+
+
+@dataclass
+class Derived:
+    """What the Python rules worked out on the way, for the stages after validation to
+    use instead of reading the tree again: ``csenet`` is the CSENet transaction an
+    ``InterstateTransaction`` renders, set when every field mapped onto the layout. Read
+    it only when the document's report is valid."""
+
+    csenet: Transaction | None = None
+
+
+class PythonRule(Protocol):
+    """A check XPath 1.0 cannot express: the failures for ``tree``, and what it worked out
+    on the way in ``derived`` when one is given."""
+
+    def __call__(self, tree: etree._ElementTree, derived: Derived | None = None, /
+                 ) -> list[RuleFailure]: ...
 
 
 @dataclass(frozen=True)
@@ -167,7 +186,8 @@ def load_rules(xsd_path: Path) -> RuleSet | None:
 # --- checks XPath 1.0 cannot express --------------------------------------------------
 
 
-def _document_exchange(tree: etree._ElementTree) -> list[RuleFailure]:
+def _document_exchange(tree: etree._ElementTree, derived: Derived | None = None, /
+                       ) -> list[RuleFailure]:
     root = tree.getroot()
     ns = f"{{{INTERSTATE_NS}}}"
     content = root.find(f"{ns}Content")
@@ -193,14 +213,19 @@ def _document_exchange(tree: etree._ElementTree) -> list[RuleFailure]:
     return out
 
 
-def _interstate_transaction(tree: etree._ElementTree) -> list[RuleFailure]:
-    """The CSENet federal edits on the transaction the XML renders (``Rule.csenet.<rule>``).
+def _interstate_transaction(tree: etree._ElementTree, derived: Derived | None = None, /
+                            ) -> list[RuleFailure]:
+    """The CSENet federal edits on the transaction the XML renders (``Rule.csenet.<rule>``);
+    that transaction goes to ``derived`` when every field mapped.
 
     No clock here: the edits that compare with today (transaction date not in the future,
     dates of birth before today, the GSTAI as-of date) are left to the CSENet path and to
     callers that know the date. The table and block-count checks are the Schematron's."""
     root = tree.getroot()
     txn, found = xmlform.salvage(root, check_counts=False)
+    if derived is not None and not found and txn is not None \
+            and txn.header.counts() == txn.counts():
+        derived.csenet = txn  # what xmlform.from_xml(tree) gives
     if txn is not None:
         found += [i for i in edits.check(txn, today=date.max) if i.rule != "header.table"]
     out = []
@@ -224,7 +249,7 @@ def _interstate_transaction(tree: etree._ElementTree) -> list[RuleFailure]:
     return out
 
 
-PYTHON_RULES: dict[tuple[str, str], Callable[[etree._ElementTree], list[RuleFailure]]] = {
+PYTHON_RULES: dict[tuple[str, str], PythonRule] = {
     (INTERSTATE_NS, "DocumentExchange"): _document_exchange,
     (INTERSTATE_NS, "InterstateTransaction"): _interstate_transaction,
 }

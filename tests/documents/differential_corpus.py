@@ -413,6 +413,35 @@ def observe(data: bytes, source: str) -> dict[str, Any]:
     return json.loads(json.dumps(out, default=str))
 
 
+def observe_derived(data: bytes, source: str) -> dict[str, Any] | None:
+    """What :func:`observe` gives for ``describe``, the clocks, the case ID and the CSENet
+    line, read from the transaction validation mapped the document onto (the daemon's
+    path), or None when validation handed none over."""
+    from gateway.documents.deadlines.facts import facts_from_transaction
+    from gateway.documents.describe import describe_csenet
+    from gateway.documents.validate import Derived, validate_parsed
+    from gateway.node.clocks import ClockKeeper, ClocksConfig, clock_events
+    from gateway.node.examine import _case_id, as_received_csenet
+
+    derived = Derived()
+    report, tree = validate_parsed(data, source=source, derived=derived)
+    txn = derived.csenet
+    if txn is None or tree is None:
+        return None
+    keeper = ClockKeeper(ClocksConfig())
+    out: dict[str, Any] = {
+        "describe": describe_csenet(txn).__dict__,
+        "facts": facts_from_transaction(txn, conversation_id="conv-1",
+                                        ref_to="ref-1").__dict__,
+        "clock_out": clock_events(keeper, tree, outbound=True, transaction=txn),
+        "clock_in": clock_events(keeper, tree, outbound=False, conversation_id="conv-1",
+                                 transaction=txn),
+        "case_id": _case_id(tree, txn)}
+    if report.valid:
+        out["csenet"] = as_received_csenet(tree, NOW, b"\n", transaction=txn).decode()
+    return json.loads(json.dumps(out, default=str))
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 

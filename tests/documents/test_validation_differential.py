@@ -15,7 +15,14 @@ from gateway.documents.schematron import RuleSet, load_rules
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import XmlError
 from gateway.resources import xsd_root
-from tests.documents.differential_corpus import EXPECTED, corpus, digest, observe
+from tests.documents.differential_corpus import (
+    EXPECTED,
+    N,
+    corpus,
+    digest,
+    observe,
+    observe_derived,
+)
 
 
 def _expected() -> dict[str, Any]:
@@ -89,3 +96,23 @@ def test_the_quiet_check_is_sound_over_the_corpus() -> None:
             missed += 1
     assert quiet > 2000 and loud > 500  # 2568 and 983 when written
     assert missed < quiet / 10          # 61
+
+
+def test_what_validation_maps_reads_as_the_tree() -> None:
+    """The daemon's path: describe, the clock facts and events, the case ID and the CSENet
+    line read from the transaction validation handed over are the recorded ones (read
+    from the tree) for every valid transaction; validation hands one over for each."""
+    expected = _expected()
+    valid = differ = 0
+    for name, data in corpus():
+        want = expected[name]["seen"]
+        got = observe_derived(data, name)
+        if not (want["valid"] and want["root"] == N + "InterstateTransaction"):
+            continue
+        valid += 1
+        assert got is not None, f"{name}: validation handed no transaction over"
+        for key, value in got.items():
+            if value != want[key]:
+                differ += 1
+                raise AssertionError(f"{name}: {key}: got {value!r}, recorded {want[key]!r}")
+    assert valid > 800 and differ == 0
