@@ -196,6 +196,36 @@ def _indicator(root: etree._Element, rng: random.Random) -> bytes | None:
     return _bytes(root)
 
 
+_READ_TWICE = ("CaseID", "OtherCaseID", "FunctionalTypeCode", "ActionCode", "ActionReason",
+               "LocalFIPSState", "LocalFIPSCounty", "LocalFIPSSub", "OtherFIPSState",
+               "OtherFIPSCounty", "OtherFIPSSub", "CaseDataInd", "ParticipantDataInd")
+
+
+def _header_twice(root: etree._Element, rng: random.Random) -> bytes | None:
+    """A header field the routing, the clocks or the Schematron read, given twice with
+    different values (which one counts?)."""
+    head = _header(root)
+    field = head.find(N + rng.choice(_READ_TWICE))
+    if field is None:
+        return None
+    second = copy.deepcopy(field)
+    text = field.text or ""
+    second.text = rng.choice([text[::-1], "0" * len(text), "AB", "1", text + "9"])
+    (field.addnext if rng.random() < 0.5 else field.addprevious)(second)
+    return _bytes(root)
+
+
+def _deep(root: etree._Element, rng: random.Random) -> bytes | None:
+    field = _pick(_fields(root), rng)
+    if field is None:
+        return None
+    inner = field
+    for _ in range(rng.choice([3, 300])):
+        inner = etree.SubElement(inner, N + "Deep")
+    inner.text = "1"
+    return _bytes(root)
+
+
 def _fips_same(root: etree._Element, rng: random.Random) -> bytes | None:
     head = _header(root)
     local, other = head.find(N + "LocalFIPSState"), head.find(N + "OtherFIPSState")
@@ -328,6 +358,8 @@ MUTATIONS: dict[str, Mutation] = {
     "block-text": _block("text"),
     "indicator": _indicator,
     "same-state": _fips_same,
+    "header-twice": _header_twice,
+    "deep": _deep,
     "code": _code,
     "form": _form,
     "no-reason": _header_field("ActionReason", None),
@@ -415,7 +447,21 @@ def observe(data: bytes, source: str) -> dict[str, Any]:
     out["case_id"] = _safe(lambda: _case_id(tree))
     if report.valid and report.root == N + "InterstateTransaction":
         out["csenet"] = _safe(lambda: as_received_csenet(tree, NOW, b"\n").decode())
+    if report.root == N + "InterstateTransaction":
+        out["salvage"] = [_salvaged(tree.getroot(), counts) for counts in (True, False)]
     return json.loads(json.dumps(out, default=str))
+
+
+def _salvaged(root: etree._Element, check_counts: bool) -> list[Any]:
+    """The XML form mapped onto the CSENet layout, without the XSD in front (what
+    ``gateway csenet`` conversions and the CSENet delivery read): a digest of the records'
+    text, and every issue."""
+    from gateway.documents.csenet.xmlform import salvage
+
+    txn, issues = salvage(root, check_counts=check_counts)
+    records = None if txn is None else digest("\n".join(
+        [txn.header.text] + [block.text for _, _, block in txn.blocks()]).encode())
+    return [records, [[i.block, i.field, i.rule, i.message] for i in issues]]
 
 
 def observe_derived(data: bytes, source: str) -> dict[str, Any] | None:
