@@ -8,6 +8,9 @@ it replaces, measured in the same run on the same bytes (P-256 nodes, 10 KB docu
   read by its exact form;
 - ``base64 lines``: encoding a 15 KB payload with ``binascii`` cut into 76-character lines
   (the encoder before) against pybase64's ``encodebytes``;
+- ``receipt signer checks``: checking a receipt (parsed already) as the daemon does, with
+  the signer's chain, usage and registration checked every time against remembered per
+  signer certificate (``receipts.SignerChecks``, what ``NodeKeys`` keeps);
 - then the whole per-message protocol work of each side as it is now: seal (A), open and
   build the receipt (B), check the receipt (A).
 
@@ -40,7 +43,14 @@ from gateway.protocol.envelope import (
     parse_envelope,
     take_sealed,
 )
-from gateway.protocol.receipts import _fields, _fields_full, build_receipt, verify_receipt
+from gateway.protocol.identity import StaticDirectory
+from gateway.protocol.receipts import (
+    SignerChecks,
+    _fields,
+    _fields_full,
+    build_receipt,
+    verify_receipt,
+)
 from gateway.protocol.seal import open_parsed, seal
 
 BENCH = "envelope"
@@ -90,6 +100,9 @@ def main(quick: bool = False) -> list[Row]:
     receipt_doc = cms.verify(parse_envelope(receipt).payload_der).content
     digest = hashlib.sha256(envelope).hexdigest()
     limit = DEFAULT_MAX_ENVELOPE_BYTES
+    parsed_receipt = parse_envelope(receipt)
+    directory = StaticDirectory({B: [*trust_b, ib.signing_cert]})
+    signers = SignerChecks(trust_a, directory)
     payload = parsed.payload_der
 
     rows: list[Row] = []
@@ -101,6 +114,12 @@ def main(quick: bool = False) -> list[Row]:
          lambda: take_sealed([sealed])),
         ("receipt fields", lambda: _fields_full(receipt_doc), lambda: _fields(receipt_doc)),
         ("base64 lines", lambda: _binascii_lines(payload), lambda: _encode_lines(payload)),
+        ("receipt signer checks", lambda: verify_receipt(
+            receipt, expected_signer=B, sent_envelope_digest=parsed.digest, trust=trust_a,
+            directory=directory, now=now, parsed=parsed_receipt),
+         lambda: verify_receipt(
+            receipt, expected_signer=B, sent_envelope_digest=parsed.digest, trust=trust_a,
+            directory=directory, now=now, parsed=parsed_receipt, signers=signers)),
     ]
     for case, before, after in pairs:
         old, new = _pair(before, after, number=number, rounds=rounds)

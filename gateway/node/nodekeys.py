@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -25,7 +25,7 @@ from gateway.protocol import certs
 from gateway.protocol.envelope import ParsedEnvelope
 from gateway.protocol.identity import NodeIdentity, StaticDirectory
 from gateway.protocol.party import Party
-from gateway.protocol.receipts import verify_receipt
+from gateway.protocol.receipts import SignerChecks, verify_receipt
 from gateway.store.spool import Message
 
 __all__ = ["NodeKeys", "ReceiptCheck", "ReceiptOutcome", "load_node_keys"]
@@ -57,6 +57,12 @@ class NodeKeys:
     directory: StaticDirectory
     encryption: Mapping[Party, tuple[x509.Certificate, ...]]
     max_bytes: int
+    #: the receipt signers that passed their time-independent checks against this
+    #: snapshot's trust store and directory (a reload makes a new snapshot, and a new one)
+    signers: SignerChecks = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signers", SignerChecks(self.trust, self.directory))
 
     def recipient_cert(self, party: Party, now: datetime) -> x509.Certificate:
         """The registered encryption certificate for ``party`` valid at ``now`` (the one
@@ -78,7 +84,8 @@ class NodeKeys:
         verified = verify_receipt(
             data, expected_signer=Party.parse(message.to_party or ""),
             sent_envelope_digest=message.envelope_digest or "", trust=self.trust,
-            directory=self.directory, now=now, max_bytes=self.max_bytes, parsed=parsed)
+            directory=self.directory, now=now, max_bytes=self.max_bytes, parsed=parsed,
+            signers=self.signers)
         return ReceiptOutcome(verified.status == "Delivered", verified.receipt_id,
                               verified.ref_to_message_id or "", tuple(verified.errors))
 

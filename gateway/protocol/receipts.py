@@ -43,7 +43,7 @@ from gateway.protocol.envelope import (
 from gateway.protocol.identity import NodeIdentity, PartyDirectory
 from gateway.protocol.party import Party, PartyInvalid
 
-__all__ = ["NS", "VerifiedReceipt", "build_receipt", "verify_receipt"]
+__all__ = ["NS", "SignerChecks", "VerifiedReceipt", "build_receipt", "verify_receipt"]
 
 NS = "urn:cse-gateway:receipt:1"
 Status = Literal["Delivered", "Rejected"]
@@ -179,6 +179,14 @@ def build_receipt(
     return out.getvalue()
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _uuid(text: str) -> str:
+    """``str(uuid.UUID(text))``: ``text`` itself when it is already that form."""
+    return text if _CANONICAL_UUID.fullmatch(text) else str(uuid.UUID(text))
+
+
 def _fields(document: bytes) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
     """The receipt's values by element name and its errors. A receipt in the exact form
     :func:`_receipt_xml` writes is read without a tree (:mod:`gateway.protocol.canonical`);
@@ -211,6 +219,62 @@ def _fields_full(document: bytes) -> tuple[dict[str, str], tuple[tuple[str, str]
     return out, tuple(errors)
 
 
+class SignerChecks:
+    """What :func:`verify_receipt` checks about a receipt's signer that does not depend
+    on the time, remembered per signer for one trust store and one party directory: its
+    path to one of ``trust`` (each link's signature, the issuers' CA constraints, critical
+    extensions, the signer's key usage and key) and its registration for the party
+    expected. A partner signs every receipt with the same certificate, and these checks
+    cost more than the signature itself.
+
+    Keyed by the party expected and the DER that determines the signer and the
+    certificates sent with it (:attr:`gateway.protocol.cms.VerifiedSignature.carried`):
+    another certificate, a re-issued one, another chain is another key. A hit still
+    checks both instants (the signing time and now) against the validity of every
+    certificate on the path, so expiry is never remembered; anything else (a miss, an
+    instant outside, another trust store or directory object than this one's) takes the
+    full checks, which raise what they raise. Only successes are remembered. Use it only
+    with a directory whose answers do not change (a snapshot, not a key directory read
+    from disk on every call): the daemon keeps one per snapshot of its key directory
+    (:class:`gateway.node.nodekeys.NodeKeys`), so reloading the keys (a registration
+    removed, a trust anchor replaced) starts afresh."""
+
+    KEPT = 256
+
+    def __init__(self, trust: Sequence[x509.Certificate], directory: PartyDirectory | None
+                 ) -> None:
+        self.trust = trust
+        self.directory = directory
+        self._passed: dict[tuple[Party, bytes, bytes], tuple[str, datetime, datetime]] = {}
+
+    def key(self, expected_signer: Party, verified: cms.VerifiedSignature,
+             trust: Sequence[x509.Certificate], directory: PartyDirectory | None
+             ) -> tuple[Party, bytes, bytes] | None:
+        if verified.carried is None or trust is not self.trust \
+                or directory is not self.directory:
+            return None
+        return (expected_signer, *verified.carried)
+
+    def known(self, key: tuple[Party, bytes, bytes] | None,
+              at: Sequence[datetime]) -> str | None:
+        """The signer's fingerprint when it passed before and every certificate on its
+        path is valid at each of ``at``; else None."""
+        passed = self._passed.get(key) if key is not None else None
+        if passed is None:
+            return None
+        fingerprint, start, end = passed
+        return fingerprint if all(start <= t <= end for t in at) else None
+
+    def remember(self, key: tuple[Party, bytes, bytes] | None, fingerprint: str,
+                 path: Sequence[x509.Certificate]) -> None:
+        if key is None:
+            return
+        if len(self._passed) >= self.KEPT:
+            self._passed.clear()
+        self._passed[key] = (fingerprint, max(c.not_valid_before_utc for c in path),
+                             min(c.not_valid_after_utc for c in path))
+
+
 def verify_receipt(
     data: bytes,
     *,
@@ -221,6 +285,7 @@ def verify_receipt(
     now: datetime,
     max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES,
     parsed: ParsedEnvelope | None = None,
+    signers: SignerChecks | None = None,
 ) -> VerifiedReceipt:
     """Check a receipt envelope: schema, signature, the signer's chain (at the signing time
     and now) and registration for ``expected_signer`` (the party the message was sent to),
@@ -228,13 +293,14 @@ def verify_receipt(
     the digest of what we sent. Every failure is :class:`ReceiptInvalid` (the underlying
     code is in ``details["cause"]``). ``parsed``: what :func:`parse_envelope` already
     made of ``data`` (the daemon parses an arriving envelope to route it), so it is not
-    parsed and schema-checked a second time."""
+    parsed and schema-checked a second time. ``signers``: the signer checks that passed
+    before for this ``trust`` and ``directory`` (:class:`SignerChecks`; same verdicts)."""
     try:
         if parsed is None:
             parsed = parse_envelope(data, max_bytes=max_bytes, source="receipt")
         return _verify(parsed, data, expected_signer=expected_signer,
                        sent_envelope_digest=sent_envelope_digest, trust=trust,
-                       directory=directory, now=now)
+                       directory=directory, now=now, signers=signers)
     except ReceiptInvalid:
         raise
     except GatewayError as exc:
@@ -245,7 +311,7 @@ def verify_receipt(
 def _verify(
     parsed: ParsedEnvelope, data: bytes, *, expected_signer: Party,
     sent_envelope_digest: str, trust: Sequence[x509.Certificate],
-    directory: PartyDirectory | None, now: datetime,
+    directory: PartyDirectory | None, now: datetime, signers: SignerChecks | None = None,
 ) -> VerifiedReceipt:
     header = parsed.header
     if header.service != "receipt":
@@ -255,12 +321,20 @@ def _verify(
                              f"{expected_signer}")
     registered = list(directory.certificates_for(expected_signer)) if directory else []
     verified = cms.verify(parsed.payload_der, extra_certificates=registered)
-    certs.validate_chain(verified.signer, trust=trust, intermediates=verified.certificates,
-                         at=[verified.signing_time, now], usage="sign")
-    fingerprint = certs.fingerprint(verified.signer)
-    if directory is not None and fingerprint not in {certs.fingerprint(c) for c in registered}:
-        raise ReceiptInvalid(f"the receipt signer {fingerprint[:16]} is not registered for "
-                             f"{expected_signer}", details={"cause": "SignerNotRegistered"})
+    at = (verified.signing_time, now)
+    key = signers.key(expected_signer, verified, trust, directory) if signers else None
+    fingerprint = signers.known(key, at) if signers is not None else None
+    if fingerprint is None:
+        path = certs.validate_chain(verified.signer, trust=trust,
+                                    intermediates=verified.certificates, at=at, usage="sign")
+        fingerprint = certs.fingerprint(verified.signer)
+        if directory is not None and \
+                fingerprint not in {certs.fingerprint(c) for c in registered}:
+            raise ReceiptInvalid(f"the receipt signer {fingerprint[:16]} is not registered "
+                                 f"for {expected_signer}",
+                                 details={"cause": "SignerNotRegistered"})
+        if signers is not None:
+            signers.remember(key, fingerprint, path)
     values, errors = _fields(verified.content)
     try:
         from_party = Party.parse(values["From"])
@@ -268,8 +342,8 @@ def _verify(
         received = parse_time((values["Received"]), where="Receipt/Received")
     except (PartyInvalid, EnvelopeInvalid) as exc:
         raise ReceiptInvalid(f"bad receipt field: {exc.message}") from None
-    receipt_id = str(uuid.UUID(values["ReceiptId"]))
-    ref = str(uuid.UUID(values["RefToMessageId"])) if "RefToMessageId" in values else None
+    receipt_id = _uuid(values["ReceiptId"])
+    ref = _uuid(values["RefToMessageId"]) if "RefToMessageId" in values else None
     mismatched = [name for name, ok in (
         ("ReceiptId", receipt_id == header.message_id),
         ("RefToMessageId", ref == header.ref_to_message_id),

@@ -13,8 +13,10 @@ hashes. The bytes hashed and the columns stored are exactly those of
 
 Most values recur from event to event (parties, a message's ID and digest, the codes),
 so a value that passed its check before is looked up with its JSON text
-(``audit_events``' caches) instead of checked and encoded again. Anything unusual (a
-value not seen yet, an unexpected type, an unknown field) goes the general way: the
+(``audit_events``' caches) instead of checked and encoded again; a value not seen yet (a
+message's first events: its ID, case ID, digests) is checked on its own with the same
+rules and remembered. Anything unusual (a value of another type, one that fails its
+check, an unknown field) goes the general way: the
 :class:`~gateway.store.audit_events.AuditEvent` is built and checked as before, which
 raises the same error for a bad value.
 """
@@ -37,6 +39,11 @@ from gateway.store.audit_events import (
     _MAX_DETAIL,
     _TOKENS_SEEN,
     AuditEvent,
+    _code_text,
+    _detail_key_text,
+    _detail_value_text,
+    _digest_text,
+    _token_text,
     check_event,
 )
 
@@ -117,29 +124,39 @@ def _pieces(q: Sequence[str], detail: str) -> tuple[str, str]:
 
 
 def _prepare_seen(code: str, at: datetime, values: dict[str, Any]) -> Prepared | None:
-    """The event prepared from values that each passed their check before, or None when
-    one did not (or is not of the plain type expected): then the general way decides."""
-    code_q = _CODES_SEEN.get(code) if type(code) is str else None
+    """The event prepared from values each of the plain type expected: each value seen
+    before is looked up with its JSON text, one not seen yet is checked here (the checks
+    of :func:`check_event`, one value at a time, ``audit_events``' ``_*_text``). None when a
+    value is not of the plain type or fails its check: then the general way decides (and
+    raises the error :func:`check_event` gives)."""
+    code_q = (_CODES_SEEN.get(code) or _code_text(code)) if type(code) is str else None
     if code_q is None or type(at) is not datetime or at.utcoffset() is None:
         return None
     get = values.get
     seen = _TOKENS_SEEN
     texts = []
-    for name in ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
-                 "error_code"):
+    for name in _TOKEN_FIELDS:
         value = get(name)
         if value is None:
             texts.append("null")
             continue
-        text = seen.get(value) if type(value) is str else None
+        if type(value) is not str:
+            return None
+        text = seen.get(value) or _token_text(value)
         if text is None:
             return None
         texts.append(text)
     actor = get("actor", "daemon")
-    actor_q = seen.get(actor) if type(actor) is str else None
+    if type(actor) is not str:
+        return None
+    actor_q = seen.get(actor) or _token_text(actor)
     digest = get("digest")
-    digest_q = "null" if digest is None else \
-        _DIGESTS_SEEN.get(digest) if type(digest) is str else None
+    if digest is None:
+        digest_q: str | None = "null"
+    elif type(digest) is str:
+        digest_q = _DIGESTS_SEEN.get(digest) or _digest_text(digest)
+    else:
+        return None
     if actor_q is None or digest_q is None:
         return None
     detail_json = _detail_json(get("detail", _EMPTY))
@@ -154,12 +171,19 @@ def _prepare_seen(code: str, at: datetime, values: dict[str, Any]) -> Prepared |
                       to, transport), detail_json))
 
 
+#: the text fields :func:`_prepare_seen` reads in this order (``actor`` apart: it has a
+#: default)
+_TOKEN_FIELDS = ("message_id", "case_id", "from_party", "to_party", "partner", "transport",
+                 "error_code")
+
+
 _EMPTY: dict[str, Any] = {}
 
 
 def _detail_json(detail: Any) -> str | None:
-    """The canonical JSON of a detail whose keys and text values each passed their check
-    before (sorted keys; integers checked here), else None."""
+    """The canonical JSON of a detail whose keys and values pass their checks (sorted
+    keys; text looked up or checked as in :func:`_prepare_seen`, integers checked here),
+    else None."""
     if type(detail) is not dict:
         return None
     if not detail:
@@ -168,7 +192,9 @@ def _detail_json(detail: Any) -> str | None:
         return None
     pieces: dict[str, str] = {}
     for key, value in detail.items():
-        key_q = _DETAIL_KEYS_SEEN.get(key) if type(key) is str else None
+        if type(key) is not str:
+            return None
+        key_q = _DETAIL_KEYS_SEEN.get(key) or _detail_key_text(key)
         if key_q is None:
             return None
         if type(value) is int:
@@ -178,7 +204,9 @@ def _detail_json(detail: Any) -> str | None:
                 return None
             pieces[key] = f"{key_q}:{value!r}"
         else:
-            text = _DETAIL_VALUES_SEEN.get(value) if type(value) is str else None
+            if type(value) is not str:
+                return None
+            text = _DETAIL_VALUES_SEEN.get(value) or _detail_value_text(value)
             if text is None:
                 return None
             pieces[key] = f"{key_q}:{text}"

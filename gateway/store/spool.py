@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from functools import lru_cache
+from operator import attrgetter
 from typing import Any, Protocol
 
 from gateway.errors import Duplicate, MessageNotFound, SpoolError
@@ -85,7 +87,9 @@ class Message:
     def from_row(cls, row: Any) -> Message:
         """From a row that maps column names to values (``sqlite3.Row`` or the
         PostgreSQL store's rows)."""
-        values = dict(row)
+        # a sqlite3.Row maps names to values like a dict, but dict() looks each name
+        # up again (case-insensitively): zipping its names and values is half the cost
+        values = dict(zip(row.keys(), row, strict=True)) if type(row) is sqlite3.Row else dict(row)
         values["direction"] = _DIRECTIONS.get(values["direction"]) \
             or Direction(values["direction"])
         values["state"] = _STATES.get(values["state"]) or State(values["state"])
@@ -218,7 +222,7 @@ class Txn:
                detail: Mapping[str, str | int] | None = None) -> Message:
         """Record a new message in ``state`` (must be a creation state of its direction)."""
         code = audit_code(new.direction, None, state)
-        values = {f.name: getattr(new, f.name) for f in fields(NewMessage)}
+        values = dict(zip(_NEW_FIELDS, _new_values(new), strict=True))
         values.update(direction=str(new.direction), state=str(state), created_at=self._now,
                       updated_at=self._now)
         try:
@@ -241,10 +245,7 @@ class Txn:
     integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
 
     def _insert_row(self, values: Mapping[str, Any]) -> int:
-        names = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        cursor = self.conn.execute(f"INSERT INTO messages ({names}) VALUES ({marks})",  # noqa: S608
-                                   tuple(values.values()))
+        cursor = self.conn.execute(_insert_sql(tuple(values)), tuple(values.values()))
         row_id = cursor.lastrowid
         assert row_id is not None  # noqa: S101 - sqlite always sets it after INSERT
         return int(row_id)
@@ -254,9 +255,7 @@ class Txn:
         lease fencing); nothing here."""
 
     def _update(self, row_id: int, state: State, values: Mapping[str, Any]) -> None:
-        assignments = ", ".join(f"{k} = ?" for k in values)
-        self.conn.execute(f"UPDATE messages SET {assignments} WHERE id = ? AND state = ?",  # noqa: S608
-                          (*values.values(), row_id, str(state)))
+        self.conn.execute(_update_sql(tuple(values)), (*values.values(), row_id, str(state)))
 
     def transition(self, row_id: int, target: State, *, expect: State | Sequence[State] | None
                    = None, changes: Mapping[str, Any] | None = None,
@@ -317,6 +316,24 @@ class Txn:
             raise MessageNotFound("no such message in the spool", details={"id": row_id})
         message = self._known[row_id] = Message.from_row(row)
         return message
+
+
+_NEW_FIELDS = tuple(f.name for f in fields(NewMessage))
+_new_values = attrgetter(*_NEW_FIELDS)
+
+
+@lru_cache(maxsize=128)
+def _insert_sql(names: tuple[str, ...]) -> str:
+    """The ``INSERT`` of a message row with these columns (a few shapes recur)."""
+    return (f"INSERT INTO messages ({', '.join(names)}) "  # noqa: S608 - column names
+            f"VALUES ({', '.join('?' for _ in names)})")
+
+
+@lru_cache(maxsize=128)
+def _update_sql(names: tuple[str, ...]) -> str:
+    """The guarded ``UPDATE`` of a message row's columns ``names`` (a few shapes recur)."""
+    assignments = ", ".join(f"{k} = ?" for k in names)
+    return f"UPDATE messages SET {assignments} WHERE id = ? AND state = ?"  # noqa: S608
 
 
 class Spool(Protocol):

@@ -11,7 +11,7 @@ import pytest
 from gateway.errors import GatewayError, ReceiptInvalid, UsageError
 from gateway.protocol.envelope import Header, ParsedEnvelope, build_envelope, parse_envelope
 from gateway.protocol.party import Party
-from gateway.protocol.receipts import build_receipt, verify_receipt
+from gateway.protocol.receipts import SignerChecks, build_receipt, verify_receipt
 from gateway.protocol.seal import seal
 from tests.support.security import NOW, Node, make_node, pair, register
 
@@ -29,16 +29,27 @@ def sent(a: Node, b: Node) -> tuple[Header, bytes]:
 
 def verify_at(a: Node, data: bytes, digest: str, signer: Party) -> object:
     """Verify from the bytes and, when they parse, from the envelope the daemon has
-    already parsed: both paths must reach the same verdict."""
-    def run(parsed: ParsedEnvelope | None) -> tuple[object, ReceiptInvalid | None]:
+    already parsed, and with the signer checks remembered (twice: the second time from
+    what the first remembered): every path must reach the same verdict."""
+    trust = a.store.trust()
+    checks = SignerChecks(trust, a.store)
+
+    def run(parsed: ParsedEnvelope | None, signers: SignerChecks | None = None
+            ) -> tuple[object, ReceiptInvalid | None]:
         try:
             return verify_receipt(data, expected_signer=signer, sent_envelope_digest=digest,
-                                  trust=a.store.trust(), directory=a.store, now=NOW,
-                                  parsed=parsed), None
+                                  trust=trust, directory=a.store, now=NOW,
+                                  parsed=parsed, signers=signers), None
         except ReceiptInvalid as exc:
             return None, exc
 
     result, error = run(None)
+    for _ in range(2):
+        again, again_error = run(None, checks)
+        assert again == result
+        assert (again_error is None) == (error is None)
+        if error is not None and again_error is not None:
+            assert (again_error.message, again_error.details) == (error.message, error.details)
     try:
         parsed = parse_envelope(data, source="receipt")
     except GatewayError:

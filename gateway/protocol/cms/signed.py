@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -58,6 +58,7 @@ from gateway.protocol.der import (
     octets,
     oid,
     oid_at,
+    read,
     tlv,
 )
 
@@ -150,6 +151,11 @@ class VerifiedSignature:
     signer: x509.Certificate
     certificates: tuple[x509.Certificate, ...]
     signing_time: datetime
+    #: When the signer is one of the certificates the SignedData carries (the usual
+    #: case): the DER of its SignerIdentifier and of the ``certificates`` field, which
+    #: together determine ``signer`` and ``certificates`` (a key for what a caller checks
+    #: about them once, e.g. :mod:`gateway.protocol.receipts`); None otherwise.
+    carried: tuple[bytes, bytes] | None = field(default=None, compare=False, repr=False)
 
 
 # The signed-layer hot path (every message and every receipt) reads SignerInfo with the
@@ -170,6 +176,29 @@ def _certificate(data: bytes) -> x509.Certificate:
     """A certificate carried in a SignedData, parsed once per distinct DER (a partner
     signs every message with the same one). ``ValueError`` if malformed (not cached)."""
     return parse_der(data)
+
+
+@lru_cache(maxsize=64)
+def _carried(block: bytes) -> tuple[x509.Certificate, ...]:
+    """The certificates in a SignedData's ``certificates`` field (its DER, ``[0]`` and
+    all; other choices than a plain certificate are skipped), read once per distinct
+    field: a partner sends the same one with every signature. Errors are not memoised."""
+    view = memoryview(block)
+    return tuple(_certificate(view[item.start:item.end].tobytes())
+                 for item in children(view, read(view, 0, len(view))) if item.tag == SEQ)
+
+
+@lru_cache(maxsize=64)
+def _carried_signer(sid: bytes, block: bytes
+                    ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]] | None:
+    """The first of :func:`_carried` ``(block)`` that the SignerIdentifier ``sid`` names
+    and the others (those not equal to it), or None when none is named: a pure function
+    of the two DER values, worked out once per signer."""
+    carried = _carried(block)
+    signer = next((c for c in carried if _id_matches(sid, c)), None)
+    if signer is None:
+        return None
+    return signer, tuple(c for c in carried if c != signer)
 
 
 @lru_cache(maxsize=64)
@@ -311,12 +340,12 @@ def verify(
             raise Malformed("eContent")
         content = octets(buf, inner[0], OCTETS)
         certs: list[x509.Certificate] = []
+        blocks: list[bytes] = []
         signer_infos = fields[-1]
         for extra in fields[3:-1]:
             if extra.tag == CTX0:
-                for item in children(buf, extra):
-                    if item.tag == SEQ:
-                        certs.append(_certificate(buf[item.start:item.end].tobytes()))
+                blocks.append(buf[extra.start:extra.end].tobytes())
+                certs += _carried(blocks[-1])
         if signer_infos.tag != SET:
             raise Malformed("signerInfos")
         infos = children(buf, signer_infos)
@@ -346,10 +375,19 @@ def verify(
         expected = bytes(octets(buf, digest_value, OCTETS))
         signing_time = _signing_time(
             buf, _one_value(buf, attrs, OID_ATTR_SIGNING_TIME, _ATTR_SIGNING_TIME))
-        signer = next((c for c in [*certs, *extra_certificates] if _id_matches(sid, c)),
-                      None)
-        if signer is None:
-            raise SignatureInvalid("the signer's certificate is not included")
+        # one certificates field (always, in practice) naming the signer: looked up by
+        # the two DER values; otherwise the certificates in order, then the extra ones
+        found = _carried_signer(sid, blocks[0]) if len(blocks) == 1 else None
+        if found is not None:
+            signer, others = found
+            carried: tuple[bytes, bytes] | None = (sid, blocks[0])
+        else:
+            named = next((c for c in [*certs, *extra_certificates] if _id_matches(sid, c)),
+                         None)
+            if named is None:
+                raise SignatureInvalid("the signer's certificate is not included")
+            signer, others = named, tuple(c for c in certs if c != named)
+            carried = None
         spec = _signature_spec(buf[info[4].start:info[4].end].tobytes())
         signature = bytes(buf[info[5].body:info[5].end])
     except Malformed as exc:
@@ -366,6 +404,7 @@ def verify(
     return VerifiedSignature(
         content=bytes(content),
         signer=signer,
-        certificates=tuple(c for c in certs if c != signer),
+        certificates=others,
         signing_time=signing_time.astimezone(UTC),
+        carried=carried,
     )
