@@ -10,9 +10,11 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from gateway.documents.csenet.records import Header, Transaction
 from gateway.errors import UnknownDocumentType
 
-__all__ = ["INTERNATIONAL_NS", "INTERSTATE_NS", "DocumentInfo", "describe", "document_types"]
+__all__ = ["INTERNATIONAL_NS", "INTERSTATE_NS", "DocumentInfo", "describe", "describe_csenet",
+           "document_types"]
 
 INTERSTATE_NS = "urn:cse-gateway:interstate:2"
 INTERNATIONAL_NS = "urn:cse-gateway:international:1"
@@ -64,25 +66,41 @@ def _authority_party(root: etree._Element, which: str) -> str | None:
     return f"iso3166:{country}" if country else None
 
 
-def _fips(holder: etree._Element, prefix: str) -> str | None:
+def first_children(element: etree._Element, tags: frozenset[str]
+                   ) -> dict[str, etree._Element]:
+    """The first child of ``element`` with each of ``tags`` (what ``element.find(tag)``
+    gives for each), found in one pass over the children instead of one per tag."""
+    found: dict[str, etree._Element] = {}
+    for child in element:
+        tag = child.tag
+        if tag in tags and tag not in found:
+            found[tag] = child
+    return found
+
+
+_I = f"{{{INTERSTATE_NS}}}"
+_HEADER_READ = frozenset(f"{_I}{prefix}{part}" for prefix in ("Local", "Other")
+                         for part in ("FIPSState", "FIPSCounty", "FIPSSub")) | {f"{_I}CaseID"}
+
+
+def _fips(fields: dict[str, etree._Element], prefix: str) -> str | None:
     """``fips:SSCCCLL`` from a CSENet header's three FIPS elements (a sub-code that is not
     two digits counts as ``00``), or None without the state."""
-    ns = f"{{{INTERSTATE_NS}}}"
-    state = _text(holder.find(f"{ns}{prefix}FIPSState"))
+    state = _text(fields.get(f"{_I}{prefix}FIPSState"))
     if not state:
         return None
-    county = _text(holder.find(f"{ns}{prefix}FIPSCounty")) or "000"
-    sub = _text(holder.find(f"{ns}{prefix}FIPSSub")) or "00"
+    county = _text(fields.get(f"{_I}{prefix}FIPSCounty")) or "000"
+    sub = _text(fields.get(f"{_I}{prefix}FIPSSub")) or "00"
     return f"fips:{state}{county}{sub if sub.isdigit() and len(sub) == 2 else '00'}"
 
 
 def _csenet_transaction(root: etree._Element, namespace: str, name: str,
                         service: str) -> DocumentInfo:
-    header = root.find(f"{{{INTERSTATE_NS}}}Header")
-    holder = root if header is None else header
-    return DocumentInfo(namespace, name, service, sender=_fips(holder, "Local"),
-                        destination=_fips(holder, "Other"),
-                        case_id=_text(holder.find(f"{{{INTERSTATE_NS}}}CaseID")))
+    header = root.find(f"{_I}Header")
+    fields = first_children(root if header is None else header, _HEADER_READ)
+    return DocumentInfo(namespace, name, service, sender=_fips(fields, "Local"),
+                        destination=_fips(fields, "Other"),
+                        case_id=_text(fields.get(f"{_I}CaseID")))
 
 
 def describe(tree: etree._ElementTree | etree._Element) -> DocumentInfo:
@@ -128,3 +146,25 @@ def describe(tree: etree._ElementTree | etree._Element) -> DocumentInfo:
     case = _text(root.find(f"{ns}RequestedReference")) or \
         _text(root.find(f"{ns}RequestingReference"))
     return DocumentInfo(namespace, name, service, requested, requesting, case)
+
+
+def _record_fips(header: Header, prefix: str) -> str | None:
+    """:func:`_fips` read from the header record (a blank field is an absent element)."""
+    state = header.raw(f"{prefix}-FIPS-State").strip()
+    if not state:
+        return None
+    county = header.raw(f"{prefix}-FIPS-County").strip() or "000"
+    sub = header.raw(f"{prefix}-FIPS-Sub").strip() or "00"
+    return f"fips:{state}{county}{sub if sub.isdigit() and len(sub) == 2 else '00'}"
+
+
+def describe_csenet(txn: Transaction) -> DocumentInfo:
+    """:func:`describe` of a valid ``InterstateTransaction`` from the transaction its
+    validation mapped it onto (``validate_parsed(..., derived=...)``), without reading
+    the tree again: every field's element holds the field's text (a blank field has no
+    element), so the two read the same."""
+    header = txn.header
+    return DocumentInfo(INTERSTATE_NS, "InterstateTransaction", "interstate",
+                        sender=_record_fips(header, "Local"),
+                        destination=_record_fips(header, "Other"),
+                        case_id=header.raw("Case-ID").strip() or None)

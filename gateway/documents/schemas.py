@@ -35,7 +35,13 @@ from gateway.documents.issues import (
     lxml_issues,
     readable_path,
 )
-from gateway.documents.schematron import PYTHON_RULES, RuleFailure, RuleSet, load_rules
+from gateway.documents.schematron import (
+    PYTHON_RULES,
+    Derived,
+    RuleFailure,
+    RuleSet,
+    load_rules,
+)
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import ConfigError, SchemaInvalid, UnknownDocumentType, XmlError
 from gateway.resources import xsd_root
@@ -145,8 +151,10 @@ class CompiledSchema:
     rules: RuleSet | None
     lock: threading.Lock
 
-    def issues(self, tree: etree._ElementTree, *, data: bytes | None = None) -> list[Issue]:
-        """Every issue in ``tree`` (XSD first, then rules); empty when valid."""
+    def issues(self, tree: etree._ElementTree, *, data: bytes | None = None,
+               derived: Derived | None = None) -> list[Issue]:
+        """Every issue in ``tree`` (XSD first, then rules); empty when valid. ``derived``
+        receives what the Python rules worked out (see :class:`Derived`)."""
         with self.lock:  # XMLSchema keeps its error log on the object
             valid = self.xsd.validate(tree)
             entries: list[Any] = [] if valid else list(
@@ -165,7 +173,7 @@ class CompiledSchema:
         if extra is not None:
             # an element the schema already refused is not reported again by these checks
             refused = {issue.path for issue in out}
-            failures.extend(f for f in extra(tree) if f.element is None
+            failures.extend(f for f in extra(tree, derived) if f.element is None
                             or readable_path(f.element) not in refused)
         for failure in failures:
             element = failure.element

@@ -24,20 +24,22 @@ import hashlib
 import importlib
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lxml import etree
 
 from gateway.documents.csenet import edits, xmlform
 from gateway.documents.csenet.layout import field_key
+from gateway.documents.csenet.records import Transaction
+from gateway.documents.quiet_rules import QUIET_CHECKS, QuietCheck
 from gateway.documents.xmlsafe import parse_xml
 from gateway.errors import ConfigError, XmlError
 
-__all__ = ["GW_NS", "PYTHON_RULES", "RuleFailure", "RuleSet", "load_rules"]
+__all__ = ["GW_NS", "PYTHON_RULES", "Derived", "PythonRule", "RuleFailure", "RuleSet",
+           "load_rules"]
 
 log = logging.getLogger("gateway.documents.schemas")
 
@@ -50,6 +52,24 @@ GW_NS = "urn:cse-gateway:schematron:1"
 INTERSTATE_NS = "urn:cse-gateway:interstate:2"
 
 
+@dataclass
+class Derived:
+    """What the Python rules worked out on the way, for the stages after validation to
+    use instead of reading the tree again: ``csenet`` is the CSENet transaction an
+    ``InterstateTransaction`` renders, set when every field mapped onto the layout. Read
+    it only when the document's report is valid."""
+
+    csenet: Transaction | None = None
+
+
+class PythonRule(Protocol):
+    """A check XPath 1.0 cannot express: the failures for ``tree``, and what it worked out
+    on the way in ``derived`` when one is given."""
+
+    def __call__(self, tree: etree._ElementTree, derived: Derived | None = None, /
+                 ) -> list[RuleFailure]: ...
+
+
 @dataclass(frozen=True)
 class RuleFailure:
     """One failed rule: the element it is about (if found), the rule id and the message."""
@@ -59,7 +79,10 @@ class RuleFailure:
     message: str
 
 
-def _bake_tables(sch: etree._ElementTree, base: Path) -> None:
+def _bake_tables(sch: etree._ElementTree, base: Path) -> dict[str, str]:
+    """Bake each ``gw:table`` variable's value in; returns the values (as XPath reads
+    them) by variable name."""
+    baked: dict[str, str] = {}
     for let in sch.getroot().iter(f"{{{SCH_NS}}}let"):
         table = let.get(f"{{{GW_NS}}}table")
         if not table:
@@ -81,8 +104,11 @@ def _bake_tables(sch: etree._ElementTree, base: Path) -> None:
                    for row in rows if isinstance(row.tag, str)]
         if any("'" in e or "|" in e for e in entries):
             raise ConfigError("code table values may not contain ' or |", where=str(path))
-        let.set("value", "'|" + "|".join(entries) + "|'")
+        value = "|" + "|".join(entries) + "|"
+        let.set("value", f"'{value}'")
+        baked[let.get("name") or ""] = value
         log.debug("baked %d entries of %s into %s", len(entries), path.name, base.name)
+    return baked
 
 
 class RuleSet:
@@ -91,12 +117,15 @@ class RuleSet:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            sch = parse_xml(path.read_bytes(), source=str(path))
+            data = path.read_bytes()
+            sch = parse_xml(data, source=str(path))
         except OSError as exc:
             raise ConfigError(f"rules cannot be read ({exc.strerror})", where=str(path)) from None
         except XmlError as exc:
             raise ConfigError(f"rules are not valid XML: {exc}", where=str(path)) from None
-        _bake_tables(sch, path)
+        self.tables = _bake_tables(sch, path)
+        # a Python proof that the rules report nothing, for this exact file (quiet_rules)
+        self.quiet: QuietCheck | None = QUIET_CHECKS.get(hashlib.sha256(data).hexdigest())
         try:
             expanded = isoschematron.iso_abstract_expand(isoschematron.iso_dsdl_include(sch))
             # select-contexts=key: find each rule's context nodes through an xsl:key instead
@@ -108,6 +137,8 @@ class RuleSet:
 
     def run(self, tree: etree._ElementTree) -> list[RuleFailure]:
         """Every failed assertion (and successful report) for ``tree``."""
+        if self.quiet is not None and self.quiet(tree, self.tables):
+            return []  # proven: the XSLT would report nothing
         try:
             report = self._xslt(tree)
         except etree.XSLTApplyError as exc:
@@ -155,7 +186,8 @@ def load_rules(xsd_path: Path) -> RuleSet | None:
 # --- checks XPath 1.0 cannot express --------------------------------------------------
 
 
-def _document_exchange(tree: etree._ElementTree) -> list[RuleFailure]:
+def _document_exchange(tree: etree._ElementTree, derived: Derived | None = None, /
+                       ) -> list[RuleFailure]:
     root = tree.getroot()
     ns = f"{{{INTERSTATE_NS}}}"
     content = root.find(f"{ns}Content")
@@ -181,14 +213,19 @@ def _document_exchange(tree: etree._ElementTree) -> list[RuleFailure]:
     return out
 
 
-def _interstate_transaction(tree: etree._ElementTree) -> list[RuleFailure]:
-    """The CSENet federal edits on the transaction the XML renders (``Rule.csenet.<rule>``).
+def _interstate_transaction(tree: etree._ElementTree, derived: Derived | None = None, /
+                            ) -> list[RuleFailure]:
+    """The CSENet federal edits on the transaction the XML renders (``Rule.csenet.<rule>``);
+    that transaction goes to ``derived`` when every field mapped.
 
     No clock here: the edits that compare with today (transaction date not in the future,
     dates of birth before today, the GSTAI as-of date) are left to the CSENet path and to
     callers that know the date. The table and block-count checks are the Schematron's."""
     root = tree.getroot()
     txn, found = xmlform.salvage(root, check_counts=False)
+    if derived is not None and not found and txn is not None \
+            and txn.header.counts() == txn.counts():
+        derived.csenet = txn  # what xmlform.from_xml(tree) gives
     if txn is not None:
         found += [i for i in edits.check(txn, today=date.max) if i.rule != "header.table"]
     out = []
@@ -212,7 +249,7 @@ def _interstate_transaction(tree: etree._ElementTree) -> list[RuleFailure]:
     return out
 
 
-PYTHON_RULES: dict[tuple[str, str], Callable[[etree._ElementTree], list[RuleFailure]]] = {
+PYTHON_RULES: dict[tuple[str, str], PythonRule] = {
     (INTERSTATE_NS, "DocumentExchange"): _document_exchange,
     (INTERSTATE_NS, "InterstateTransaction"): _interstate_transaction,
 }

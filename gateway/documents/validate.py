@@ -15,10 +15,11 @@ from lxml import etree
 
 from gateway.documents.issues import Issue, element_position, readable_path
 from gateway.documents.schemas import SchemaRegistry, default_registry, load_schema
+from gateway.documents.schematron import Derived
 from gateway.documents.xmlsafe import DEFAULT_MAX_BYTES, parse_xml
 from gateway.errors import FileUnreadable, TooLarge, UnknownDocumentType, XmlError
 
-__all__ = ["Report", "validate_bytes", "validate_file", "validate_parsed"]
+__all__ = ["Derived", "Report", "validate_bytes", "validate_file", "validate_parsed"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,15 @@ def validate_parsed(
     registry: SchemaRegistry | None = None,
     schema: Path | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    derived: Derived | None = None,
 ) -> tuple[Report, etree._ElementTree | None]:
     """:func:`validate_bytes`, also handing back the parsed tree (None when the bytes did
     not parse), so a caller that reads the document next (the daemon's ``describe``) does
-    not parse it a second time. Read the tree only when the report is valid."""
+    not parse it a second time. Read the tree only when the report is valid. ``derived``
+    receives what the rules worked out on the way (the CSENet transaction of an
+    ``InterstateTransaction``, which ``describe_csenet``, the clock facts and the CSENet
+    delivery read instead of mapping the tree again); read it only when the report is
+    valid too."""
     compiled = load_schema(schema) if schema is not None else None  # ConfigError: exit 2
     try:
         # huge_text: an EDE document carries a multi-MB PDF in one text node; the byte
@@ -83,7 +89,7 @@ def validate_parsed(
             line, column = element_position(tree, data)(root_element)
             issue = Issue(line, column, exc.code, readable_path(root_element), exc.message)
             return _report(source, [issue], root), tree
-    return _report(source, compiled.issues(tree, data=data), root), tree
+    return _report(source, compiled.issues(tree, data=data, derived=derived), root), tree
 
 
 def validate_file(

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lxml import etree
 
+from gateway.documents.csenet.records import Transaction
 from gateway.documents.deadlines import (
     START,
     STOP,
@@ -51,6 +52,7 @@ from gateway.documents.deadlines import (
     parse_rules,
     shipped_rules,
 )
+from gateway.documents.deadlines.facts import facts_from_transaction
 from gateway.node.reminder_config import RemindersConfig
 from gateway.store.audit import AuditLog, StoredEvent
 from gateway.store.spool import Spool
@@ -162,13 +164,17 @@ class ClockKeeper:
         return self._partners.get(partner, self._federal)
 
     def events(self, tree: etree._ElementTree | etree._Element, *, outbound: bool,
-               conversation_id: str | None = None, ref_to: str | None = None
+               conversation_id: str | None = None, ref_to: str | None = None,
+               transaction: Transaction | None = None
                ) -> list[tuple[str, dict[str, str]]]:
         """The clock events for one validated document (none when clocks are off or the
-        document starts and answers nothing)."""
+        document starts and answers nothing); ``transaction``: the CSENet transaction its
+        validation mapped it onto, read instead of the tree."""
         if not self.config.enabled:
             return []
-        facts = facts_from_tree(tree, conversation_id=conversation_id, ref_to=ref_to)
+        facts = facts_from_tree(tree, conversation_id=conversation_id, ref_to=ref_to) \
+            if transaction is None else facts_from_transaction(
+                transaction, conversation_id=conversation_id, ref_to=ref_to)
         if facts is None:
             return []
         return observe(facts, self.active, outbound=outbound)
@@ -180,14 +186,15 @@ class ClockKeeper:
 
 def clock_events(keeper: ClockKeeper | None, tree: etree._ElementTree | etree._Element, *,
                  outbound: bool, conversation_id: str | None = None,
-                 ref_to: str | None = None) -> tuple[tuple[str, dict[str, str]], ...]:
+                 ref_to: str | None = None, transaction: Transaction | None = None,
+                 ) -> tuple[tuple[str, dict[str, str]], ...]:
     """:meth:`ClockKeeper.events`, never raising: a document the clocks cannot read is
     logged and sent or delivered all the same."""
     if keeper is None:
         return ()
     try:
         return tuple(keeper.events(tree, outbound=outbound, conversation_id=conversation_id,
-                                   ref_to=ref_to))
+                                   ref_to=ref_to, transaction=transaction))
     except Exception:  # the clocks must never stop a message
         log.exception("clock events could not be derived; the message goes on without them")
         return ()

@@ -19,11 +19,11 @@ from typing import Protocol
 
 from lxml import etree
 
-from gateway.documents.csenet.records import HeaderToServer
+from gateway.documents.csenet.records import HeaderToServer, Transaction
 from gateway.documents.csenet.xmlform import from_xml
-from gateway.documents.describe import describe
+from gateway.documents.describe import describe, describe_csenet
 from gateway.documents.schemas import SchemaRegistry
-from gateway.documents.validate import validate_parsed
+from gateway.documents.validate import Derived, validate_parsed
 from gateway.errors import GatewayError, SchemaInvalid, TooLarge
 from gateway.node.clocks import ClockKeeper, clock_events
 from gateway.node.config import Config
@@ -66,12 +66,14 @@ class ExaminePool(Protocol):
         """Each of ``items`` examined, in order (one batch); None: all in-process."""
 
 
-def as_received_csenet(tree: etree._ElementTree, now: datetime, terminator: bytes) -> bytes:
+def as_received_csenet(tree: etree._ElementTree, now: datetime, terminator: bytes, *,
+                       transaction: Transaction | None = None) -> bytes:
     """A validated ``InterstateTransaction`` as the CSENet line a state receives from the
     federal server: the 121-byte header (FIPS codes and case IDs swapped to the receiver's
     point of reference, Date-Received and Time-Received from ``now``) and the data blocks
-    unchanged."""
-    txn = from_xml(tree)
+    unchanged. ``transaction``: what its validation mapped it onto (else it is mapped
+    here)."""
+    txn = from_xml(tree) if transaction is None else transaction
     header = txn.header
     if isinstance(header, HeaderToServer):
         header = header.delivered(now.date(), now.time().replace(microsecond=0, tzinfo=None))
@@ -119,25 +121,28 @@ class Examiner:
         case_id = None
         clock: ClockEvents = ()
         if error is None:
+            derived = Derived()
             report, tree = validate_parsed(document, source=header.message_id,
                                            registry=self.registry,
-                                           max_bytes=self.config.limits.max_message_bytes)
+                                           max_bytes=self.config.limits.max_message_bytes,
+                                           derived=derived)
             if not report.valid or tree is None:
                 error = _schema_error(report.issues[0].code if report.issues else
                                       "SchemaInvalid", len(report.issues))
             else:
-                case_id = _case_id(tree)
+                txn = derived.csenet  # mapped once, by validation
+                case_id = _case_id(tree, txn)
                 clock = clock_events(self.clocks, tree, outbound=False,
                                      conversation_id=header.conversation_id,
-                                     ref_to=header.ref_to_message_id)
+                                     ref_to=header.ref_to_message_id, transaction=txn)
                 if self.csenet(header):
                     try:
                         document = as_received_csenet(
                             tree, now, b"\r\n" if self.config.inbox_newline == "crlf"
-                            else b"\n")
+                            else b"\n", transaction=txn)
                     except GatewayError as exc:
                         error = exc
-            del tree
+            del tree, derived
         receipt_id = str(uuid.uuid4())
         receipt = receipt_for(header, parsed.digest, error, now, node=keys.identity,
                               receipt_id=receipt_id)
@@ -172,7 +177,9 @@ def _schema_error(code: str, count: int) -> GatewayError:
     return err
 
 
-def _case_id(tree: etree._ElementTree) -> str | None:
+def _case_id(tree: etree._ElementTree, transaction: Transaction | None = None) -> str | None:
+    if transaction is not None:
+        return safe_token(describe_csenet(transaction).case_id)
     try:
         return safe_token(describe(tree).case_id)
     except GatewayError:

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from gateway.documents.describe import describe
+from gateway.documents.describe import describe, describe_csenet
 from gateway.documents.schemas import SchemaRegistry
-from gateway.documents.validate import validate_parsed
+from gateway.documents.validate import Derived, validate_parsed
 from gateway.errors import (
     InputError,
     KeyMaterialError,
@@ -40,12 +40,13 @@ from gateway.store.states import Direction
 __all__ = ["check_sender", "make_preparer", "safe_token"]
 
 _TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_NINE_DIGITS = re.compile(r"[0-9]{9}")
 
 
 def safe_token(value: str | None) -> str | None:
     """``value`` when it is a short identifier fit for the spool and the audit trail (case
     IDs, references), else None: free text never reaches the audit trail."""
-    if value is None or not _TOKEN.fullmatch(value) or re.fullmatch(r"[0-9]{9}", value):
+    if value is None or not _TOKEN.fullmatch(value) or _NINE_DIGITS.fullmatch(value):
         return None
     return value
 
@@ -84,18 +85,21 @@ def make_preparer(config: Config, keys: NodeKeys, *, registry: SchemaRegistry | 
 
     def prepare(data: bytes, *, source: str, service: str | None, now: datetime,
                 message_id: str | None = None) -> Prepared | Refused:
+        derived = Derived()
         report, tree = validate_parsed(data, source=source, registry=registry,
-                                       max_bytes=max_bytes)
+                                       max_bytes=max_bytes, derived=derived)
         if not report.valid or tree is None:
             issues = tuple(i.to_dict() for i in report.issues)
             code = report.issues[0].code if report.issues else "SchemaInvalid"
             return Refused(code, f"{len(issues)} validation error(s)", issues)
+        # what validation parsed and mapped: each document parsed and mapped once
+        txn = derived.csenet
         try:
-            info = describe(tree)  # the tree validation parsed: each document parsed once
+            info = describe(tree) if txn is None else describe_csenet(txn)
         except InputError as exc:
             return Refused(exc.code, exc.message)
-        clock = clock_events(clocks, tree, outbound=True)
-        del tree
+        clock = clock_events(clocks, tree, outbound=True, transaction=txn)
+        del tree, txn, derived
         case_id = safe_token(info.case_id)
         if info.destination is None:
             return Refused("NoDestination", "the document names no destination party",

@@ -102,6 +102,7 @@ def _issue(block: str, field: str, message: str) -> CsenetIssue:
     return CsenetIssue(1, block, field, None, "xml.form", message)
 
 
+_PRINTABLE = bytes(range(0x20, 0x7F))
 _ELEMENTS: dict[str, dict[str, tuple[int, FieldSpec]]] = {}
 # record name -> qualified element tag -> (position in the record, 0-based offset, fewest
 # and most characters its element may hold): what _fast_record reads
@@ -158,8 +159,11 @@ def _fast_record(element: etree._Element, spec: RecordSpec) -> str | None:
         end = offset + size
     append(" " * (spec.length - end))
     record = "".join(pieces)
-    # printable ASCII throughout (so "not blank" above meant "not only spaces")
-    return record if record.isascii() and record.isprintable() else None
+    # printable ASCII throughout (so "not blank" above meant "not only spaces"): for ASCII
+    # text that is isprintable(), but deleting the printable bytes is several times faster
+    if record.isascii() and not record.encode("ascii").translate(None, _PRINTABLE):
+        return record
+    return None
 
 
 def _record(element: etree._Element, spec: RecordSpec, label: str,

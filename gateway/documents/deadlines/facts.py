@@ -23,7 +23,9 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-__all__ = ["Facts", "facts_from_tree", "token"]
+from gateway.documents.csenet.records import Transaction
+
+__all__ = ["Facts", "facts_from_transaction", "facts_from_tree", "token"]
 
 INTERSTATE_1 = "urn:cse-gateway:interstate:1"
 INTERSTATE_2 = "urn:cse-gateway:interstate:2"
@@ -95,9 +97,18 @@ def _interstate(root: etree._Element, name: str, namespace: str) -> Facts:
     ns = f"{{{namespace}}}"
     header = root.find(f"{ns}Header") if name == "InterstateTransaction" else None
     holder = root if header is None else header
+    # each field's first element, in one pass over the holder (not one find per field)
+    fields: dict[str, etree._Element] = {}
+    for child in holder:
+        tag = child.tag
+        if isinstance(tag, str) and tag not in fields:
+            fields[tag] = child
 
     def get(field: str) -> str | None:
-        return _text(holder, ns + field)
+        element = fields.get(ns + field)
+        if element is None or element.text is None:
+            return None
+        return element.text.strip() or None
 
     doc = name
     if name == "DocumentExchange":
@@ -148,6 +159,34 @@ def facts_from_tree(tree: etree._ElementTree | etree._Element, *,
         facts = _international(root, name)
     else:
         return None
+    if conversation_id or ref_to:
+        facts = Facts(**{**facts.__dict__, "conversation_id": token(conversation_id),
+                         "ref_to": token(ref_to)})
+    return facts
+
+
+def facts_from_transaction(txn: Transaction, *, conversation_id: str | None = None,
+                           ref_to: str | None = None) -> Facts:
+    """:func:`facts_from_tree` of a valid version 2 ``InterstateTransaction`` from the
+    transaction its validation mapped it onto (``validate_parsed(..., derived=...)``),
+    without reading the tree again: every field's element holds the field's text (a blank
+    field has no element), so the two read the same."""
+    header = txn.header
+
+    def get(field: str) -> str | None:
+        return header.raw(field).strip() or None
+
+    def fips(prefix: str) -> str | None:
+        state, county = get(f"{prefix}-FIPS-State"), get(f"{prefix}-FIPS-County")
+        if not state or not county:
+            return None
+        sub = get(f"{prefix}-FIPS-Sub") or "00"
+        return token(f"{state}{county}{sub if sub.isdigit() and len(sub) == 2 else '00'}")
+
+    facts = Facts(doc="InterstateTransaction", function=token(get("Functional-Type-Code")),
+                  action=token(get("Action-Code")), reason=token(get("Action-Reason")),
+                  case_id=token(get("Case-ID")), other_case_id=token(get("Other-Case-ID")),
+                  local_fips=fips("Local"), other_fips=fips("Other"))
     if conversation_id or ref_to:
         facts = Facts(**{**facts.__dict__, "conversation_id": token(conversation_id),
                          "ref_to": token(ref_to)})
