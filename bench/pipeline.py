@@ -211,6 +211,13 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.support.gwnodes import Daemon, wait_until
 
+    # Start from written-back metadata. On ext4 without a journal (this bench's usual
+    # host), creating a file skips every inode freed less than 5 s ago, or 305 s while
+    # its inode table block is still dirty: after the previous run's clean-up (thousands
+    # of deleted files) each file B delivered cost about 0.25 ms more of kernel CPU
+    # (docs/benchmarks.md, "The previous run's deleted files"). The deletions of this
+    # run's own (A's outbox files) still count, as they would in service.
+    os.sync()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         a, b, server = _nodes(Path(tmp), transport, keys, extra, send_workers, batch=batch)
         daemons: list[Daemon] = []

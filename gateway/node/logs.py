@@ -30,6 +30,8 @@ __all__ = ["FIELDS", "SCHEDULER_LOGGER", "SKIPPED", "JsonFormatter", "SkippedRun
 #: The structured fields a call site may pass with ``extra=``.
 FIELDS = ("message_id", "partner", "state", "error_code", "duration_ms", "direction")
 SCHEDULER_LOGGER = "gateway.node.scheduler"
+#: where APScheduler's executors log each job run
+EXECUTOR_LOGGER = "apscheduler.executors"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -96,3 +98,9 @@ def configure(config: LoggingConfig, *, verbose: int = 0) -> None:
     for handler in root.handlers:
         handler.setFormatter(formatter)
     root.setLevel(level)
+    # APScheduler's executor logs two INFO lines for every job run ("Running job",
+    # "executed successfully"), and the outbox scan runs several times a second: at
+    # INFO they buried the gateway's own lines (and cost about 3 % of a busy receiving
+    # daemon's interpreter time). They are kept at DEBUG (-vv, or level = "debug").
+    logging.getLogger(EXECUTOR_LOGGER).setLevel(
+        logging.NOTSET if level <= logging.DEBUG else logging.WARNING)

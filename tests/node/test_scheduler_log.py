@@ -43,3 +43,32 @@ def test_a_skipped_poll_is_not_a_warning(tmp_path: Path,
              in r.getMessage() and r.levelno >= logging.INFO]
     assert noisy == []
     assert SKIPPED.count - before >= 3, "the slow pull did not make the scheduler skip turns"
+
+
+@pytest.mark.parametrize(("level", "verbose", "shown"), [
+    ("info", 0, False), ("warning", 1, False), ("warning", 2, True), ("debug", 0, True)])
+def test_job_runs_are_logged_only_at_debug(level: str, verbose: int, shown: bool) -> None:
+    # APScheduler's executor writes "Running job" and "executed successfully" at INFO
+    # for every run of every job (the outbox scan: several a second); at INFO they would
+    # bury the gateway's own lines, so they show only when debugging
+    from gateway.node.logs import EXECUTOR_LOGGER, configure
+    from gateway.node.monitor_config import LoggingConfig
+
+    root = logging.getLogger()
+    saved = (root.level, logging.getLogger(EXECUTOR_LOGGER).level,
+             [(h, h.formatter) for h in root.handlers])
+    try:
+        configure(LoggingConfig(level=level), verbose=verbose)
+        executor = logging.getLogger(EXECUTOR_LOGGER + ".default")
+        assert executor.isEnabledFor(logging.INFO) is shown
+        assert executor.isEnabledFor(logging.WARNING)  # its failures always show
+        assert logging.getLogger("gateway.node.daemon").isEnabledFor(logging.INFO) \
+            is (level != "warning" or verbose > 0)
+    finally:
+        root.setLevel(saved[0])
+        logging.getLogger(EXECUTOR_LOGGER).setLevel(saved[1])
+        for handler in root.handlers[:]:
+            if all(handler is not h for h, _ in saved[2]):
+                root.removeHandler(handler)  # configure() adds one when there was none
+        for handler, formatter in saved[2]:
+            handler.setFormatter(formatter)
