@@ -195,39 +195,9 @@ def _workers_ready(daemon) -> bool:  # type: ignore[no-untyped-def]
         ("intake", limits.intake_workers), ("receive", limits.receive_workers)))
 
 
-FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_TOPDIR_FL = 0x80086601, 0x40086602, 0x00020000
-
-
-def _own_groups(root: Path) -> bool:
-    """Mark ``root`` a top of directory hierarchies for ext2/3/4 (``chattr +T``), so that
-    the allocator puts the two nodes' directories, made in it, in block groups of their
-    own, as two nodes on their own machines would be. On ext4 without a journal (this
-    bench's usual host) a file created skips, one by one, every inode of its group freed
-    in the last 5-305 s: with both nodes in one group, each file the receiver delivered
-    paid for the sender's deleted outbox files (docs/benchmarks.md, "Each node's files
-    in block groups of their own"). False where the file system has no such flag."""
-    import array
-    import fcntl
-
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return False
-    try:
-        flags = array.array("i", [0])
-        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags, True)
-        flags[0] |= FS_TOPDIR_FL
-        fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags, True)
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-    return True
-
-
 def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys, *,
          extra=lambda name: "", during=None, groups: dict[str, float] | None = None,
-         send_workers: int = SEND_WORKERS, batch: int = 1, own_groups: bool = True,
+         send_workers: int = SEND_WORKERS, batch: int = 1,
          ) -> tuple[float, list[float], int, tuple[float, float]]:  # type: ignore[no-untyped-def]
     """Returns (messages/s, latencies, delivered count, (A, B) CPU ms per message).
     ``send_workers``: A's concurrent sends to B (``limits.send_workers``); ``batch``: the
@@ -235,8 +205,7 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
     ``extra(node name)``: more configuration for that node; ``during(stop)``: run in a
     thread while the messages flow (e.g. a scraper) until the event ``stop`` is set;
     ``groups``: filled with each node's spool transactions per commit (group commit, from
-    the line its spool logs when it closes); ``own_groups``: each node's directory in
-    block groups of its own where the file system allows (:func:`_own_groups`)."""
+    the line its spool logs when it closes)."""
     import threading
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -250,8 +219,6 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
     # run's own (A's outbox files) still count, as they would in service.
     os.sync()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-        if own_groups:
-            _own_groups(Path(tmp))
         a, b, server = _nodes(Path(tmp), transport, keys, extra, send_workers, batch=batch)
         daemons: list[Daemon] = []
         stop = threading.Event()
@@ -385,7 +352,6 @@ def main(quick: bool = False) -> list[Row]:
     n = N_QUICK if quick else N_FULL
     rows: list[Row] = []
     batched = {"RSA-3072": f"https, batches of {BATCH}", "P-256": f"https p256, batches of {BATCH}"}
-    shared = f"{batched['P-256']}, nodes in one block group"
     cases = (("https", "https", PRODUCT_KEYS, SEND_WORKERS, 1),
              ("https p256", "https", p256, SEND_WORKERS, 1),
              # several envelopes per request (the partners' transports set batch)
@@ -395,9 +361,7 @@ def main(quick: bool = False) -> list[Row]:
              ("sftp", "sftp", PRODUCT_KEYS, SEND_WORKERS, 1),
              # a high-volume partner link may keep more sends in flight
              ("https p256, 32 send lanes", "https", p256, 32, 1),
-             ("https, 32 send lanes", "https", PRODUCT_KEYS, 32, 1),
-             # both nodes' files in one block group (see _own_groups)
-             (shared, "https", p256, SEND_WORKERS, BATCH))
+             ("https, 32 send lanes", "https", PRODUCT_KEYS, 32, 1))
     headline = ("https", "https p256", *batched.values())
     # the headline bursts run REPEATS times, interleaved with the others, and report
     # their median run: one run of this bench moves by up to 2.4 ms per message
@@ -408,7 +372,7 @@ def main(quick: bool = False) -> list[Row]:
     for label, transport, keys, lanes, batch in order:
         groups: dict[str, float] = {}
         result = _run(transport, n, None, None, keys, groups=groups, send_workers=lanes,
-                      batch=batch, own_groups=label != shared)
+                      batch=batch)
         tries.setdefault(label, []).append((result, groups))
     runs = {}
     for label, _, keys, _, _ in cases:
@@ -471,10 +435,6 @@ def main(quick: bool = False) -> list[Row]:
             Row("pipeline", f"https burst {n} {suite}: batches of {BATCH} / one per request, "
                 "CPU per message", sum(many[3]) / sum(one[3]), "x", "same run"),
         ]
-    rows.append(Row("pipeline", f"https burst {n} P-256, batches of {BATCH}: nodes in one "
-                    "block group / in their own, CPU per message", sum(runs[shared][3])
-                    / sum(runs[batched["P-256"]][3]), "x",
-                    "same run; ext4 without a journal: see _own_groups"))
     rows += [
         Row("pipeline", f"https burst {n}: msg/s P-256 / RSA-3072", ec_run[0] / rsa_run[0],
             "x", "same run"),
