@@ -125,47 +125,23 @@ def _seen(cache: dict[str, str], value: str) -> str:
 
 
 # The checks of :func:`check_event` one value at a time, for :mod:`gateway.store.audit_rows`
-# (a message's first events carry values not seen yet: its ID, digests, case ID). Each
+# (a message's first events carry values not seen yet: its ID, digests, case ID). It
 # takes a plain ``str`` (the caller checks the type) and returns the value's JSON text
 # when it passes (remembering it), None when it does not: the caller then builds the
 # event and :func:`check_event` raises the error, so nothing but the checks is repeated.
 
 
-def _token_text(value: str) -> str | None:
-    """A field value (IDs, parties, transport, error code, actor): printable ASCII
-    without spaces, 1-200 characters, nothing shaped like an SSN."""
-    text = _TOKENS_SEEN.get(value)
-    if text is None and _TOKEN.fullmatch(value) and not _SSN.search(value):
-        text = _seen(_TOKENS_SEEN, value)
-    return text
-
-
-def _code_text(code: str) -> str | None:
-    text = _CODES_SEEN.get(code)
-    if text is None and _CODE.fullmatch(code):
-        text = _seen(_CODES_SEEN, code)
-    return text
-
-
-def _digest_text(digest: str) -> str | None:
-    text = _DIGESTS_SEEN.get(digest)
-    if text is None and _HEX64.fullmatch(digest):
-        text = _seen(_DIGESTS_SEEN, digest)
-    return text
-
-
-def _detail_key_text(key: str) -> str | None:
-    text = _DETAIL_KEYS_SEEN.get(key)
-    if text is None and _DETAIL_KEY.fullmatch(key):
-        text = _seen(_DETAIL_KEYS_SEEN, key)
-    return text
-
-
-def _detail_value_text(value: str) -> str | None:
-    text = _DETAIL_VALUES_SEEN.get(value)
-    if text is None and _DETAIL_VALUE.fullmatch(value) and not _SSN.search(value):
-        text = _seen(_DETAIL_VALUES_SEEN, value)
-    return text
+def _passed_text(cache: dict[str, str], pattern: re.Pattern[str], value: str, *,
+                 ssn_free: bool = False) -> str | None:
+    """``value``'s JSON text when it matches ``pattern`` (and, with ``ssn_free``, holds
+    nothing shaped like an SSN), remembered in ``cache``; None when it does not. Callers
+    look ``value`` up in ``cache`` first. The pairs :func:`check_event` uses: field values
+    (``_TOKENS_SEEN``, ``_TOKEN``, ssn_free), codes (``_CODES_SEEN``, ``_CODE``), digests
+    (``_DIGESTS_SEEN``, ``_HEX64``), detail keys (``_DETAIL_KEYS_SEEN``, ``_DETAIL_KEY``)
+    and detail text values (``_DETAIL_VALUES_SEEN``, ``_DETAIL_VALUE``, ssn_free)."""
+    if pattern.fullmatch(value) and not (ssn_free and _SSN.search(value)):
+        return _seen(cache, value)
+    return None
 
 
 @dataclass(frozen=True)

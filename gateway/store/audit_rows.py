@@ -32,18 +32,19 @@ from typing import Any
 from gateway.errors import AuditError
 from gateway.store.audit_chain import FIELDS, format_time
 from gateway.store.audit_events import (
+    _CODE,
     _CODES_SEEN,
+    _DETAIL_KEY,
     _DETAIL_KEYS_SEEN,
+    _DETAIL_VALUE,
     _DETAIL_VALUES_SEEN,
     _DIGESTS_SEEN,
+    _HEX64,
     _MAX_DETAIL,
+    _TOKEN,
     _TOKENS_SEEN,
     AuditEvent,
-    _code_text,
-    _detail_key_text,
-    _detail_value_text,
-    _digest_text,
-    _token_text,
+    _passed_text,
     check_event,
 )
 
@@ -126,10 +127,11 @@ def _pieces(q: Sequence[str], detail: str) -> tuple[str, str]:
 def _prepare_seen(code: str, at: datetime, values: dict[str, Any]) -> Prepared | None:
     """The event prepared from values each of the plain type expected: each value seen
     before is looked up with its JSON text, one not seen yet is checked here (the checks
-    of :func:`check_event`, one value at a time, ``audit_events``' ``_*_text``). None when a
+    of :func:`check_event`, one value at a time, ``audit_events._passed_text``). None when a
     value is not of the plain type or fails its check: then the general way decides (and
     raises the error :func:`check_event` gives)."""
-    code_q = (_CODES_SEEN.get(code) or _code_text(code)) if type(code) is str else None
+    code_q = (_CODES_SEEN.get(code) or _passed_text(_CODES_SEEN, _CODE, code)
+              ) if type(code) is str else None
     if code_q is None or type(at) is not datetime or at.utcoffset() is None:
         return None
     get = values.get
@@ -142,19 +144,19 @@ def _prepare_seen(code: str, at: datetime, values: dict[str, Any]) -> Prepared |
             continue
         if type(value) is not str:
             return None
-        text = seen.get(value) or _token_text(value)
+        text = seen.get(value) or _passed_text(seen, _TOKEN, value, ssn_free=True)
         if text is None:
             return None
         texts.append(text)
     actor = get("actor", "daemon")
     if type(actor) is not str:
         return None
-    actor_q = seen.get(actor) or _token_text(actor)
+    actor_q = seen.get(actor) or _passed_text(seen, _TOKEN, actor, ssn_free=True)
     digest = get("digest")
     if digest is None:
         digest_q: str | None = "null"
     elif type(digest) is str:
-        digest_q = _DIGESTS_SEEN.get(digest) or _digest_text(digest)
+        digest_q = _DIGESTS_SEEN.get(digest) or _passed_text(_DIGESTS_SEEN, _HEX64, digest)
     else:
         return None
     if actor_q is None or digest_q is None:
@@ -194,7 +196,7 @@ def _detail_json(detail: Any) -> str | None:
     for key, value in detail.items():
         if type(key) is not str:
             return None
-        key_q = _DETAIL_KEYS_SEEN.get(key) or _detail_key_text(key)
+        key_q = _DETAIL_KEYS_SEEN.get(key) or _passed_text(_DETAIL_KEYS_SEEN, _DETAIL_KEY, key)
         if key_q is None:
             return None
         if type(value) is int:
@@ -206,7 +208,8 @@ def _detail_json(detail: Any) -> str | None:
         else:
             if type(value) is not str:
                 return None
-            text = _DETAIL_VALUES_SEEN.get(value) or _detail_value_text(value)
+            text = _DETAIL_VALUES_SEEN.get(value) or _passed_text(
+                _DETAIL_VALUES_SEEN, _DETAIL_VALUE, value, ssn_free=True)
             if text is None:
                 return None
             pieces[key] = f"{key_q}:{text}"
