@@ -4,6 +4,7 @@ atomic audit, duplicates, exactly-once claims."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -136,15 +137,31 @@ def test_duplicates(spool: Spool) -> None:
         spool.get(9999)
 
 
-def test_claim_is_exactly_once_across_threads(store: Store) -> None:
-    spool = store.open()
+def _sealed_rows(spool: Spool, prefix: str, count: int = 40) -> list[int]:
+    """``count`` outbound messages, each sealed in a transaction of its own."""
     rows = []
-    for i in range(40):
-        row = out_message(spool, f"m-{i}")
+    for i in range(count):
+        row = out_message(spool, f"{prefix}-{i}")
         with spool.transaction(NOW) as txn:
             txn.transition(row, State.SEALED)
         rows.append(row)
-    others = [store.open() for _ in range(3)]  # separate connections, like processes
+    return rows
+
+
+def _on_all_connections(store: Store, spool: Spool, worker: Callable[[Spool], None]) -> None:
+    """Run ``worker`` in two threads on each of ``spool`` and three more connections
+    (separate connections, like processes) at once, and wait for them all."""
+    others = [store.open() for _ in range(3)]
+    threads = [threading.Thread(target=worker, args=(s,)) for s in [spool, *others] * 2]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_claim_is_exactly_once_across_threads(store: Store) -> None:
+    spool = store.open()
+    rows = _sealed_rows(spool, "m")
     won: list[int] = []
     lock = threading.Lock()
 
@@ -155,11 +172,7 @@ def test_claim_is_exactly_once_across_threads(store: Store) -> None:
                 with lock:
                     won.append(claimed.id)
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in [spool, *others] * 2]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _on_all_connections(store, spool, worker)
     assert sorted(won) == sorted(rows)
     assert all(spool.get(r).state is State.SENDING for r in rows)
     assert all(spool.get(r).attempts == 1 for r in rows)
@@ -170,30 +183,21 @@ def test_batch_claims_are_exactly_once_across_threads(store: Store) -> None:
     """claim_many (a batch sent in one request) from several connections at once: every
     message is claimed by exactly one, once, and a batch keeps the order it was given."""
     spool = store.open()
-    rows = []
-    for i in range(40):
-        row = out_message(spool, f"mb-{i}")
-        with spool.transaction(NOW) as txn:
-            txn.transition(row, State.SEALED)
-        rows.append(row)
-    others = [store.open() for _ in range(3)]
-    won: list[int] = []
+    rows = _sealed_rows(spool, "mb")
+    batches: list[list[int]] = []
     lock = threading.Lock()
 
     def worker(s: Spool) -> None:
         due = [(m.id, State.SEALED) for m in s.due(NOW, limit=100)]
         for start in range(0, len(due), 8):
             claimed = s.claim_many(due[start:start + 8], NOW)
-            ids = [m.id for m in claimed]
-            assert ids == sorted(ids)
             with lock:
-                won.extend(ids)
+                batches.append([m.id for m in claimed])
 
-    threads = [threading.Thread(target=worker, args=(s,)) for s in [spool, *others] * 2]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    _on_all_connections(store, spool, worker)
+    # checked here: an assertion failing in a worker thread would not fail the test
+    assert all(ids == sorted(ids) for ids in batches)
+    won = [row for ids in batches for row in ids]
     assert sorted(won) == sorted(rows)
     assert all(spool.get(r).attempts == 1 for r in rows)
     assert spool.due(NOW) == []
