@@ -200,3 +200,16 @@ def test_xml_happy_path_matches_the_walk() -> None:
                 assert fast == walked
                 assert not issues
     assert fast_seen >= len(specs)
+
+
+
+def test_compile_patterns_compiles_the_ones_check_fields_uses() -> None:
+    """compile_patterns (a worker's start) leaves every layout's clean pattern compiled,
+    and check_fields then finds it instead of compiling its own."""
+    f._clean_pattern.cache_clear()
+    f.compile_patterns()
+    assert f._clean_pattern.cache_info().currsize == len(RECORD_NAMES)
+    hits = f._clean_pattern.cache_info().hits
+    assert f.check_fields(transaction("ENF", "R", "ERARR", today=TODAY).header) == []
+    assert f._clean_pattern.cache_info().hits == hits + 1
+    assert f._clean_pattern.cache_info().currsize == len(RECORD_NAMES)

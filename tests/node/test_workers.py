@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from gateway.documents.csenet import fields
+from gateway.documents.csenet.layout import RECORD_NAMES
 from gateway.node.config import Config, load_config
 from gateway.node.nodekeys import NodeKeys, load_node_keys
-from gateway.node.workers import MAX_BREAKS, WorkerPool
+from gateway.node.workers import MAX_BREAKS, WorkerPool, compiled_registry
 from tests.node.test_intake_pool import two_specs
 from tests.support.gwnodes import wait_until
 from tests.support.procs import alive
@@ -47,6 +49,19 @@ class Doubler(WorkerPool):
     items = ("number(s)", "doubled")
     stale_work = "doubles"
     loader = staticmethod(_load)
+
+
+def _load_compiled(config: Config, keys: NodeKeys) -> None:
+    """What the intake and receive roles do first: compile what validation uses."""
+    compiled_registry(config)
+
+
+def _patterns_compiled() -> int:
+    return fields._clean_pattern.cache_info().currsize
+
+
+class Compiled(Doubler):
+    loader = staticmethod(_load_compiled)
 
 
 @pytest.fixture
@@ -235,3 +250,19 @@ def test_call_when_free_takes_its_arguments_only_once_a_worker_is_free(pool: Dou
     assert pool.call_when_free(generation, _double, lambda: None)[0] is False
     assert len(generation.free) == 2
     assert call(pool, _double, 4) == 8
+
+
+def test_a_worker_starts_with_the_csenet_patterns_compiled(tmp_path: Path) -> None:
+    """compiled_registry (the intake and receive workers' start) compiles every CSENet
+    layout's clean pattern before the worker says it is ready, so the first transactions
+    a worker validates do not pay for it."""
+    cache = tmp_path / "keys"
+    cache.mkdir()
+    a, _ = two_specs(tmp_path, cache)
+    config = load_config(a.config_path)
+    made = Compiled(config, load_node_keys(config), workers=1)
+    try:
+        ready(made)
+        assert call(made, _patterns_compiled) == len(RECORD_NAMES)
+    finally:
+        made.close()
