@@ -226,34 +226,36 @@ class Inbound:
             return self._duplicate(existing, now)
         return Answer(503)  # still being processed: the sender asks again later
 
-    #: How many pulled envelopes are opened, checked and delivered at once (their native
-    #: parts: RSA, fsync, SQLite commits, overlap); fetches and acknowledgements stay on
-    #: the calling thread, in order.
-    PULL_WORKERS = 4
+    #: How many pulled envelopes are accepted together (:meth:`accept_many`: examined by
+    #: the receive workers in one share each, recorded and delivered in two transactions
+    #: for all of them), and how many such batches are in flight at once while the
+    #: pulling thread fetches the next and acknowledges, in order, those whose accept
+    #: returned.
+    PULL_BATCH = 16
+    PULL_IN_FLIGHT = 2
 
     def pull(self, transport: Transport) -> int:
         """Take every complete blob waiting in ``transport`` (a partner's SFTP outbox, our
-        own inbound folder): accept it (stored durably), then acknowledge it. Up to
-        :attr:`PULL_WORKERS` blobs are accepted in parallel; each is acknowledged only
-        after its own accept returned."""
+        own inbound folder): accept it (stored durably), then acknowledge it. Blobs are
+        accepted :attr:`PULL_BATCH` at a time (as :meth:`accept` would accept each alone,
+        see :meth:`accept_many`), up to :attr:`PULL_IN_FLIGHT` batches at once; a blob is
+        acknowledged only after its batch's accept returned, and one that was in progress
+        elsewhere (503) is left for the next pull."""
         names = transport.list()
-        if len(names) <= 1 or self.PULL_WORKERS <= 1:
-            return sum(self._pull_one(transport, name) for name in names)
+        size, in_flight = max(1, self.PULL_BATCH), max(1, self.PULL_IN_FLIGHT)
         taken = 0
-        window: deque[tuple[str, Future[Answer]]] = deque()
-        with ThreadPoolExecutor(max_workers=self.PULL_WORKERS,
+        window: deque[tuple[list[str], Future[list[Answer]]]] = deque()
+        with ThreadPoolExecutor(max_workers=in_flight,
                                 thread_name_prefix="gateway-pull") as pool:
             try:
-                for name in names:
-                    if len(window) >= self.PULL_WORKERS:
-                        taken += self._acknowledge(transport, *window.popleft())
-                    try:
-                        data = transport.fetch(name)
-                    except TransportError as exc:
-                        log.warning("could not fetch %s from %s: %s", name,
-                                    transport.endpoint, exc.code)
+                for first in range(0, len(names), size):
+                    fetched = self._fetch(transport, names[first:first + size])
+                    if not fetched:
                         continue
-                    window.append((name, pool.submit(self.accept, data, channel=PULL)))
+                    if len(window) >= in_flight:
+                        taken += self._acknowledge(transport, *window.popleft())
+                    window.append((list(fetched), pool.submit(
+                        self._accept_pulled, list(fetched.values()))))
                 while window:
                     taken += self._acknowledge(transport, *window.popleft())
             finally:
@@ -261,24 +263,34 @@ class Inbound:
                     future.cancel()
         return taken
 
-    def _pull_one(self, transport: Transport, name: str) -> int:
-        try:
-            data = transport.fetch(name)
-        except TransportError as exc:
-            log.warning("could not fetch %s from %s: %s", name, transport.endpoint, exc.code)
-            return 0
-        answer = self.accept(data, channel=PULL)
-        if answer.status == 503:
-            return 0  # in progress elsewhere: look again next time
-        transport.acknowledge(name)
-        return 1
+    @staticmethod
+    def _fetch(transport: Transport, names: list[str]) -> dict[str, bytes]:
+        """Name -> bytes of each of ``names`` that could be fetched (the rest are logged
+        and left for the next pull)."""
+        fetched: dict[str, bytes] = {}
+        for name in names:
+            try:
+                fetched[name] = transport.fetch(name)
+            except TransportError as exc:
+                log.warning("could not fetch %s from %s: %s", name, transport.endpoint,
+                            exc.code)
+        return fetched
+
+    def _accept_pulled(self, datas: list[bytes]) -> list[Answer]:
+        if len(datas) == 1:
+            return [self.accept(datas[0], channel=PULL)]
+        return self.accept_many(datas, channel=PULL)
 
     @staticmethod
-    def _acknowledge(transport: Transport, name: str, future: Future[Answer]) -> int:
-        if future.result().status == 503:
-            return 0  # in progress elsewhere: look again next time
-        transport.acknowledge(name)
-        return 1
+    def _acknowledge(transport: Transport, names: list[str],
+                     future: Future[list[Answer]]) -> int:
+        taken = 0
+        for name, answer in zip(names, future.result(), strict=True):
+            if answer.status == 503:
+                continue  # in progress elsewhere: look again next time
+            transport.acknowledge(name)
+            taken += 1
+        return taken
 
     def recover(self) -> int:
         """Finish inbound messages a crash left ``delivering`` or ``received`` (in a

@@ -26,8 +26,9 @@ events, CSENet conversion, the signed receipt). With ``limits.receive_workers`` 
   once for them: on this project's test machine the same examination costs about 1.5x
   more CPU one envelope per wake-up (docs/benchmarks.md, "Why the pipeline costs more
   than its parts"). No envelope waits for others to arrive: a call takes what is already
-  queued. The envelopes of one batch request go to a worker in one call of their own
-  (:meth:`ReceivePool.examine_many`).
+  queued. The envelopes of one batch request (or of one pull) are shared among the
+  workers, one call each, at once (:meth:`ReceivePool.examine_many`): a batch alone
+  keeps every core busy.
 - **When the workers do not answer** (still starting, a worker died, keys that are not
   the daemon's, given up after repeated breaks, closed): the envelope is examined
   in-process, with the same outcome; nothing is lost or refused for it. Unlike the intake
@@ -151,18 +152,31 @@ class ReceivePool(WorkerPool):
 
     def examine_many(self, items: list[tuple[ParsedEnvelope, datetime]]
                      ) -> list[Examined] | None:
-        """Each of ``items`` (a batch request's envelopes) examined in one call to a
-        worker, in order; None: examine them all in-process."""
+        """Each of ``items`` (a batch request's envelopes, a pull's batch) examined by the
+        workers, in order: split into one share per worker (consecutive envelopes, sizes
+        differing by at most one), each share in one call, the calls at once; None:
+        examine them all in-process (a share the workers did not answer)."""
         generation = self._generation()
         if generation is None or not generation.ready.is_set():
             return None
+        parts = min(self.workers, len(items))
+        step, extra = divmod(len(items), parts)
+        shares: list[list[tuple[ParsedEnvelope, datetime]]] = []
+        first = 0
+        for part in range(parts):
+            size = step + (part < extra)
+            shares.append(items[first:first + size])
+            first += size
         with self._queue_lock:
-            self.calls += 1
+            self.calls += len(shares)
             self.envelopes += len(items)
-        answer = self._call(generation, _examine_all, (items,))
-        results: list[Examined] | None = self._settle(generation, [answer], (len(items),))[0]
-        if results is not None and len(results) != len(items):
-            return None  # not this call's answer: examined in-process
+        collect = self.dispatch(generation, _examine_all, [(share,) for share in shares],
+                                [len(share) for share in shares])
+        results: list[Examined] = []
+        for share, got in zip(shares, collect(), strict=True):
+            if got is None or len(got) != len(share):
+                return None  # not this call's answer, or none: examined in-process
+            results.extend(got)
         return results
 
     def _take_share(self, batch: list[_Waiting]

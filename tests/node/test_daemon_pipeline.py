@@ -35,7 +35,7 @@ from tests.support.gwnodes import (
     register,
     write_config,
 )
-from transports.errors import TlsRejected
+from transports.errors import TlsRejected, TransportError
 from transports.memory import MemoryNetwork, http_responder
 
 A, B, HUB, C = "fips:0600000", "fips:4800000", "fips:1100000", "fips:3600000"
@@ -426,7 +426,8 @@ def test_two_phase_delivery_never_writes_a_taken_document_again(
 
     # one envelope at a time, so the first pull's crash leaves the second untouched
     # (parallel pulls crashing mid-way are covered by test_e2e_crash over SFTP)
-    monkeypatch.setattr(gateway.node.inbound.Inbound, "PULL_WORKERS", 1)
+    monkeypatch.setattr(gateway.node.inbound.Inbound, "PULL_BATCH", 1)
+    monkeypatch.setattr(gateway.node.inbound.Inbound, "PULL_IN_FLIGHT", 1)
     monkeypatch.setattr(gateway.node.inbound, "commit_temp", crash)
     with pytest.raises(KeyboardInterrupt):
         gw_b.pull()
@@ -445,6 +446,59 @@ def test_two_phase_delivery_never_writes_a_taken_document_again(
     assert gw_b.spool.get(second.id).state is State.DELIVERED
     delivered_name = gw_b.spool.get(first.id).source
     assert [p.name for p in b.inbox.iterdir()] == [delivered_name]  # not the taken one
+    net.settle()
+    assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.DELIVERED}
+
+
+def test_a_pull_accepts_what_waits_in_batches(tmp_path: Path, key_cache: Path, net: Net,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull accepts the blobs waiting for it PULL_BATCH at a time (accept_many: as each
+    would be accepted alone), and takes each only after its batch was recorded: 21 blobs
+    (20 messages and one unreadable) in batches of 15 and 5 (one of the first 16 could
+    not be fetched: it stays for the next pull), every message delivered
+    once, the junk refused and kept, nothing else left behind."""
+    from transports.memory import MemoryTransport
+
+    a, _ = two_nodes(tmp_path, key_cache, net, pull=True)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    for i in range(20):
+        drop(a, f"tx{i}.xml", interstate_transaction("0600000", "4800000", seed=60 + i))
+    gw_a.scan()
+    gw_a.send_all()
+    drop_box = MemoryTransport(net.network, "b-drop")
+    drop_box.send("junk.xml", b"<not-an-envelope/>")
+    waiting = net.network.blobs("b-drop")
+    assert len(waiting) == 21
+    batches: list[int] = []
+    real = gw_b.inbound.accept_many
+
+    def counted(datas: list[bytes], *, channel: str) -> list[Any]:
+        batches.append(len(datas))
+        answers = real(datas, channel=channel)
+        # nothing of this batch is taken before its accept returned
+        assert all(net.network.blobs("b-drop").get(n) for n in waiting if
+                   waiting[n] in datas)
+        return answers
+
+    monkeypatch.setattr(gw_b.inbound, "accept_many", counted)
+    real_fetch = MemoryTransport.fetch
+    failed: list[str] = []
+
+    def flaky(self: MemoryTransport, name: str) -> bytes:
+        if not failed and name != "junk.xml":
+            failed.append(name)
+            raise TransportError("simulated fetch failure", code="Unreachable")
+        return real_fetch(self, name)
+
+    monkeypatch.setattr(MemoryTransport, "fetch", flaky)
+    assert gw_b.pull() == 20
+    assert batches == [15, 5]  # 16 names, one not fetched; then the last 5
+    assert list(net.network.blobs("b-drop")) == failed  # left for the next pull
+    monkeypatch.undo()
+    assert gw_b.pull() == 1
+    assert net.network.blobs("b-drop") == {}
+    records = gw_b.spool.select(direction=Direction.IN, limit=100)
+    assert sorted(r.state.value for r in records) == ["delivered"] * 20 + ["rejected"]
     net.settle()
     assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.DELIVERED}
 

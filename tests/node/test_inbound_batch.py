@@ -197,11 +197,11 @@ def test_a_batch_of_new_messages_costs_two_commits(
 
 
 @pytest.mark.integration  # starts worker processes
-def test_a_batch_is_examined_in_one_worker_call(
+def test_a_batch_is_shared_among_the_workers_one_call_each(
         twins: tuple[Sealer, Gateway, Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
-    """With receive workers, the batch's 16 envelopes go to a worker in one call and
-    nothing is examined in the daemon; with the workers killed, all 16 are examined in
-    the daemon and delivered all the same."""
+    """With two receive workers, the batch's 16 envelopes go to them in two calls of 8
+    (one each, at once) and nothing is examined in the daemon; with the workers killed,
+    all 16 are examined in the daemon and delivered all the same."""
     sealer, gw, _ = twins
     pool = pooled(gw)
     examined_here: list[str] = []
@@ -215,7 +215,7 @@ def test_a_batch_is_examined_in_one_worker_call(
     envelopes = new_messages(sealer, 16)
     calls, carried = pool.calls, pool.envelopes
     answers = gw.inbound.accept_many(envelopes, channel="https")
-    assert (pool.calls - calls, pool.envelopes - carried) == (1, 16)
+    assert (pool.calls - calls, pool.envelopes - carried) == (2, 16)
     assert examined_here == []
     for answer, envelope in zip(answers, envelopes, strict=True):
         assert (answer.status, receipt_fields(answer.body, sealer, envelope)[3]) == \
