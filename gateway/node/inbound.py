@@ -34,9 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -54,20 +52,24 @@ from gateway.errors import (
 )
 from gateway.node.config import Config
 from gateway.node.examine import Examined, ExaminePool, Examiner, as_received_csenet, receipt_for
-from gateway.node.nodekeys import NodeKeys
+from gateway.node.nodekeys import NodeKeys, ReceiptOutcome
 from gateway.node.outbound import apply_receipt
 from gateway.node.ping import answer_ping
+from gateway.node.pulls import pull_batches
 from gateway.node.routing import decide
 from gateway.protocol.envelope import Header, ParsedEnvelope, parse_envelope
 from gateway.store.fsutil import commit_temp, write_temp
 from gateway.store.spool import Message, NewMessage, Spool, Txn
 from gateway.store.states import Direction, IllegalTransition, State
-from transports import Transport, TransportError
+from transports import Transport
 from transports.base import PeerInfo
 
 __all__ = ["Answer", "Inbound", "as_received_csenet", "inbox_name"]
 
 log = logging.getLogger("gateway.node.inbound")
+
+#: a verified receipt to record: the outbound message, the receipt's bytes, its outcome
+_Receipt = tuple[Message, bytes, ReceiptOutcome]
 
 HTTPS, PULL = "https", "pull"
 AS4 = "as4"  # the transport of the records As4Inbound keeps (it recovers them itself)
@@ -167,14 +169,17 @@ class Inbound:
         answers: list[Answer | None] = [None] * len(datas)
         group: dict[str, tuple[int, ParsedEnvelope]] = {}
         again: list[int] = []
+        receipts: list[_Receipt] = []
         for i, data in enumerate(datas):
-            sorted_out = self._triage(data, channel, now)
+            sorted_out = self._triage(data, channel, now, receipts)
             if isinstance(sorted_out, Answer):
                 answers[i] = sorted_out
             elif sorted_out.header.message_id in group:
                 again.append(i)
             else:
                 group[sorted_out.header.message_id] = (i, sorted_out)
+        if receipts:  # recorded before anything of the batch is answered
+            self._apply_receipts(receipts, now)
         if group:
             examined = self._examine_many([parsed for _, parsed in group.values()], now)
             arrivals = [_Arrival(parsed, datas[i], channel, result)
@@ -186,10 +191,13 @@ class Inbound:
             answers[i] = self.accept(datas[i], channel=channel)
         return [a for a in answers if a is not None]
 
-    def _triage(self, data: bytes, channel: str, now: datetime) -> Answer | ParsedEnvelope:
+    def _triage(self, data: bytes, channel: str, now: datetime,
+                receipts: list[_Receipt] | None = None) -> Answer | ParsedEnvelope:
         """``data`` read and sorted: the answer when it is not a new business message for
         this node (unreadable, a relay, a receipt, a ping, a duplicate: each handled
-        here), else the parsed envelope to process."""
+        here), else the parsed envelope to process. ``receipts``: where a verified
+        receipt goes instead of being recorded here (the caller records them together,
+        :meth:`_apply_receipts`, before it answers)."""
         try:
             parsed = parse_envelope(data, max_bytes=self.policy.max_bytes)
         except (InputError, TooLarge) as exc:
@@ -201,7 +209,7 @@ class Inbound:
         if header.to_party != self.keys.identity.party:
             return self._relay(parsed, data, channel, now)
         if header.service == "receipt":
-            return self._receipt(parsed, data, now)
+            return self._receipt(parsed, data, now, receipts)
         if header.service == "ping":  # a partner's connectivity check: never stored
             return Answer(*answer_ping(parsed, keys=self.keys, spool=self.spool, now=now,
                                        policy=self.policy, channel=channel,
@@ -240,57 +248,14 @@ class Inbound:
         accepted :attr:`PULL_BATCH` at a time (as :meth:`accept` would accept each alone,
         see :meth:`accept_many`), up to :attr:`PULL_IN_FLIGHT` batches at once; a blob is
         acknowledged only after its batch's accept returned, and one that was in progress
-        elsewhere (503) is left for the next pull."""
-        names = transport.list()
-        size, in_flight = max(1, self.PULL_BATCH), max(1, self.PULL_IN_FLIGHT)
-        taken = 0
-        window: deque[tuple[list[str], Future[list[Answer]]]] = deque()
-        with ThreadPoolExecutor(max_workers=in_flight,
-                                thread_name_prefix="gateway-pull") as pool:
-            try:
-                for first in range(0, len(names), size):
-                    fetched = self._fetch(transport, names[first:first + size])
-                    if not fetched:
-                        continue
-                    if len(window) >= in_flight:
-                        taken += self._acknowledge(transport, *window.popleft())
-                    window.append((list(fetched), pool.submit(
-                        self._accept_pulled, list(fetched.values()))))
-                while window:
-                    taken += self._acknowledge(transport, *window.popleft())
-            finally:
-                for _, future in window:  # an error above: let the rest finish, unacked
-                    future.cancel()
-        return taken
+        elsewhere (503) is left for the next pull (:func:`~gateway.node.pulls.pull_batches`)."""
+        return pull_batches(transport, self._accept_pulled, batch=self.PULL_BATCH,
+                            in_flight=self.PULL_IN_FLIGHT)
 
-    @staticmethod
-    def _fetch(transport: Transport, names: list[str]) -> dict[str, bytes]:
-        """Name -> bytes of each of ``names`` that could be fetched (the rest are logged
-        and left for the next pull)."""
-        fetched: dict[str, bytes] = {}
-        for name in names:
-            try:
-                fetched[name] = transport.fetch(name)
-            except TransportError as exc:
-                log.warning("could not fetch %s from %s: %s", name, transport.endpoint,
-                            exc.code)
-        return fetched
-
-    def _accept_pulled(self, datas: list[bytes]) -> list[Answer]:
+    def _accept_pulled(self, datas: list[bytes]) -> list[int]:
         if len(datas) == 1:
-            return [self.accept(datas[0], channel=PULL)]
-        return self.accept_many(datas, channel=PULL)
-
-    @staticmethod
-    def _acknowledge(transport: Transport, names: list[str],
-                     future: Future[list[Answer]]) -> int:
-        taken = 0
-        for name, answer in zip(names, future.result(), strict=True):
-            if answer.status == 503:
-                continue  # in progress elsewhere: look again next time
-            transport.acknowledge(name)
-            taken += 1
-        return taken
+            return [self.accept(datas[0], channel=PULL).status]
+        return [answer.status for answer in self.accept_many(datas, channel=PULL)]
 
     def recover(self) -> int:
         """Finish inbound messages a crash left ``delivering`` or ``received`` (in a
@@ -395,7 +360,10 @@ class Inbound:
                            payloads={"receipt": receipt})
         return Answer(400, receipt)
 
-    def _receipt(self, parsed: ParsedEnvelope, data: bytes, now: datetime) -> Answer:
+    def _receipt(self, parsed: ParsedEnvelope, data: bytes, now: datetime,
+                 pending: list[_Receipt] | None = None) -> Answer:
+        """A receipt for one of our messages: checked, then recorded now, or added to
+        ``pending`` for the caller to record (see :meth:`_triage`)."""
         ref = parsed.header.ref_to_message_id
         message = self.spool.find(Direction.OUT, ref) if ref else None
         if message is None:
@@ -408,12 +376,31 @@ class Inbound:
         except SecurityError as exc:
             log.warning("receipt for %s did not verify: %s", ref, exc.code)
             return Answer(400)
+        if pending is not None:
+            if all(waiting.id != message.id for waiting, _, _ in pending):
+                pending.append((message, data, outcome))  # else a copy: settled with it
+        else:
+            self._apply_receipts([(message, data, outcome)], now)
+        return Answer(200)
+
+    def _apply_receipts(self, receipts: list[_Receipt], now: datetime) -> None:
+        """Record verified receipts in one transaction. When one of them was settled
+        meanwhile (by the synchronous answer, or a second copy in the same batch), that
+        transaction is undone whole and each is recorded alone, the settled one not."""
         try:
             with self.spool.transaction(now) as txn:
-                apply_receipt(txn, txn.get(message.id), data, outcome)
+                for message, data, outcome in receipts:
+                    apply_receipt(txn, txn.get(message.id), data, outcome)
+            return
         except IllegalTransition:
-            pass  # settled meanwhile by the synchronous answer
-        return Answer(200)
+            if len(receipts) == 1:
+                return  # settled meanwhile
+        for message, data, outcome in receipts:
+            try:
+                with self.spool.transaction(now) as txn:
+                    apply_receipt(txn, txn.get(message.id), data, outcome)
+            except IllegalTransition:
+                continue  # settled meanwhile
 
     def _duplicate(self, existing: Message, now: datetime) -> Answer:
         if existing.state in (State.RECEIVED, State.DELIVERING):

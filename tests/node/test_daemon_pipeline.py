@@ -503,6 +503,69 @@ def test_a_pull_accepts_what_waits_in_batches(tmp_path: Path, key_cache: Path, n
     assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.DELIVERED}
 
 
+def test_pulled_receipts_are_recorded_in_one_transaction(
+        tmp_path: Path, key_cache: Path, net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Receipts that wait in a pull mailbox (both ways SFTP-style) are checked one by one
+    and recorded together, in one commit, before any is taken; a second copy of one in
+    the same batch is settled with the first; when one was settled meanwhile, the batch's
+    transaction is undone whole and each is recorded alone, that one not again."""
+    from transports.memory import MemoryTransport
+
+    a = NodeSpec("a", A, tmp_path / "a")
+    b = NodeSpec("b", B, tmp_path / "b")
+    a.partners = [PartnerSpec(B, [("memory://b-drop", {})], pull=[("memory://a-drop", {})])]
+    b.partners = [PartnerSpec(A, [("memory://a-drop", {})], pull=[("memory://b-drop", {})])]
+    for spec in (a, b):
+        net.add(spec, key_cache, [a, b])
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+
+    def round_trip(first: int) -> list[bytes]:
+        for i in range(first, first + 6):
+            drop(a, f"t{i}.xml", interstate_transaction("0600000", "4800000", seed=80 + i))
+        assert gw_a.scan() == 6
+        gw_a.send_all()
+        assert gw_b.pull() == 6
+        gw_b.send_all()  # the six receipts, into A's mailbox
+        waiting = net.network.blobs("a-drop")
+        assert len(waiting) == 6
+        return list(waiting.values())
+
+    round_trip(0)
+    commits = gw_a.spool._groups.commits
+    assert gw_a.pull() == 6
+    assert gw_a.spool._groups.commits - commits == 1
+    out = gw_a.spool.select(direction=Direction.OUT, limit=100)
+    assert {m.state for m in out} == {State.DELIVERED}
+    assert all(gw_a.spool.payload(m.id, "receipt") for m in out)
+
+    # a second copy of a receipt in the same batch: recorded once, with the batch
+    copy = round_trip(6)[0]
+    MemoryTransport(net.network, "a-drop").send("copy-of-first.xml", copy)
+    commits = gw_a.spool._groups.commits
+    assert gw_a.pull() == 7  # the copy is answered as settled and taken too
+    assert gw_a.spool._groups.commits - commits == 1
+    assert net.network.blobs("a-drop") == {}
+
+    # one settled meanwhile (as by a synchronous answer): the batch is undone whole and
+    # each is recorded alone, the settled one not again
+    round_trip(12)
+    real = gw_a.inbound._apply_receipts
+
+    def settled_first(receipts: list[Any], now: datetime) -> None:
+        real(receipts[:1], now)
+        real(receipts, now)
+
+    monkeypatch.setattr(gw_a.inbound, "_apply_receipts", settled_first)
+    commits = gw_a.spool._groups.commits
+    assert gw_a.pull() == 6
+    assert gw_a.spool._groups.commits - commits == 1 + 1 + 6
+    out = gw_a.spool.select(direction=Direction.OUT, limit=100)
+    assert [m.state for m in out] == [State.DELIVERED] * 18
+    [(count,)] = gw_a.spool._conn().execute(
+        "SELECT count(*) FROM audit_events WHERE code = 'receipt_received'").fetchall()
+    assert count == 18
+
+
 def test_unreadable_pulled_file_is_kept_in_the_spool(tmp_path: Path, key_cache: Path,
                                                      net: Net) -> None:
     from transports.memory import MemoryTransport
