@@ -241,16 +241,20 @@ class Inbound:
     #: returned.
     PULL_BATCH = 16
     PULL_IN_FLIGHT = 2
+    #: the most bytes of blobs in one pulled batch (a larger blob goes alone): what a pull
+    #: holds stays near two batches whatever the size of the messages
+    PULL_BATCH_BYTES = 1024 * 1024
 
     def pull(self, transport: Transport) -> int:
         """Take every complete blob waiting in ``transport`` (a partner's SFTP outbox, our
         own inbound folder): accept it (stored durably), then acknowledge it. Blobs are
-        accepted :attr:`PULL_BATCH` at a time (as :meth:`accept` would accept each alone,
+        accepted :attr:`PULL_BATCH` at a time, at most :attr:`PULL_BATCH_BYTES` together
+        (as :meth:`accept` would accept each alone,
         see :meth:`accept_many`), up to :attr:`PULL_IN_FLIGHT` batches at once; a blob is
         acknowledged only after its batch's accept returned, and one that was in progress
         elsewhere (503) is left for the next pull (:func:`~gateway.node.pulls.pull_batches`)."""
         return pull_batches(transport, self._accept_pulled, batch=self.PULL_BATCH,
-                            in_flight=self.PULL_IN_FLIGHT)
+                            in_flight=self.PULL_IN_FLIGHT, max_bytes=self.PULL_BATCH_BYTES)
 
     def _accept_pulled(self, datas: list[bytes]) -> list[int]:
         if len(datas) == 1:

@@ -6,7 +6,9 @@ A blob is acknowledged (removed) only after the accept of its batch returned, so
 blob taken is recorded first; a crash in between leaves it to come again, and the
 receiver answers a message it has already taken as a duplicate. The pulling thread
 fetches the next batch while up to ``in_flight`` batches are accepted, and acknowledges
-them in order.
+them in order. A batch is cut by count and by bytes (a blob larger than the byte limit
+goes alone), so what a pull holds stays near ``in_flight`` batches whatever the size of
+the messages.
 """
 
 from __future__ import annotations
@@ -29,42 +31,52 @@ IN_PROGRESS = 503
 Accept = Callable[[list[bytes]], list[int]]
 
 
-def pull_batches(transport: Transport, accept: Accept, *, batch: int, in_flight: int) -> int:
-    """Fetch every blob listed in ``transport``, ``batch`` at a time, ``accept`` each
-    batch (up to ``in_flight`` batches at once, in threads of their own) and acknowledge
-    each blob of a batch once its accept returned, unless its status is
-    :data:`IN_PROGRESS`. A blob that cannot be fetched is logged and left for the next
-    pull. Returns how many blobs were taken."""
-    names = transport.list()
+def pull_batches(transport: Transport, accept: Accept, *, batch: int, in_flight: int,
+                 max_bytes: int) -> int:
+    """Fetch every blob listed in ``transport`` and ``accept`` them in batches of up to
+    ``batch`` blobs and ``max_bytes`` bytes (a larger blob alone), up to ``in_flight``
+    batches at once, in threads of their own; acknowledge each blob of a batch once its
+    accept returned, unless its status is :data:`IN_PROGRESS`. A blob that cannot be
+    fetched is logged and left for the next pull. Returns how many blobs were taken.
+    The bytes held at once stay near ``in_flight`` batches and the blob being fetched."""
     size, in_flight = max(1, batch), max(1, in_flight)
     taken = 0
     window: deque[tuple[list[str], Future[list[int]]]] = deque()
+    names: list[str] = []
+    blobs: list[bytes] = []
+    held = 0
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="gateway-pull") as pool:
+
+        def hand_over() -> None:
+            nonlocal taken, names, blobs, held
+            if len(window) >= in_flight:
+                taken += _acknowledge(transport, *window.popleft())
+            window.append((names, pool.submit(accept, blobs)))
+            names, blobs, held = [], [], 0
+
         try:
-            for first in range(0, len(names), size):
-                fetched = _fetch(transport, names[first:first + size])
-                if not fetched:
+            for name in transport.list():
+                try:
+                    data = transport.fetch(name)
+                except TransportError as exc:
+                    log.warning("could not fetch %s from %s: %s", name, transport.endpoint,
+                                exc.code)
                     continue
-                if len(window) >= in_flight:
-                    taken += _acknowledge(transport, *window.popleft())
-                window.append((list(fetched), pool.submit(accept, list(fetched.values()))))
+                if blobs and held + len(data) > max_bytes:
+                    hand_over()
+                names.append(name)
+                blobs.append(data)
+                held += len(data)
+                if len(blobs) >= size or held >= max_bytes:
+                    hand_over()
+            if blobs:
+                hand_over()
             while window:
                 taken += _acknowledge(transport, *window.popleft())
         finally:
             for _, future in window:  # an error above: let the rest finish, unacknowledged
                 future.cancel()
     return taken
-
-
-def _fetch(transport: Transport, names: list[str]) -> dict[str, bytes]:
-    """Name -> bytes of each of ``names`` that could be fetched."""
-    fetched: dict[str, bytes] = {}
-    for name in names:
-        try:
-            fetched[name] = transport.fetch(name)
-        except TransportError as exc:
-            log.warning("could not fetch %s from %s: %s", name, transport.endpoint, exc.code)
-    return fetched
 
 
 def _acknowledge(transport: Transport, names: list[str], future: Future[list[int]]) -> int:

@@ -454,8 +454,8 @@ def test_a_pull_accepts_what_waits_in_batches(tmp_path: Path, key_cache: Path, n
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A pull accepts the blobs waiting for it PULL_BATCH at a time (accept_many: as each
     would be accepted alone), and takes each only after its batch was recorded: 21 blobs
-    (20 messages and one unreadable) in batches of 15 and 5 (one of the first 16 could
-    not be fetched: it stays for the next pull), every message delivered
+    (20 messages and one unreadable, one of which cannot be fetched: it stays for the
+    next pull) in batches of 16 and 4, every message delivered
     once, the junk refused and kept, nothing else left behind."""
     from transports.memory import MemoryTransport
 
@@ -492,7 +492,7 @@ def test_a_pull_accepts_what_waits_in_batches(tmp_path: Path, key_cache: Path, n
 
     monkeypatch.setattr(MemoryTransport, "fetch", flaky)
     assert gw_b.pull() == 20
-    assert batches == [15, 5]  # 16 names, one not fetched; then the last 5
+    assert batches == [16, 4]  # the 20 fetched
     assert list(net.network.blobs("b-drop")) == failed  # left for the next pull
     monkeypatch.undo()
     assert gw_b.pull() == 1
@@ -501,6 +501,39 @@ def test_a_pull_accepts_what_waits_in_batches(tmp_path: Path, key_cache: Path, n
     assert sorted(r.state.value for r in records) == ["delivered"] * 20 + ["rejected"]
     net.settle()
     assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.DELIVERED}
+
+
+def test_a_pulled_batch_is_cut_by_bytes(tmp_path: Path, key_cache: Path, net: Net,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pulled batch also ends at PULL_BATCH_BYTES (so large messages do not pile up in
+    memory 16 at a time): with room for two envelopes, six come in three batches of two;
+    with room for none, each is accepted alone."""
+    import gateway.node.inbound
+
+    a, _ = two_nodes(tmp_path, key_cache, net, pull=True)
+    gw_a, gw_b = net.nodes["a"], net.nodes["b"]
+    batches: list[int] = []
+    real = gw_b.inbound.accept_many
+
+    def counted(datas: list[bytes], *, channel: str) -> list[Any]:
+        batches.append(len(datas))
+        return real(datas, channel=channel)
+
+    monkeypatch.setattr(gw_b.inbound, "accept_many", counted)
+    for first, room, expected in ((0, 2, [2, 2, 2]), (6, 0, [])):
+        for i in range(first, first + 6):
+            drop(a, f"t{i}.xml", interstate_transaction("0600000", "4800000", seed=90 + i))
+        gw_a.scan()
+        gw_a.send_all()
+        largest = max(len(blob) for blob in net.network.blobs("b-drop").values())
+        monkeypatch.setattr(gateway.node.inbound.Inbound, "PULL_BATCH_BYTES",
+                            room * largest + 1)
+        batches.clear()
+        assert gw_b.pull() == 6
+        assert batches == expected
+        assert net.network.blobs("b-drop") == {}
+    assert len(gw_b.spool.select(direction=Direction.IN, states=[State.DELIVERED],
+                                 limit=100)) == 12
 
 
 def test_pulled_receipts_are_recorded_in_one_transaction(
