@@ -389,22 +389,22 @@ class Inbound:
 
     def _apply_receipts(self, receipts: list[_Receipt], now: datetime) -> None:
         """Record verified receipts in one transaction. When one of them was settled
-        meanwhile (by the synchronous answer, or a second copy in the same batch), that
-        transaction is undone whole and each is recorded alone, the settled one not."""
+        meanwhile (by the synchronous answer), that transaction is undone whole and each
+        is recorded alone, the settled one not."""
+        if not self._record_receipts(receipts, now) and len(receipts) > 1:
+            for receipt in receipts:
+                self._record_receipts([receipt], now)
+
+    def _record_receipts(self, receipts: list[_Receipt], now: datetime) -> bool:
+        """``receipts`` recorded in one transaction; False (nothing kept) when one was
+        settled meanwhile."""
         try:
             with self.spool.transaction(now) as txn:
                 for message, data, outcome in receipts:
                     apply_receipt(txn, txn.get(message.id), data, outcome)
-            return
         except IllegalTransition:
-            if len(receipts) == 1:
-                return  # settled meanwhile
-        for message, data, outcome in receipts:
-            try:
-                with self.spool.transaction(now) as txn:
-                    apply_receipt(txn, txn.get(message.id), data, outcome)
-            except IllegalTransition:
-                continue  # settled meanwhile
+            return False
+        return True
 
     def _duplicate(self, existing: Message, now: datetime) -> Answer:
         if existing.state in (State.RECEIVED, State.DELIVERING):
