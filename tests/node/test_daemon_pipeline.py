@@ -8,7 +8,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -450,6 +450,31 @@ def test_two_phase_delivery_never_writes_a_taken_document_again(
     assert {m.state for m in gw_a.spool.select(direction=Direction.OUT)} == {State.DELIVERED}
 
 
+def send_new(a: NodeSpec, gw_a: Gateway, first: int, count: int, *, seed: int) -> None:
+    """Drop ``count`` new transactions into A's outbox and send them (to B's mailbox)."""
+    for i in range(first, first + count):
+        drop(a, f"t{i}.xml", interstate_transaction("0600000", "4800000", seed=seed + i))
+    assert gw_a.scan() == count
+    gw_a.send_all()
+
+
+def batch_sizes(gw: Gateway, monkeypatch: pytest.MonkeyPatch,
+                after: Callable[[list[bytes]], None] = lambda datas: None) -> list[int]:
+    """The sizes of the batches ``gw``'s pulls hand to accept_many, in order (filled as
+    they come); ``after(datas)`` runs once each batch's accept returned."""
+    sizes: list[int] = []
+    real = gw.inbound.accept_many
+
+    def counted(datas: list[bytes], *, channel: str) -> list[Any]:
+        sizes.append(len(datas))
+        answers = real(datas, channel=channel)
+        after(datas)
+        return answers
+
+    monkeypatch.setattr(gw.inbound, "accept_many", counted)
+    return sizes
+
+
 def test_a_pull_accepts_what_waits_in_batches(tmp_path: Path, key_cache: Path, net: Net,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A pull accepts the blobs waiting for it PULL_BATCH at a time (accept_many: as each
@@ -461,26 +486,17 @@ def test_a_pull_accepts_what_waits_in_batches(tmp_path: Path, key_cache: Path, n
 
     a, _ = two_nodes(tmp_path, key_cache, net, pull=True)
     gw_a, gw_b = net.nodes["a"], net.nodes["b"]
-    for i in range(20):
-        drop(a, f"tx{i}.xml", interstate_transaction("0600000", "4800000", seed=60 + i))
-    gw_a.scan()
-    gw_a.send_all()
-    drop_box = MemoryTransport(net.network, "b-drop")
-    drop_box.send("junk.xml", b"<not-an-envelope/>")
+    send_new(a, gw_a, 0, 20, seed=60)
+    MemoryTransport(net.network, "b-drop").send("junk.xml", b"<not-an-envelope/>")
     waiting = net.network.blobs("b-drop")
     assert len(waiting) == 21
-    batches: list[int] = []
-    real = gw_b.inbound.accept_many
 
-    def counted(datas: list[bytes], *, channel: str) -> list[Any]:
-        batches.append(len(datas))
-        answers = real(datas, channel=channel)
-        # nothing of this batch is taken before its accept returned
-        assert all(net.network.blobs("b-drop").get(n) for n in waiting if
-                   waiting[n] in datas)
-        return answers
+    def none_taken_yet(datas: list[bytes]) -> None:
+        """Nothing of a batch is taken before its accept returned."""
+        left = net.network.blobs("b-drop")
+        assert all(name in left for name, blob in waiting.items() if blob in datas)
 
-    monkeypatch.setattr(gw_b.inbound, "accept_many", counted)
+    batches = batch_sizes(gw_b, monkeypatch, none_taken_yet)
     real_fetch = MemoryTransport.fetch
     failed: list[str] = []
 
@@ -512,19 +528,9 @@ def test_a_pulled_batch_is_cut_by_bytes(tmp_path: Path, key_cache: Path, net: Ne
 
     a, _ = two_nodes(tmp_path, key_cache, net, pull=True)
     gw_a, gw_b = net.nodes["a"], net.nodes["b"]
-    batches: list[int] = []
-    real = gw_b.inbound.accept_many
-
-    def counted(datas: list[bytes], *, channel: str) -> list[Any]:
-        batches.append(len(datas))
-        return real(datas, channel=channel)
-
-    monkeypatch.setattr(gw_b.inbound, "accept_many", counted)
+    batches = batch_sizes(gw_b, monkeypatch)
     for first, room, expected in ((0, 2, [2, 2, 2]), (6, 0, [])):
-        for i in range(first, first + 6):
-            drop(a, f"t{i}.xml", interstate_transaction("0600000", "4800000", seed=90 + i))
-        gw_a.scan()
-        gw_a.send_all()
+        send_new(a, gw_a, first, 6, seed=90)
         largest = max(len(blob) for blob in net.network.blobs("b-drop").values())
         monkeypatch.setattr(gateway.node.inbound.Inbound, "PULL_BATCH_BYTES",
                             room * largest + 1)
@@ -553,10 +559,7 @@ def test_pulled_receipts_are_recorded_in_one_transaction(
     gw_a, gw_b = net.nodes["a"], net.nodes["b"]
 
     def round_trip(first: int) -> list[bytes]:
-        for i in range(first, first + 6):
-            drop(a, f"t{i}.xml", interstate_transaction("0600000", "4800000", seed=80 + i))
-        assert gw_a.scan() == 6
-        gw_a.send_all()
+        send_new(a, gw_a, first, 6, seed=80)
         assert gw_b.pull() == 6
         gw_b.send_all()  # the six receipts, into A's mailbox
         waiting = net.network.blobs("a-drop")

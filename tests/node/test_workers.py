@@ -64,12 +64,17 @@ class Compiled(Doubler):
     loader = staticmethod(_load_compiled)
 
 
-@pytest.fixture
-def pool(tmp_path: Path) -> Iterator[Doubler]:
+def node_config(tmp_path: Path) -> Config:
+    """The configuration of a node with its keys (a worker reads them at start)."""
     cache = tmp_path / "keys"
     cache.mkdir()
     a, _ = two_specs(tmp_path, cache)
-    config = load_config(a.config_path)
+    return load_config(a.config_path)
+
+
+@pytest.fixture
+def pool(tmp_path: Path) -> Iterator[Doubler]:
+    config = node_config(tmp_path)
     made = Doubler(config, load_node_keys(config), workers=2)
     try:
         yield made
@@ -256,10 +261,7 @@ def test_a_worker_starts_with_the_csenet_patterns_compiled(tmp_path: Path) -> No
     """compiled_registry (the intake and receive workers' start) compiles every CSENet
     layout's clean pattern before the worker says it is ready, so the first transactions
     a worker validates do not pay for it."""
-    cache = tmp_path / "keys"
-    cache.mkdir()
-    a, _ = two_specs(tmp_path, cache)
-    config = load_config(a.config_path)
+    config = node_config(tmp_path)
     made = Compiled(config, load_node_keys(config), workers=1)
     try:
         ready(made)
