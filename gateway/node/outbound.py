@@ -115,6 +115,9 @@ def _took(started: float | None) -> dict[str, int]:
 class Sender:
     """Claims due messages and sends them; thread-safe."""
 
+    #: overdue receipts settled in one transaction by :meth:`expire`
+    EXPIRE_BATCH = 256
+
     def __init__(self, config: Config, spool: Spool, pool: TransportPool,
                  breakers: BreakerBoard, check_receipt: ReceiptCheck, *,
                  clock: Callable[[], datetime], rng: random.Random | None = None,
@@ -576,17 +579,33 @@ class Sender:
 
     def expire(self) -> int:
         """``sent`` messages whose receipt is overdue are sent again (the receiver answers
-        a duplicate with its stored receipt); expired ones fail."""
+        a duplicate with its stored receipt); expired ones fail. They are settled
+        :attr:`EXPIRE_BATCH` to a transaction (after a partner's outage there may be
+        thousands); when one of a batch was settled meanwhile (its receipt came), the batch
+        is undone whole and each is settled alone, that one not."""
         now = self.clock()
         cutoff = (now - timedelta(seconds=self.config.retry.receipt_timeout)).timestamp()
+        overdue = [message for message in self.spool.select(
+            states=[State.SENT], direction=Direction.OUT, limit=100_000)
+            if message.updated_at <= cutoff]
         count = 0
-        for message in self.spool.select(states=[State.SENT], direction=Direction.OUT,
-                                         limit=100_000):
-            if message.updated_at > cutoff:
-                continue
-            expired = message.expires_at is not None and now.timestamp() >= message.expires_at
-            with contextlib.suppress(IllegalTransition), self.spool.transaction(now) as txn:
-                if expired:
+        for start in range(0, len(overdue), self.EXPIRE_BATCH):
+            batch = overdue[start:start + self.EXPIRE_BATCH]
+            try:
+                count += self._expire_all(batch, now)
+            except IllegalTransition:
+                for message in batch:
+                    with contextlib.suppress(IllegalTransition):
+                        count += self._expire_all([message], now)
+        return count
+
+    def _expire_all(self, messages: list[Message], now: datetime) -> int:
+        """In one transaction, each of ``messages`` (``sent``, its receipt overdue) back to
+        ``retrying``, or ``failed`` once past its expiry; raises :class:`IllegalTransition`
+        (nothing kept) when one is no longer ``sent``."""
+        with self.spool.transaction(now) as txn:
+            for message in messages:
+                if message.expires_at is not None and now.timestamp() >= message.expires_at:
                     txn.transition(message.id, State.FAILED, expect=State.SENT,
                                    error_code="ReceiptTimeout",
                                    changes={"error_text": "no receipt before the expiry"})
@@ -594,5 +613,4 @@ class Sender:
                     txn.transition(message.id, State.RETRYING, expect=State.SENT,
                                    error_code="ReceiptTimeout",
                                    changes={"next_attempt_at": now.timestamp()})
-                count += 1
-        return count
+        return len(messages)

@@ -274,6 +274,51 @@ def test_recover_after_crash_and_receipt_timeout(setup) -> None:  # type: ignore
     assert len(net.blobs("ny")) == 1  # same name, same bytes: no second copy
 
 
+def test_overdue_receipts_are_settled_in_batches(  # type: ignore[no-untyped-def]
+        setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """expire settles overdue messages EXPIRE_BATCH to a commit; one whose receipt came
+    after they were listed undoes its batch, whose others are then settled alone."""
+    _, spool, _, clock, sender = setup
+    monkeypatch.setattr(Sender, "EXPIRE_BATCH", 3)
+    messages = [sealed(spool, NY, n) for n in range(7)]
+    for message in messages:
+        assert sender.send(message.id, State.SEALED).state is State.SENT
+    clock.advance(601)
+    late = messages[4]  # in the second batch
+    listed = spool.select
+
+    def receipt_meanwhile(**kwargs):  # type: ignore[no-untyped-def]
+        found = listed(**kwargs)
+        with spool.transaction(clock()) as txn:
+            body = b"RECEIPT Delivered " + late.message_id.encode()
+            apply_receipt(txn, txn.get(late.id), body, check(body, message=late, now=clock()))
+        return found
+
+    monkeypatch.setattr(spool, "select", receipt_meanwhile)
+    tried: list[int] = []
+    expire_all = sender._expire_all
+
+    def counted(batch, now):  # type: ignore[no-untyped-def]
+        tried.append(len(batch))
+        return expire_all(batch, now)
+
+    monkeypatch.setattr(sender, "_expire_all", counted)
+    commits = spool._groups.commits
+    assert sender.expire() == 6
+    assert tried == [3, 3, 1, 1, 1, 1]
+    # transactions (an undone one included): the receipt, the three batches, the second
+    # batch's three alone (the late one undone again)
+    assert spool._groups.commits - commits == 1 + 3 + 3
+    assert spool.get(late.id).state is State.DELIVERED
+    for message in messages:
+        if message is not late:
+            again = spool.get(message.id)
+            assert again.state is State.RETRYING
+            assert again.error_code == "ReceiptTimeout"
+    monkeypatch.setattr(spool, "select", listed)
+    assert sender.expire() == 0  # nothing is sent yet: none is overdue again
+
+
 def test_relay_passes_back_a_refusal_body(setup) -> None:  # type: ignore[no-untyped-def]
     _, spool, net, _, sender = setup
     answers: list[bytes] = []
