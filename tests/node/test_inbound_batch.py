@@ -337,6 +337,78 @@ def test_killed_before_delivered_is_committed_is_finished_by_recovery(
     assert {p.name: p.stat().st_ino for p in gw.config.inbox.iterdir()} == files
 
 
+def examine_calls(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of ``gw``'s calls to examine envelopes together, as they are made."""
+    calls: list[int] = []
+    examine_many = gw.inbound._examine_many
+
+    def counted(parsed: list[ParsedEnvelope], now: datetime) -> list[Examined]:
+        calls.append(len(parsed))
+        return examine_many(parsed, now)
+
+    monkeypatch.setattr(gw.inbound, "_examine_many", counted)
+    return calls
+
+
+def recovered(gw: Gateway, batch: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """``gw``'s inbound recovery with batches of ``batch``: (messages, commits)."""
+    monkeypatch.setattr(gw.inbound, "PULL_BATCH", batch)
+    commits = gw.spool._groups.commits
+    return gw.inbound.recover(), gw.spool._groups.commits - commits
+
+
+def test_recovery_settles_what_was_left_received_in_batches(
+        twins: tuple[Sealer, Gateway, Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages a crash left ``received`` (as older versions recorded an arrival before
+    opening it) are finished PULL_BATCH at a time: examined in one call and settled in
+    two commits per batch, leaving the records, trails and inbox that recovery one at a
+    time leaves."""
+    sealer, gw, single = twins
+    envelopes = new_messages(sealer, 5)
+    for node in (gw, single):
+        with node.spool.transaction(node.clock()) as txn:
+            for envelope in envelopes:
+                node.inbound._arrived(txn, parse_envelope(envelope), envelope, "pull")
+    calls = examine_calls(gw, monkeypatch)
+    assert recovered(gw, 2, monkeypatch) == (5, 3 * 2)
+    assert calls == [2, 2, 1]
+    assert recovered(single, 1, monkeypatch) == (5, 5 * 2)
+    assert node_state(gw) == node_state(single)
+    delivered_once(gw, envelopes)
+
+
+def test_recovery_commits_what_was_left_delivering_in_batches(
+        twins: tuple[Sealer, Gateway, Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages a crash left ``delivering`` (their documents renamed into the inbox,
+    ``delivered`` not committed) are committed PULL_BATCH to a transaction, leaving what
+    recovery one at a time leaves, and no document is written again."""
+    sealer, gw, single = twins
+    envelopes = new_messages(sealer, 5)
+    for node in (gw, single):
+        real = node.spool.transaction
+        opened: list[datetime] = []
+
+        def second_one_killed(now: datetime, real=real, opened=opened  # type: ignore[no-untyped-def]
+                              ) -> AbstractContextManager[Txn]:
+            opened.append(now)
+            if len(opened) == 2:
+                raise KeyboardInterrupt("simulated crash before delivered is committed")
+            return real(now)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(node.spool, "transaction", second_one_killed)
+            with pytest.raises(KeyboardInterrupt):
+                node.inbound.accept_many(envelopes, channel="pull")
+        assert {r.state for r in node.spool.select(direction=Direction.IN)} == \
+            {State.DELIVERING}
+    files = {p.name: p.stat().st_ino for p in gw.config.inbox.iterdir()}
+    assert recovered(gw, 2, monkeypatch) == (5, 3)
+    assert recovered(single, 1, monkeypatch) == (5, 5)
+    assert node_state(gw) == node_state(single)
+    delivered_once(gw, envelopes)
+    assert {p.name: p.stat().st_ino for p in gw.config.inbox.iterdir()} == files
+
+
 def test_a_copy_recorded_meanwhile_settles_the_batch_one_by_one(
         twins: tuple[Sealer, Gateway, Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
     """Another request records one of the batch's messages while the batch is being
