@@ -240,17 +240,25 @@ _B64_BODY = (b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
              + bytes(c for c in range(128) if chr(c).isspace()))
 
 
+#: characters of base64 text :func:`_base64_only` checks at a time: a large payload's text
+#: is not copied whole (once to cut the padding off, once more as bytes) to be checked
+_CHECK_CHARS = 1 << 20
+
+
 def _base64_only(text: str) -> bool:
     """Whether ``text`` matches :data:`_BASE64_TEXT` (base64 characters and whitespace,
-    then at most two ``=`` each followed by whitespace). ASCII text is checked with one
-    ``bytes.translate`` (about 4x faster than the regular expression over an envelope's
-    payload); anything else goes through the expression itself."""
+    then at most two ``=`` each followed by whitespace). ASCII text is checked with
+    ``bytes.translate``, :data:`_CHECK_CHARS` characters at a time (about 4x faster than
+    the regular expression over an envelope's payload); anything else goes through the
+    expression itself."""
     if not text.isascii():
         return _BASE64_TEXT.fullmatch(text) is not None
     pad = text.find("=")
-    body = text if pad < 0 else text[:pad]
-    if body.encode("ascii").translate(None, _B64_BODY):
-        return False
+    end = len(text) if pad < 0 else pad
+    for start in range(0, end, _CHECK_CHARS):  # text[0:len(text)] is text itself, no copy
+        if text[start:min(start + _CHECK_CHARS, end)].encode("ascii").translate(
+                None, _B64_BODY):
+            return False
     return pad < 0 or _BASE64_TEXT.fullmatch(text, pad) is not None
 
 
@@ -426,7 +434,9 @@ def take_sealed(box: list[bytes], *, max_bytes: int = DEFAULT_MAX_ENVELOPE_BYTES
     fast = _canonical(data, "Sealed", max_bytes)
     if fast is not None:
         return fast
-    return _take_sealed_full([data], max_bytes=max_bytes, source=source)
+    box.append(data)
+    del data  # the full path frees the bytes once its tree is built: nothing else may hold them
+    return _take_sealed_full(box, max_bytes=max_bytes, source=source)
 
 
 def _take_sealed_full(box: list[bytes], *, max_bytes: int, source: str
