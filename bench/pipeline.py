@@ -269,6 +269,31 @@ def _run(transport: str, n: int, rate: float | None, seconds: float | None, keys
     return count / span, latencies, len(done), (cpu[0], cpu[1])
 
 
+def nodes_file_system(folder: str | None = None) -> str:
+    """What the nodes' folders (under ``folder``, by default the temporary directory that
+    ``TMPDIR`` chooses) are on: the file system's type and, for ext4, whether it has a
+    journal. Without one, ext4 looks through the inodes freed in the last half minute every
+    time it creates a file, which costs the receiving node about 0.5 ms per message here
+    (docs/benchmarks.md, "Where issue 18 stands, 2026-12-06")."""
+    path = os.path.realpath(folder or tempfile.gettempdir())
+    point, kind, device = "", "", ""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                where = fields[1].replace("\\040", " ")
+                inside = path == where or path.startswith(where.rstrip("/") + "/")
+                if inside and len(where) >= len(point):
+                    point, kind, device = where, fields[2], fields[0]
+    except OSError:
+        return "an unknown file system"
+    if kind != "ext4":
+        return kind or "an unknown file system"
+    name = os.path.basename(os.path.realpath(device))
+    journal = os.path.isdir(f"/proc/fs/jbd2/{name}-8")
+    return f"ext4 {'with' if journal else 'without'} a journal"
+
+
 def _burst_rows(label: str, n: int, result: tuple[float, list[float], int,  # type: ignore[no-untyped-def]
                                                   tuple[float, float]], keys,
                 groups: dict[str, float] | None = None) -> list[Row]:
@@ -284,9 +309,9 @@ def _burst_rows(label: str, n: int, result: tuple[float, list[float], int,  # ty
         Row("pipeline", f"{label} burst {n}: p50 drop-to-receipt", statistics.median(lat), "s"),
         Row("pipeline", f"{label} burst {n}: p99 drop-to-receipt", _percentile(lat, 0.99), "s"),
         Row("pipeline", f"{label} burst {n}: CPU per message, node A", cpu_a, "ms",
-            "user + system"),
+            f"user + system; folders on {nodes_file_system()}"),
         Row("pipeline", f"{label} burst {n}: CPU per message, node B", cpu_b, "ms",
-            "user + system"),
+            f"user + system; folders on {nodes_file_system()}"),
         Row("pipeline", f"{label} burst {n}: CPU ceiling ({cores} cores)",
             cores * 1000 / (cpu_a + cpu_b), "msg/s", "cores x 1 s / (A + B) CPU per message"),
     ]
