@@ -31,8 +31,9 @@ from gateway.node.alerts import AlertEngine, VerifyResult
 from gateway.node.as4_node import RESPONSE_TYPE, As4Inbound, As4ReceiptCheck
 from gateway.node.clocks import ClockKeeper, ClockWatch
 from gateway.node.config import Config, check_files
+from gateway.node.dead_letters import report_failures
 from gateway.node.inbound import Inbound
-from gateway.node.intake import OutboxScanner, failure_report, write_rejected_copy
+from gateway.node.intake import OutboxScanner
 from gateway.node.intake_pool import IntakePool
 from gateway.node.logs import scheduler_logger
 from gateway.node.metrics import CertInfo, MetricsServer, StoreCollector
@@ -256,36 +257,9 @@ class Gateway:
         return True
 
     def report_failures(self, limit: int = 200) -> int:
-        """Put each outbound message that failed for good (dead letter) back where the
-        state system looks for bad files: its document in the rejected folder under its
-        outbox name, with ``NAME.error.json`` (stage "delivery", code, reason). Marked done
-        in the spool (payload ``failure_report`` and a ``failure_reported`` audit event)
-        only after the files are durable, so a crash in between writes them again."""
-        count = 0
-        for message in self.spool.without_payload(State.FAILED, Direction.OUT,
-                                                  "failure_report", limit):
-            now = self.clock()
-            report = failure_report(message, now)
-            name = message.source or f"{message.message_id}.xml"
-            try:
-                with self.spool.transaction(now) as txn:
-                    txn.put_payload(message.id, "error", report)
-                target = write_rejected_copy(self.spool, self.config.rejected, message, name)
-                with self.spool.transaction(now) as txn:
-                    txn.put_payload(message.id, "failure_report", target.name.encode())
-                    txn.audit("failure_reported", message,
-                              error_code=(message.error_code or "Failed")[:60])
-            except GatewayError as exc:
-                log.error("could not report failed message %s: %s", message.message_id,
-                          exc.code)
-                continue
-            log.warning("failed %s (%s): document and reason put in %s", name,
-                        message.error_code, target,
-                        extra={"event": "failure_reported", "message_id": message.message_id,
-                               "partner": message.partner, "error_code": message.error_code,
-                               "state": "failed"})
-            count += 1
-        return count
+        """Put each outbound message that failed for good back in the rejected folder with
+        its reason (:func:`gateway.node.dead_letters.report_failures`)."""
+        return report_failures(self.spool, self.config.rejected, self.clock, limit)
 
     def check_certificates(self) -> list[tuple[str, float]]:
         """Certificates expiring within ``security.cert_warn_days``: logged and audited."""

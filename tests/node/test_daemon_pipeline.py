@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from gateway.demo.samples import interstate_transaction, maintenance_application
-from gateway.errors import SenderMismatch
+from gateway.errors import SenderMismatch, SpoolError
+from gateway.node import dead_letters
 from gateway.node.config import load_config
 from gateway.node.daemon import Gateway
 from gateway.node.prepare import check_sender
@@ -626,6 +627,68 @@ def refusing_pair(tmp_path: Path, cache: Path, net: Net
     a.partners = [PartnerSpec(B, [("memory://b-https", {})])]
     b.partners = [PartnerSpec(A, [("memory://a-https", {})])]
     return a, b, net.add(a, cache, [a, b]), net.add(b, cache, [b])
+
+
+def refused_messages(a: NodeSpec, gw_a: Gateway, net: Net, count: int) -> list[Any]:
+    """``count`` documents dropped in A's outbox (``case-0.xml`` ...), sent and refused
+    for good: A's failed messages."""
+    for i in range(count):
+        drop(a, f"case-{i}.xml", interstate_transaction("0600000", "4800000", seed=30 + i))
+    gw_a.scan()
+    net.settle()
+    failed = gw_a.spool.select(direction=Direction.OUT)
+    assert sorted(m.state for m in failed) == [State.FAILED] * count
+    return failed
+
+
+def reported_once(a: NodeSpec, gw_a: Gateway, failed: list[Any]) -> None:
+    """Each of ``failed`` is back in A's rejected folder with its reason, and audited
+    ``failure_reported`` once."""
+    audit = AuditLog(sqlite3.connect(a.root / "spool/gateway.db"))
+    for message in failed:
+        assert (a.rejected / message.source).read_bytes() == \
+            gw_a.spool.payload(message.id, "document")
+        report = json.loads((a.rejected / f"{message.source}.error.json").read_text())
+        assert report["spool_id"] == message.id
+        codes = [e.event.code for e in audit.query(message_id=message.message_id)]
+        assert codes.count("failure_reported") == 1
+
+
+def test_the_failed_messages_of_a_run_are_reported_together(
+        tmp_path: Path, key_cache: Path, net: Net) -> None:
+    """The dead letters one run finds cost two commits for all of them (their reasons,
+    then, once their files are durable, the marks), not two each."""
+    a, _, gw_a, _ = refusing_pair(tmp_path, key_cache, net)
+    failed = refused_messages(a, gw_a, net, 4)
+    commits = gw_a.spool._groups.commits
+    assert gw_a.report_failures() == 4
+    assert gw_a.spool._groups.commits - commits == 2
+    reported_once(a, gw_a, failed)
+    assert gw_a.report_failures() == 0
+
+
+def test_a_failed_message_that_cannot_be_reported_holds_up_no_other(
+        tmp_path: Path, key_cache: Path, net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When one dead letter's files cannot be written, the run reports the others (each
+    alone) and leaves that one, unmarked, for a later run."""
+    a, _, gw_a, _ = refusing_pair(tmp_path, key_cache, net)
+    failed = refused_messages(a, gw_a, net, 4)
+    [blocked] = [m for m in failed if m.source == "case-2.xml"]
+    real = dead_letters.write_rejected_copy
+
+    def refuse_one(spool, rejected, message, name, **kwargs):  # type: ignore[no-untyped-def]
+        if message.id == blocked.id:
+            raise SpoolError("cannot write the rejected copy", where=name)
+        return real(spool, rejected, message, name, **kwargs)
+
+    monkeypatch.setattr(dead_letters, "write_rejected_copy", refuse_one)
+    assert gw_a.report_failures() == 3
+    assert gw_a.spool.payload(blocked.id, "failure_report") is None
+    assert not (a.rejected / "case-2.xml").exists()
+    reported_once(a, gw_a, [m for m in failed if m is not blocked])
+    monkeypatch.undo()
+    assert gw_a.report_failures() == 1
+    reported_once(a, gw_a, failed)
 
 
 def test_failed_message_is_put_back_in_rejected_with_its_reason(
