@@ -5,13 +5,13 @@ and ``resend``. The daemon runs :func:`report_failures` as its ``failure-reports
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 from gateway.errors import GatewayError
+from gateway.node.batches import together_or_alone
 from gateway.node.intake import failure_report, write_rejected_copy
 from gateway.store.spool import Message, Spool
 from gateway.store.states import Direction, State
@@ -32,20 +32,16 @@ def report_failures(spool: Spool, rejected: Path, clock: Callable[[], datetime],
     when that fails, each is reported alone (repeating is safe), so one that cannot be
     reported holds up no other. Returns how many were reported."""
     failed = spool.without_payload(State.FAILED, Direction.OUT, "failure_report", limit)
-    if len(failed) > 1:
-        with contextlib.suppress(GatewayError):
-            return _report(spool, rejected, clock(), failed)
-    count = 0
-    for message in failed:
-        try:
-            count += _report(spool, rejected, clock(), [message])
-        except GatewayError as exc:
-            log.error("could not report failed message %s: %s", message.message_id,
-                      exc.code)
-    return count
+    return together_or_alone(failed, lambda batch: _report(spool, rejected, clock(), batch),
+                             GatewayError, refused_alone=_unreported)
 
 
-def _report(spool: Spool, rejected: Path, now: datetime, failed: list[Message]) -> int:
+def _unreported(message: Message, exc: Exception) -> None:
+    code = exc.code if isinstance(exc, GatewayError) else type(exc).__name__
+    log.error("could not report failed message %s: %s", message.message_id, code)
+
+
+def _report(spool: Spool, rejected: Path, now: datetime, failed: Sequence[Message]) -> int:
     """:func:`report_failures` for ``failed``, all or none marked done; raises the first
     :class:`GatewayError`."""
     with spool.transaction(now) as txn:

@@ -50,6 +50,7 @@ from gateway.errors import (
     TooLarge,
     UnknownRecipient,
 )
+from gateway.node.batches import together_or_alone
 from gateway.node.config import Config
 from gateway.node.examine import Examined, ExaminePool, Examiner, as_received_csenet, receipt_for
 from gateway.node.nodekeys import NodeKeys, ReceiptOutcome
@@ -401,20 +402,16 @@ class Inbound:
         """Record verified receipts in one transaction. When one of them was settled
         meanwhile (by the synchronous answer), that transaction is undone whole and each
         is recorded alone, the settled one not."""
-        if not self._record_receipts(receipts, now) and len(receipts) > 1:
-            for receipt in receipts:
-                self._record_receipts([receipt], now)
+        together_or_alone(receipts, lambda batch: self._record_receipts(batch, now),
+                          IllegalTransition)
 
-    def _record_receipts(self, receipts: list[_Receipt], now: datetime) -> bool:
-        """``receipts`` recorded in one transaction; False (nothing kept) when one was
-        settled meanwhile."""
-        try:
-            with self.spool.transaction(now) as txn:
-                for message, data, outcome in receipts:
-                    apply_receipt(txn, txn.get(message.id), data, outcome)
-        except IllegalTransition:
-            return False
-        return True
+    def _record_receipts(self, receipts: Sequence[_Receipt], now: datetime) -> int:
+        """``receipts`` recorded in one transaction; raises :class:`IllegalTransition`
+        (nothing kept) when one was settled meanwhile."""
+        with self.spool.transaction(now) as txn:
+            for message, data, outcome in receipts:
+                apply_receipt(txn, txn.get(message.id), data, outcome)
+        return len(receipts)
 
     def _duplicate(self, existing: Message, now: datetime) -> Answer:
         if existing.state in (State.RECEIVED, State.DELIVERING):

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from gateway.node.batches import split_evenly
 from gateway.node.config import Config
 from gateway.node.intake import Prepared, PrepareJob, Preparer, Refused
 from gateway.node.nodekeys import NodeKeys
@@ -80,8 +81,7 @@ class IntakePool(WorkerPool):
         generation = self._generation()
         if generation is None or not jobs:
             return lambda: [None] * len(jobs)
-        size = max(1, -(-len(jobs) // (self.workers * 2)))  # about two groups per worker
-        groups = [tuple(jobs[i:i + size]) for i in range(0, len(jobs), size)]
+        groups = [tuple(g) for g in split_evenly(jobs, self.workers * 2)]  # two per worker
         collect_groups = self.dispatch(generation, _prepare_group, [(g,) for g in groups],
                                        [len(g) for g in groups])
 

@@ -20,13 +20,12 @@ answers with goes back into the inbound pipeline (it is addressed to the origina
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +36,7 @@ from gateway.errors import (
     SecurityError,
 )
 from gateway.node import as4_node
+from gateway.node.batches import together_or_alone
 from gateway.node.config import Config, PartnerConfig, TransportConfig
 from gateway.node.nodekeys import ReceiptCheck, ReceiptOutcome
 from gateway.node.retry import BreakerBoard, RetryDecision, after_failure
@@ -588,18 +588,12 @@ class Sender:
         overdue = [message for message in self.spool.select(
             states=[State.SENT], direction=Direction.OUT, limit=100_000)
             if message.updated_at <= cutoff]
-        count = 0
-        for start in range(0, len(overdue), self.EXPIRE_BATCH):
-            batch = overdue[start:start + self.EXPIRE_BATCH]
-            try:
-                count += self._expire_all(batch, now)
-            except IllegalTransition:
-                for message in batch:
-                    with contextlib.suppress(IllegalTransition):
-                        count += self._expire_all([message], now)
-        return count
+        return sum(together_or_alone(overdue[start:start + self.EXPIRE_BATCH],
+                                     lambda batch: self._expire_all(batch, now),
+                                     IllegalTransition)
+                   for start in range(0, len(overdue), self.EXPIRE_BATCH))
 
-    def _expire_all(self, messages: list[Message], now: datetime) -> int:
+    def _expire_all(self, messages: Sequence[Message], now: datetime) -> int:
         """In one transaction, each of ``messages`` (``sent``, its receipt overdue) back to
         ``retrying``, or ``failed`` once past its expiry; raises :class:`IllegalTransition`
         (nothing kept) when one is no longer ``sent``."""

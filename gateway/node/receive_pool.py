@@ -49,6 +49,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from gateway.node.batches import split_evenly
 from gateway.node.config import Config
 from gateway.node.examine import Examined, Examiner
 from gateway.node.nodekeys import NodeKeys
@@ -159,18 +160,11 @@ class ReceivePool(WorkerPool):
         generation = self._generation()
         if generation is None or not generation.ready.is_set():
             return None
-        parts = min(self.workers, len(items))
-        step, extra = divmod(len(items), parts)
-        shares: list[list[tuple[ParsedEnvelope, datetime]]] = []
-        first = 0
-        for part in range(parts):
-            size = step + (part < extra)
-            shares.append(items[first:first + size])
-            first += size
+        shares = split_evenly(items, self.workers)
         with self._queue_lock:
             self.calls += len(shares)
             self.envelopes += len(items)
-        collect = self.dispatch(generation, _examine_all, [(share,) for share in shares],
+        collect = self.dispatch(generation, _examine_all, [(list(share),) for share in shares],
                                 [len(share) for share in shares])
         results: list[Examined] = []
         for share, got in zip(shares, collect(), strict=True):
