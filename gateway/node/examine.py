@@ -62,8 +62,9 @@ class ExaminePool(Protocol):
     def examine(self, parsed: ParsedEnvelope, now: datetime) -> Examined | None: ...
 
     def examine_many(self, items: list[tuple[ParsedEnvelope, datetime]]
-                     ) -> list[Examined] | None:
-        """Each of ``items`` examined, in order (one batch); None: all in-process."""
+                     ) -> list[Examined | None] | None:
+        """Each of ``items`` examined, in order (one batch): None for one the pool did not
+        examine, or instead of the list for all of them: those are examined in-process."""
 
 
 def as_received_csenet(tree: etree._ElementTree, now: datetime, terminator: bytes, *,

@@ -434,15 +434,15 @@ class Inbound:
         return examined or self.examiner.examine(parsed, self.keys, now)
 
     def _examine_many(self, parsed: list[ParsedEnvelope], now: datetime) -> list[Examined]:
-        """:meth:`_examine` for each of ``parsed``: in one call to a receive worker."""
+        """:meth:`_examine` for each of ``parsed``: shared among the receive workers; what
+        they did not examine is examined here."""
         if len(parsed) == 1:  # joins the envelopes other threads have waiting
             return [self._examine(parsed[0], now)]
         pool = self.pool
         examined = pool.examine_many([(p, now) for p in parsed]) if pool is not None \
             else None
-        if examined is None:
-            examined = [self.examiner.examine(p, self.keys, now) for p in parsed]
-        return examined
+        return [e if e is not None else self.examiner.examine(p, self.keys, now)
+                for p, e in zip(parsed, examined or [None] * len(parsed), strict=True)]
 
     def _process(self, record: Message | None, parsed: ParsedEnvelope, channel: str,
                  data: bytes = b"") -> Answer:

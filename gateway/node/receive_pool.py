@@ -152,11 +152,12 @@ class ReceivePool(WorkerPool):
         return mine.result
 
     def examine_many(self, items: list[tuple[ParsedEnvelope, datetime]]
-                     ) -> list[Examined] | None:
+                     ) -> list[Examined | None] | None:
         """Each of ``items`` (a batch request's envelopes, a pull's batch) examined by the
         workers, in order: split into one share per worker (consecutive envelopes, sizes
-        differing by at most one), each share in one call, the calls at once; None:
-        examine them all in-process (a share the workers did not answer)."""
+        differing by at most one), each share in one call, the calls at once. None for
+        each envelope of a share the workers did not answer, or for the whole batch when
+        the workers are not in use: those are examined in-process."""
         generation = self._generation()
         if generation is None or not generation.ready.is_set():
             return None
@@ -166,11 +167,10 @@ class ReceivePool(WorkerPool):
             self.envelopes += len(items)
         collect = self.dispatch(generation, _examine_all, [(list(share),) for share in shares],
                                 [len(share) for share in shares])
-        results: list[Examined] = []
+        results: list[Examined | None] = []
         for share, got in zip(shares, collect(), strict=True):
-            if got is None or len(got) != len(share):
-                return None  # not this call's answer, or none: examined in-process
-            results.extend(got)
+            answered = got is not None and len(got) == len(share)  # else: not this call's
+            results.extend(got if answered else [None] * len(share))
         return results
 
     def _take_share(self, batch: list[_Waiting]

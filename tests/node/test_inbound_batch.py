@@ -196,14 +196,8 @@ def test_a_batch_of_new_messages_costs_two_commits(
     assert node_state(gw_batch) == node_state(gw_single)
 
 
-@pytest.mark.integration  # starts worker processes
-def test_a_batch_is_shared_among_the_workers_one_call_each(
-        twins: tuple[Sealer, Gateway, Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
-    """With two receive workers, the batch's 16 envelopes go to them in two calls of 8
-    (one each, at once) and nothing is examined in the daemon; with the workers killed,
-    all 16 are examined in the daemon and delivered all the same."""
-    sealer, gw, _ = twins
-    pool = pooled(gw)
+def examined_in_daemon(gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The message IDs ``gw`` examines in its own process, as it examines them."""
     examined_here: list[str] = []
     real = gw.inbound.examiner.examine
 
@@ -212,6 +206,18 @@ def test_a_batch_is_shared_among_the_workers_one_call_each(
         return real(parsed, keys, now)
 
     monkeypatch.setattr(gw.inbound.examiner, "examine", counted)
+    return examined_here
+
+
+@pytest.mark.integration  # starts worker processes
+def test_a_batch_is_shared_among_the_workers_one_call_each(
+        twins: tuple[Sealer, Gateway, Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With two receive workers, the batch's 16 envelopes go to them in two calls of 8
+    (one each, at once) and nothing is examined in the daemon; with the workers killed,
+    all 16 are examined in the daemon and delivered all the same."""
+    sealer, gw, _ = twins
+    pool = pooled(gw)
+    examined_here = examined_in_daemon(gw, monkeypatch)
     envelopes = new_messages(sealer, 16)
     calls, carried = pool.calls, pool.envelopes
     answers = gw.inbound.accept_many(envelopes, channel="https")
@@ -227,6 +233,31 @@ def test_a_batch_is_shared_among_the_workers_one_call_each(
     assert [a.status for a in answers] == [200] * 16
     assert examined_here == [parse_envelope(e).header.message_id for e in more]
     delivered_once(gw, envelopes + more)
+
+
+@pytest.mark.integration  # starts worker processes
+def test_only_a_share_the_workers_did_not_answer_is_examined_in_the_daemon(
+        twins: tuple[Sealer, Gateway, Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
+    """One of the two shares of a batch comes back unanswered (its worker broke): only
+    its 8 envelopes are examined in the daemon, the other share's answers are kept, and
+    all 16 are delivered."""
+    sealer, gw, _ = twins
+    pool = pooled(gw)
+    examined_here = examined_in_daemon(gw, monkeypatch)
+    dispatch = pool.dispatch
+
+    def second_unanswered(generation, func, calls, sizes=()):  # type: ignore[no-untyped-def]
+        collect = dispatch(generation, func, calls, sizes)
+        return lambda: [got if i == 0 else None for i, got in enumerate(collect())]
+
+    monkeypatch.setattr(pool, "dispatch", second_unanswered)
+    envelopes = new_messages(sealer, 16)
+    answers = gw.inbound.accept_many(envelopes, channel="https")
+    assert examined_here == [parse_envelope(e).header.message_id for e in envelopes[8:]]
+    for answer, envelope in zip(answers, envelopes, strict=True):
+        assert (answer.status, receipt_fields(answer.body, sealer, envelope)[3]) == \
+            (200, "Delivered")
+    delivered_once(gw, envelopes)
 
 
 # --- a crash between the phases ------------------------------------------------------
