@@ -299,6 +299,7 @@ def _burst_rows(label: str, n: int, result: tuple[float, list[float], int,  # ty
                 groups: dict[str, float] | None = None) -> list[Row]:
     rate, lat, done, (cpu_a, cpu_b) = result
     cores = os.cpu_count() or 1
+    where = f"user + system; folders on {nodes_file_system()}"
     grouped = [Row("pipeline", f"{label} burst {n}: spool transactions per commit, node {k}",
                    v, "x", "group commit; 1.00 = every transaction committed alone")
                for k, v in sorted((groups or {}).items())]
@@ -308,10 +309,8 @@ def _burst_rows(label: str, n: int, result: tuple[float, list[float], int,  # ty
             f"{done}/{n} receipts; {keys.label}"),
         Row("pipeline", f"{label} burst {n}: p50 drop-to-receipt", statistics.median(lat), "s"),
         Row("pipeline", f"{label} burst {n}: p99 drop-to-receipt", _percentile(lat, 0.99), "s"),
-        Row("pipeline", f"{label} burst {n}: CPU per message, node A", cpu_a, "ms",
-            f"user + system; folders on {nodes_file_system()}"),
-        Row("pipeline", f"{label} burst {n}: CPU per message, node B", cpu_b, "ms",
-            f"user + system; folders on {nodes_file_system()}"),
+        Row("pipeline", f"{label} burst {n}: CPU per message, node A", cpu_a, "ms", where),
+        Row("pipeline", f"{label} burst {n}: CPU per message, node B", cpu_b, "ms", where),
         Row("pipeline", f"{label} burst {n}: CPU ceiling ({cores} cores)",
             cores * 1000 / (cpu_a + cpu_b), "msg/s", "cores x 1 s / (A + B) CPU per message"),
     ]

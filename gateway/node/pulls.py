@@ -22,7 +22,7 @@ from transports import Transport, TransportError
 
 __all__ = ["IN_PROGRESS", "pull_batches"]
 
-log = logging.getLogger("gateway.node.inbound")
+log = logging.getLogger("gateway.node.pulls")
 
 #: the status an accept gives a blob that is being taken elsewhere: left for the next pull
 IN_PROGRESS = 503
